@@ -1,0 +1,56 @@
+//! Tensor and state digests.
+//!
+//! A tensor's raw little-endian bytes are cut into 1 MiB chunks (the last may be shorter);
+//! `chunk leaf = H(CHUNK, chunk)`, and the tensor digest binds the chunks' Merkle root to the
+//! tensor's name, dtype and shape:
+//! `H(TENSOR, len u32 || name || len u32 || dtype || ndim u32 || dims u64... || nbytes u64 || root)`.
+//! A state digest is the Merkle root of tensor digests sorted by name (bytewise), names unique.
+//! Chunks are independent, so the host hashes them in parallel.
+
+use alloc::vec::Vec;
+
+use crate::hash::{tag, Digest, Sha256};
+use crate::merkle;
+
+pub const CHUNK_LEN: usize = 1 << 20;
+
+pub fn chunk_leaf<H: Sha256>(chunk: &[u8]) -> Digest {
+    H::tagged(tag::CHUNK, &[chunk])
+}
+
+pub fn tensor_digest_from_chunks<H: Sha256>(
+    name: &str,
+    dtype: &str,
+    shape: &[u64],
+    nbytes: u64,
+    chunk_leaves: &[Digest],
+) -> Digest {
+    let mut header = Vec::with_capacity(24 + name.len() + dtype.len() + 8 * shape.len());
+    header.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    header.extend_from_slice(name.as_bytes());
+    header.extend_from_slice(&(dtype.len() as u32).to_le_bytes());
+    header.extend_from_slice(dtype.as_bytes());
+    header.extend_from_slice(&(shape.len() as u32).to_le_bytes());
+    for d in shape {
+        header.extend_from_slice(&d.to_le_bytes());
+    }
+    header.extend_from_slice(&nbytes.to_le_bytes());
+    let root = merkle::root::<H>(chunk_leaves);
+    H::tagged(tag::TENSOR, &[&header, &root])
+}
+
+/// Sequential reference for one tensor; the host computes the same thing in parallel.
+pub fn tensor_digest<H: Sha256>(name: &str, dtype: &str, shape: &[u64], data: &[u8]) -> Digest {
+    let leaves: Vec<Digest> = data.chunks(CHUNK_LEN).map(chunk_leaf::<H>).collect();
+    tensor_digest_from_chunks::<H>(name, dtype, shape, data.len() as u64, &leaves)
+}
+
+/// Merkle root over `(name, tensor digest)` pairs sorted by name. Returns `None` on a duplicate name.
+pub fn state_digest<H: Sha256>(tensors: &mut [(&str, Digest)]) -> Option<Digest> {
+    tensors.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    if tensors.windows(2).any(|w| w[0].0 == w[1].0) {
+        return None;
+    }
+    let leaves: Vec<Digest> = tensors.iter().map(|t| t.1).collect();
+    Some(merkle::root::<H>(&leaves))
+}

@@ -1,0 +1,211 @@
+//! One test per rule of the epoch check, plus property tests of the encodings and the sampler.
+mod common;
+
+use common::{d, Run};
+use proptest::prelude::*;
+use veritrain_core::hash::Sha2;
+use veritrain_core::schedule::powu;
+use veritrain_core::{check_epoch, merkle, sampler, EpochClaim, EpochInput, ErrorKind, Schedule, StepRecord};
+
+fn kind(input: &EpochInput) -> Option<ErrorKind> {
+    check_epoch::<Sha2>(input).err().map(|e| e.kind)
+}
+
+/// Re-encodes record `k` after `f` changes it, and re-chains nothing: the tamper stays local.
+fn tamper_record(input: &mut EpochInput, k: usize, f: impl FnOnce(&mut StepRecord)) {
+    let mut r = StepRecord::decode(&input.records[k]).unwrap();
+    f(&mut r);
+    input.records[k] = r.encode();
+}
+
+#[test]
+fn honest_epochs_pass() {
+    for input in Run::small().epochs(3) {
+        assert_eq!(check_epoch::<Sha2>(&input), Ok(()));
+        assert_eq!(EpochInput::decode(&input.encode()).unwrap(), input);
+    }
+}
+
+#[test]
+fn each_rule_rejects_its_violation() {
+    let run = Run::small();
+    let epochs = run.epochs(2);
+    let e0 = &epochs[0];
+    let e1 = &epochs[1];
+
+    let mut x = e0.clone();
+    x.claim.guarantees |= veritrain_core::Guarantees::ARITHMETIC;
+    assert_eq!(kind(&x), Some(ErrorKind::Guarantees));
+
+    let mut x = e0.clone();
+    x.claim.batch_size = 0;
+    assert_eq!(kind(&x), Some(ErrorKind::Parameters));
+
+    let mut x = e0.clone();
+    x.records.pop();
+    assert_eq!(kind(&x), Some(ErrorKind::StepRange));
+
+    let mut x = e1.clone();
+    x.claim.first_step += 1;
+    assert_eq!(kind(&x), Some(ErrorKind::StepRange));
+
+    let mut x = e0.clone();
+    x.claim.start_state_digest = d("other");
+    assert_eq!(kind(&x), Some(ErrorKind::Genesis));
+
+    let mut x = e1.clone();
+    x.prev = None;
+    assert_eq!(kind(&x), Some(ErrorKind::Genesis));
+
+    let mut x = e1.clone();
+    x.claim.start_state_digest = d("other");
+    assert_eq!(kind(&x), Some(ErrorKind::Lineage));
+
+    let mut x = e1.clone();
+    x.prev.as_mut().unwrap().last_record_hash = d("other");
+    assert_eq!(kind(&x), Some(ErrorKind::Lineage));
+
+    let mut x = e0.clone();
+    tamper_record(&mut x, 1, |r| r.step += 1);
+    assert_eq!(kind(&x), Some(ErrorKind::RecordPlace));
+
+    let mut x = e0.clone();
+    tamper_record(&mut x, 1, |r| r.prev_record_hash = d("other"));
+    assert_eq!(kind(&x), Some(ErrorKind::Chain));
+
+    // Changing a record breaks the link of the record after it.
+    let mut x = e0.clone();
+    tamper_record(&mut x, 0, |r| r.loss_bits ^= 1);
+    let err = check_epoch::<Sha2>(&x).unwrap_err();
+    assert_eq!((err.kind, err.step), (ErrorKind::Chain, Some(1)));
+
+    let mut x = e0.clone();
+    tamper_record(&mut x, 2, |r| r.batch_digest = sampler::batch_digest::<Sha2>(&[0, 1]));
+    assert_eq!(kind(&x), Some(ErrorKind::Batch));
+
+    let mut x = e0.clone();
+    x.claim.schedule = Schedule::Constant { base_lr: 0.1 };
+    assert_eq!(kind(&x), Some(ErrorKind::Hparams));
+
+    let mut x = e0.clone();
+    x.claim.end_state_digest = d("other");
+    assert_eq!(kind(&x), Some(ErrorKind::EndState));
+
+    let mut x = e0.clone();
+    x.claim.records_root = d("other");
+    assert_eq!(kind(&x), Some(ErrorKind::RecordsRoot));
+
+    let mut x = e0.clone();
+    x.claim.last_record_hash = d("other");
+    assert_eq!(kind(&x), Some(ErrorKind::RecordsRoot));
+}
+
+#[test]
+fn truncated_and_padded_inputs_are_encoding_errors() {
+    let bytes = Run::small().epochs(1)[0].encode();
+    for cut in [0, 1, 383, 384, 387, bytes.len() - 1] {
+        assert_eq!(EpochInput::decode(&bytes[..cut]).unwrap_err().kind, ErrorKind::Encoding);
+    }
+    let mut padded = bytes.clone();
+    padded.push(0);
+    assert_eq!(EpochInput::decode(&padded).unwrap_err().kind, ErrorKind::Encoding);
+}
+
+#[test]
+fn merkle_shapes() {
+    let l: Vec<_> = (0..5u8).map(|i| d(&i.to_string())).collect();
+    fn n(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
+        merkle::node::<Sha2>(a, b)
+    }
+    assert_eq!(merkle::root::<Sha2>(&l[..1]), l[0]);
+    assert_eq!(merkle::root::<Sha2>(&l[..3]), n(&n(&l[0], &l[1]), &l[2]));
+    assert_eq!(merkle::root::<Sha2>(&l[..5]), n(&n(&n(&l[0], &l[1]), &n(&l[2], &l[3])), &l[4]));
+    // No duplication: [a, b, c] and [a, b, c, c] differ.
+    let mut dup = l[..3].to_vec();
+    dup.push(l[2]);
+    assert_ne!(merkle::root::<Sha2>(&l[..3]), merkle::root::<Sha2>(&dup));
+}
+
+#[test]
+fn powu_matches_repeated_multiplication_for_small_powers() {
+    assert_eq!(powu(0.5, 0), 1.0);
+    assert_eq!(powu(0.5, 3), 0.125);
+    assert_eq!(powu(3.0, 5), 243.0);
+}
+
+fn arb_record() -> impl Strategy<Value = StepRecord> {
+    (any::<bool>(), any::<u64>(), any::<u64>(), any::<[u8; 32]>(), any::<[u8; 32]>(), any::<u32>(), any::<u32>())
+        .prop_map(|(has_state, epoch, step, a, b, loss, gn)| StepRecord {
+            flags: has_state as u32,
+            run_id: veritrain_core::record::encode_run_id("prop").unwrap(),
+            epoch,
+            step,
+            prev_record_hash: a,
+            batch_digest: b,
+            hparams_digest: a,
+            loss_bits: loss,
+            grad_norm_bits: gn,
+            param_digest: b,
+            state_digest: if has_state { a } else { [0; 32] },
+        })
+}
+
+proptest! {
+    #[test]
+    fn record_roundtrips(r in arb_record()) {
+        let bytes = r.encode();
+        prop_assert_eq!(StepRecord::decode(&bytes).unwrap(), r);
+    }
+
+    #[test]
+    fn record_rejects_any_flipped_header_bit(r in arb_record(), bit in 0usize..64) {
+        // The version and flags words admit exactly one valid value each per record.
+        let mut bytes = r.encode();
+        bytes[bit / 8] ^= 1 << (bit % 8);
+        let flipped_flag_zero_state = bit == 32 && r.flags == 0;
+        prop_assume!(!flipped_flag_zero_state || r.state_digest != [0; 32]);
+        prop_assert!(StepRecord::decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn permutation_is_a_permutation(seed in any::<u64>(), epoch in 0u64..1000, n in 1u32..2000) {
+        let mut p = sampler::epoch_permutation::<Sha2>(seed, epoch, n);
+        p.sort_unstable();
+        prop_assert_eq!(p, (0..n).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn batches_cover_the_epoch_once(n in 1u64..500, b in 1u64..64) {
+        let perm = sampler::epoch_permutation::<Sha2>(1, 0, n as u32);
+        let spe = sampler::steps_per_epoch(n, b);
+        let mut all: Vec<u32> = (0..spe).flat_map(|k| sampler::batch_indices(&perm, b, k).to_vec()).collect();
+        prop_assert_eq!(all.len() as u64, n);
+        all.sort_unstable();
+        prop_assert_eq!(all, (0..n as u32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn any_single_byte_change_in_a_record_is_caught(k in 0usize..3, pos in 0usize..224, x in 1u8..=255) {
+        let mut input = Run::small().epochs(1).remove(0);
+        input.records[k][pos] ^= x;
+        prop_assert!(check_epoch::<Sha2>(&input).is_err());
+    }
+
+    #[test]
+    fn claim_roundtrips_and_any_byte_change_is_caught(pos in 0usize..384, x in 1u8..=255) {
+        let input = Run::small().epochs(1).remove(0);
+        let bytes = input.claim.encode();
+        prop_assert_eq!(EpochClaim::decode(&bytes).unwrap(), input.claim.clone());
+        let mut bad = bytes;
+        bad[pos] ^= x;
+        // image_id (last 32 bytes) is not checked by the guest against anything: the verifier
+        // compares it with the receipt's image id. Everything else must fail to decode or to check.
+        prop_assume!(pos < 352);
+        let outcome = EpochClaim::decode(&bad).map(|claim| {
+            let mut y = input.clone();
+            y.claim = claim;
+            check_epoch::<Sha2>(&y)
+        });
+        prop_assert!(!matches!(outcome, Ok(Ok(()))));
+    }
+}

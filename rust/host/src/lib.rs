@@ -1,0 +1,22 @@
+//! `prover._native`: veritrain's Rust core and the RISC Zero prover, for Python.
+//!
+//! Encodings and rules come from veritrain-core (the same crate the guest runs); this module only
+//! converts between Python values and core types, hashes in parallel, and drives risc0.
+use pyo3::prelude::*;
+
+mod codec;
+mod digest;
+mod errors;
+mod zkvm;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    codec::register(m)?;
+    digest::register(m)?;
+    zkvm::register(m)?;
+    m.add("PROTOCOL_VERSION", veritrain_core::PROTOCOL_VERSION)?;
+    m.add("RECORD_LEN", veritrain_core::RECORD_LEN)?;
+    m.add("CLAIM_LEN", veritrain_core::CLAIM_LEN)?;
+    Ok(())
+}

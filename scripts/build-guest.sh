@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the zkVM guest ELF for riscv32im-risc0-zkvm-elf with Debian's rustc-web toolchain and
+# -Zbuild-std (no rzup, no docker here). Prints the ELF's path on stdout.
+#
+# The ELF is a reproducible build output: every absolute path that could leak into it (the repo,
+# CARGO_HOME, Rust's library source) is remapped, so the image id does not depend on where the
+# clone, the cargo cache or the toolchain live. An auditor rebuilds with this script and compares.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${VERITRAIN_CACHE:-$HOME/.cache/veritrain}"
+CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
+SYSROOT="$(/usr/bin/rustc --print sysroot)"
+TARGET=riscv32im-risc0-zkvm-elf
+export CARGO_TARGET_DIR="$CACHE/target-guest"
+
+# Debian's toolchain, not rustup's: it ships the library source that -Zbuild-std needs.
+export RUSTC=/usr/bin/rustc
+export RUSTC_BOOTSTRAP=1
+unset RUSTC_WRAPPER
+export RUSTFLAGS="-C passes=lower-atomic -C link-arg=-Ttext=0x00200800 -C link-arg=--fatal-warnings \
+-C panic=abort --cfg getrandom_backend=\"custom\" \
+--remap-path-prefix=$REPO=/veritrain --remap-path-prefix=$CARGO_HOME=/cargo \
+--remap-path-prefix=$SYSROOT/lib/rustlib/src/rust=/rustc-src"
+export CARGO_ENCODED_RUSTFLAGS=""
+unset CARGO_ENCODED_RUSTFLAGS
+
+cd "$REPO/rust/guest"
+/usr/bin/cargo build --release --locked --target "$TARGET" \
+  -Zbuild-std=alloc,core,proc_macro,panic_abort,std -Zbuild-std-features=compiler-builtins-mem >&2
+echo "$CARGO_TARGET_DIR/$TARGET/release/veritrain-guest"
