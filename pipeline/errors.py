@@ -1,0 +1,23 @@
+"""Errors of the pipeline. Each maps to a CLI exit code (see flows/cli.py)."""
+
+from prover.errors import VeritrainError
+
+
+class SpecError(VeritrainError):
+    """The run spec is malformed (the message names the file and the key's path)."""
+
+
+class DeterminismError(VeritrainError):
+    """The environment's determinism profile differs from the run's (the message names the field)."""
+
+
+class StorageError(VeritrainError):
+    """The store is unreachable or an object could not be read or written."""
+
+
+class ConflictError(StorageError):
+    """A conditional create lost: the object already exists (another writer won)."""
+
+
+class IntegrityError(VeritrainError):
+    """A stored artifact is truncated, tampered or inconsistent (the message names the object)."""

@@ -1,0 +1,75 @@
+"""Finalization: prove an epoch's claim in the zkVM and store its receipt and journal."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from pipeline.errors import IntegrityError
+from pipeline.ledger import Entry, Ledger
+from pipeline.run import (
+    Manifest,
+    claim_of,
+    epoch_entries,
+    journal_key,
+    receipt_entries,
+    receipt_key,
+    sha256_hex,
+)
+from pipeline.store import Store
+from prover import EpochReceipt, epoch_input, prove_epoch
+
+
+def load_epoch_records(store: Store, entry: Entry) -> list[bytes]:
+    key = entry.body["records"]
+    blob = store.read(key)
+    if sha256_hex(blob) != entry.body["records_sha256"]:
+        raise IntegrityError(f"{key}: does not match its ledger entry")
+    from prover import _native
+
+    n = _native.RECORD_LEN
+    return [blob[i : i + n] for i in range(0, len(blob), n)]
+
+
+def unproven_epochs(entries: list[Entry]) -> list[int]:
+    proven = receipt_entries(entries)
+    return sorted(e for e in epoch_entries(entries) if e not in proven)
+
+
+def finalize_epoch(
+    store: Store, manifest: Manifest, ledger: Ledger, entries: list[Entry], key, epoch: int
+) -> EpochReceipt:
+    """Proves ``epoch`` (its predecessor must already have a receipt) and records the receipt."""
+    run_id = manifest.run_id
+    epochs = epoch_entries(entries)
+    entry = epochs[epoch]
+    claim = claim_of(entry)
+    prev_claim = claim_of(epochs[epoch - 1]) if epoch > 0 else None
+    prev_receipt = None
+    if epoch > 0:
+        receipts = receipt_entries(entries)
+        if epoch - 1 not in receipts:
+            raise IntegrityError(f"epoch {epoch - 1} has no receipt yet; prove epochs in order")
+        prev_receipt = store.read(receipts[epoch - 1].body["receipt"])
+    records = load_epoch_records(store, entry)
+    result = prove_epoch(epoch_input(claim, prev_claim, records), prev_receipt)
+    if result.claim != claim:
+        raise IntegrityError(f"epoch {epoch}: the receipt's journal is not the committed claim")
+    rk, jk = receipt_key(run_id, epoch), journal_key(run_id, epoch)
+    store.create(rk, result.receipt)
+    store.create(jk, json.dumps(result.claim.journal_json(), indent=1, sort_keys=True).encode())
+    ledger.append(
+        key,
+        "receipt",
+        {
+            "epoch": epoch,
+            "receipt": rk,
+            "receipt_sha256": sha256_hex(result.receipt),
+            "journal": jk,
+            "claim_digest": sha256_hex(claim.to_bytes()),
+            # Starts the challenge window (DESIGN.md: final = proven + window passed).
+            "proven_at": int(time.time()),
+        },
+        entries,
+    )
+    return result

@@ -1,0 +1,140 @@
+"""The run's append-only, hash-chained, Ed25519-signed ledger.
+
+Entry ``ledger/<seq:012d>.json``: ``{"seq", "run_id", "prev", "kind", "body", "entry_hash",
+"signature"}``. ``entry_hash = SHA-256("veritrain/ledger/v1" || 0x00 || canonical JSON of
+{seq, run_id, prev, kind, body})`` where canonical JSON has sorted keys and no spaces; ``prev`` is
+the previous entry's hash ("" for seq 0); the signature is Ed25519 over the 32-byte entry hash by
+the run's key, whose public half is in the run manifest. Entries are created with a conditional
+create, so two writers cannot both append the same sequence number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from pipeline.errors import IntegrityError, StorageError
+from pipeline.store import Store
+
+TAG = b"veritrain/ledger/v1\x00"
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    kind: str
+    body: dict[str, Any]
+    prev: str
+    entry_hash: str
+    signature: str
+
+
+def _entry_hash(run_id: str, seq: int, prev: str, kind: str, body: dict[str, Any]) -> bytes:
+    core = {"seq": seq, "run_id": run_id, "prev": prev, "kind": kind, "body": body}
+    return hashlib.sha256(TAG + canonical_json(core)).digest()
+
+
+def key_dir() -> Path:
+    return Path(os.environ.get("VERITRAIN_KEYS", Path.home() / ".local/share/veritrain/keys"))
+
+
+def load_or_create_key(run_id: str) -> Ed25519PrivateKey:
+    """The run's signing key, kept outside the store (the store only ever holds the public half)."""
+    path = key_dir() / f"{run_id}.ed25519.pem"
+    try:
+        if path.exists():
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise IntegrityError(f"{path}: not an Ed25519 key")
+            return key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        return key
+    except OSError as e:
+        raise StorageError(f"{path}: cannot read or create the run key: {e.strerror}") from None
+
+
+def public_key_hex(key: Ed25519PrivateKey) -> str:
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return raw.hex()
+
+
+class Ledger:
+    def __init__(self, store: Store, run_id: str, public_key: str):
+        self.store = store
+        self.run_id = run_id
+        self.prefix = f"runs/{run_id}/ledger/"
+        try:
+            self.public_key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key))
+        except ValueError:
+            raise IntegrityError(f"runs/{run_id}/run.json: public_key is not an Ed25519 key") from None
+
+    def entries(self) -> list[Entry]:
+        """All entries, each checked: file name, sequence, chain, hash and signature."""
+        out: list[Entry] = []
+        prev = ""
+        for i, key in enumerate(self.store.list(self.prefix)):
+            name = key.rsplit("/", 1)[-1]
+            if name != f"{i:012d}.json":
+                raise IntegrityError(f"{key}: unexpected ledger object (expected {i:012d}.json)")
+            entry = self._parse(key, self.store.read(key))
+            if entry.seq != i or entry.prev != prev:
+                raise IntegrityError(f"{key}: breaks the ledger chain")
+            out.append(entry)
+            prev = entry.entry_hash
+        return out
+
+    def _parse(self, key: str, data: bytes) -> Entry:
+        try:
+            d = json.loads(data)
+            entry = Entry(
+                seq=d["seq"], kind=d["kind"], body=d["body"], prev=d["prev"],
+                entry_hash=d["entry_hash"], signature=d["signature"],
+            )
+            if d["run_id"] != self.run_id or set(d) != {
+                "seq", "run_id", "prev", "kind", "body", "entry_hash", "signature"
+            }:
+                raise ValueError("wrong run or fields")
+            expected = _entry_hash(self.run_id, entry.seq, entry.prev, entry.kind, entry.body)
+        except (ValueError, KeyError, TypeError) as e:
+            raise IntegrityError(f"{key}: not a valid ledger entry ({e})") from None
+        if expected.hex() != entry.entry_hash:
+            raise IntegrityError(f"{key}: entry hash does not match its content")
+        try:
+            self.public_key.verify(bytes.fromhex(entry.signature), expected)
+        except (InvalidSignature, ValueError):
+            raise IntegrityError(f"{key}: bad signature") from None
+        return entry
+
+    def append(self, key: Ed25519PrivateKey, kind: str, body: dict[str, Any], entries: list[Entry]) -> Entry:
+        """Appends after ``entries`` (the caller's current view). Raises ConflictError if another
+        writer appended first."""
+        seq = len(entries)
+        prev = entries[-1].entry_hash if entries else ""
+        h = _entry_hash(self.run_id, seq, prev, kind, body)
+        entry = Entry(seq=seq, kind=kind, body=body, prev=prev, entry_hash=h.hex(), signature=key.sign(h).hex())
+        doc = {
+            "seq": seq, "run_id": self.run_id, "prev": prev, "kind": kind, "body": body,
+            "entry_hash": entry.entry_hash, "signature": entry.signature,
+        }
+        self.store.create(f"{self.prefix}{seq:012d}.json", json.dumps(doc, indent=1, sort_keys=True).encode())
+        entries.append(entry)
+        return entry

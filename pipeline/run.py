@@ -1,0 +1,122 @@
+"""A run: its manifest, key, ledger and the objects it stores, under ``runs/<run_id>/``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import IntegrityError, SpecError
+from pipeline.ledger import Entry, Ledger, canonical_json
+from pipeline.spec import RunSpec, parse_spec
+from pipeline.store import NotFoundError, Store
+from prover import EpochClaim
+
+OPTIMIZER_TAG = b"veritrain/optimizer/v1\x00"
+
+
+def new_run_id() -> str:
+    return "run-" + secrets.token_hex(6)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def optimizer_digest(spec: RunSpec) -> bytes:
+    """Digest of the constant optimizer settings; each step's hparams digest binds it."""
+    return hashlib.sha256(OPTIMIZER_TAG + canonical_json(spec.optimizer.model_dump(mode="json"))).digest()
+
+
+def keys(run_id: str) -> dict[str, str]:
+    base = f"runs/{run_id}"
+    return {"base": base, "manifest": f"{base}/run.json"}
+
+
+def checkpoint_key(run_id: str, step: int) -> str:
+    return f"runs/{run_id}/checkpoints/step-{step:012d}.safetensors"
+
+
+def pending_records_key(run_id: str, step: int) -> str:
+    """Records of the current epoch up to a mid-epoch checkpoint, so a resume loses none."""
+    return f"runs/{run_id}/checkpoints/step-{step:012d}.records.bin"
+
+
+def records_key(run_id: str, epoch: int) -> str:
+    return f"runs/{run_id}/records/epoch-{epoch:06d}.bin"
+
+
+def receipt_key(run_id: str, epoch: int) -> str:
+    return f"runs/{run_id}/receipts/epoch-{epoch:06d}.receipt"
+
+
+def journal_key(run_id: str, epoch: int) -> str:
+    return f"runs/{run_id}/receipts/epoch-{epoch:06d}.journal.json"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """``run.json``: spec, determinism profile, dataset root, image id, public key, genesis."""
+
+    raw: bytes
+    doc: dict[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        return self.doc["run_id"]
+
+    @property
+    def spec(self) -> RunSpec:
+        return parse_spec(self.doc["spec"], f"runs/{self.run_id}/run.json")
+
+    @property
+    def image_id(self) -> bytes:
+        return bytes.fromhex(self.doc["image_id"])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return int(self.doc["steps_per_epoch"])
+
+    @classmethod
+    def load(cls, store: Store, run_id: str) -> Manifest:
+        key = keys(run_id)["manifest"]
+        raw = store.read(key)
+        try:
+            doc = json.loads(raw)
+            if doc["run_id"] != run_id:
+                raise ValueError(f"names run {doc['run_id']!r}")
+            parse_spec(doc["spec"], key)
+            for field in ("image_id", "public_key", "genesis_state_digest", "dataset_root"):
+                bytes.fromhex(doc[field])
+        except (ValueError, KeyError, TypeError, SpecError) as e:
+            raise IntegrityError(f"{key}: not a valid run manifest ({e})") from None
+        return cls(raw=raw, doc=doc)
+
+
+def epoch_entries(entries: list[Entry]) -> dict[int, Entry]:
+    return {e.body["epoch"]: e for e in entries if e.kind == "epoch"}
+
+
+def receipt_entries(entries: list[Entry]) -> dict[int, Entry]:
+    return {e.body["epoch"]: e for e in entries if e.kind == "receipt"}
+
+
+def claim_of(entry: Entry) -> EpochClaim:
+    return EpochClaim.model_validate(entry.body["claim"])
+
+
+def open_ledger(store: Store, manifest: Manifest) -> tuple[Ledger, list[Entry]]:
+    ledger = Ledger(store, manifest.run_id, manifest.doc["public_key"])
+    entries = ledger.entries()
+    if not entries or entries[0].kind != "run" or entries[0].body.get("manifest_sha256") != sha256_hex(manifest.raw):
+        raise IntegrityError(f"runs/{manifest.run_id}/run.json: does not match ledger entry 0")
+    return ledger, entries
+
+
+def read_or_none(store: Store, key: str) -> bytes | None:
+    try:
+        return store.read(key)
+    except NotFoundError:
+        return None

@@ -1,0 +1,130 @@
+"""The run spec: what to train and how to commit to it, loaded from YAML or JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import SpecError
+from prover.models import Schedule
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MlpModel(_Strict):
+    kind: Literal["mlp"] = "mlp"
+    hidden: list[Annotated[int, Field(gt=0)]] = [64]
+
+
+class CnnModel(_Strict):
+    """A small CNN for square single-channel images (e.g. 8x8 digits)."""
+
+    kind: Literal["cnn"] = "cnn"
+    channels: list[Annotated[int, Field(gt=0)]] = [8, 16]
+
+
+class ImportedModel(_Strict):
+    """``factory`` is ``package.module:function``, called as ``function(in_features, classes, **kwargs)``."""
+
+    kind: Literal["import"] = "import"
+    factory: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
+    kwargs: dict[str, Any] = {}
+
+
+class DigitsDataset(_Strict):
+    """scikit-learn's bundled digits (1,797 8x8 images); nothing is downloaded."""
+
+    kind: Literal["digits"] = "digits"
+
+
+class SyntheticDataset(_Strict):
+    """Gaussian blobs, generated from a seed: small and instant, for tests."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    samples: Annotated[int, Field(gt=0, le=1_000_000)] = 64
+    features: Annotated[int, Field(gt=0)] = 16
+    classes: Annotated[int, Field(ge=2)] = 4
+    seed: int = 0
+
+
+class FileDataset(_Strict):
+    """A local ``.npz`` or ``.safetensors`` file with arrays ``x`` (features) and ``y`` (labels)."""
+
+    kind: Literal["file"] = "file"
+    path: str
+
+
+class SgdOptimizer(_Strict):
+    kind: Literal["sgd"] = "sgd"
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+
+
+class AdamOptimizer(_Strict):
+    kind: Literal["adam"] = "adam"
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
+    eps: Annotated[float, Field(gt=0)] = 1e-8
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+
+
+class RunSpec(_Strict):
+    """Everything that determines a run. Its canonical JSON is stored in the run manifest."""
+
+    model: Annotated[MlpModel | CnnModel | ImportedModel, Field(discriminator="kind")] = MlpModel()
+    dataset: Annotated[
+        DigitsDataset | SyntheticDataset | FileDataset, Field(discriminator="kind")
+    ] = DigitsDataset()
+    optimizer: Annotated[SgdOptimizer | AdamOptimizer, Field(discriminator="kind")] = SgdOptimizer()
+    schedule: Schedule = Schedule(kind="constant", base_lr=0.05)
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    epochs: Annotated[int, Field(gt=0)] = 1
+    batch_size: Annotated[int, Field(gt=0)] = 32
+    state_every: Annotated[int, Field(gt=0)] = 100
+    checkpoint_every: Annotated[int, Field(gt=0)] = 100
+    finalize_every: Annotated[int, Field(ge=0)] = 1
+    challenge_window: Annotated[float, Field(ge=0)] = 7 * 24 * 3600.0
+    threads: Annotated[int, Field(gt=0)] = 1
+    store: str = "./veritrain-store"
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def _describe(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    return f"{loc}: {err['msg']}{more}"
+
+
+def parse_spec(data: Any, source: str = "spec") -> RunSpec:
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a spec is a mapping of keys, got {type(data).__name__}")
+    try:
+        return RunSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(f"{source}: {_describe(e)}") from None
+
+
+def load_spec(path: str | Path) -> RunSpec:
+    """Loads a spec from YAML (or JSON, which is YAML). Raises SpecError naming file and key."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise SpecError(f"{p}: cannot read the spec: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SpecError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
+    return parse_spec(data, str(p))
+
+
+def spec_json_schema() -> dict[str, Any]:
+    return RunSpec.model_json_schema()

@@ -1,0 +1,98 @@
+"""The training state as named tensors: digests, and safetensors checkpoints.
+
+Names: ``param/<name>``, ``buffer/<name>``, ``optim/<param index>/<key>``, ``rng/torch`` and
+``step``. The state digest covers all of them, the param digest only ``param/*``. Both are over
+tensors (name, dtype, shape, bytes), never file bytes, so anyone recomputes them from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from pipeline.errors import IntegrityError
+from prover import _native
+
+# safetensors' dtype names, which the tensor digest binds.
+_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+
+
+def state_tensors(model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> dict[str, torch.Tensor]:
+    """The whole training state after ``step`` completed steps. Tensors share memory with the live
+    objects (no copies): digest them before the next optimizer step writes to them."""
+    t: dict[str, torch.Tensor] = {}
+    for name, p in model.named_parameters():
+        t[f"param/{name}"] = p.detach()
+    for name, b in model.named_buffers():
+        t[f"buffer/{name}"] = b.detach()
+    for idx, st in optimizer.state_dict()["state"].items():
+        for key, v in st.items():
+            if torch.is_tensor(v):
+                t[f"optim/{idx}/{key}"] = v.detach()
+    t["rng/torch"] = torch.get_rng_state()
+    t["step"] = torch.tensor([step], dtype=torch.int64)
+    return t
+
+
+def param_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {f"param/{name}": p.detach() for name, p in model.named_parameters()}
+
+
+def _buffer(t: torch.Tensor):
+    flat = t.contiguous().reshape(-1)
+    return flat.view(torch.uint8).numpy() if flat.numel() else bytearray()
+
+
+def digest_tensors(tensors: dict[str, torch.Tensor]) -> bytes:
+    """State digest (Merkle root of tensor digests sorted by name), hashed in parallel in Rust."""
+    items = []
+    for name, t in tensors.items():
+        if t.dtype not in _DTYPES:
+            raise TypeError(f"{name}: dtype {t.dtype} has no safetensors name")
+        items.append((name, _DTYPES[t.dtype], list(t.shape), _buffer(t)))
+    digests = _native.tensor_digests(items)
+    return _native.state_digest([(name, d) for (name, *_), d in zip(items, digests)])
+
+
+def checkpoint_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    return st_save({k: v.contiguous() for k, v in tensors.items()})
+
+
+def load_checkpoint(data: bytes, source: str) -> dict[str, torch.Tensor]:
+    """Parses a safetensors checkpoint (never pickle). Raises IntegrityError naming ``source``."""
+    try:
+        return st_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise IntegrityError(f"{source}: not a readable safetensors checkpoint: {e}") from None
+
+
+def restore(model: nn.Module, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> int:
+    """Loads a state into live objects; returns the step counter."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(tensors[f"param/{name}"])
+        for name, b in model.named_buffers():
+            b.copy_(tensors[f"buffer/{name}"])
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim/"):
+            _, idx, k = key.split("/", 2)
+            state.setdefault(int(idx), {})[k] = v.clone()
+    groups = optimizer.state_dict()["param_groups"]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    torch.set_rng_state(tensors["rng/torch"])
+    return int(tensors["step"][0])

@@ -1,0 +1,311 @@
+"""Deterministic training with a committed record for every step.
+
+Each step: learning rate from the schedule, the sampler's batch, forward, backward, then the
+optimizer step. The digest of step t's parameters is hashed in Rust on other cores while step t+1
+runs forward and backward (they only read the parameters) and is awaited before step t+1's
+optimizer step writes them. Full state digests are taken every ``state_every`` steps, at every
+checkpoint and at every epoch end.
+
+Crash safety: every object is write-once and the ledger entry that names it is written last, so
+the newest ``checkpoint`` or ``epoch`` entry is always a consistent point to resume from. Training
+is deterministic, so the steps replayed after a crash produce the very same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline import state as st
+from pipeline.data import Dataset, load_dataset
+from pipeline.determinism import DeterminismProfile
+from pipeline.errors import IntegrityError, SpecError
+from pipeline.ledger import Entry, Ledger, load_or_create_key, public_key_hex
+from pipeline.models import build_model, build_optimizer
+from pipeline.run import (
+    Manifest,
+    checkpoint_key,
+    claim_of,
+    keys,
+    open_ledger,
+    optimizer_digest,
+    pending_records_key,
+    records_key,
+    sha256_hex,
+)
+from pipeline.spec import RunSpec
+from pipeline.store import Store
+from prover import EpochClaim, _native, check_epoch, epoch_input, image_id
+
+RECORD_LEN = _native.RECORD_LEN
+
+
+@dataclass
+class StepEvent:
+    """What the progress callback receives after each step."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
+
+
+@dataclass
+class Trainer:
+    spec: RunSpec
+    store: Store
+    manifest: Manifest
+    ledger: Ledger
+    entries: list[Entry]
+    dataset: Dataset
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    key: object
+    on_step: Callable[[StepEvent], None] | None = None
+    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
+
+    @property
+    def run_id(self) -> str:
+        return self.manifest.run_id
+
+    @property
+    def spe(self) -> int:
+        return self.manifest.steps_per_epoch
+
+    def append(self, kind: str, body: dict) -> Entry:
+        return self.ledger.append(self.key, kind, body, self.entries)
+
+
+def _setup(spec: RunSpec) -> tuple[DeterminismProfile, Dataset, torch.nn.Module, torch.optim.Optimizer]:
+    profile = DeterminismProfile.current(spec.threads)
+    profile.apply()
+    dataset = load_dataset(spec.dataset)
+    torch.manual_seed(spec.seed)
+    model = build_model(spec.model, dataset.in_features, dataset.classes)
+    optimizer = build_optimizer(spec.optimizer, model.parameters())
+    return profile, dataset, model, optimizer
+
+
+def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
+    """Creates the run (manifest, genesis checkpoint, first ledger entries) or reopens it to resume.
+    Reopening checks that the spec, the determinism profile and the guest are the run's own."""
+    profile, dataset, model, optimizer = _setup(spec)
+    key = load_or_create_key(run_id)
+    mkey = keys(run_id)["manifest"]
+    if not store.exists(mkey):
+        genesis = st.digest_tensors(st.state_tensors(model, optimizer, 0))
+        doc = {
+            "protocol_version": _native.PROTOCOL_VERSION,
+            "run_id": run_id,
+            "spec": spec.model_dump(mode="json"),
+            "determinism": profile.model_dump(),
+            "dataset_root": dataset.root().hex(),
+            "dataset_len": len(dataset),
+            "steps_per_epoch": _native.steps_per_epoch(len(dataset), spec.batch_size),
+            "optimizer_digest": optimizer_digest(spec).hex(),
+            "genesis_state_digest": genesis.hex(),
+            "image_id": image_id().hex(),
+            "public_key": public_key_hex(key),
+        }
+        # Deterministic bytes: a crash between here and the ledger entry re-creates them equal.
+        store.create(mkey, json.dumps(doc, indent=1, sort_keys=True).encode())
+    manifest = Manifest.load(store, run_id)
+    if manifest.doc["public_key"] != public_key_hex(key):
+        raise IntegrityError(f"{mkey}: signed by another key than this machine's key for {run_id}")
+    ledger = Ledger(store, run_id, manifest.doc["public_key"])
+    entries = ledger.entries()
+    if not entries:
+        ledger.append(key, "run", {"manifest_sha256": sha256_hex(manifest.raw)}, entries)
+    ledger, entries = open_ledger(store, manifest)
+    if manifest.spec != spec:
+        raise SpecError(f"{mkey}: run {run_id} exists with another spec; use a new run id")
+    DeterminismProfile.current(spec.threads).require_same(
+        DeterminismProfile.model_validate(manifest.doc["determinism"])
+    )
+    if manifest.image_id != image_id():
+        raise IntegrityError(
+            f"{mkey}: run pins guest image id {manifest.image_id.hex()}, this build has {image_id().hex()}"
+        )
+    t = Trainer(spec, store, manifest, ledger, entries, dataset, model, optimizer, key)
+    if not any(e.kind == "checkpoint" for e in entries):
+        t.append("checkpoint", _write_checkpoint(t, 0, st.state_tensors(model, optimizer, 0), [], None))
+    return t
+
+
+def _write_checkpoint(
+    t: Trainer, step: int, tensors: dict, pending: list[bytes], state_digest: bytes | None
+) -> dict:
+    data = st.checkpoint_bytes(tensors)
+    digest = state_digest or st.digest_tensors(tensors)
+    ck = checkpoint_key(t.run_id, step)
+    t.store.create(ck, data)
+    body = {
+        "step": step,
+        "state_digest": digest.hex(),
+        "checkpoint": ck,
+        "checkpoint_sha256": sha256_hex(data),
+    }
+    if pending:
+        blob = b"".join(pending)
+        pk = pending_records_key(t.run_id, step)
+        t.store.create(pk, blob)
+        body |= {"pending_records": pk, "pending_sha256": sha256_hex(blob)}
+    return body
+
+
+def _resume_point(t: Trainer) -> tuple[int, list[bytes]]:
+    """Restores the newest consistent state; returns (next step, this epoch's records so far)."""
+    last = next(e for e in reversed(t.entries) if e.kind in ("checkpoint", "epoch"))
+    body = last.body["checkpoint"] if last.kind == "epoch" else last.body
+    data = t.store.read(body["checkpoint"])
+    if sha256_hex(data) != body["checkpoint_sha256"]:
+        raise IntegrityError(f"{body['checkpoint']}: does not match its ledger entry")
+    step = st.restore(t.model, t.optimizer, st.load_checkpoint(data, body["checkpoint"]))
+    pending: list[bytes] = []
+    if "pending_records" in body:
+        blob = t.store.read(body["pending_records"])
+        if sha256_hex(blob) != body["pending_sha256"]:
+            raise IntegrityError(f"{body['pending_records']}: does not match its ledger entry")
+        pending = [blob[i : i + RECORD_LEN] for i in range(0, len(blob), RECORD_LEN)]
+    return step, pending
+
+
+def _epoch_link(t: Trainer, epoch: int) -> tuple[bytes, bytes]:
+    """(previous record hash, start state digest) of an epoch."""
+    if epoch == 0:
+        m = t.manifest.doc
+        start = bytes.fromhex(m["genesis_state_digest"])
+        link = _native.genesis_hash(t.run_id, start, bytes.fromhex(m["dataset_root"]), t.spec.seed)
+        return link, start
+    prev = claim_of(next(e for e in t.entries if e.kind == "epoch" and e.body["epoch"] == epoch - 1))
+    return prev.last_record_hash, prev.end_state_digest
+
+
+def _grad_norm(params: list[torch.Tensor]) -> float:
+    norms = [torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+def train(t: Trainer, until_epoch: int | None = None) -> int:
+    """Trains up to (not including) ``until_epoch`` (default: all epochs); returns the epochs done."""
+    spec, spe = t.spec, t.spe
+    end_epoch = spec.epochs if until_epoch is None else min(until_epoch, spec.epochs)
+    step, pending = _resume_point(t)
+    x_all = torch.from_numpy(t.dataset.x)
+    y_all = torch.from_numpy(t.dataset.y)
+    params = [p for p in t.model.parameters()]
+    opt_digest = bytes.fromhex(t.manifest.doc["optimizer_digest"])
+    total = spec.epochs * spe
+    while step < end_epoch * spe:
+        epoch = step // spe
+        link, start_state = _epoch_link(t, epoch)
+        prev_hash = _native.record_hash(pending[-1]) if pending else link
+        perm = np.asarray(_native.epoch_permutation(spec.seed, epoch, len(t.dataset)), dtype=np.int64)
+        # A record waiting for its parameter digest: (fields, future).
+        waiting: tuple[dict, Future] | None = None
+
+        def finish(w: tuple[dict, Future]) -> bytes:
+            fields, fut = w
+            fields["param_digest"] = fut.result()
+            return _native.encode_record(fields)
+
+        for k in range(step - epoch * spe, spe):
+            lr = _native.schedule_lr(spec.schedule.native(), step)
+            for g in t.optimizer.param_groups:
+                g["lr"] = lr
+            idx = perm[k * spec.batch_size : (k + 1) * spec.batch_size]
+            t.optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(t.model(x_all[idx]), y_all[idx])
+            loss.backward()
+            grad_norm = _grad_norm(params)
+            if waiting is not None:  # the previous step's parameters are about to change
+                pending.append(finish(waiting))
+                prev_hash = _native.record_hash(pending[-1])
+                waiting = None
+            t.optimizer.step()
+            done = step + 1
+            last_of_epoch = k == spe - 1
+            at_checkpoint = last_of_epoch or done % spec.checkpoint_every == 0
+            fields = {
+                "run_id": t.run_id,
+                "epoch": epoch,
+                "step": step,
+                "prev_record_hash": prev_hash,
+                "batch_digest": _native.batch_digest(idx.tolist()),
+                "hparams_digest": _native.hparams_digest(lr, opt_digest),
+                "loss": float(loss.item()),
+                "grad_norm": grad_norm,
+                "state_digest": None,
+            }
+            if at_checkpoint or done % spec.state_every == 0:
+                tensors = st.state_tensors(t.model, t.optimizer, done)
+                fields["state_digest"] = st.digest_tensors(tensors)
+                fields["param_digest"] = st.digest_tensors(st.param_tensors(t.model))
+                pending.append(_native.encode_record(fields))
+                prev_hash = _native.record_hash(pending[-1])
+                if at_checkpoint:
+                    body = _write_checkpoint(
+                        t, done, tensors, [] if last_of_epoch else pending, fields["state_digest"]
+                    )
+                    if last_of_epoch:
+                        _close_epoch(t, epoch, link, start_state, pending, body)
+                        pending = []
+                    else:
+                        t.append("checkpoint", body)
+            else:
+                waiting = (fields, t._pool.submit(st.digest_tensors, st.param_tensors(t.model)))
+            step = done
+            if t.on_step:
+                t.on_step(StepEvent(step=done, total_steps=total, epoch=epoch, loss=fields["loss"]))
+    return end_epoch
+
+
+def _close_epoch(
+    t: Trainer, epoch: int, link: bytes, start_state: bytes, records: list[bytes], checkpoint: dict
+) -> EpochClaim:
+    """Writes the epoch's records and its claim; the ledger entry is the commit point."""
+    m = t.manifest.doc
+    hashes = [_native.record_hash(r) for r in records]
+    last = _native.decode_record(records[-1])
+    claim = EpochClaim(
+        run_id=t.run_id,
+        epoch=epoch,
+        first_step=epoch * t.spe,
+        step_count=t.spe,
+        prev_record_hash=link,
+        last_record_hash=hashes[-1],
+        records_root=_native.merkle_root(hashes),
+        start_state_digest=start_state,
+        end_state_digest=last["state_digest"],
+        dataset_root=bytes.fromhex(m["dataset_root"]),
+        dataset_len=m["dataset_len"],
+        sampler_seed=t.spec.seed,
+        batch_size=t.spec.batch_size,
+        optimizer_digest=bytes.fromhex(m["optimizer_digest"]),
+        schedule=t.spec.schedule,
+        image_id=bytes.fromhex(m["image_id"]),
+    )
+    prev = None if epoch == 0 else claim_of(
+        next(e for e in t.entries if e.kind == "epoch" and e.body["epoch"] == epoch - 1)
+    )
+    check_epoch(epoch_input(claim, prev, records))  # our own records must pass the guest's rules
+    blob = b"".join(records)
+    rk = records_key(t.run_id, epoch)
+    t.store.create(rk, blob)
+    t.append(
+        "epoch",
+        {
+            "epoch": epoch,
+            "claim": claim.model_dump(mode="json"),
+            "records": rk,
+            "records_sha256": sha256_hex(blob),
+            "checkpoint": checkpoint,
+        },
+    )
+    return claim

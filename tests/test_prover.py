@@ -1,0 +1,130 @@
+"""The foundation: real RISC Zero receipts for epochs, and every way a receipt must be refused."""
+
+from __future__ import annotations
+
+import pytest
+
+import prover
+from pipeline.finalize import finalize_epoch, load_epoch_records
+from pipeline.run import claim_of, epoch_entries, receipt_entries
+from pipeline.store import LocalStore
+from pipeline.train import open_trainer, train
+from prover import (
+    EpochClaim,
+    FakeReceiptError,
+    GuestError,
+    ImageIdMismatchError,
+    ReceiptFormatError,
+    ReceiptVerificationError,
+    VeritrainError,
+    _native,
+    epoch_input,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_spec):
+    """The tiny spec trained for two epochs (no proofs yet)."""
+    store = LocalStore(tmp_path_factory.mktemp("store"))
+    t = open_trainer(tiny_spec, store, "prover-test")
+    train(t)
+    return t
+
+
+def _epoch(t, e):
+    entry = epoch_entries(t.entries)[e]
+    prev = claim_of(epoch_entries(t.entries)[e - 1]) if e else None
+    return claim_of(entry), prev, load_epoch_records(t.store, entry)
+
+
+@pytest.fixture(scope="module")
+def proven(trained):
+    """Both epochs proven: epoch 1's receipt verifies epoch 0's inside the guest."""
+    for e in (0, 1):
+        finalize_epoch(trained.store, trained.manifest, trained.ledger, trained.entries, trained.key, e)
+    receipts = receipt_entries(trained.entries)
+    return {e: trained.store.read(receipts[e].body["receipt"]) for e in (0, 1)}
+
+
+def test_image_id_is_a_digest_and_stable():
+    assert len(prover.image_id()) == 32
+    assert prover.image_id() == _native.image_id()
+    assert prover.image_id() != bytes(32)
+
+
+def test_executor_gives_the_claim_as_journal_and_counts_cycles(trained):
+    claim, prev, records = _epoch(trained, 0)
+    result = prover.execute(epoch_input(claim, prev, records))
+    assert result.claim == claim
+    assert result.stats.user_cycles > 0 and result.stats.segments >= 1
+
+
+def test_guest_refuses_an_altered_record(trained):
+    claim, prev, records = _epoch(trained, 0)
+    bad = bytearray(records[1])
+    bad[152] ^= 1  # the loss: record 1 changes, so record 2's link to it breaks
+    records = [records[0], bytes(bad), records[2]]
+    with pytest.raises(GuestError, match="chain"):
+        prover.prove_epoch(epoch_input(claim, prev, records), precheck=False)
+    with pytest.raises(prover.EpochCheckError) as e:
+        prover.check_epoch(epoch_input(claim, prev, records))
+    assert e.value.args[1:] == ("chain", claim.first_step + 2)
+
+
+@pytest.mark.proving
+def test_epoch_receipts_verify_and_carry_the_claim(trained, proven):
+    for e in (0, 1):
+        claim, _, _ = _epoch(trained, e)
+        journal = prover.verify_receipt(proven[e], prover.image_id())
+        assert journal == claim
+        assert journal.guarantee_names == ["structure", "sampler", "schedule", "lineage"]
+    # Lineage: epoch 1's receipt carries epoch 0's, so it is the larger.
+    assert len(proven[1]) > len(proven[0])
+
+
+@pytest.mark.proving
+def test_epoch_one_needs_epoch_zeros_receipt(trained, proven):
+    claim, prev, records = _epoch(trained, 1)
+    with pytest.raises(VeritrainError):
+        prover.prove_epoch(epoch_input(claim, prev, records), prev_receipt=None)
+
+
+@pytest.mark.proving
+@pytest.mark.parametrize("where", [0.25, 0.5, 0.75, -40])
+def test_a_flipped_receipt_byte_is_rejected(proven, where):
+    data = bytearray(proven[0])
+    i = int(len(data) * where) if where > 0 else len(data) + where
+    data[i] ^= 0x01
+    with pytest.raises((ReceiptVerificationError, ReceiptFormatError)):
+        prover.verify_receipt(bytes(data), prover.image_id())
+
+
+@pytest.mark.proving
+def test_a_truncated_receipt_is_a_format_error(proven):
+    for cut in (0, 10, len(proven[0]) // 2, len(proven[0]) - 1):
+        with pytest.raises(ReceiptFormatError):
+            prover.verify_receipt(proven[0][:cut], prover.image_id())
+
+
+@pytest.mark.proving
+def test_another_image_id_is_rejected(proven):
+    other = bytes.fromhex("11" * 32)
+    with pytest.raises(ImageIdMismatchError, match=prover.image_id().hex()):
+        prover.verify_receipt(proven[0], other)
+
+
+def test_a_fake_receipt_is_rejected(trained, monkeypatch):
+    claim, _, _ = _epoch(trained, 0)
+    fake = _native._fake_receipt(claim.to_bytes(), prover.image_id())
+    with pytest.raises(FakeReceiptError):
+        prover.verify_receipt(fake, prover.image_id())
+    # Even with risc0's dev-mode switch on, veritrain refuses (and says why) rather than accept.
+    monkeypatch.setenv("RISC0_DEV_MODE", "1")
+    with pytest.raises(VeritrainError, match="RISC0_DEV_MODE"):
+        prover.verify_receipt(fake, prover.image_id())
+
+
+def test_claim_roundtrips_through_bytes(trained):
+    claim, _, _ = _epoch(trained, 1)
+    assert EpochClaim.from_bytes(claim.to_bytes()) == claim
+    assert len(claim.to_bytes()) == _native.CLAIM_LEN

@@ -1,0 +1,862 @@
+"""The protocol test vectors (tests/vectors/protocol-v1.json), checked from Python twice.
+
+Part A is an independent reading of docs/PROTOCOL.md in pure Python (hashlib and struct only): if
+it agrees with the vectors, which rust/core generated, the document and the Rust code say the same
+thing. Part B checks the Rust extension ``prover._native`` against the same vectors, so the Python
+pipeline and the guest cannot drift apart.
+
+Every Part B test has "native" in its name: ``pytest -k "not native"`` runs Part A alone, e.g. on
+a machine where the extension is not built yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+VECTORS: dict[str, Any] = json.loads(
+    (Path(__file__).parent / "vectors" / "protocol-v1.json").read_text()
+)
+
+# ---------------------------------------------------------------------------------------------
+# Part A: a pure-Python reference implementation of docs/PROTOCOL.md
+# ---------------------------------------------------------------------------------------------
+
+PROTOCOL_VERSION = 1
+
+TAG_RECORD = "veritrain/record/v1"
+TAG_NODE = "veritrain/node/v1"
+TAG_EMPTY = "veritrain/empty/v1"
+TAG_GENESIS = "veritrain/genesis/v1"
+TAG_BATCH = "veritrain/batch/v1"
+TAG_HPARAMS = "veritrain/hparams/v1"
+TAG_SAMPLER = "veritrain/sampler/v1"
+TAG_SAMPLE = "veritrain/sample/v1"
+TAG_CHUNK = "veritrain/chunk/v1"
+TAG_TENSOR = "veritrain/tensor/v1"
+TAG_CLAIM = "veritrain/claim/v1"
+
+MASK64 = (1 << 64) - 1
+CHUNK_LEN = 1 << 20
+ZERO32 = bytes(32)
+
+
+def tagged(tag: str, *parts: bytes) -> bytes:
+    """H(tag, data) = SHA-256(tag || 0x00 || data)."""
+    h = hashlib.sha256(tag.encode("ascii") + b"\x00")
+    for part in parts:
+        h.update(part)
+    return h.digest()
+
+
+def merkle_root(leaves: Sequence[bytes]) -> bytes:
+    n = len(leaves)
+    if n == 0:
+        return tagged(TAG_EMPTY)
+    if n == 1:
+        return leaves[0]
+    # RFC 6962: the left subtree holds the largest power of two strictly below n.
+    k = 1 << ((n - 1).bit_length() - 1)
+    return tagged(TAG_NODE, merkle_root(leaves[:k]), merkle_root(leaves[k:]))
+
+
+# --- run id ----------------------------------------------------------------------------------
+
+RUN_ID_LEN = 32
+RUN_ID_CHARS = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+)
+
+
+def encode_run_id(run_id: str) -> bytes:
+    raw = run_id.encode("utf-8")
+    if not 1 <= len(raw) <= RUN_ID_LEN or not set(raw) <= RUN_ID_CHARS:
+        raise ValueError(f"run id {run_id!r} is not 1-32 characters of [A-Za-z0-9._-]")
+    return raw.ljust(RUN_ID_LEN, b"\x00")
+
+
+def decode_run_id(raw: bytes) -> str:
+    end = raw.find(0)
+    end = RUN_ID_LEN if end < 0 else end
+    if any(raw[end:]):
+        raise ValueError("run id has bytes after its NUL padding")
+    run_id = raw[:end].decode("ascii", errors="replace")
+    encode_run_id(run_id)
+    return run_id
+
+
+# --- step record -----------------------------------------------------------------------------
+
+RECORD_LEN = 224
+FLAG_STATE_DIGEST = 1
+# version, flags, run id, epoch, step, prev record hash, batch digest, hparams digest,
+# loss bits, grad norm bits, param digest, state digest
+RECORD_STRUCT = struct.Struct("<II32sQQ32s32s32sII32s32s")
+assert RECORD_STRUCT.size == RECORD_LEN
+
+
+@dataclass(frozen=True)
+class Record:
+    flags: int
+    run_id: str
+    epoch: int
+    step: int
+    prev_record_hash: bytes
+    batch_digest: bytes
+    hparams_digest: bytes
+    loss_bits: int
+    grad_norm_bits: int
+    param_digest: bytes
+    state_digest: bytes
+
+    def encode(self) -> bytes:
+        return RECORD_STRUCT.pack(
+            PROTOCOL_VERSION,
+            self.flags,
+            encode_run_id(self.run_id),
+            self.epoch,
+            self.step,
+            self.prev_record_hash,
+            self.batch_digest,
+            self.hparams_digest,
+            self.loss_bits,
+            self.grad_norm_bits,
+            self.param_digest,
+            self.state_digest,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Record:
+        if len(data) != RECORD_LEN:
+            raise ValueError(f"a record is {RECORD_LEN} bytes, got {len(data)}")
+        version, flags, run_id, *rest = RECORD_STRUCT.unpack(data)
+        if version != PROTOCOL_VERSION:
+            raise ValueError(f"unsupported protocol version {version}")
+        if flags & ~FLAG_STATE_DIGEST:
+            raise ValueError(f"unknown flag bits {flags:#x}")
+        rec = cls(flags, decode_run_id(run_id), *rest)
+        if not flags & FLAG_STATE_DIGEST and rec.state_digest != ZERO32:
+            raise ValueError("state digest set without its flag")
+        return rec
+
+
+def record_hash(data: bytes) -> bytes:
+    return tagged(TAG_RECORD, data)
+
+
+def genesis_hash(run_id: str, start_state: bytes, dataset_root: bytes, seed: int) -> bytes:
+    return tagged(
+        TAG_GENESIS, encode_run_id(run_id), start_state, dataset_root, struct.pack("<Q", seed)
+    )
+
+
+# --- schedule and hyperparameters -------------------------------------------------------------
+
+SCHEDULE_LEN = 40
+KIND_CONSTANT, KIND_STEP_DECAY, KIND_LINEAR_WARMUP = 0, 1, 2
+KIND_NAMES = {KIND_CONSTANT: "constant", KIND_STEP_DECAY: "step_decay",
+              KIND_LINEAR_WARMUP: "linear_warmup"}
+# kind, reserved, base_lr, step_size, gamma, warmup_steps
+SCHEDULE_STRUCT = struct.Struct("<IIdQdQ")
+assert SCHEDULE_STRUCT.size == SCHEDULE_LEN
+
+
+def _finite_positive(x: float) -> bool:
+    return x > 0.0 and x != float("inf")  # NaN fails the comparison
+
+
+@dataclass(frozen=True)
+class Schedule:
+    kind: int
+    base_lr: float
+    step_size: int = 0
+    gamma: float = 0.0
+    warmup_steps: int = 0
+
+    def encode(self) -> bytes:
+        # Fields the kind does not use are written as zero, whatever the object holds.
+        step_size = self.step_size if self.kind == KIND_STEP_DECAY else 0
+        gamma = self.gamma if self.kind == KIND_STEP_DECAY else 0.0
+        warmup = self.warmup_steps if self.kind == KIND_LINEAR_WARMUP else 0
+        return SCHEDULE_STRUCT.pack(self.kind, 0, self.base_lr, step_size, gamma, warmup)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Schedule:
+        kind, _reserved, base_lr, step_size, gamma, warmup = SCHEDULE_STRUCT.unpack(data)
+        if kind not in KIND_NAMES:
+            raise ValueError(f"schedule: unknown kind {kind}")
+        s = cls(kind, base_lr, step_size, gamma, warmup)
+        # Canonical: reserved and unused fields are zero (compared as bytes, so -0.0 is refused).
+        if s.encode() != data:
+            raise ValueError("schedule: unused fields must be zero")
+        ok = _finite_positive(base_lr) and {
+            KIND_CONSTANT: True,
+            KIND_STEP_DECAY: step_size > 0 and _finite_positive(gamma),
+            KIND_LINEAR_WARMUP: warmup > 0,
+        }[kind]
+        if not ok:
+            raise ValueError("schedule: rates must be finite and positive, periods non-zero")
+        return s
+
+    def lr_at(self, step: int) -> float:
+        if self.kind == KIND_STEP_DECAY:
+            return self.base_lr * powu(self.gamma, step // self.step_size)
+        if self.kind == KIND_LINEAR_WARMUP and step < self.warmup_steps:
+            # Left to right, as in Rust: (base_lr * (step + 1)) / warmup_steps.
+            return self.base_lr * float(step + 1) / float(self.warmup_steps)
+        return self.base_lr
+
+    def native(self) -> dict[str, Any]:
+        """The dict prover._native takes (the fields of prover.models.Schedule)."""
+        d: dict[str, Any] = {"kind": KIND_NAMES[self.kind], "base_lr": self.base_lr}
+        if self.kind == KIND_STEP_DECAY:
+            d |= {"step_size": self.step_size, "gamma": self.gamma}
+        elif self.kind == KIND_LINEAR_WARMUP:
+            d["warmup_steps"] = self.warmup_steps
+        return d
+
+
+def powu(x: float, n: int) -> float:
+    """x^n by square-and-multiply, low bit first: the same multiplications in the same order as
+    the Rust code, so the same rounding (Python floats are IEEE-754 doubles)."""
+    acc, base = 1.0, x
+    while n:
+        if n & 1:
+            acc *= base
+        base *= base
+        n >>= 1
+    return acc
+
+
+def hparams_digest(lr: float, optimizer_digest: bytes) -> bytes:
+    return tagged(TAG_HPARAMS, struct.pack("<d", lr), optimizer_digest)
+
+
+# --- epoch claim -----------------------------------------------------------------------------
+
+CLAIM_LEN = 384
+GUARANTEE_STRUCTURE, GUARANTEE_SAMPLER, GUARANTEE_SCHEDULE = 1, 2, 4
+GUARANTEE_LINEAGE, GUARANTEE_ARITHMETIC = 8, 16
+TORCH_MODE = GUARANTEE_STRUCTURE | GUARANTEE_SAMPLER | GUARANTEE_SCHEDULE | GUARANTEE_LINEAGE
+KNOWN_GUARANTEES = TORCH_MODE | GUARANTEE_ARITHMETIC
+# version, guarantees, run id, epoch, first step, step count, prev record hash, last record
+# hash, records root, start state, end state, dataset root, dataset len, sampler seed,
+# batch size, optimizer digest, schedule, image id
+CLAIM_STRUCT = struct.Struct("<II32sQQQ32s32s32s32s32s32sQQQ32s40s32s")
+assert CLAIM_STRUCT.size == CLAIM_LEN
+
+
+@dataclass(frozen=True)
+class Claim:
+    guarantees: int
+    run_id: str
+    epoch: int
+    first_step: int
+    step_count: int
+    prev_record_hash: bytes
+    last_record_hash: bytes
+    records_root: bytes
+    start_state_digest: bytes
+    end_state_digest: bytes
+    dataset_root: bytes
+    dataset_len: int
+    sampler_seed: int
+    batch_size: int
+    optimizer_digest: bytes
+    schedule: Schedule
+    image_id: bytes
+
+    def encode(self) -> bytes:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values |= {"run_id": encode_run_id(self.run_id), "schedule": self.schedule.encode()}
+        return CLAIM_STRUCT.pack(PROTOCOL_VERSION, *values.values())
+
+    @classmethod
+    def decode(cls, data: bytes) -> Claim:
+        if len(data) != CLAIM_LEN:
+            raise ValueError(f"a claim is {CLAIM_LEN} bytes, got {len(data)}")
+        version, *rest = CLAIM_STRUCT.unpack(data)
+        if version != PROTOCOL_VERSION:
+            raise ValueError(f"unsupported protocol version {version}")
+        values = dict(zip((f.name for f in fields(cls)), rest, strict=True))
+        if values["guarantees"] & ~KNOWN_GUARANTEES:
+            raise ValueError(f"unknown guarantee bits {values['guarantees']:#x}")
+        values["run_id"] = decode_run_id(values["run_id"])
+        values["schedule"] = Schedule.decode(values["schedule"])
+        return cls(**values)
+
+    def digest(self) -> bytes:
+        return tagged(TAG_CLAIM, self.encode())
+
+
+# --- sampler ---------------------------------------------------------------------------------
+
+
+def _rotl(x: int, k: int) -> int:
+    return ((x << k) | (x >> (64 - k))) & MASK64
+
+
+class Xoshiro256StarStar:
+    def __init__(self, state: Sequence[int]) -> None:
+        self.s = list(state)
+        if self.s == [0, 0, 0, 0]:
+            # xoshiro's one fixed point; the protocol replaces it by (1, 0, 0, 0).
+            self.s[0] = 1
+
+    @classmethod
+    def from_key(cls, key: bytes) -> Xoshiro256StarStar:
+        return cls(struct.unpack("<4Q", key))
+
+    def next_u64(self) -> int:
+        s = self.s
+        result = (_rotl((s[1] * 5) & MASK64, 7) * 9) & MASK64
+        t = (s[1] << 17) & MASK64
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = _rotl(s[3], 45)
+        return result
+
+    def below(self, bound: int) -> int:
+        """Uniform in [0, bound): Lemire's multiply-and-reject."""
+        threshold = ((1 << 64) - bound) % bound
+        while True:
+            m = self.next_u64() * bound
+            if m & MASK64 >= threshold:
+                return m >> 64
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> list[int]:
+    key = tagged(TAG_SAMPLER, struct.pack("<QQ", seed, epoch))
+    rng = Xoshiro256StarStar.from_key(key)
+    perm = list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = rng.below(i + 1)
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
+def batch_indices(perm: Sequence[int], batch_size: int, k: int) -> Sequence[int]:
+    return perm[k * batch_size : min((k + 1) * batch_size, len(perm))]
+
+
+def batch_digest(indices: Sequence[int]) -> bytes:
+    return tagged(TAG_BATCH, struct.pack(f"<I{len(indices)}I", len(indices), *indices))
+
+
+def sample_leaf(index: int, sample: bytes) -> bytes:
+    return tagged(TAG_SAMPLE, struct.pack("<Q", index), sample)
+
+
+# --- tensors and state -----------------------------------------------------------------------
+
+
+def tensor_digest(name: str, dtype: str, shape: Sequence[int], data: bytes) -> bytes:
+    view = memoryview(data)
+    chunks = [tagged(TAG_CHUNK, view[i : i + CHUNK_LEN]) for i in range(0, len(data), CHUNK_LEN)]
+    name_b, dtype_b = name.encode("utf-8"), dtype.encode("utf-8")
+    header = b"".join([
+        struct.pack("<I", len(name_b)), name_b,
+        struct.pack("<I", len(dtype_b)), dtype_b,
+        struct.pack(f"<I{len(shape)}Q", len(shape), *shape),
+        struct.pack("<Q", len(data)),
+    ])
+    return tagged(TAG_TENSOR, header, merkle_root(chunks))
+
+
+def state_digest(tensors: Sequence[tuple[str, bytes]]) -> bytes:
+    ordered = sorted(tensors, key=lambda t: t[0].encode("utf-8"))
+    names = [name for name, _ in ordered]
+    if len(set(names)) != len(names):
+        raise ValueError("tensor names must be unique")
+    return merkle_root([digest for _, digest in ordered])
+
+
+# --- guest input and the epoch check ---------------------------------------------------------
+
+
+class CheckFailed(Exception):
+    def __init__(self, name: str, step: int | None) -> None:
+        super().__init__(name, step)
+        self.name, self.step = name, step
+
+
+@dataclass(frozen=True)
+class EpochInput:
+    claim: Claim
+    prev: Claim | None
+    records: list[bytes]
+
+    @classmethod
+    def decode(cls, data: bytes) -> EpochInput:
+        def take(n: int) -> bytes:
+            nonlocal pos
+            if pos + n > len(data):
+                raise CheckFailed("encoding", None)
+            pos += n
+            return data[pos - n : pos]
+
+        def claim() -> Claim:
+            try:
+                return Claim.decode(take(CLAIM_LEN))
+            except ValueError:
+                raise CheckFailed("encoding", None) from None
+
+        pos = 0
+        this = claim()
+        has_prev = struct.unpack("<I", take(4))[0]
+        if has_prev not in (0, 1):
+            raise CheckFailed("encoding", None)
+        prev = claim() if has_prev else None
+        (count,) = struct.unpack("<I", take(4))
+        body = take(count * RECORD_LEN)
+        if pos != len(data):
+            raise CheckFailed("encoding", None)
+        records = [body[i : i + RECORD_LEN] for i in range(0, len(body), RECORD_LEN)]
+        return cls(this, prev, records)
+
+
+def check_link(prev: Claim, c: Claim) -> None:
+    same_run = all(
+        getattr(prev, f) == getattr(c, f)
+        for f in ("run_id", "dataset_root", "dataset_len", "sampler_seed", "batch_size",
+                  "optimizer_digest", "schedule", "image_id", "guarantees")
+    )
+    if (
+        not same_run
+        or prev.epoch + 1 != c.epoch
+        or prev.first_step + prev.step_count != c.first_step
+        or prev.last_record_hash != c.prev_record_hash
+        or prev.end_state_digest != c.start_state_digest
+    ):
+        raise CheckFailed("lineage", None)
+
+
+def check_epoch(data: bytes) -> None:
+    """The epoch check, rule by rule in the documented order; raises CheckFailed(name, step)."""
+    inp = EpochInput.decode(data)
+    c = inp.claim
+    if c.guarantees != TORCH_MODE:
+        raise CheckFailed("guarantees", None)
+    if not 0 < c.dataset_len <= 0xFFFF_FFFF or c.batch_size == 0:
+        raise CheckFailed("parameters", None)
+    spe = steps_per_epoch(c.dataset_len, c.batch_size)
+    if c.epoch * spe != c.first_step or c.step_count != spe or len(inp.records) != spe:
+        raise CheckFailed("step_range", None)
+    if inp.prev is None and c.epoch == 0:
+        g = genesis_hash(c.run_id, c.start_state_digest, c.dataset_root, c.sampler_seed)
+        if g != c.prev_record_hash:
+            raise CheckFailed("genesis", None)
+    elif inp.prev is not None and c.epoch > 0:
+        check_link(inp.prev, c)
+    else:
+        raise CheckFailed("genesis", None)
+
+    perm = epoch_permutation(c.sampler_seed, c.epoch, c.dataset_len)
+    prev_hash, hashes, last = c.prev_record_hash, [], None
+    for k, raw in enumerate(inp.records):
+        step = c.first_step + k
+        try:
+            r = Record.decode(raw)
+        except ValueError:
+            raise CheckFailed("encoding", step) from None
+        if (r.run_id, r.epoch, r.step) != (c.run_id, c.epoch, step):
+            raise CheckFailed("record_place", step)
+        if r.prev_record_hash != prev_hash:
+            raise CheckFailed("chain", step)
+        if r.batch_digest != batch_digest(batch_indices(perm, c.batch_size, k)):
+            raise CheckFailed("batch", step)
+        if r.hparams_digest != hparams_digest(c.schedule.lr_at(step), c.optimizer_digest):
+            raise CheckFailed("hparams", step)
+        prev_hash = record_hash(raw)
+        hashes.append(prev_hash)
+        last = r
+    assert last is not None  # step_range guarantees at least one record
+    if not last.flags & FLAG_STATE_DIGEST or last.state_digest != c.end_state_digest:
+        raise CheckFailed("end_state", last.step)
+    if prev_hash != c.last_record_hash or merkle_root(hashes) != c.records_root:
+        raise CheckFailed("records_root", None)
+
+
+# --- helpers for the tests -------------------------------------------------------------------
+
+
+def unhex(s: str) -> bytes:
+    return bytes.fromhex(s)
+
+
+def big_tensor_data(n: int) -> bytes:
+    """bytes(i % 251 for i in range(n)), built by repeating one period instead of a generator."""
+    period = bytes(range(251))
+    return (period * (n // 251 + 1))[:n]
+
+
+def record_from_vector(values: dict[str, Any]) -> Record:
+    digests = ("prev_record_hash", "batch_digest", "hparams_digest", "param_digest",
+               "state_digest")
+    return Record(**{k: unhex(v) if k in digests else v for k, v in values.items()})
+
+
+def lr_bits(lr: float) -> str:
+    return struct.pack(">d", lr).hex()
+
+
+RECORDS = VECTORS["records"]
+CLAIMS = VECTORS["claims"]
+SAMPLER = VECTORS["sampler"]
+SCHEDULES = VECTORS["schedules"]
+TENSORS = VECTORS["tensors"]
+VALID_EPOCHS = VECTORS["epochs"]["valid"]
+INVALID_EPOCHS = VECTORS["epochs"]["invalid"]
+TENSOR_NAMES = ("small", "big", "empty")
+
+
+def tensor_data(which: str) -> bytes:
+    t = TENSORS[which]
+    if which == "big":
+        return big_tensor_data(t["shape"][0])
+    return unhex(t.get("data", ""))
+
+
+def _mutate(data: bytes, offset: int, new: bytes) -> bytes:
+    return data[:offset] + new + data[offset + len(new) :]
+
+
+# Byte edits that make a valid record non-canonical; each must be refused by every decoder.
+# Record 0 has no state digest (flags 0), so it is the base for all of them.
+RECORD_MUTATIONS = {
+    "version-2": (0, struct.pack("<I", 2)),
+    "unknown-flag-bit": (4, struct.pack("<I", 2)),
+    "state-digest-without-flag": (192, b"\x01"),
+    "run-id-empty": (8, bytes(32)),
+    "run-id-bad-char": (8, b"vector/run"),
+    "run-id-byte-after-padding": (39, b"x"),
+    "run-id-non-ascii": (8, "vectör".encode()),
+}
+
+
+def _record_id(case: dict[str, Any]) -> str:
+    return f"step-{case['fields']['step']}"
+
+
+def _merkle_id(case: dict[str, Any]) -> str:
+    return f"{len(case['leaves'])}-leaves"
+
+
+def _sampler_id(case: dict[str, Any]) -> str:
+    return f"seed{case['seed']}-epoch{case['epoch']}-n{case['n']}"
+
+
+def _schedule_id(case: dict[str, Any]) -> str:
+    return KIND_NAMES[int(case["encoding"][:2], 16)]
+
+
+def _epoch_id(index: int) -> str:
+    return f"epoch-{index}"
+
+
+# --- Part A tests ----------------------------------------------------------------------------
+
+
+def test_vectors_are_protocol_v1():
+    assert VECTORS["protocol_version"] == PROTOCOL_VERSION
+
+
+@pytest.mark.parametrize("case", VECTORS["tagged_hash"], ids=lambda c: c["tag"])
+def test_tagged_hash(case):
+    assert tagged(case["tag"], unhex(case["data"])).hex() == case["digest"]
+
+
+@pytest.mark.parametrize("case", VECTORS["merkle"], ids=_merkle_id)
+def test_merkle_root(case):
+    assert merkle_root([unhex(x) for x in case["leaves"]]).hex() == case["root"]
+
+
+@pytest.mark.parametrize("case", RECORDS, ids=_record_id)
+def test_record_decode(case):
+    assert Record.decode(unhex(case["bytes"])) == record_from_vector(case["fields"])
+
+
+@pytest.mark.parametrize("case", RECORDS, ids=_record_id)
+def test_record_encode(case):
+    assert record_from_vector(case["fields"]).encode().hex() == case["bytes"]
+
+
+@pytest.mark.parametrize("case", RECORDS, ids=_record_id)
+def test_record_hash(case):
+    assert record_hash(unhex(case["bytes"])).hex() == case["hash"]
+
+
+@pytest.mark.parametrize("mutation", RECORD_MUTATIONS)
+def test_record_decode_rejects_noncanonical(mutation):
+    data = _mutate(unhex(RECORDS[0]["bytes"]), *RECORD_MUTATIONS[mutation])
+    with pytest.raises(ValueError):
+        Record.decode(data)
+
+
+@pytest.mark.parametrize("index", range(len(CLAIMS)), ids=_epoch_id)
+def test_claim_encode_roundtrip(index):
+    data = unhex(CLAIMS[index]["bytes"])
+    claim = Claim.decode(data)
+    assert claim.epoch == index
+    assert claim.guarantees == TORCH_MODE
+    assert claim.encode() == data
+
+
+@pytest.mark.parametrize("index", range(len(CLAIMS)), ids=_epoch_id)
+def test_claim_digest(index):
+    assert Claim.decode(unhex(CLAIMS[index]["bytes"])).digest().hex() == CLAIMS[index]["digest"]
+
+
+def test_genesis_hash():
+    g = VECTORS["genesis"]
+    h = genesis_hash(
+        g["run_id"], unhex(g["start_state_digest"]), unhex(g["dataset_root"]), g["sampler_seed"]
+    )
+    assert h.hex() == g["hash"]
+    # Epoch 0's first record links to it.
+    assert RECORDS[0]["fields"]["prev_record_hash"] == g["hash"]
+
+
+def test_xoshiro256starstar_matches_the_reference_generator():
+    # The first outputs of Blackman and Vigna's reference xoshiro256** from state (1, 2, 3, 4).
+    rng = Xoshiro256StarStar([1, 2, 3, 4])
+    assert [rng.next_u64() for _ in range(4)] == [11520, 0, 1509978240, 1215971899390074240]
+
+
+@pytest.mark.parametrize("case", SAMPLER, ids=_sampler_id)
+def test_epoch_permutation(case):
+    assert epoch_permutation(case["seed"], case["epoch"], case["n"]) == case["permutation"]
+
+
+@pytest.mark.parametrize("case", SAMPLER, ids=_sampler_id)
+def test_batch_digest(case):
+    first = batch_indices(case["permutation"], case["batch_size"], 0)
+    assert batch_digest(first).hex() == case["first_batch_digest"]
+
+
+@pytest.mark.parametrize("case", SCHEDULES, ids=_schedule_id)
+def test_schedule_encoding_roundtrip(case):
+    data = unhex(case["encoding"])
+    assert Schedule.decode(data).encode() == data
+
+
+@pytest.mark.parametrize("case", SCHEDULES, ids=_schedule_id)
+def test_schedule_lr_bits(case):
+    schedule = Schedule.decode(unhex(case["encoding"]))
+    got = [[step, lr_bits(schedule.lr_at(step))] for step, _ in case["lr_bits"]]
+    assert got == case["lr_bits"]
+
+
+def test_claim_schedule_is_a_valid_schedule():
+    # The claims' step decay (0.1, every 2 steps, x0.5) must decode with the same rules.
+    s = Claim.decode(unhex(CLAIMS[0]["bytes"])).schedule
+    assert (s.kind, s.base_lr, s.step_size, s.gamma) == (KIND_STEP_DECAY, 0.1, 2, 0.5)
+
+
+def test_hparams_digest():
+    hp = VECTORS["hparams"]
+    assert hparams_digest(hp["lr"], unhex(hp["optimizer_digest"])).hex() == hp["digest"]
+
+
+def test_sample_leaf():
+    s = VECTORS["sample_leaf"]
+    assert sample_leaf(s["index"], unhex(s["data"])).hex() == s["leaf"]
+
+
+@pytest.mark.parametrize("which", TENSOR_NAMES)
+def test_tensor_digest(which):
+    t = TENSORS[which]
+    assert tensor_digest(t["name"], t["dtype"], t["shape"], tensor_data(which)).hex() == t["digest"]
+
+
+def test_big_tensor_spans_several_chunks():
+    # 2.5 MiB: two full chunks and a short one, so the chunk tree is not a single leaf.
+    assert TENSORS["big"]["shape"] == [CHUNK_LEN * 5 // 2]
+
+
+def test_state_digest():
+    pairs = [(TENSORS[w]["name"], unhex(TENSORS[w]["digest"])) for w in TENSOR_NAMES]
+    assert state_digest(pairs).hex() == TENSORS["state_digest"]
+    assert state_digest(pairs[::-1]).hex() == TENSORS["state_digest"]  # input order is irrelevant
+    with pytest.raises(ValueError):
+        state_digest(pairs + pairs[:1])
+
+
+@pytest.mark.parametrize("index", range(len(VALID_EPOCHS)), ids=_epoch_id)
+def test_epoch_check_accepts_valid_epoch(index):
+    data = unhex(VALID_EPOCHS[index])
+    check_epoch(data)
+    # The guest commits the claim unchanged, so it must be the claim vector.
+    assert EpochInput.decode(data).claim.encode().hex() == CLAIMS[index]["bytes"]
+
+
+@pytest.mark.parametrize("case", INVALID_EPOCHS, ids=lambda c: c["error"])
+def test_epoch_check_rejects_invalid_epoch(case):
+    with pytest.raises(CheckFailed) as failed:
+        check_epoch(unhex(case["input"]))
+    assert (failed.value.name, failed.value.step) == (case["error"], case["step"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Part B: the Rust extension against the same vectors
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def native():
+    # Imported here, not at module level, so `-k "not native"` works without the extension.
+    from prover import _native
+
+    return _native
+
+
+def test_native_constants(native):
+    assert (native.PROTOCOL_VERSION, native.RECORD_LEN, native.CLAIM_LEN) == (1, 224, 384)
+
+
+@pytest.mark.parametrize("case", RECORDS, ids=_record_id)
+def test_native_record_hash(native, case):
+    assert native.record_hash(unhex(case["bytes"])).hex() == case["hash"]
+
+
+@pytest.mark.parametrize("case", RECORDS, ids=_record_id)
+def test_native_decode_record(native, case):
+    f = case["fields"]
+    d = native.decode_record(unhex(case["bytes"]))
+    assert d["run_id"] == f["run_id"]
+    assert (d["epoch"], d["step"]) == (f["epoch"], f["step"])
+    for key in ("prev_record_hash", "batch_digest", "hparams_digest", "param_digest"):
+        assert d[key] == unhex(f[key]), key
+    # Loss and grad norm cross as Python floats holding the f32 value exactly.
+    assert struct.pack("<f", d["loss"]) == struct.pack("<I", f["loss_bits"])
+    assert struct.pack("<f", d["grad_norm"]) == struct.pack("<I", f["grad_norm_bits"])
+    has_state = f["flags"] & FLAG_STATE_DIGEST
+    assert d["state_digest"] == (unhex(f["state_digest"]) if has_state else None)
+
+
+@pytest.mark.parametrize("case", RECORDS, ids=_record_id)
+def test_native_encode_record_roundtrip(native, case):
+    data = unhex(case["bytes"])
+    assert native.encode_record(native.decode_record(data)) == data
+
+
+@pytest.mark.parametrize("mutation", RECORD_MUTATIONS)
+def test_native_decode_record_rejects_noncanonical(native, mutation):
+    data = _mutate(unhex(RECORDS[0]["bytes"]), *RECORD_MUTATIONS[mutation])
+    with pytest.raises(native.EncodingError):
+        native.decode_record(data)
+    with pytest.raises(native.EncodingError):
+        native.record_hash(data)
+
+
+@pytest.mark.parametrize("index", range(len(CLAIMS)), ids=_epoch_id)
+def test_native_claim_roundtrip(native, index):
+    data = unhex(CLAIMS[index]["bytes"])
+    d = native.decode_claim(data)
+    ref = Claim.decode(data)
+    assert set(d) == {f.name for f in fields(Claim)}
+    assert d["schedule"] == ref.schedule.native()
+    assert {k: v for k, v in d.items() if k != "schedule"} == {
+        k: getattr(ref, k) for k in d if k != "schedule"
+    }
+    assert native.encode_claim(d) == data
+
+
+@pytest.mark.parametrize("case", VECTORS["merkle"], ids=_merkle_id)
+def test_native_merkle_root(native, case):
+    assert native.merkle_root([unhex(x) for x in case["leaves"]]).hex() == case["root"]
+
+
+@pytest.mark.parametrize("case", SAMPLER, ids=_sampler_id)
+def test_native_epoch_permutation(native, case):
+    assert native.epoch_permutation(case["seed"], case["epoch"], case["n"]) == case["permutation"]
+
+
+@pytest.mark.parametrize("case", SAMPLER, ids=_sampler_id)
+def test_native_batch_digest(native, case):
+    first = case["permutation"][: case["batch_size"]]
+    assert native.batch_digest(first).hex() == case["first_batch_digest"]
+
+
+def test_native_steps_per_epoch(native):
+    assert [native.steps_per_epoch(10, b) for b in (1, 3, 4, 10, 11)] == [10, 4, 3, 1, 1]
+
+
+def test_native_genesis_hash(native):
+    g = VECTORS["genesis"]
+    h = native.genesis_hash(
+        g["run_id"], unhex(g["start_state_digest"]), unhex(g["dataset_root"]), g["sampler_seed"]
+    )
+    assert h.hex() == g["hash"]
+
+
+@pytest.mark.parametrize("case", SCHEDULES, ids=_schedule_id)
+def test_native_schedule_lr(native, case):
+    schedule = Schedule.decode(unhex(case["encoding"])).native()
+    got = [[step, lr_bits(native.schedule_lr(schedule, step))] for step, _ in case["lr_bits"]]
+    assert got == case["lr_bits"]
+
+
+def test_native_hparams_digest(native):
+    hp = VECTORS["hparams"]
+    assert native.hparams_digest(hp["lr"], unhex(hp["optimizer_digest"])).hex() == hp["digest"]
+
+
+@pytest.mark.parametrize("buffer_kind", ["numpy", "bytes", "bytearray"])
+def test_native_tensor_digests(native, buffer_kind):
+    np = pytest.importorskip("numpy")
+    convert = {
+        "numpy": lambda b: np.frombuffer(b, dtype=np.uint8),
+        "bytes": bytes,
+        "bytearray": bytearray,
+    }[buffer_kind]
+    tensors = [
+        (TENSORS[w]["name"], TENSORS[w]["dtype"], TENSORS[w]["shape"], convert(tensor_data(w)))
+        for w in TENSOR_NAMES
+    ]
+    got = [d.hex() for d in native.tensor_digests(tensors)]
+    assert got == [TENSORS[w]["digest"] for w in TENSOR_NAMES]
+
+
+def test_native_state_digest(native):
+    pairs = [(TENSORS[w]["name"], unhex(TENSORS[w]["digest"])) for w in TENSOR_NAMES]
+    assert native.state_digest(pairs).hex() == TENSORS["state_digest"]
+    assert native.state_digest(pairs[::-1]).hex() == TENSORS["state_digest"]
+    with pytest.raises(ValueError):
+        native.state_digest(pairs + pairs[:1])
+
+
+@pytest.mark.parametrize("index", range(len(VALID_EPOCHS)), ids=_epoch_id)
+def test_native_check_epoch_accepts_valid_epoch(native, index):
+    assert native.check_epoch(unhex(VALID_EPOCHS[index])) is None
+
+
+@pytest.mark.parametrize("case", INVALID_EPOCHS, ids=lambda c: c["error"])
+def test_native_check_epoch_rejects_invalid_epoch(native, case):
+    with pytest.raises(native.EpochCheckError) as failed:
+        native.check_epoch(unhex(case["input"]))
+    assert failed.value.args[1] == case["error"]
+    assert failed.value.args[2] == case["step"]
+
+
+@pytest.mark.parametrize("index", range(len(VALID_EPOCHS)), ids=_epoch_id)
+def test_native_encode_epoch_input(native, index):
+    data = unhex(VALID_EPOCHS[index])
+    inp = EpochInput.decode(data)
+    prev = native.decode_claim(inp.prev.encode()) if inp.prev else None
+    claim = native.decode_claim(inp.claim.encode())
+    assert native.encode_epoch_input(claim, prev, inp.records) == data
