@@ -86,6 +86,8 @@ def _setup(spec: RunSpec) -> tuple[DeterminismProfile, Dataset, torch.nn.Module,
     profile = DeterminismProfile.current(spec.threads)
     profile.apply()
     dataset = load_dataset(spec.dataset)
+    if spec.batch_size > len(dataset):
+        raise SpecError(f"batch_size: {spec.batch_size} is more than the dataset's {len(dataset)} samples")
     torch.manual_seed(spec.seed)
     model = build_model(spec.model, dataset.in_features, dataset.classes)
     optimizer = build_optimizer(spec.optimizer, model.parameters())

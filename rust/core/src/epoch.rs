@@ -93,7 +93,11 @@ fn fail<T>(kind: ErrorKind, step: Option<u64>, detail: &'static str) -> Result<T
 
 impl From<ClaimDecodeError> for CheckError {
     fn from(_: ClaimDecodeError) -> Self {
-        CheckError { kind: ErrorKind::Encoding, step: None, detail: "claim is not a valid encoding" }
+        CheckError {
+            kind: ErrorKind::Encoding,
+            step: None,
+            detail: "claim is not a valid encoding",
+        }
     }
 }
 
@@ -116,7 +120,11 @@ impl EpochInput {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, CheckError> {
-        let bad = |d| CheckError { kind: ErrorKind::Encoding, step: None, detail: d };
+        let bad = |d| CheckError {
+            kind: ErrorKind::Encoding,
+            step: None,
+            detail: d,
+        };
         let take = |pos: &mut usize, n: usize| -> Result<&[u8], CheckError> {
             let s = bytes.get(*pos..*pos + n).ok_or(bad("input is truncated"))?;
             *pos += n;
@@ -130,12 +138,24 @@ impl EpochInput {
             _ => return Err(bad("has_prev must be 0 or 1")),
         };
         let count = u32::from_le_bytes(take(&mut pos, 4)?.try_into().unwrap()) as usize;
-        let body = take(&mut pos, count.checked_mul(RECORD_LEN).ok_or(bad("too many records"))?)?;
+        let body = take(
+            &mut pos,
+            count
+                .checked_mul(RECORD_LEN)
+                .ok_or(bad("too many records"))?,
+        )?;
         if pos != bytes.len() {
             return Err(bad("trailing bytes after the records"));
         }
-        let records = body.chunks_exact(RECORD_LEN).map(|c| c.try_into().unwrap()).collect();
-        Ok(EpochInput { claim, prev, records })
+        let records = body
+            .chunks_exact(RECORD_LEN)
+            .map(|c| c.try_into().unwrap())
+            .collect();
+        Ok(EpochInput {
+            claim,
+            prev,
+            records,
+        })
     }
 }
 
@@ -151,18 +171,34 @@ pub fn check_link(prev: &EpochClaim, claim: &EpochClaim) -> Result<(), CheckErro
         && prev.image_id == claim.image_id
         && prev.guarantees == claim.guarantees;
     if !same_run {
-        return fail(ErrorKind::Lineage, None, "previous epoch belongs to another run or setup");
+        return fail(
+            ErrorKind::Lineage,
+            None,
+            "previous epoch belongs to another run or setup",
+        );
     }
     if prev.epoch.checked_add(1) != Some(claim.epoch)
         || prev.first_step.checked_add(prev.step_count) != Some(claim.first_step)
     {
-        return fail(ErrorKind::Lineage, None, "previous epoch is not the one right before");
+        return fail(
+            ErrorKind::Lineage,
+            None,
+            "previous epoch is not the one right before",
+        );
     }
     if prev.last_record_hash != claim.prev_record_hash {
-        return fail(ErrorKind::Lineage, None, "epoch does not link to the previous last record");
+        return fail(
+            ErrorKind::Lineage,
+            None,
+            "epoch does not link to the previous last record",
+        );
     }
     if prev.end_state_digest != claim.start_state_digest {
-        return fail(ErrorKind::Lineage, None, "start state is not the previous end state");
+        return fail(
+            ErrorKind::Lineage,
+            None,
+            "start state is not the previous end state",
+        );
     }
     Ok(())
 }
@@ -171,27 +207,64 @@ pub fn check_link(prev: &EpochClaim, claim: &EpochClaim) -> Result<(), CheckErro
 pub fn check_epoch<H: Sha256>(input: &EpochInput) -> Result<(), CheckError> {
     let c = &input.claim;
     if c.guarantees != Guarantees::TORCH_MODE {
-        return fail(ErrorKind::Guarantees, None, "guarantees must be exactly the torch-mode set");
+        return fail(
+            ErrorKind::Guarantees,
+            None,
+            "guarantees must be exactly the torch-mode set",
+        );
     }
-    if c.dataset_len == 0 || c.dataset_len > u32::MAX as u64 || c.batch_size == 0 {
-        return fail(ErrorKind::Parameters, None, "dataset length or batch size out of range");
+    // batch_size <= dataset_len <= u32::MAX keeps every index computation inside the guest's
+    // 32-bit usize, so host and guest cut the same batches.
+    if c.dataset_len == 0
+        || c.dataset_len > u32::MAX as u64
+        || c.batch_size == 0
+        || c.batch_size > c.dataset_len
+    {
+        return fail(
+            ErrorKind::Parameters,
+            None,
+            "dataset length or batch size out of range",
+        );
     }
     let spe = sampler::steps_per_epoch(c.dataset_len, c.batch_size);
     if c.epoch.checked_mul(spe) != Some(c.first_step) {
-        return fail(ErrorKind::StepRange, None, "first step is not epoch * steps per epoch");
+        return fail(
+            ErrorKind::StepRange,
+            None,
+            "first step is not epoch * steps per epoch",
+        );
     }
     if c.step_count != spe || input.records.len() as u64 != spe {
-        return fail(ErrorKind::StepRange, None, "an epoch must have exactly steps-per-epoch records");
+        return fail(
+            ErrorKind::StepRange,
+            None,
+            "an epoch must have exactly steps-per-epoch records",
+        );
     }
     match (&input.prev, c.epoch) {
         (None, 0) => {
-            let g = genesis_hash::<H>(&c.run_id, &c.start_state_digest, &c.dataset_root, c.sampler_seed);
+            let g = genesis_hash::<H>(
+                &c.run_id,
+                &c.start_state_digest,
+                &c.dataset_root,
+                c.sampler_seed,
+            );
             if g != c.prev_record_hash {
-                return fail(ErrorKind::Genesis, None, "epoch 0 must link to the genesis hash");
+                return fail(
+                    ErrorKind::Genesis,
+                    None,
+                    "epoch 0 must link to the genesis hash",
+                );
             }
         }
         (Some(prev), e) if e > 0 => check_link(prev, c)?,
-        _ => return fail(ErrorKind::Genesis, None, "exactly epochs after 0 carry a previous claim"),
+        _ => {
+            return fail(
+                ErrorKind::Genesis,
+                None,
+                "exactly epochs after 0 carry a previous claim",
+            )
+        }
     }
 
     let perm = sampler::epoch_permutation::<H>(c.sampler_seed, c.epoch, c.dataset_len as u32);
@@ -206,18 +279,34 @@ pub fn check_epoch<H: Sha256>(input: &EpochInput) -> Result<(), CheckError> {
             detail: "record is not a valid encoding",
         })?;
         if r.run_id != c.run_id || r.epoch != c.epoch || r.step != step {
-            return fail(ErrorKind::RecordPlace, Some(step), "record has the wrong run, epoch or step");
+            return fail(
+                ErrorKind::RecordPlace,
+                Some(step),
+                "record has the wrong run, epoch or step",
+            );
         }
         if r.prev_record_hash != prev_hash {
-            return fail(ErrorKind::Chain, Some(step), "previous record hash does not match");
+            return fail(
+                ErrorKind::Chain,
+                Some(step),
+                "previous record hash does not match",
+            );
         }
         let indices = sampler::batch_indices(&perm, c.batch_size, k as u64);
         if sampler::batch_digest::<H>(indices) != r.batch_digest {
-            return fail(ErrorKind::Batch, Some(step), "batch is not the sampler's output");
+            return fail(
+                ErrorKind::Batch,
+                Some(step),
+                "batch is not the sampler's output",
+            );
         }
         let lr = c.schedule.lr_at(step);
         if hparams_digest::<H>(lr, &c.optimizer_digest) != r.hparams_digest {
-            return fail(ErrorKind::Hparams, Some(step), "hyperparameters do not follow the schedule");
+            return fail(
+                ErrorKind::Hparams,
+                Some(step),
+                "hyperparameters do not follow the schedule",
+            );
         }
         prev_hash = H::tagged(tag::RECORD, &[raw]);
         hashes.push(prev_hash);
@@ -225,13 +314,25 @@ pub fn check_epoch<H: Sha256>(input: &EpochInput) -> Result<(), CheckError> {
     }
     let last = last.expect("an epoch has at least one step");
     if !last.has_state_digest() || last.state_digest != c.end_state_digest {
-        return fail(ErrorKind::EndState, Some(last.step), "last record's state digest is not the end state");
+        return fail(
+            ErrorKind::EndState,
+            Some(last.step),
+            "last record's state digest is not the end state",
+        );
     }
     if prev_hash != c.last_record_hash {
-        return fail(ErrorKind::RecordsRoot, None, "last record hash does not match the claim");
+        return fail(
+            ErrorKind::RecordsRoot,
+            None,
+            "last record hash does not match the claim",
+        );
     }
     if merkle::root::<H>(&hashes) != c.records_root {
-        return fail(ErrorKind::RecordsRoot, None, "records root does not match the claim");
+        return fail(
+            ErrorKind::RecordsRoot,
+            None,
+            "records root does not match the claim",
+        );
     }
     Ok(())
 }

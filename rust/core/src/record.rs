@@ -43,7 +43,10 @@ pub struct StepRecord {
 /// Why bytes are not a valid encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodeError {
-    Length { expected: usize, actual: usize },
+    Length {
+        expected: usize,
+        actual: usize,
+    },
     Version(u32),
     Flags(u32),
     /// A state digest is present although the flag says none was taken.
@@ -70,7 +73,8 @@ pub fn encode_run_id(run_id: &str) -> Result<[u8; RUN_ID_LEN], DecodeError> {
     let b = run_id.as_bytes();
     let ok = !b.is_empty()
         && b.len() <= RUN_ID_LEN
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
     if !ok {
         return Err(DecodeError::RunId);
     }
@@ -155,7 +159,12 @@ pub fn genesis_hash<H: Sha256>(
 ) -> Digest {
     H::tagged(
         tag::GENESIS,
-        &[run_id, start_state_digest, dataset_root, &sampler_seed.to_le_bytes()],
+        &[
+            run_id,
+            start_state_digest,
+            dataset_root,
+            &sampler_seed.to_le_bytes(),
+        ],
     )
 }
 
@@ -166,7 +175,10 @@ pub(crate) struct Writer<const N: usize> {
 
 impl<const N: usize> Writer<N> {
     pub(crate) fn new() -> Self {
-        Self { buf: [0; N], pos: 0 }
+        Self {
+            buf: [0; N],
+            pos: 0,
+        }
     }
     pub(crate) fn bytes(&mut self, b: &[u8]) {
         self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
@@ -192,7 +204,10 @@ pub(crate) struct Reader<'a> {
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8], expected: usize) -> Result<Self, DecodeError> {
         if buf.len() != expected {
-            return Err(DecodeError::Length { expected, actual: buf.len() });
+            return Err(DecodeError::Length {
+                expected,
+                actual: buf.len(),
+            });
         }
         Ok(Self { buf, pos: 0 })
     }

@@ -18,7 +18,11 @@ pub enum Schedule {
     /// `lr = base_lr`.
     Constant { base_lr: f64 },
     /// `lr = base_lr * gamma^(step / step_size)` (integer division; power by repeated squaring).
-    StepDecay { base_lr: f64, step_size: u64, gamma: f64 },
+    StepDecay {
+        base_lr: f64,
+        step_size: u64,
+        gamma: f64,
+    },
     /// `lr = base_lr * (step + 1) / warmup_steps` for step < warmup_steps, then `base_lr`.
     LinearWarmup { base_lr: f64, warmup_steps: u64 },
 }
@@ -32,8 +36,15 @@ impl Schedule {
     pub fn lr_at(&self, step: u64) -> f64 {
         match *self {
             Schedule::Constant { base_lr } => base_lr,
-            Schedule::StepDecay { base_lr, step_size, gamma } => base_lr * powu(gamma, step / step_size),
-            Schedule::LinearWarmup { base_lr, warmup_steps } => {
+            Schedule::StepDecay {
+                base_lr,
+                step_size,
+                gamma,
+            } => base_lr * powu(gamma, step / step_size),
+            Schedule::LinearWarmup {
+                base_lr,
+                warmup_steps,
+            } => {
                 if step < warmup_steps {
                     base_lr * (step + 1) as f64 / warmup_steps as f64
                 } else {
@@ -46,12 +57,15 @@ impl Schedule {
     pub fn encode(&self) -> [u8; SCHEDULE_LEN] {
         let (kind, base_lr, step_size, gamma, warmup) = match *self {
             Schedule::Constant { base_lr } => (Self::KIND_CONSTANT, base_lr, 0, 0.0, 0),
-            Schedule::StepDecay { base_lr, step_size, gamma } => {
-                (Self::KIND_STEP_DECAY, base_lr, step_size, gamma, 0)
-            }
-            Schedule::LinearWarmup { base_lr, warmup_steps } => {
-                (Self::KIND_LINEAR_WARMUP, base_lr, 0, 0.0, warmup_steps)
-            }
+            Schedule::StepDecay {
+                base_lr,
+                step_size,
+                gamma,
+            } => (Self::KIND_STEP_DECAY, base_lr, step_size, gamma, 0),
+            Schedule::LinearWarmup {
+                base_lr,
+                warmup_steps,
+            } => (Self::KIND_LINEAR_WARMUP, base_lr, 0, 0.0, warmup_steps),
         };
         let mut w = Writer::<SCHEDULE_LEN>::new();
         w.u32(kind);
@@ -73,8 +87,15 @@ impl Schedule {
         let warmup_steps = r.u64();
         let s = match kind {
             Self::KIND_CONSTANT => Schedule::Constant { base_lr },
-            Self::KIND_STEP_DECAY => Schedule::StepDecay { base_lr, step_size, gamma },
-            Self::KIND_LINEAR_WARMUP => Schedule::LinearWarmup { base_lr, warmup_steps },
+            Self::KIND_STEP_DECAY => Schedule::StepDecay {
+                base_lr,
+                step_size,
+                gamma,
+            },
+            Self::KIND_LINEAR_WARMUP => Schedule::LinearWarmup {
+                base_lr,
+                warmup_steps,
+            },
             _ => return Err(ScheduleError::Kind(kind)),
         };
         if reserved != 0 || s.encode().as_slice() != bytes {
@@ -88,12 +109,15 @@ impl Schedule {
         let finite_pos = |x: f64| x.is_finite() && x > 0.0;
         let ok = match *self {
             Schedule::Constant { base_lr } => finite_pos(base_lr),
-            Schedule::StepDecay { base_lr, step_size, gamma } => {
-                finite_pos(base_lr) && step_size > 0 && finite_pos(gamma)
-            }
-            Schedule::LinearWarmup { base_lr, warmup_steps } => {
-                finite_pos(base_lr) && warmup_steps > 0
-            }
+            Schedule::StepDecay {
+                base_lr,
+                step_size,
+                gamma,
+            } => finite_pos(base_lr) && step_size > 0 && finite_pos(gamma),
+            Schedule::LinearWarmup {
+                base_lr,
+                warmup_steps,
+            } => finite_pos(base_lr) && warmup_steps > 0,
         };
         if ok {
             Ok(())
@@ -117,7 +141,10 @@ impl core::fmt::Display for ScheduleError {
             Self::Decode(e) => write!(f, "schedule: {e}"),
             Self::Kind(k) => write!(f, "schedule: unknown kind {k}"),
             Self::NonCanonical => write!(f, "schedule: unused fields must be zero"),
-            Self::Value => write!(f, "schedule: rates must be finite and positive, periods non-zero"),
+            Self::Value => write!(
+                f,
+                "schedule: rates must be finite and positive, periods non-zero"
+            ),
         }
     }
 }
@@ -141,5 +168,8 @@ pub fn powu(x: f64, mut n: u64) -> f64 {
 /// hyperparameters. The optimizer digest covers the constant optimizer settings (kind, momentum,
 /// betas, weight decay) and is fixed for a run.
 pub fn hparams_digest<H: Sha256>(lr: f64, optimizer_digest: &Digest) -> Digest {
-    H::tagged(tag::HPARAMS, &[&lr.to_bits().to_le_bytes(), optimizer_digest])
+    H::tagged(
+        tag::HPARAMS,
+        &[&lr.to_bits().to_le_bytes(), optimizer_digest],
+    )
 }

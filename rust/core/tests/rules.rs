@@ -5,7 +5,9 @@ use common::{d, Run};
 use proptest::prelude::*;
 use veritrain_core::hash::Sha2;
 use veritrain_core::schedule::powu;
-use veritrain_core::{check_epoch, merkle, sampler, EpochClaim, EpochInput, ErrorKind, Schedule, StepRecord};
+use veritrain_core::{
+    check_epoch, merkle, sampler, EpochClaim, EpochInput, ErrorKind, Schedule, StepRecord,
+};
 
 fn kind(input: &EpochInput) -> Option<ErrorKind> {
     check_epoch::<Sha2>(input).err().map(|e| e.kind)
@@ -39,6 +41,10 @@ fn each_rule_rejects_its_violation() {
 
     let mut x = e0.clone();
     x.claim.batch_size = 0;
+    assert_eq!(kind(&x), Some(ErrorKind::Parameters));
+
+    let mut x = e0.clone();
+    x.claim.batch_size = x.claim.dataset_len + 1;
     assert_eq!(kind(&x), Some(ErrorKind::Parameters));
 
     let mut x = e0.clone();
@@ -80,7 +86,9 @@ fn each_rule_rejects_its_violation() {
     assert_eq!((err.kind, err.step), (ErrorKind::Chain, Some(1)));
 
     let mut x = e0.clone();
-    tamper_record(&mut x, 2, |r| r.batch_digest = sampler::batch_digest::<Sha2>(&[0, 1]));
+    tamper_record(&mut x, 2, |r| {
+        r.batch_digest = sampler::batch_digest::<Sha2>(&[0, 1])
+    });
     assert_eq!(kind(&x), Some(ErrorKind::Batch));
 
     let mut x = e0.clone();
@@ -104,11 +112,17 @@ fn each_rule_rejects_its_violation() {
 fn truncated_and_padded_inputs_are_encoding_errors() {
     let bytes = Run::small().epochs(1)[0].encode();
     for cut in [0, 1, 383, 384, 387, bytes.len() - 1] {
-        assert_eq!(EpochInput::decode(&bytes[..cut]).unwrap_err().kind, ErrorKind::Encoding);
+        assert_eq!(
+            EpochInput::decode(&bytes[..cut]).unwrap_err().kind,
+            ErrorKind::Encoding
+        );
     }
     let mut padded = bytes.clone();
     padded.push(0);
-    assert_eq!(EpochInput::decode(&padded).unwrap_err().kind, ErrorKind::Encoding);
+    assert_eq!(
+        EpochInput::decode(&padded).unwrap_err().kind,
+        ErrorKind::Encoding
+    );
 }
 
 #[test]
@@ -119,7 +133,10 @@ fn merkle_shapes() {
     }
     assert_eq!(merkle::root::<Sha2>(&l[..1]), l[0]);
     assert_eq!(merkle::root::<Sha2>(&l[..3]), n(&n(&l[0], &l[1]), &l[2]));
-    assert_eq!(merkle::root::<Sha2>(&l[..5]), n(&n(&n(&l[0], &l[1]), &n(&l[2], &l[3])), &l[4]));
+    assert_eq!(
+        merkle::root::<Sha2>(&l[..5]),
+        n(&n(&n(&l[0], &l[1]), &n(&l[2], &l[3])), &l[4])
+    );
     // No duplication: [a, b, c] and [a, b, c, c] differ.
     let mut dup = l[..3].to_vec();
     dup.push(l[2]);
@@ -134,7 +151,15 @@ fn powu_matches_repeated_multiplication_for_small_powers() {
 }
 
 fn arb_record() -> impl Strategy<Value = StepRecord> {
-    (any::<bool>(), any::<u64>(), any::<u64>(), any::<[u8; 32]>(), any::<[u8; 32]>(), any::<u32>(), any::<u32>())
+    (
+        any::<bool>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<[u8; 32]>(),
+        any::<[u8; 32]>(),
+        any::<u32>(),
+        any::<u32>(),
+    )
         .prop_map(|(has_state, epoch, step, a, b, loss, gn)| StepRecord {
             flags: has_state as u32,
             run_id: veritrain_core::record::encode_run_id("prop").unwrap(),

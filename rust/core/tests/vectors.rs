@@ -11,7 +11,10 @@ use veritrain_core::record::genesis_hash;
 use veritrain_core::schedule::hparams_digest;
 use veritrain_core::{check_epoch, merkle, sampler, tensor, Schedule, StepRecord};
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors/protocol-v1.json");
+const PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/vectors/protocol-v1.json"
+);
 
 fn h(b: &[u8]) -> String {
     hex::encode(b)
@@ -46,20 +49,32 @@ fn build() -> Value {
         })
         .collect();
 
-    let sampler_cases: Vec<Value> = [(7u64, 0u64, 10u32), (7, 1, 10), (123456789, 3, 37), (0, 0, 1)]
-        .iter()
-        .map(|&(seed, epoch, n)| {
-            let perm = sampler::epoch_permutation::<Sha2>(seed, epoch, n);
-            let first = sampler::batch_indices(&perm, 4, 0);
-            json!({"seed": seed, "epoch": epoch, "n": n, "permutation": perm,
+    let sampler_cases: Vec<Value> = [
+        (7u64, 0u64, 10u32),
+        (7, 1, 10),
+        (123456789, 3, 37),
+        (0, 0, 1),
+    ]
+    .iter()
+    .map(|&(seed, epoch, n)| {
+        let perm = sampler::epoch_permutation::<Sha2>(seed, epoch, n);
+        let first = sampler::batch_indices(&perm, 4, 0);
+        json!({"seed": seed, "epoch": epoch, "n": n, "permutation": perm,
                    "batch_size": 4, "first_batch_digest": h(&sampler::batch_digest::<Sha2>(first))})
-        })
-        .collect();
+    })
+    .collect();
 
     let schedules = [
         Schedule::Constant { base_lr: 0.05 },
-        Schedule::StepDecay { base_lr: 0.1, step_size: 3, gamma: 0.7 },
-        Schedule::LinearWarmup { base_lr: 0.3, warmup_steps: 7 },
+        Schedule::StepDecay {
+            base_lr: 0.1,
+            step_size: 3,
+            gamma: 0.7,
+        },
+        Schedule::LinearWarmup {
+            base_lr: 0.3,
+            warmup_steps: 7,
+        },
     ];
     let schedule_cases: Vec<Value> = schedules
         .iter()
@@ -71,11 +86,18 @@ fn build() -> Value {
         .collect();
 
     let small: Vec<u8> = (0..24u8).collect();
-    let big: Vec<u8> = (0..(tensor::CHUNK_LEN * 5 / 2)).map(|i| (i % 251) as u8).collect();
+    let big: Vec<u8> = (0..(tensor::CHUNK_LEN * 5 / 2))
+        .map(|i| (i % 251) as u8)
+        .collect();
     let t_small = tensor::tensor_digest::<Sha2>("layer.weight", "F32", &[2, 3], &small);
     let t_big = tensor::tensor_digest::<Sha2>("big", "U8", &[big.len() as u64], &big);
     let t_empty = tensor::tensor_digest::<Sha2>("empty", "F32", &[0, 4], &[]);
-    let state = tensor::state_digest::<Sha2>(&mut [("layer.weight", t_small), ("big", t_big), ("empty", t_empty)]).unwrap();
+    let state = tensor::state_digest::<Sha2>(&mut [
+        ("layer.weight", t_small),
+        ("big", t_big),
+        ("empty", t_empty),
+    ])
+    .unwrap();
 
     let tamper = |f: &dyn Fn(&mut veritrain_core::EpochInput)| {
         let mut x = epochs[1].clone();
@@ -129,5 +151,8 @@ fn vectors_match_the_checked_in_file() {
     }
     let text = std::fs::read_to_string(PATH).expect("tests/vectors/protocol-v1.json exists");
     let stored: Value = serde_json::from_str(&text).unwrap();
-    assert!(stored == built, "protocol bytes changed: the vectors no longer match the core");
+    assert!(
+        stored == built,
+        "protocol bytes changed: the vectors no longer match the core"
+    );
 }

@@ -12,10 +12,15 @@ use veritrain_core::{
 use crate::errors::{value_error, EncodingError, EpochCheckError};
 
 fn field<'py>(d: &Bound<'py, PyDict>, what: &str, key: &str) -> PyResult<Bound<'py, PyAny>> {
-    d.get_item(key)?.ok_or_else(|| value_error(format!("{what}: missing field '{key}'")))
+    d.get_item(key)?
+        .ok_or_else(|| value_error(format!("{what}: missing field '{key}'")))
 }
 
-fn get<T: for<'a, 'py> FromPyObjectOwned<'py>>(d: &Bound<'_, PyDict>, what: &str, key: &str) -> PyResult<T> {
+fn get<T: for<'a, 'py> FromPyObjectOwned<'py>>(
+    d: &Bound<'_, PyDict>,
+    what: &str,
+    key: &str,
+) -> PyResult<T> {
     field(d, what, key)?
         .extract::<T>()
         .map_err(|e| value_error(format!("{what}: field '{key}': {e}")))
@@ -46,7 +51,10 @@ fn schedule_from(d: &Bound<'_, PyDict>) -> PyResult<Schedule> {
             step_size: get(d, what, "step_size")?,
             gamma: get(d, what, "gamma")?,
         },
-        "linear_warmup" => Schedule::LinearWarmup { base_lr, warmup_steps: get(d, what, "warmup_steps")? },
+        "linear_warmup" => Schedule::LinearWarmup {
+            base_lr,
+            warmup_steps: get(d, what, "warmup_steps")?,
+        },
         other => return Err(value_error(format!("schedule: unknown kind {other:?}"))),
     };
     s.validate().map_err(|e| value_error(e.to_string()))?;
@@ -60,13 +68,20 @@ fn schedule_to<'py>(py: Python<'py>, s: &Schedule) -> PyResult<Bound<'py, PyDict
             d.set_item("kind", "constant")?;
             d.set_item("base_lr", base_lr)?;
         }
-        Schedule::StepDecay { base_lr, step_size, gamma } => {
+        Schedule::StepDecay {
+            base_lr,
+            step_size,
+            gamma,
+        } => {
             d.set_item("kind", "step_decay")?;
             d.set_item("base_lr", base_lr)?;
             d.set_item("step_size", step_size)?;
             d.set_item("gamma", gamma)?;
         }
-        Schedule::LinearWarmup { base_lr, warmup_steps } => {
+        Schedule::LinearWarmup {
+            base_lr,
+            warmup_steps,
+        } => {
             d.set_item("kind", "linear_warmup")?;
             d.set_item("base_lr", base_lr)?;
             d.set_item("warmup_steps", warmup_steps)?;
@@ -83,7 +98,11 @@ fn schedule_lr(schedule: &Bound<'_, PyDict>, step: u64) -> PyResult<f64> {
 
 #[pyfunction]
 #[pyo3(name = "hparams_digest")]
-fn py_hparams_digest<'py>(py: Python<'py>, lr: f64, optimizer_digest: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+fn py_hparams_digest<'py>(
+    py: Python<'py>,
+    lr: f64,
+    optimizer_digest: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
     let od = digest_arg(optimizer_digest, "optimizer digest")?;
     Ok(PyBytes::new(py, &hparams_digest::<Sha2>(lr, &od)))
 }
@@ -95,7 +114,11 @@ fn record_from(d: &Bound<'_, PyDict>) -> PyResult<StepRecord> {
     let loss: f32 = get(d, what, "loss")?;
     let grad_norm: f32 = get(d, what, "grad_norm")?;
     Ok(StepRecord {
-        flags: if state.is_some() { FLAG_STATE_DIGEST } else { 0 },
+        flags: if state.is_some() {
+            FLAG_STATE_DIGEST
+        } else {
+            0
+        },
         run_id: run_id_arg(&run_id)?,
         epoch: get(d, what, "epoch")?,
         step: get(d, what, "step")?,
@@ -113,7 +136,10 @@ fn record_from(d: &Bound<'_, PyDict>) -> PyResult<StepRecord> {
 }
 
 #[pyfunction]
-fn encode_record<'py>(py: Python<'py>, record: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyBytes>> {
+fn encode_record<'py>(
+    py: Python<'py>,
+    record: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyBytes>> {
     Ok(PyBytes::new(py, &record_from(record)?.encode()))
 }
 
@@ -180,7 +206,10 @@ pub fn claim_to<'py>(py: Python<'py>, c: &EpochClaim) -> PyResult<Bound<'py, PyD
     d.set_item("prev_record_hash", PyBytes::new(py, &c.prev_record_hash))?;
     d.set_item("last_record_hash", PyBytes::new(py, &c.last_record_hash))?;
     d.set_item("records_root", PyBytes::new(py, &c.records_root))?;
-    d.set_item("start_state_digest", PyBytes::new(py, &c.start_state_digest))?;
+    d.set_item(
+        "start_state_digest",
+        PyBytes::new(py, &c.start_state_digest),
+    )?;
     d.set_item("end_state_digest", PyBytes::new(py, &c.end_state_digest))?;
     d.set_item("dataset_root", PyBytes::new(py, &c.dataset_root))?;
     d.set_item("dataset_len", c.dataset_len)?;
@@ -217,11 +246,19 @@ fn encode_epoch_input<'py>(
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            <[u8; RECORD_LEN]>::try_from(r.as_slice())
-                .map_err(|_| EncodingError::new_err(format!("record {i}: expected {RECORD_LEN} bytes, got {}", r.len())))
+            <[u8; RECORD_LEN]>::try_from(r.as_slice()).map_err(|_| {
+                EncodingError::new_err(format!(
+                    "record {i}: expected {RECORD_LEN} bytes, got {}",
+                    r.len()
+                ))
+            })
         })
         .collect::<PyResult<Vec<_>>>()?;
-    let input = EpochInput { claim: claim_from(claim)?, prev: prev.map(claim_from).transpose()?, records };
+    let input = EpochInput {
+        claim: claim_from(claim)?,
+        prev: prev.map(claim_from).transpose()?,
+        records,
+    };
     Ok(PyBytes::new(py, &input.encode()))
 }
 

@@ -21,7 +21,10 @@ impl View {
         if !buf.is_c_contiguous() {
             return Err(value_error(format!("{what}: buffer must be C-contiguous")));
         }
-        Ok(View { addr: buf.buf_ptr() as usize, len: buf.len_bytes() })
+        Ok(View {
+            addr: buf.buf_ptr() as usize,
+            len: buf.len_bytes(),
+        })
     }
 
     /// Safety: the PyBuffer this view came from must be alive and its memory unchanged.
@@ -53,8 +56,10 @@ fn tensor_digests<'py>(
             .enumerate()
             .flat_map(|(i, d)| d.chunks(tensor::CHUNK_LEN).map(move |c| (i, c)))
             .collect();
-        let leaves: Vec<(usize, Digest)> =
-            jobs.par_iter().map(|(i, c)| (*i, tensor::chunk_leaf::<Sha2>(c))).collect();
+        let leaves: Vec<(usize, Digest)> = jobs
+            .par_iter()
+            .map(|(i, c)| (*i, tensor::chunk_leaf::<Sha2>(c)))
+            .collect();
         let mut per_tensor: Vec<Vec<Digest>> = vec![Vec::new(); datas.len()];
         for (i, leaf) in leaves {
             per_tensor[i].push(leaf);
@@ -64,7 +69,13 @@ fn tensor_digests<'py>(
             .zip(per_tensor)
             .zip(&datas)
             .map(|(((name, dtype, shape, _), chunks), data)| {
-                tensor::tensor_digest_from_chunks::<Sha2>(name, dtype, shape, data.len() as u64, &chunks)
+                tensor::tensor_digest_from_chunks::<Sha2>(
+                    name,
+                    dtype,
+                    shape,
+                    data.len() as u64,
+                    &chunks,
+                )
             })
             .collect()
     });
@@ -73,13 +84,19 @@ fn tensor_digests<'py>(
 
 /// Merkle root over `(name, tensor digest)` pairs sorted by name; names must be unique.
 #[pyfunction]
-fn state_digest<'py>(py: Python<'py>, tensors: Vec<(String, Vec<u8>)>) -> PyResult<Bound<'py, PyBytes>> {
+fn state_digest<'py>(
+    py: Python<'py>,
+    tensors: Vec<(String, Vec<u8>)>,
+) -> PyResult<Bound<'py, PyBytes>> {
     let digests = tensors
         .iter()
         .map(|(n, d)| digest_arg(d, n))
         .collect::<PyResult<Vec<_>>>()?;
-    let mut pairs: Vec<(&str, Digest)> =
-        tensors.iter().map(|(n, _)| n.as_str()).zip(digests).collect();
+    let mut pairs: Vec<(&str, Digest)> = tensors
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .zip(digests)
+        .collect();
     let root = tensor::state_digest::<Sha2>(&mut pairs)
         .ok_or_else(|| value_error("state digest: tensor names must be unique"))?;
     Ok(PyBytes::new(py, &root))
@@ -88,7 +105,11 @@ fn state_digest<'py>(py: Python<'py>, tensors: Vec<(String, Vec<u8>)>) -> PyResu
 /// Dataset root over fixed-size canonical sample rows: `rows` holds `n * row_len` bytes, row `i`
 /// being sample `i`. Leaves are hashed in parallel.
 #[pyfunction]
-fn dataset_root<'py>(py: Python<'py>, rows: PyBuffer<u8>, row_len: usize) -> PyResult<Bound<'py, PyBytes>> {
+fn dataset_root<'py>(
+    py: Python<'py>,
+    rows: PyBuffer<u8>,
+    row_len: usize,
+) -> PyResult<Bound<'py, PyBytes>> {
     let view = View::of(&rows, "dataset rows")?;
     if row_len == 0 || view.len % row_len != 0 {
         return Err(value_error(format!(

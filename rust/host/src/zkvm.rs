@@ -6,17 +6,17 @@ use bincode::Options;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use risc0_binfmt::ProgramBinary;
+use risc0_zkos_v1compat::V1COMPAT_ELF;
 use risc0_zkvm::sha::Digest as R0Digest;
 use risc0_zkvm::{
     ExecutorEnv, ExecutorImpl, FakeReceipt, InnerReceipt, LocalProver, MaybePruned, Prover,
     ProverOpts, Receipt, ReceiptClaim, VerifierContext,
 };
-use risc0_zkos_v1compat::V1COMPAT_ELF;
 
 use crate::codec::digest_arg;
 use crate::errors::{
-    FakeReceiptError, GuestError, ImageIdMismatchError, ReceiptFormatError, ReceiptVerificationError,
-    VeritrainError,
+    FakeReceiptError, GuestError, ImageIdMismatchError, ReceiptFormatError,
+    ReceiptVerificationError, VeritrainError,
 };
 
 /// The guest ELF, built by scripts/build-guest.sh and embedded at build time.
@@ -35,8 +35,13 @@ fn program() -> &'static Program {
     static PROGRAM: OnceLock<Program> = OnceLock::new();
     PROGRAM.get_or_init(|| {
         let binary = ProgramBinary::new(GUEST_ELF, V1COMPAT_ELF);
-        let image_id = binary.compute_image_id().expect("the embedded guest is a valid ELF");
-        Program { blob: binary.encode(), image_id }
+        let image_id = binary
+            .compute_image_id()
+            .expect("the embedded guest is a valid ELF");
+        Program {
+            blob: binary.encode(),
+            image_id,
+        }
     })
 }
 
@@ -66,7 +71,9 @@ fn build_env<'a>(input: &[u8], assumptions: &[Vec<u8>]) -> PyResult<ExecutorEnv<
             .map_err(|e| ReceiptFormatError::new_err(format!("assumption {i}: {e}")))?;
         builder.add_assumption(receipt);
     }
-    builder.build().map_err(|e| VeritrainError::new_err(format!("executor environment: {e:#}")))
+    builder
+        .build()
+        .map_err(|e| VeritrainError::new_err(format!("executor environment: {e:#}")))
 }
 
 fn decode_receipt_raw(bytes: &[u8]) -> Result<Receipt, String> {
@@ -98,7 +105,11 @@ fn guest_elf<'py>(py: Python<'py>) -> Bound<'py, PyBytes> {
 /// Runs the guest in the executor only (no proof): journal, cycle counts and segment count.
 #[pyfunction]
 #[pyo3(signature = (input, assumptions = Vec::new()))]
-fn execute<'py>(py: Python<'py>, input: &[u8], assumptions: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyDict>> {
+fn execute<'py>(
+    py: Python<'py>,
+    input: &[u8],
+    assumptions: Vec<Vec<u8>>,
+) -> PyResult<Bound<'py, PyDict>> {
     refuse_dev_mode()?;
     let env = build_env(input, &assumptions)?;
     let started = Instant::now();
@@ -107,7 +118,11 @@ fn execute<'py>(py: Python<'py>, input: &[u8], assumptions: Vec<Vec<u8>>) -> PyR
         Ok(exec.run()?)
     });
     let session = session.map_err(guest_failure)?;
-    let journal = session.journal.as_ref().map(|j| j.bytes.clone()).unwrap_or_default();
+    let journal = session
+        .journal
+        .as_ref()
+        .map(|j| j.bytes.clone())
+        .unwrap_or_default();
     let d = PyDict::new(py);
     d.set_item("journal", PyBytes::new(py, &journal))?;
     d.set_item("user_cycles", session.user_cycles)?;
@@ -120,7 +135,11 @@ fn execute<'py>(py: Python<'py>, input: &[u8], assumptions: Vec<Vec<u8>>) -> PyR
 /// Proves one epoch: a composite receipt (risc0's recursion circuit is not used; see docs).
 #[pyfunction]
 #[pyo3(signature = (input, assumptions = Vec::new()))]
-fn prove<'py>(py: Python<'py>, input: &[u8], assumptions: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyDict>> {
+fn prove<'py>(
+    py: Python<'py>,
+    input: &[u8],
+    assumptions: Vec<Vec<u8>>,
+) -> PyResult<Bound<'py, PyDict>> {
     refuse_dev_mode()?;
     let env = build_env(input, &assumptions)?;
     let started = Instant::now();
@@ -150,7 +169,11 @@ fn prove<'py>(py: Python<'py>, input: &[u8], assumptions: Vec<Vec<u8>>) -> PyRes
 /// Verifies a receipt against an image id and returns its journal. Each failure kind raises its
 /// own exception: ReceiptFormatError, FakeReceiptError, ReceiptVerificationError, ImageIdMismatchError.
 #[pyfunction]
-fn verify_receipt<'py>(py: Python<'py>, receipt: &[u8], image_id: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+fn verify_receipt<'py>(
+    py: Python<'py>,
+    receipt: &[u8],
+    image_id: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
     refuse_dev_mode()?;
     let expected = R0Digest::from(digest_arg(image_id, "image id")?);
     let receipt = decode_receipt(receipt)?;
@@ -161,7 +184,9 @@ fn verify_receipt<'py>(py: Python<'py>, receipt: &[u8], image_id: &[u8]) -> PyRe
     }
     let ctx = VerifierContext::default();
     py.detach(|| receipt.inner.verify_integrity_with_context(&ctx))
-        .map_err(|e| ReceiptVerificationError::new_err(format!("the proof does not verify: {e}")))?;
+        .map_err(|e| {
+            ReceiptVerificationError::new_err(format!("the proof does not verify: {e}"))
+        })?;
     let claim = receipt
         .inner
         .claim()
@@ -174,16 +199,22 @@ fn verify_receipt<'py>(py: Python<'py>, receipt: &[u8], image_id: &[u8]) -> PyRe
             "receipt is for image id {actual}, expected {expected}"
         )));
     }
-    receipt
-        .verify_with_context(&ctx, expected)
-        .map_err(|e| ReceiptVerificationError::new_err(format!("journal or exit code do not match the proof: {e}")))?;
+    receipt.verify_with_context(&ctx, expected).map_err(|e| {
+        ReceiptVerificationError::new_err(format!(
+            "journal or exit code do not match the proof: {e}"
+        ))
+    })?;
     Ok(PyBytes::new(py, &receipt.journal.bytes))
 }
 
 /// A dev-mode (fake) receipt for a journal and image id: what an attacker running risc0 in dev mode
 /// would send. Only tests use it, to show it is rejected.
 #[pyfunction]
-fn _fake_receipt<'py>(py: Python<'py>, journal: Vec<u8>, image_id: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+fn _fake_receipt<'py>(
+    py: Python<'py>,
+    journal: Vec<u8>,
+    image_id: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
     let id = R0Digest::from(digest_arg(image_id, "image id")?);
     let claim = ReceiptClaim::ok(id, MaybePruned::Value(journal.clone()));
     let receipt = Receipt::new(InnerReceipt::Fake(FakeReceipt::new(claim)), journal);

@@ -3,7 +3,9 @@
 use veritrain_core::hash::{Sha2, Sha256};
 use veritrain_core::record::{encode_run_id, genesis_hash, FLAG_STATE_DIGEST};
 use veritrain_core::schedule::hparams_digest;
-use veritrain_core::{merkle, sampler, Digest, EpochClaim, EpochInput, Guarantees, Schedule, StepRecord};
+use veritrain_core::{
+    merkle, sampler, Digest, EpochClaim, EpochInput, Guarantees, Schedule, StepRecord,
+};
 
 pub fn d(tag: &str) -> Digest {
     Sha2::sha256(tag.as_bytes())
@@ -28,7 +30,11 @@ impl Run {
             dataset_len: 10,
             batch_size: 4,
             seed: 7,
-            schedule: Schedule::StepDecay { base_lr: 0.1, step_size: 2, gamma: 0.5 },
+            schedule: Schedule::StepDecay {
+                base_lr: 0.1,
+                step_size: 2,
+                gamma: 0.5,
+            },
             optimizer_digest: d("optimizer"),
             image_id: d("image"),
             genesis_state: d("genesis state"),
@@ -39,13 +45,18 @@ impl Run {
     /// Honest inputs for epochs 0..n, each linked to the one before.
     pub fn epochs(&self, n: u64) -> Vec<EpochInput> {
         let spe = sampler::steps_per_epoch(self.dataset_len, self.batch_size);
-        let mut prev_hash =
-            genesis_hash::<Sha2>(&self.run_id, &self.genesis_state, &self.dataset_root, self.seed);
+        let mut prev_hash = genesis_hash::<Sha2>(
+            &self.run_id,
+            &self.genesis_state,
+            &self.dataset_root,
+            self.seed,
+        );
         let mut state = self.genesis_state;
         let mut prev_claim: Option<EpochClaim> = None;
         let mut out = Vec::new();
         for epoch in 0..n {
-            let perm = sampler::epoch_permutation::<Sha2>(self.seed, epoch, self.dataset_len as u32);
+            let perm =
+                sampler::epoch_permutation::<Sha2>(self.seed, epoch, self.dataset_len as u32);
             let start_state = state;
             let link = prev_hash;
             let mut records = Vec::new();
@@ -100,7 +111,11 @@ impl Run {
                 schedule: self.schedule,
                 image_id: self.image_id,
             };
-            out.push(EpochInput { claim: claim.clone(), prev: prev_claim.take(), records });
+            out.push(EpochInput {
+                claim: claim.clone(),
+                prev: prev_claim.take(),
+                records,
+            });
             prev_claim = Some(claim);
         }
         out
