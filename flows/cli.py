@@ -16,53 +16,17 @@ def _err(msg: str) -> None:
     print(f"veritrain: {msg}", file=sys.stderr)
 
 
-def _progress():
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )
-
-
 def cmd_run(args) -> int:
-    from pipeline.finalize import finalize_epoch, unproven_epochs
-    from pipeline.run import new_run_id
+    from flows import progress
+    from flows.training import train_flow
+    from pipeline.run import check_run_id, default_run_id
     from pipeline.spec import load_spec
-    from pipeline.store import open_store, run_uri
-    from pipeline.train import open_trainer, train
 
     spec = load_spec(args.spec)
-    store = open_store(args.store or spec.store)
-    run_id = args.run_id or new_run_id()
-    t = open_trainer(spec, store, run_id)
-    total_epochs = spec.epochs
-    with _progress() as bar:
-        task = bar.add_task("train", total=total_epochs * t.spe, info="")
-
-        def on_step(ev) -> None:
-            bar.update(task, completed=ev.step, info=f"epoch {ev.epoch} loss {ev.loss:.4f}")
-
-        t.on_step = on_step
-        every = spec.finalize_every
-        epoch = 0
-        while epoch < total_epochs:
-            upto = min(total_epochs, epoch + every) if every else total_epochs
-            epoch = train(t, upto)
-            if every:
-                for e in unproven_epochs(t.entries):
-                    ptask = bar.add_task(f"prove epoch {e}", total=None, info="")
-                    r = finalize_epoch(store, t.manifest, t.ledger, t.entries, t.key, e)
-                    bar.update(ptask, total=1, completed=1,
-                               info=f"{r.stats.total_cycles} cycles, {len(r.receipt)} bytes")
-    print(f"run {run_id}: {total_epochs} epochs, {total_epochs * t.spe} steps", file=sys.stderr)
-    print(run_uri(store, run_id))
+    run_id = check_run_id(args.run_id) if args.run_id else default_run_id(spec)
+    with progress.bars():
+        uri = train_flow(spec.model_dump(mode="json"), args.store or spec.store, run_id)
+    print(uri)
     return EXIT_OK
 
 
@@ -143,13 +107,24 @@ def cmd_demo(args) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def cmd_schema(args) -> int:
+    from pipeline.spec import spec_json_schema
+    from pipeline.verify import VERIFY_JSON_SCHEMA
+
+    print(json.dumps(spec_json_schema() if args.which == "spec" else VERIFY_JSON_SCHEMA, indent=1))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="veritrain", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="train a spec with per-step commitments and epoch receipts")
     r.add_argument("spec")
     r.add_argument("--store", help="local folder (default: the spec's store)")
-    r.add_argument("--run-id", help="1-32 of [A-Za-z0-9._-]; rerun with the same id to resume")
+    r.add_argument(
+        "--run-id",
+        help="1-32 of [A-Za-z0-9._-] (default: derived from the spec); rerunning resumes the run",
+    )
     r.set_defaults(fn=cmd_run)
     v = sub.add_parser("verify", help="verify a stored run: ledger, receipts, records, checkpoints")
     v.add_argument("run_uri")
@@ -159,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="a table of epochs and their states")
     s.add_argument("run_uri")
     s.set_defaults(fn=cmd_status)
+    sc = sub.add_parser("schema", help="print a JSON Schema: the run spec or verify --json output")
+    sc.add_argument("which", choices=["spec", "verify"])
+    sc.set_defaults(fn=cmd_schema)
     d = sub.add_parser("demo", help="train, prove and verify the tiny example end to end")
     d.add_argument("--store", help="folder for the demo's store (default: a new temporary folder)")
     d.set_defaults(fn=cmd_demo)

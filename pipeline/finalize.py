@@ -17,7 +17,7 @@ from pipeline.run import (
     sha256_hex,
 )
 from pipeline.store import Store
-from prover import EpochReceipt, epoch_input, prove_epoch
+from prover import EpochReceipt, ProverStats, epoch_input, prove_epoch, verify_receipt
 
 
 def load_epoch_records(store: Store, entry: Entry) -> list[bytes]:
@@ -38,25 +38,43 @@ def unproven_epochs(entries: list[Entry]) -> list[int]:
 
 def finalize_epoch(
     store: Store, manifest: Manifest, ledger: Ledger, entries: list[Entry], key, epoch: int
-) -> EpochReceipt:
-    """Proves ``epoch`` (its predecessor must already have a receipt) and records the receipt."""
+) -> EpochReceipt | None:
+    """Proves ``epoch`` (its predecessor must already have a receipt) and records the receipt.
+
+    Returns None if the epoch already has a receipt entry. A receipt object left without its ledger
+    entry by a crash is verified and adopted rather than re-proven (proofs are randomized, so a
+    new one would not equal the stored bytes).
+    """
     run_id = manifest.run_id
+    entries[:] = ledger.entries()
+    if epoch in receipt_entries(entries):
+        return None
     epochs = epoch_entries(entries)
     entry = epochs[epoch]
     claim = claim_of(entry)
-    prev_claim = claim_of(epochs[epoch - 1]) if epoch > 0 else None
-    prev_receipt = None
-    if epoch > 0:
-        receipts = receipt_entries(entries)
-        if epoch - 1 not in receipts:
-            raise IntegrityError(f"epoch {epoch - 1} has no receipt yet; prove epochs in order")
-        prev_receipt = store.read(receipts[epoch - 1].body["receipt"])
-    records = load_epoch_records(store, entry)
-    result = prove_epoch(epoch_input(claim, prev_claim, records), prev_receipt)
-    if result.claim != claim:
-        raise IntegrityError(f"epoch {epoch}: the receipt's journal is not the committed claim")
     rk, jk = receipt_key(run_id, epoch), journal_key(run_id, epoch)
-    store.create(rk, result.receipt)
+    if store.exists(rk):
+        data = store.read(rk)
+        journal = verify_receipt(data, manifest.image_id)
+        if journal != claim:
+            raise IntegrityError(f"{rk}: receipt is not for the epoch's committed claim")
+        result = EpochReceipt(
+            receipt=data, claim=journal,
+            stats=ProverStats(user_cycles=0, total_cycles=0, segments=0, seconds=0.0),
+        )
+    else:
+        prev_claim = claim_of(epochs[epoch - 1]) if epoch > 0 else None
+        prev_receipt = None
+        if epoch > 0:
+            receipts = receipt_entries(entries)
+            if epoch - 1 not in receipts:
+                raise IntegrityError(f"epoch {epoch - 1} has no receipt yet; prove epochs in order")
+            prev_receipt = store.read(receipts[epoch - 1].body["receipt"])
+        records = load_epoch_records(store, entry)
+        result = prove_epoch(epoch_input(claim, prev_claim, records), prev_receipt)
+        if result.claim != claim:
+            raise IntegrityError(f"epoch {epoch}: the receipt's journal is not the committed claim")
+        store.create(rk, result.receipt)
     store.create(jk, json.dumps(result.claim.journal_json(), indent=1, sort_keys=True).encode())
     ledger.append(
         key,
@@ -71,5 +89,7 @@ def finalize_epoch(
             "proven_at": int(time.time()),
         },
         entries,
+        # The trainer may be appending the next epochs meanwhile; another receipt is a second prover.
+        tolerate=frozenset({"checkpoint", "epoch"}),
     )
     return result

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from pipeline.errors import IntegrityError, StorageError
+from pipeline.errors import ConflictError, IntegrityError, StorageError
 from pipeline.store import Store
 
 TAG = b"veritrain/ledger/v1\x00"
@@ -124,17 +124,44 @@ class Ledger:
             raise IntegrityError(f"{key}: bad signature") from None
         return entry
 
-    def append(self, key: Ed25519PrivateKey, kind: str, body: dict[str, Any], entries: list[Entry]) -> Entry:
-        """Appends after ``entries`` (the caller's current view). Raises ConflictError if another
-        writer appended first."""
-        seq = len(entries)
-        prev = entries[-1].entry_hash if entries else ""
-        h = _entry_hash(self.run_id, seq, prev, kind, body)
-        entry = Entry(seq=seq, kind=kind, body=body, prev=prev, entry_hash=h.hex(), signature=key.sign(h).hex())
-        doc = {
-            "seq": seq, "run_id": self.run_id, "prev": prev, "kind": kind, "body": body,
-            "entry_hash": entry.entry_hash, "signature": entry.signature,
-        }
-        self.store.create(f"{self.prefix}{seq:012d}.json", json.dumps(doc, indent=1, sort_keys=True).encode())
-        entries.append(entry)
-        return entry
+    def append(
+        self,
+        key: Ed25519PrivateKey,
+        kind: str,
+        body: dict[str, Any],
+        entries: list[Entry],
+        tolerate: frozenset[str] = frozenset(),
+    ) -> Entry:
+        """Appends after ``entries`` (the caller's view, updated in place).
+
+        If another writer appended first, the conditional create fails; when every entry it
+        appended has a kind in ``tolerate`` (say the trainer's view meets the prover's "receipt"
+        entries) the view is re-read and the append retried after them. Otherwise two writers are
+        racing for the same run: ConflictError.
+        """
+        while True:
+            seq = len(entries)
+            prev = entries[-1].entry_hash if entries else ""
+            h = _entry_hash(self.run_id, seq, prev, kind, body)
+            entry = Entry(
+                seq=seq, kind=kind, body=body, prev=prev, entry_hash=h.hex(), signature=key.sign(h).hex()
+            )
+            doc = {
+                "seq": seq, "run_id": self.run_id, "prev": prev, "kind": kind, "body": body,
+                "entry_hash": entry.entry_hash, "signature": entry.signature,
+            }
+            try:
+                self.store.create(f"{self.prefix}{seq:012d}.json", json.dumps(doc, indent=1, sort_keys=True).encode())
+            except ConflictError:
+                fresh = self.entries()
+                foreign = fresh[len(entries) :]
+                if not foreign or any(e.kind not in tolerate for e in foreign):
+                    raise ConflictError(
+                        f"{self.prefix}{seq:012d}.json: another writer appended to run "
+                        f"{self.run_id} first ({', '.join(e.kind for e in foreign) or 'same seq'}); "
+                        "only one trainer may write a run"
+                    ) from None
+                entries[:] = fresh
+                continue
+            entries.append(entry)
+            return entry

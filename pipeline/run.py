@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,13 +11,23 @@ from pipeline.errors import IntegrityError, SpecError
 from pipeline.ledger import Entry, Ledger, canonical_json
 from pipeline.spec import RunSpec, parse_spec
 from pipeline.store import NotFoundError, Store
-from prover import EpochClaim
+from prover import EpochClaim, _native
 
 OPTIMIZER_TAG = b"veritrain/optimizer/v1\x00"
 
 
-def new_run_id() -> str:
-    return "run-" + secrets.token_hex(6)
+def check_run_id(run_id: str) -> str:
+    """Raises SpecError unless ``run_id`` is 1-32 of [A-Za-z0-9._-] (the core's rule)."""
+    try:
+        return _native.check_run_id(run_id)
+    except ValueError as e:
+        raise SpecError(f"--run-id: {e}") from None
+
+
+def default_run_id(spec: RunSpec) -> str:
+    """Derived from the spec, so rerunning the same command resumes the same run after a crash
+    (training is deterministic: a finished run is simply reported again)."""
+    return "run-" + hashlib.sha256(spec.canonical_json().encode()).hexdigest()[:16]
 
 
 def sha256_hex(data: bytes) -> str:

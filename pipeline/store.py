@@ -97,9 +97,12 @@ class LocalStore:
 
 
 def open_store(uri: str) -> Store:
-    """A store from a URI: a local path or ``file://`` path. (S3 arrives with the S3 store.)"""
+    """A store from a URI: ``s3://bucket[/prefix]``, a local path or a ``file://`` path."""
     if uri.startswith("s3://"):
-        raise StorageError(f"{uri}: the S3 store is not available in this version; use a local folder")
+        # Imported here so that local-only use never pays for (or needs) boto3.
+        from pipeline.s3store import S3Store
+
+        return S3Store(uri)
     uri = uri.removeprefix("file://")
     return LocalStore(uri)
 

@@ -24,6 +24,41 @@ from prover import EpochClaim, VeritrainError, check_epoch, epoch_input, verify_
 
 COMMITTED, PROVEN, FINAL, DISPUTED = "committed", "proven", "final", "disputed"
 
+_CHECK = {
+    "type": "object",
+    "required": ["name", "ok", "detail"],
+    "properties": {"name": {"type": "string"}, "ok": {"type": "boolean"}, "detail": {"type": "string"}},
+}
+# The document `veritrain verify --json` prints (docs/schemas/verify.schema.json).
+VERIFY_JSON_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "veritrain verify --json",
+    "type": "object",
+    "required": ["ok", "run_id", "image_id", "checks", "epochs"],
+    "properties": {
+        "ok": {"type": "boolean"},
+        "run_id": {"type": "string"},
+        "image_id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "checks": {"type": "array", "items": _CHECK},
+        "epochs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["epoch", "status", "ok", "checks"],
+                "properties": {
+                    "epoch": {"type": "integer", "minimum": 0},
+                    "status": {"enum": [COMMITTED, PROVEN, FINAL, DISPUTED]},
+                    "ok": {"type": "boolean"},
+                    "first_step": {"type": "integer"},
+                    "step_count": {"type": "integer"},
+                    "end_state_digest": {"type": "string"},
+                    "checks": {"type": "array", "items": _CHECK},
+                },
+            },
+        },
+    },
+}
+
 
 @dataclass
 class Check:

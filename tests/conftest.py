@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,3 +21,22 @@ def _keys(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_spec() -> RunSpec:
     return load_spec(ROOT / "examples" / "tiny.yaml")
+
+
+def veritrain(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """Runs the installed command line as a user would, in a separate process."""
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        check=False, capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Path, str, str]:
+    """`veritrain run examples/tiny.yaml` through Prefect (ephemeral API): two epochs, each proven
+    for real. Returns (store folder, run id, run URI). Shared: proving is slow on 2 cores."""
+    store = tmp_path_factory.mktemp("tiny-store")
+    r = veritrain("run", str(ROOT / "examples" / "tiny.yaml"), "--store", str(store))
+    assert r.returncode == 0, r.stderr[-3000:]
+    uri = r.stdout.strip().splitlines()[-1]
+    return store, uri.rsplit("/", 1)[-1], uri

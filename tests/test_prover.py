@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import prover
-from pipeline.finalize import finalize_epoch, load_epoch_records
-from pipeline.run import claim_of, epoch_entries, receipt_entries
+from pipeline.finalize import load_epoch_records
+from pipeline.run import Manifest, claim_of, epoch_entries, open_ledger, receipt_entries
 from pipeline.store import LocalStore
 from pipeline.train import open_trainer, train
 from prover import (
@@ -38,12 +38,16 @@ def _epoch(t, e):
 
 
 @pytest.fixture(scope="module")
-def proven(trained):
-    """Both epochs proven: epoch 1's receipt verifies epoch 0's inside the guest."""
-    for e in (0, 1):
-        finalize_epoch(trained.store, trained.manifest, trained.ledger, trained.entries, trained.key, e)
-    receipts = receipt_entries(trained.entries)
-    return {e: trained.store.read(receipts[e].body["receipt"]) for e in (0, 1)}
+def proven(tiny_run):
+    """Receipts and claims of the tiny run made by `veritrain run` (epoch 1's receipt verifies
+    epoch 0's inside the guest)."""
+    store_root, run_id, _ = tiny_run
+    store = LocalStore(store_root)
+    manifest = Manifest.load(store, run_id)
+    _, entries = open_ledger(store, manifest)
+    receipts = receipt_entries(entries)
+    claims = {e: claim_of(x) for e, x in epoch_entries(entries).items()}
+    return {e: (store.read(receipts[e].body["receipt"]), claims[e]) for e in (0, 1)}
 
 
 def test_image_id_is_a_digest_and_stable():
@@ -72,27 +76,26 @@ def test_guest_refuses_an_altered_record(trained):
 
 
 @pytest.mark.proving
-def test_epoch_receipts_verify_and_carry_the_claim(trained, proven):
+def test_epoch_receipts_verify_and_carry_the_claim(proven):
     for e in (0, 1):
-        claim, _, _ = _epoch(trained, e)
-        journal = prover.verify_receipt(proven[e], prover.image_id())
+        receipt, claim = proven[e]
+        journal = prover.verify_receipt(receipt, prover.image_id())
         assert journal == claim
         assert journal.guarantee_names == ["structure", "sampler", "schedule", "lineage"]
     # Lineage: epoch 1's receipt carries epoch 0's, so it is the larger.
-    assert len(proven[1]) > len(proven[0])
+    assert len(proven[1][0]) > len(proven[0][0])
 
 
-@pytest.mark.proving
-def test_epoch_one_needs_epoch_zeros_receipt(trained, proven):
+def test_epoch_one_cannot_be_proven_without_epoch_zeros_receipt(trained):
     claim, prev, records = _epoch(trained, 1)
     with pytest.raises(VeritrainError):
-        prover.prove_epoch(epoch_input(claim, prev, records), prev_receipt=None)
+        prover.execute(epoch_input(claim, prev, records))
 
 
 @pytest.mark.proving
 @pytest.mark.parametrize("where", [0.25, 0.5, 0.75, -40])
 def test_a_flipped_receipt_byte_is_rejected(proven, where):
-    data = bytearray(proven[0])
+    data = bytearray(proven[0][0])
     i = int(len(data) * where) if where > 0 else len(data) + where
     data[i] ^= 0x01
     with pytest.raises((ReceiptVerificationError, ReceiptFormatError)):
@@ -101,16 +104,17 @@ def test_a_flipped_receipt_byte_is_rejected(proven, where):
 
 @pytest.mark.proving
 def test_a_truncated_receipt_is_a_format_error(proven):
-    for cut in (0, 10, len(proven[0]) // 2, len(proven[0]) - 1):
+    receipt = proven[0][0]
+    for cut in (0, 10, len(receipt) // 2, len(receipt) - 1):
         with pytest.raises(ReceiptFormatError):
-            prover.verify_receipt(proven[0][:cut], prover.image_id())
+            prover.verify_receipt(receipt[:cut], prover.image_id())
 
 
 @pytest.mark.proving
 def test_another_image_id_is_rejected(proven):
     other = bytes.fromhex("11" * 32)
     with pytest.raises(ImageIdMismatchError, match=prover.image_id().hex()):
-        prover.verify_receipt(proven[0], other)
+        prover.verify_receipt(proven[0][0], other)
 
 
 def test_a_fake_receipt_is_rejected(trained, monkeypatch):

@@ -291,6 +291,13 @@ fn py_genesis_hash<'py>(
     Ok(PyBytes::new(py, &h))
 }
 
+/// Validates a run id with the core's rule (1-32 of [A-Za-z0-9._-]); returns it unchanged.
+#[pyfunction]
+fn check_run_id(run_id: &str) -> PyResult<String> {
+    run_id_arg(run_id)?;
+    Ok(run_id.to_string())
+}
+
 #[pyfunction]
 fn merkle_root<'py>(py: Python<'py>, leaves: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyBytes>> {
     let leaves = leaves
@@ -329,6 +336,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_epoch_input, m)?)?;
     m.add_function(wrap_pyfunction!(py_check_epoch, m)?)?;
     m.add_function(wrap_pyfunction!(py_genesis_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(check_run_id, m)?)?;
     m.add_function(wrap_pyfunction!(merkle_root, m)?)?;
     m.add_function(wrap_pyfunction!(epoch_permutation, m)?)?;
     m.add_function(wrap_pyfunction!(steps_per_epoch, m)?)?;

@@ -1,0 +1,134 @@
+"""The training flow: commit the dataset, train epoch by epoch, and prove each finalized epoch
+while the next one trains. Tasks take and return plain values (URIs, ids, JSON); every task
+reopens the run from the store, so a retried task resumes from the last checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+
+from flows import progress
+from pipeline.finalize import finalize_epoch
+from pipeline.ledger import load_or_create_key
+from pipeline.run import Manifest, default_run_id, epoch_entries, open_ledger, receipt_entries
+from pipeline.spec import RunSpec, parse_spec
+from pipeline.store import open_store, run_uri
+from pipeline.train import open_trainer, train
+
+
+def _spec(spec_json: dict[str, Any]) -> RunSpec:
+    return parse_spec(spec_json, "flow parameter spec")
+
+
+@task(name="commit-dataset")
+def open_run(spec_json: dict[str, Any], store_uri: str, run_id: str) -> dict[str, Any]:
+    """Creates (or reopens) the run: manifest with the dataset root, genesis checkpoint, ledger."""
+    t = open_trainer(_spec(spec_json), open_store(store_uri), run_id)
+    m = t.manifest.doc
+    get_run_logger().info(
+        "run %s: dataset root %s (%d samples), image id %s",
+        run_id, m["dataset_root"], m["dataset_len"], m["image_id"],
+    )
+    return {"run_uri": run_uri(t.store, run_id), "steps_per_epoch": t.spe, "image_id": m["image_id"]}
+
+
+@task(name="train-epoch", retries=2, retry_delay_seconds=2)
+def train_epoch(spec_json: dict[str, Any], store_uri: str, run_id: str, epoch: int) -> dict[str, Any]:
+    """Trains one epoch (resuming from the run's last checkpoint); returns the epoch's claim."""
+    log = get_run_logger()
+    t = open_trainer(_spec(spec_json), open_store(store_uri), run_id)
+    artifact = create_progress_artifact(0.0, description=f"run {run_id} epoch {epoch}")
+    bar = progress.current()
+    task_id = bar.add_task(f"train epoch {epoch}", total=t.spe, info="") if bar else None
+    first = epoch * t.spe
+
+    def on_step(ev) -> None:
+        done = ev.step - first
+        if bar is not None:
+            bar.update(task_id, completed=done, info=f"loss {ev.loss:.4f}")
+        if done == t.spe or done % max(1, t.spe // 10) == 0:
+            update_progress_artifact(artifact, 100.0 * done / t.spe)
+
+    t.on_step = on_step
+    train(t, epoch + 1)
+    claim = epoch_entries(t.entries)[epoch].body["claim"]
+    log.info("epoch %d committed: steps %d..%d, end state %s", epoch, claim["first_step"],
+             claim["first_step"] + claim["step_count"] - 1, claim["end_state_digest"])
+    return claim
+
+
+@task(name="finalize-epoch", retries=1, retry_delay_seconds=2)
+def prove_epoch(store_uri: str, run_id: str, epoch: int) -> dict[str, Any]:
+    """Proves one epoch in the zkVM and stores its receipt and journal."""
+    store = open_store(store_uri)
+    manifest = Manifest.load(store, run_id)
+    ledger, entries = open_ledger(store, manifest)
+    bar = progress.current()
+    task_id = bar.add_task(f"prove epoch {epoch}", total=None, info="") if bar else None
+    r = finalize_epoch(store, manifest, ledger, entries, load_or_create_key(run_id), epoch)
+    stats = {"epoch": epoch, "seconds": 0.0, "cycles": 0, "receipt_bytes": 0}
+    if r is not None:
+        stats |= {"seconds": round(r.stats.seconds, 1), "cycles": r.stats.total_cycles,
+                  "receipt_bytes": len(r.receipt)}
+    if bar is not None:
+        bar.update(task_id, total=1, completed=1,
+                   info=f"{stats['cycles']} cycles, {stats['receipt_bytes']} bytes")
+    get_run_logger().info("epoch %d proven: %s", epoch, stats)
+    return stats
+
+
+@flow(name="veritrain-train")
+def train_flow(spec: dict[str, Any], store: str | None = None, run_id: str | None = None) -> str:
+    """Trains a spec with per-step commitments; proving epoch e overlaps training epoch e+1."""
+    s = _spec(spec)
+    store_uri = store or s.store
+    run_id = run_id or default_run_id(s)
+    info = open_run(spec, store_uri, run_id)
+    proofs = []
+    previous = None
+    for epoch in range(s.epochs):
+        train_epoch(spec, store_uri, run_id, epoch)
+        due = s.finalize_every and ((epoch + 1) % s.finalize_every == 0 or epoch == s.epochs - 1)
+        if due:
+            # Epochs are proven in order (each receipt verifies its predecessor's inside the guest).
+            pending = [e for e in range(epoch + 1) if not any(p[0] == e for p in proofs)]
+            for e in pending:
+                previous = prove_epoch.submit(store_uri, run_id, e, wait_for=[previous] if previous else [])
+                proofs.append((e, previous))
+    stats = [f.result() for _, f in proofs]
+    _summarize(store_uri, run_id, info, stats)
+    return info["run_uri"]
+
+
+def _summarize(store_uri: str, run_id: str, info: dict[str, Any], stats: list[dict[str, Any]]) -> None:
+    store = open_store(store_uri)
+    manifest = Manifest.load(store, run_id)
+    _, entries = open_ledger(store, manifest)
+    receipts = receipt_entries(entries)
+    rows = []
+    for e, entry in sorted(epoch_entries(entries).items()):
+        c = entry.body["claim"]
+        rows.append({
+            "epoch": e,
+            "state": "proven" if e in receipts else "committed",
+            "steps": f"{c['first_step']}..{c['first_step'] + c['step_count'] - 1}",
+            "end state digest": c["end_state_digest"][:16],
+            "receipt": f"{info['run_uri']}/receipts/epoch-{e:06d}.receipt" if e in receipts else "",
+        })
+    create_table_artifact(rows, key=f"{run_id.lower().replace('_', '-').replace('.', '-')}-epochs",
+                          description=f"Epochs of run {run_id}")
+    proving = sum(s["seconds"] for s in stats)
+    create_markdown_artifact(
+        f"# veritrain run `{run_id}`\n\n"
+        f"- run URI: `{info['run_uri']}`\n- guest image id: `{info['image_id']}`\n"
+        f"- epochs: {len(rows)} ({len(receipts)} proven), {info['steps_per_epoch']} steps each\n"
+        f"- proving time: {proving:.1f} s\n\nVerify with `veritrain verify {info['run_uri']}`.\n",
+        description=f"Summary of run {run_id}",
+    )

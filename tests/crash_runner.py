@@ -1,0 +1,17 @@
+"""Runs training for the crash-safety tests: exactly what the flow's train task calls
+(open_trainer + train), without the orchestrator, so a SIGKILL hits only this process."""
+
+import sys
+
+from pipeline.spec import load_spec
+from pipeline.store import LocalStore
+from pipeline.train import open_trainer, train
+
+if __name__ == "__main__":
+    spec_path, store_root, run_id = sys.argv[1:4]
+    try:
+        train(open_trainer(load_spec(spec_path), LocalStore(store_root), run_id))
+    except Exception as e:  # noqa: BLE001 - report the failure kind to the test, one line
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(2 if type(e).__name__ == "SpecError" else 1)
+    print(f"{store_root}/runs/{run_id}")
