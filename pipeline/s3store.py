@@ -10,12 +10,15 @@ Large objects (> 16 MiB) go by multipart upload whose CompleteMultipartUpload is
 conformance suite runs against (moto server 5.x and s3s-fs), so no temporary-key-then-copy
 fallback is needed: that fallback would itself need a conditional CopyObject, which is less widely
 supported than the conditional complete. A server that rejects the conditional header gets a
-StorageError that says so, rather than a silent unconditional write.
+StorageError that says so, rather than an unconditional write (one that silently ignores it
+cannot be told apart from the client side).
 
 Atomicity is the server's job: AWS S3 serializes conditional writes (a concurrent loser gets 412,
-or 409 ConditionalRequestConflict while the winner is still in flight, which is retried here). Test
-servers may check the condition before storing the body instead of atomically (see the report in
-tests/test_store_conformance.py), so only AWS-grade servers give exactly-one-winner under races.
+or 409 ConditionalRequestConflict while the winner is still in flight, which is retried here).
+Not every S3 look-alike does: s3s-fs checks the condition, then stores the body and renames it over
+the key, so racing creates all succeed (tests/test_store_conformance.py shows it). Exactly one
+winner among concurrent writers needs a server whose conditional writes are atomic, as AWS S3's
+are (moto passes the suite's race test too).
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ PART_SIZE = 16 * 1024 * 1024
 RETENTION_ENV = "VERITRAIN_S3_RETENTION_DAYS"
 
 # "standard" retries throttling, 500/502/503/504 and connection errors with truncated exponential
-# backoff (rand * 2^i s): 5 attempts wait at most 1+2+4+8 = 15 s in total, so an unreachable
-# endpoint fails in seconds, while a restarting server or a throttled bucket gets ridden out.
+# backoff, rand * scale * 2^i for i = 0..3 between 5 attempts, where botocore (1.44) scales by 1 s
+# for throttling (at most 15 s in all: a throttled bucket gets ridden out) and by 50 ms otherwise
+# (at most 0.75 s: an unreachable endpoint fails in about a second, not minutes).
 # connect_timeout bounds a black-holed endpoint; read_timeout is per socket read, not per object.
 _CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 5},
@@ -153,12 +157,12 @@ class S3Store:
 
     # -- Object Lock -------------------------------------------------------------------------
 
-    def _lock_args(self) -> dict[str, Any]:
+    def _lock_args(self, where: str) -> dict[str, Any]:
         """Retention for a new object: COMPLIANCE for N days where the bucket has Object Lock.
         Whether it has is asked once per store, on the first write (readers never need it)."""
         with self._lock_mutex:
             if not self._lock_checked:
-                self._locked = self._bucket_has_object_lock()
+                self._locked = self._bucket_has_object_lock(where)
                 self._lock_checked = True
         if not self._locked:
             return {}
@@ -174,17 +178,31 @@ class S3Store:
         until = datetime.now(UTC) + timedelta(days=days)
         return {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": until}
 
-    def _bucket_has_object_lock(self) -> bool:
+    def _bucket_has_object_lock(self, where: str) -> bool:
         try:
             conf = self._s3.get_object_lock_configuration(Bucket=self.bucket)
         except ClientError as e:
             status = str(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
             if self._code(e) in _NO_LOCK_CODES or status in _NO_LOCK_CODES:
                 return False
-            raise self._error(f"s3://{self.bucket}", e, "read the Object Lock configuration") from None
+            raise self._error(where, e, "read the bucket's Object Lock configuration") from None
         except BotoCoreError as e:
-            raise self._error(f"s3://{self.bucket}", e, "read the Object Lock configuration") from None
+            raise self._error(where, e, "read the bucket's Object Lock configuration") from None
         return conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+
+    def _ensure_retention(self, obj: str, head: dict[str, Any], lock: dict[str, Any]) -> None:
+        """Puts the retention on an object that lacks it. AWS applies the Object Lock headers of
+        CreateMultipartUpload to the completed object, but moto drops them (checked with moto
+        5.2), and a crash between an upload and this call leaves an object without retention
+        that an idempotent re-create must still lock; on AWS this is a no-op HEAD check."""
+        if not lock or head.get("ObjectLockMode"):
+            return
+        version = {"VersionId": head["VersionId"]} if head.get("VersionId") else {}
+        self._s3.put_object_retention(
+            Bucket=self.bucket, Key=obj, **version,
+            Retention={"Mode": lock["ObjectLockMode"],
+                       "RetainUntilDate": lock["ObjectLockRetainUntilDate"]},
+        )
 
     # -- the Store protocol ------------------------------------------------------------------
 
@@ -192,18 +210,22 @@ class S3Store:
         obj = self._object(key)
         where = self._obj_uri(obj)
         data = bytes(data)
-        lock = self._lock_args()
+        lock = self._lock_args(where)
         for attempt in range(6):
             try:
                 try:
                     if len(data) > MULTIPART_THRESHOLD:
                         self._put_multipart(obj, data, lock)
+                        if lock:
+                            self._ensure_retention(obj, self._head(obj) or {}, lock)
                     else:
                         self._put(obj, data, lock)
                     return
                 except _Exists as taken:
                     in_flight = taken.in_flight
-                existing = self._existing(obj, data)
+                existing, head = self._existing(obj, data)
+                if existing:
+                    self._ensure_retention(obj, head, lock)
             except ClientError as e:
                 if self._code(e) in {"NotImplemented", "501"}:
                     raise StorageError(
@@ -277,20 +299,26 @@ class S3Store:
                 pass
             raise
 
-    def _existing(self, obj: str, data: bytes) -> bool | None:
-        """Whether the object at ``obj`` holds ``data``; None when there is no such object."""
+    def _head(self, obj: str) -> dict[str, Any] | None:
         try:
-            head = self._s3.head_object(Bucket=self.bucket, Key=obj)
+            return self._s3.head_object(Bucket=self.bucket, Key=obj)
         except ClientError as e:
             if self._code(e) in _MISSING_KEY_CODES:
                 return None
             raise
+
+    def _existing(self, obj: str, data: bytes) -> tuple[bool | None, dict[str, Any]]:
+        """Whether the object at ``obj`` holds ``data`` (None: there is no such object), and
+        its HEAD."""
+        head = self._head(obj)
+        if head is None:
+            return None, {}
         if head.get("ContentLength") != len(data):
-            return False  # no need to download a large object that cannot match
+            return False, head  # no need to download a large object that cannot match
         try:
-            return self._get(obj) == data
+            return self._get(obj) == data, head
         except NotFoundError:
-            return None
+            return None, {}
 
     def _get(self, obj: str) -> bytes:
         """GET with the body read; a body cut off mid-stream is fetched again (botocore retries
@@ -321,13 +349,8 @@ class S3Store:
     def exists(self, key: str) -> bool:
         obj = self._object(key)
         try:
-            self._s3.head_object(Bucket=self.bucket, Key=obj)
-            return True
-        except ClientError as e:
-            if self._code(e) in _MISSING_KEY_CODES:
-                return False
-            raise self._error(self._obj_uri(obj), e, "stat") from None
-        except BotoCoreError as e:
+            return self._head(obj) is not None
+        except (BotoCoreError, ClientError) as e:
             raise self._error(self._obj_uri(obj), e, "stat") from None
 
     def list(self, prefix: str) -> list[str]:

@@ -30,11 +30,12 @@ SECRET_KEY = "veritrain-test-secret"
 REGION = "us-east-1"
 
 S3S_FS_ENV = "VERITRAIN_S3S_FS"
-S3S_FS_DEFAULT = Path("/root/.cache/veritrain/cargo-bin/bin/s3s-fs")
+# Where scripts/setup.sh installs it: $VERITRAIN_CACHE/cargo-bin, the cache defaulting as there.
+CACHE = Path(os.environ.get("VERITRAIN_CACHE") or Path.home() / ".cache" / "veritrain")
+S3S_FS_DEFAULT = CACHE / "cargo-bin" / "bin" / "s3s-fs"
 S3S_FS_INSTALL = (
-    'cargo install s3s-fs --version 0.14.1 --features binary --locked --root '
-    '"$HOME/.cache/veritrain/cargo-bin" (scripts/setup.sh does this), or point '
-    f"{S3S_FS_ENV} at an s3s-fs binary"
+    f"bash scripts/setup.sh, or by hand: cargo install s3s-fs --version 0.14.1 --features binary "
+    f"--locked --root {CACHE / 'cargo-bin'} (or point {S3S_FS_ENV} at an s3s-fs binary)"
 )
 
 

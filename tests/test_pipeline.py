@@ -84,7 +84,8 @@ def _run(spec, tmp_path, run_id, **env_extra):
 
 def _records(store_root: Path, run_id: str) -> dict[str, bytes]:
     d = store_root / "runs" / run_id / "records"
-    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+    # A writer killed before its link leaves a .tmp- file: never an object, safe to delete.
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if not p.name.startswith(".tmp-")}
 
 
 def _final_state(store_root: Path, run_id: str) -> str:

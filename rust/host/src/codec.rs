@@ -16,14 +16,14 @@ fn field<'py>(d: &Bound<'py, PyDict>, what: &str, key: &str) -> PyResult<Bound<'
         .ok_or_else(|| value_error(format!("{what}: missing field '{key}'")))
 }
 
-fn get<T: for<'a, 'py> FromPyObjectOwned<'py>>(
-    d: &Bound<'_, PyDict>,
-    what: &str,
-    key: &str,
-) -> PyResult<T> {
-    field(d, what, key)?
-        .extract::<T>()
-        .map_err(|e| value_error(format!("{what}: field '{key}': {e}")))
+fn get<T>(d: &Bound<'_, PyDict>, what: &str, key: &str) -> PyResult<T>
+where
+    T: for<'py> FromPyObjectOwned<'py>,
+{
+    field(d, what, key)?.extract::<T>().map_err(|e| {
+        let e: PyErr = e.into();
+        value_error(format!("{what}: field '{key}': {e}"))
+    })
 }
 
 pub fn digest_arg(v: &[u8], what: &str) -> PyResult<Digest> {

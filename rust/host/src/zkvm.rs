@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use risc0_binfmt::ProgramBinary;
 use risc0_zkos_v1compat::V1COMPAT_ELF;
-use risc0_zkvm::sha::Digest as R0Digest;
+use risc0_zkvm::sha::{Digest as R0Digest, Digestible};
 use risc0_zkvm::{
     ExecutorEnv, ExecutorImpl, FakeReceipt, InnerReceipt, LocalProver, MaybePruned, Prover,
     ProverOpts, Receipt, ReceiptClaim, VerifierContext,
@@ -63,17 +63,25 @@ fn receipt_codec() -> impl Options {
         .with_limit(MAX_RECEIPT_BYTES)
 }
 
-fn build_env<'a>(input: &[u8], assumptions: &[Vec<u8>]) -> PyResult<ExecutorEnv<'a>> {
+fn decode_assumptions(assumptions: &[Vec<u8>]) -> PyResult<Vec<Receipt>> {
+    assumptions
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            decode_receipt_raw(a)
+                .map_err(|e| ReceiptFormatError::new_err(format!("assumption {i}: {e}")))
+        })
+        .collect()
+}
+
+/// The executor environment is not Send, so it is built on the thread that runs the guest.
+fn build_env<'a>(input: &[u8], assumptions: Vec<Receipt>) -> anyhow::Result<ExecutorEnv<'a>> {
     let mut builder = ExecutorEnv::builder();
     builder.write_slice(input);
-    for (i, a) in assumptions.iter().enumerate() {
-        let receipt = decode_receipt_raw(a)
-            .map_err(|e| ReceiptFormatError::new_err(format!("assumption {i}: {e}")))?;
+    for receipt in assumptions {
         builder.add_assumption(receipt);
     }
-    builder
-        .build()
-        .map_err(|e| VeritrainError::new_err(format!("executor environment: {e:#}")))
+    builder.build()
 }
 
 fn decode_receipt_raw(bytes: &[u8]) -> Result<Receipt, String> {
@@ -111,23 +119,31 @@ fn execute<'py>(
     assumptions: Vec<Vec<u8>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     refuse_dev_mode()?;
-    let env = build_env(input, &assumptions)?;
+    let assumptions = decode_assumptions(&assumptions)?;
     let started = Instant::now();
-    let session = py.detach(|| -> anyhow::Result<_> {
-        let mut exec = ExecutorImpl::from_elf(env, &program().blob)?;
-        Ok(exec.run()?)
-    });
-    let session = session.map_err(guest_failure)?;
-    let journal = session
-        .journal
-        .as_ref()
-        .map(|j| j.bytes.clone())
-        .unwrap_or_default();
+    let (journal, user_cycles, total_cycles, segments) = py
+        .detach(|| -> anyhow::Result<_> {
+            let env = build_env(input, assumptions)?;
+            let mut exec = ExecutorImpl::from_elf(env, &program().blob)?;
+            let session = exec.run()?;
+            let journal = session
+                .journal
+                .as_ref()
+                .map(|j| j.bytes.clone())
+                .unwrap_or_default();
+            Ok((
+                journal,
+                session.user_cycles,
+                session.total_cycles,
+                session.segments.len(),
+            ))
+        })
+        .map_err(guest_failure)?;
     let d = PyDict::new(py);
     d.set_item("journal", PyBytes::new(py, &journal))?;
-    d.set_item("user_cycles", session.user_cycles)?;
-    d.set_item("total_cycles", session.total_cycles)?;
-    d.set_item("segments", session.segments.len())?;
+    d.set_item("user_cycles", user_cycles)?;
+    d.set_item("total_cycles", total_cycles)?;
+    d.set_item("segments", segments)?;
     d.set_item("seconds", started.elapsed().as_secs_f64())?;
     Ok(d)
 }
@@ -141,10 +157,11 @@ fn prove<'py>(
     assumptions: Vec<Vec<u8>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     refuse_dev_mode()?;
-    let env = build_env(input, &assumptions)?;
+    let assumptions = decode_assumptions(&assumptions)?;
     let started = Instant::now();
     let info = py
         .detach(|| {
+            let env = build_env(input, assumptions)?;
             LocalProver::new("veritrain").prove_with_ctx(
                 env,
                 &VerifierContext::default(),
@@ -182,28 +199,56 @@ fn verify_receipt<'py>(
             "dev-mode (fake) receipt: it carries no proof and is never accepted",
         ));
     }
-    let ctx = VerifierContext::default();
-    py.detach(|| receipt.inner.verify_integrity_with_context(&ctx))
-        .map_err(|e| {
-            ReceiptVerificationError::new_err(format!("the proof does not verify: {e}"))
-        })?;
-    let claim = receipt
-        .inner
-        .claim()
-        .ok()
-        .and_then(|c| c.as_value().ok().cloned())
-        .ok_or_else(|| ReceiptVerificationError::new_err("the receipt's claim is pruned"))?;
-    let actual = claim.pre.digest();
-    if actual != expected {
-        return Err(ImageIdMismatchError::new_err(format!(
-            "receipt is for image id {actual}, expected {expected}"
-        )));
+    enum Failure {
+        Proof(String),
+        Pruned,
+        Image(R0Digest),
+        Journal(String),
     }
-    receipt.verify_with_context(&ctx, expected).map_err(|e| {
-        ReceiptVerificationError::new_err(format!(
-            "journal or exit code do not match the proof: {e}"
-        ))
-    })?;
+    // risc0's verifier context holds Rc's, so it lives on the thread that verifies.
+    let outcome = py.detach(|| -> Result<(), Failure> {
+        let ctx = VerifierContext::default();
+        receipt
+            .inner
+            .verify_integrity_with_context(&ctx)
+            .map_err(|e| Failure::Proof(e.to_string()))?;
+        let claim = receipt
+            .inner
+            .claim()
+            .ok()
+            .and_then(|c| c.as_value().ok().cloned())
+            .ok_or(Failure::Pruned)?;
+        let actual = claim.pre.digest();
+        if actual != expected {
+            return Err(Failure::Image(actual));
+        }
+        receipt
+            .verify_with_context(&ctx, expected)
+            .map_err(|e| Failure::Journal(e.to_string()))
+    });
+    match outcome {
+        Ok(()) => {}
+        Err(Failure::Proof(e)) => {
+            return Err(ReceiptVerificationError::new_err(format!(
+                "the proof does not verify: {e}"
+            )))
+        }
+        Err(Failure::Pruned) => {
+            return Err(ReceiptVerificationError::new_err(
+                "the receipt's claim is pruned",
+            ))
+        }
+        Err(Failure::Image(actual)) => {
+            return Err(ImageIdMismatchError::new_err(format!(
+                "receipt is for image id {actual}, expected {expected}"
+            )))
+        }
+        Err(Failure::Journal(e)) => {
+            return Err(ReceiptVerificationError::new_err(format!(
+                "journal or exit code do not match the proof: {e}"
+            )))
+        }
+    }
     Ok(PyBytes::new(py, &receipt.journal.bytes))
 }
 
