@@ -1,24 +1,28 @@
 //! The sampler: the batch order is a deterministic function of (seed, epoch), so the guest and any
 //! verifier recompute exactly which samples each step used.
 //!
-//! Each epoch draws a Fisher-Yates permutation of `0..n` with xoshiro256** seeded by the four
-//! little-endian u64 words of `H(SAMPLER, seed u64 || epoch u64)`, using Lemire's unbiased bounded
+//! Each epoch draws a Fisher-Yates permutation of `0..n` with xoshiro128** seeded by the first four
+//! little-endian u32 words of `H(SAMPLER, seed u64 || epoch u64)`, using Lemire's unbiased bounded
 //! draw. Step `k` of the epoch takes `perm[k*B .. min((k+1)*B, n)]` (the last batch may be short).
 //! `batch digest = H(BATCH, count u32 || indices u32...)`; the dataset root binds indices to samples.
+//!
+//! Everything is 32-bit on purpose: the guest is rv32im, where 64-bit arithmetic costs several
+//! instructions and a 64-bit modulo a library call; the per-sample cost of the sampler check is
+//! most of an epoch proof's cycles on real datasets.
 
 use alloc::vec::Vec;
 
 use crate::hash::{tag, Digest, Sha256};
 
-pub struct Xoshiro256 {
-    s: [u64; 4],
+pub struct Xoshiro128 {
+    s: [u32; 4],
 }
 
-impl Xoshiro256 {
+impl Xoshiro128 {
     pub fn from_key(key: &Digest) -> Self {
-        let mut s = [0u64; 4];
+        let mut s = [0u32; 4];
         for (i, w) in s.iter_mut().enumerate() {
-            *w = u64::from_le_bytes(key[i * 8..i * 8 + 8].try_into().unwrap());
+            *w = u32::from_le_bytes(key[i * 4..i * 4 + 4].try_into().unwrap());
         }
         if s == [0; 4] {
             // The all-zero state is xoshiro's one fixed point; SHA-256 never gives it in practice.
@@ -27,25 +31,26 @@ impl Xoshiro256 {
         Self { s }
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    /// xoshiro128** (Blackman and Vigna).
+    pub fn next_u32(&mut self) -> u32 {
         let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = self.s[1] << 17;
+        let t = self.s[1] << 9;
         self.s[2] ^= self.s[0];
         self.s[3] ^= self.s[1];
         self.s[1] ^= self.s[2];
         self.s[0] ^= self.s[3];
         self.s[2] ^= t;
-        self.s[3] = self.s[3].rotate_left(45);
+        self.s[3] = self.s[3].rotate_left(11);
         result
     }
 
     /// Uniform in `0..bound` (bound > 0), Lemire's multiply-and-reject.
-    pub fn below(&mut self, bound: u64) -> u64 {
+    pub fn below(&mut self, bound: u32) -> u32 {
         let threshold = bound.wrapping_neg() % bound;
         loop {
-            let m = self.next_u64() as u128 * bound as u128;
-            if (m as u64) >= threshold {
-                return (m >> 64) as u64;
+            let m = self.next_u32() as u64 * bound as u64;
+            if (m as u32) >= threshold {
+                return (m >> 32) as u32;
             }
         }
     }
@@ -53,11 +58,11 @@ impl Xoshiro256 {
 
 pub fn epoch_permutation<H: Sha256>(seed: u64, epoch: u64, n: u32) -> Vec<u32> {
     let key = H::tagged(tag::SAMPLER, &[&seed.to_le_bytes(), &epoch.to_le_bytes()]);
-    let mut rng = Xoshiro256::from_key(&key);
+    let mut rng = Xoshiro128::from_key(&key);
     let mut perm: Vec<u32> = (0..n).collect();
-    for i in (1..n as usize).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        perm.swap(i, j);
+    for i in (1..n).rev() {
+        let j = rng.below(i + 1);
+        perm.swap(i as usize, j as usize);
     }
     perm
 }
