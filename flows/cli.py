@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import tempfile
 from pathlib import Path
 
@@ -25,10 +26,25 @@ def cmd_run(args) -> int:
 
     spec = load_spec(args.spec)
     run_id = check_run_id(args.run_id) if args.run_id else default_run_id(spec)
+    started = time.perf_counter()
     with progress.bars():
         uri = train_flow(spec.model_dump(mode="json"), args.store or spec.store, run_id)
+    code = EXIT_OK
+    if args.verify:
+        from pipeline.verify import verify_run
+
+        store, run_id = _open_run(uri)
+        report = verify_run(store, run_id)
+        for e in report.epochs:
+            failed = ", ".join(c.name for c in e.checks if not c.ok)
+            print(f"epoch {e.epoch}: steps {e.first_step}..{e.first_step + e.step_count - 1}, "
+                  f"{e.status}, end state {e.end_state_digest[:16]}… "
+                  + ("verified" if e.ok else f"FAILED: {failed}"))
+        print(f"run {run_id}: {'verified' if report.ok else 'verification FAILED'} "
+              f"(image id {report.image_id}, {time.perf_counter() - started:.0f} s)")
+        code = EXIT_OK if report.ok else EXIT_FAILED
     print(uri)
-    return EXIT_OK
+    return code
 
 
 def _open_run(uri: str):
@@ -87,7 +103,7 @@ def cmd_demo(args) -> int:
 
     spec = Path(__file__).resolve().parent.parent / "examples" / "tiny.yaml"
     store_dir = args.store or tempfile.mkdtemp(prefix="veritrain-demo-")
-    ns = argparse.Namespace(spec=str(spec), store=store_dir, run_id=None)
+    ns = argparse.Namespace(spec=str(spec), store=store_dir, run_id=None, verify=False)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = cmd_run(ns)
@@ -126,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-id",
         help="1-32 of [A-Za-z0-9._-] (default: derived from the spec); rerunning resumes the run",
     )
+    r.add_argument("--verify", action="store_true", help="verify the run when it is done")
     r.set_defaults(fn=cmd_run)
     v = sub.add_parser("verify", help="verify a stored run: ledger, receipts, records, checkpoints")
     v.add_argument("run_uri")

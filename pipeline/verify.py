@@ -15,12 +15,22 @@ from pipeline.run import (
     Manifest,
     claim_of,
     epoch_entries,
+    keys,
     open_ledger,
+    optimizer_digest,
     receipt_entries,
     sha256_hex,
 )
-from pipeline.store import NotFoundError, Store
-from prover import EpochClaim, VeritrainError, check_epoch, epoch_input, verify_receipt
+from pipeline.store import NotFoundError, Store, run_uri
+from prover import (
+    EpochClaim,
+    VeritrainError,
+    _native,
+    check_epoch,
+    epoch_input,
+    image_id,
+    verify_receipt,
+)
 
 COMMITTED, PROVEN, FINAL, DISPUTED = "committed", "proven", "final", "disputed"
 
@@ -38,7 +48,8 @@ VERIFY_JSON_SCHEMA = {
     "properties": {
         "ok": {"type": "boolean"},
         "run_id": {"type": "string"},
-        "image_id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        # Empty when the run's manifest cannot be read (its "manifest" check says why).
+        "image_id": {"type": "string", "pattern": "^([0-9a-f]{64})?$"},
         "checks": {"type": "array", "items": _CHECK},
         "epochs": {
             "type": "array",
@@ -115,21 +126,34 @@ def _run_check(checks: list[Check], name: str, fn) -> object:
         return None
     except StorageError:
         raise
-    except (IntegrityError, VeritrainError, ValueError, KeyError) as e:
+    except (IntegrityError, VeritrainError, ValueError, KeyError, TypeError) as e:
         checks.append(Check(name, False, str(e.args[0]) if e.args else type(e).__name__))
         return None
     checks.append(Check(name, True, result if isinstance(result, str) else ""))
     return result if result is not None else True
 
 
-def verify_run(store: Store, run_id: str, epoch: int | None = None, now: float | None = None) -> RunReport:
+def verify_run(
+    store: Store,
+    run_id: str,
+    epoch: int | None = None,
+    now: float | None = None,
+    *,
+    audit: bool = False,
+) -> RunReport:
+    """Verifies a run, or one epoch of it. With ``audit`` the store is an audit folder
+    (pipeline/audit.py): only the epoch-end checkpoint is expected, and an epoch without a
+    receipt fails, since an auditor asks about a finalized epoch."""
     now = time.time() if now is None else now
-    manifest = Manifest.load(store, run_id)  # a missing manifest is a storage error: no such run
-    report = RunReport(run_id=run_id, image_id=manifest.doc["image_id"])
-    opened = _run_check(report.checks, "ledger", lambda: open_ledger(store, manifest))
+    report = RunReport(run_id=run_id, image_id="")
+    manifest = _run_check(report.checks, "manifest", lambda: _load_manifest(store, run_id))
+    if not manifest:
+        return report
+    report.image_id = manifest.image_id.hex()
+    opened = _run_check(report.checks, "ledger", lambda: _open_checked_ledger(store, manifest))
     if not opened:
         return report
-    _, entries = opened
+    entries = opened
     epochs = epoch_entries(entries)
     receipts = receipt_entries(entries)
     window = manifest.spec.challenge_window
@@ -138,8 +162,69 @@ def verify_run(store: Store, run_id: str, epoch: int | None = None, now: float |
         report.checks.append(Check("epoch_exists", False, f"run {run_id} has no epoch {epoch}"))
         return report
     for e in wanted:
-        report.epochs.append(_verify_epoch(store, manifest, entries, epochs, receipts, e, window, now))
+        report.epochs.append(
+            _verify_epoch(store, manifest, entries, epochs, receipts, e, window, now, audit=audit)
+        )
     return report
+
+
+def _load_manifest(store: Store, run_id: str) -> Manifest:
+    """The manifest; missing while the run has other objects is a failed check (someone removed
+    it), but a run with no objects at all does not exist: a storage error (exit 3)."""
+    try:
+        return Manifest.load(store, run_id)
+    except NotFoundError as e:
+        if store.list(keys(run_id)["base"] + "/"):
+            raise
+        raise StorageError(f"{run_uri(store, run_id)}: no such run ({e})") from None
+
+
+# Body fields verify reads, per entry kind (kinds not listed here are not read by verify).
+_CHECKPOINT_FIELDS = ("step", "state_digest", "checkpoint", "checkpoint_sha256")
+_ENTRY_FIELDS = {
+    "run": ("manifest_sha256",),
+    "checkpoint": _CHECKPOINT_FIELDS,
+    "epoch": ("epoch", "claim", "records", "records_sha256", "checkpoint"),
+    "receipt": ("epoch", "receipt", "receipt_sha256", "journal", "proven_at"),
+}
+
+
+def _open_checked_ledger(store: Store, manifest: Manifest) -> list[Entry]:
+    """The ledger's entries, chained, signed and bound to the manifest (open_ledger), and well
+    formed: a signature only says the run's key wrote an entry, and a buggy or dishonest trainer
+    can sign anything, so the epoch checks must only ever meet entries they can read."""
+    _, entries = open_ledger(store, manifest)
+    next_epoch, proven = 0, set()
+    for entry in entries:
+        where = f"{keys(manifest.run_id)['base']}/ledger/{entry.seq:012d}.json"
+        body = entry.body
+        if not isinstance(body, dict):
+            raise IntegrityError(f"{where}: body is not an object")
+        missing = [f for f in _ENTRY_FIELDS.get(entry.kind, ()) if f not in body]
+        if entry.kind == "epoch" and "checkpoint" in body:
+            ck = body["checkpoint"]
+            missing += [
+                f"checkpoint.{f}" for f in _CHECKPOINT_FIELDS if not isinstance(ck, dict) or f not in ck
+            ]
+        if missing:
+            raise IntegrityError(f"{where}: {entry.kind} entry lacks {', '.join(missing)}")
+        if entry.kind == "epoch":
+            try:
+                claim = claim_of(entry)
+            except ValueError as e:
+                raise IntegrityError(f"{where}: not a valid epoch claim ({_first_line(e)})") from None
+            if body["epoch"] != next_epoch or claim.epoch != next_epoch:
+                raise IntegrityError(f"{where}: epoch entries out of order (expected epoch {next_epoch})")
+            next_epoch += 1
+        elif entry.kind == "receipt":
+            if body["epoch"] in proven or not (isinstance(body["epoch"], int) and body["epoch"] < next_epoch):
+                raise IntegrityError(f"{where}: a second receipt, or one for an uncommitted epoch")
+            proven.add(body["epoch"])
+    return entries
+
+
+def _first_line(e: Exception) -> str:
+    return " ".join(str(e).split())[:200]
 
 
 def _verify_epoch(
@@ -151,55 +236,172 @@ def _verify_epoch(
     e: int,
     window: float,
     now: float,
+    *,
+    audit: bool = False,
 ) -> EpochReport:
     entry = epochs[e]
     claim = claim_of(entry)
     rep = EpochReport(e, COMMITTED, claim.first_step, claim.step_count, claim.end_state_digest.hex())
     checks = rep.checks
-    prev = claim_of(epochs[e - 1]) if e > 0 and e - 1 in epochs else None
-
-    def rules() -> str:
-        if claim.image_id != manifest.image_id:
-            raise IntegrityError("claim names another image id than the manifest")
-        records = load_epoch_records(store, entry)
-        check_epoch(epoch_input(claim, prev, records))
-        return f"{len(records)} records"
-
-    _run_check(checks, "records", rules)
-
-    def checkpoint() -> str:
-        ck = entry.body["checkpoint"]
-        data = store.read(ck["checkpoint"])
-        if sha256_hex(data) != ck["checkpoint_sha256"]:
-            raise IntegrityError(f"{ck['checkpoint']}: does not match its ledger entry")
-        digest = st.digest_tensors(st.load_checkpoint(data, ck["checkpoint"]))
-        if digest != claim.end_state_digest:
-            raise IntegrityError(f"{ck['checkpoint']}: state digest is not the epoch's end state")
-        return ck["checkpoint"]
-
-    _run_check(checks, "checkpoint", checkpoint)
-
+    prev = claim_of(epochs[e - 1]) if e > 0 else None
+    _run_check(checks, "claim", lambda: _check_claim(manifest, claim))
+    _run_check(checks, "records", lambda: _check_records(store, manifest, entry, claim, prev))
+    proven = None
     if e in receipts:
         rbody = receipts[e].body
-
-        def receipt() -> EpochClaim:
-            data = store.read(rbody["receipt"])
-            if sha256_hex(data) != rbody["receipt_sha256"]:
-                raise IntegrityError(f"{rbody['receipt']}: does not match its ledger entry")
-            journal = verify_receipt(data, manifest.image_id)
-            if journal != claim:
-                raise IntegrityError(f"{rbody['receipt']}: journal is not the epoch's committed claim")
-            return journal
-
-        proven = _run_check(checks, "receipt", receipt)
-
-        def journal_file() -> None:
-            doc = json.loads(store.read(rbody["journal"]))
-            if doc != claim.journal_json():
-                raise IntegrityError(f"{rbody['journal']}: does not match the receipt's journal")
-
-        _run_check(checks, "journal", journal_file)
+        proven = _run_check(checks, "receipt", lambda: _check_receipt(store, manifest, rbody, claim))
+        journal = proven if isinstance(proven, EpochClaim) else claim
+        _run_check(checks, "journal", lambda: _check_journal_file(store, rbody, journal))
         if proven:
             final = now >= rbody["proven_at"] + window
             rep.status = FINAL if final else PROVEN
+    elif audit:
+        checks.append(Check("receipt", False, f"epoch {e} has no receipt: committed, not proven"))
+    # The end state is compared with the receipt's journal where there is one: an auditor trusts
+    # the proof, not the trainer's ledger.
+    end = proven.end_state_digest if isinstance(proven, EpochClaim) else claim.end_state_digest
+    _run_check(
+        checks, "checkpoint",
+        lambda: _check_checkpoints(store, manifest, entries, entry, claim, end, all_of_epoch=not audit),
+    )
     return rep
+
+
+def _check_claim(manifest: Manifest, claim: EpochClaim) -> str:
+    """The ledger's claim is about this run as its manifest describes it (the guest checks each
+    claim against its predecessor, never against the manifest)."""
+    m, spec = manifest.doc, manifest.spec
+    expected = {
+        "run_id": manifest.run_id,
+        "image_id": manifest.image_id,
+        "first_step": claim.epoch * manifest.steps_per_epoch,
+        "step_count": manifest.steps_per_epoch,
+        "dataset_root": bytes.fromhex(m["dataset_root"]),
+        "dataset_len": m["dataset_len"],
+        "sampler_seed": spec.seed,
+        "batch_size": spec.batch_size,
+        "optimizer_digest": optimizer_digest(spec),
+        "schedule": spec.schedule,
+    }
+    if claim.epoch == 0:
+        expected["start_state_digest"] = bytes.fromhex(m["genesis_state_digest"])
+    wrong = [k for k, v in expected.items() if getattr(claim, k) != v]
+    if wrong:
+        raise IntegrityError(
+            f"{keys(manifest.run_id)['manifest']}: the ledger's claim of epoch {claim.epoch} "
+            f"differs in {', '.join(wrong)}"
+        )
+    return ""
+
+
+def _check_records(
+    store: Store, manifest: Manifest, entry: Entry, claim: EpochClaim, prev: EpochClaim | None
+) -> str:
+    records = load_epoch_records(store, entry)
+    try:
+        check_epoch(epoch_input(claim, prev, records))
+    except VeritrainError as e:
+        msg = str(e.args[0]) if e.args else type(e).__name__
+        if manifest.image_id != image_id():
+            # Records are checked with this build's rules; a run made by another guest may
+            # follow another protocol version's rules.
+            msg += f" (checked with this build's guest {image_id().hex()[:16]}…, not the run's)"
+        raise IntegrityError(f"{entry.body['records']}: {msg}") from None
+    return f"{len(records)} records"
+
+
+def _check_receipt(store: Store, manifest: Manifest, rbody: dict, claim: EpochClaim) -> EpochClaim:
+    """The proof first, so the detail says what is wrong with a substituted receipt (fake, not
+    a receipt, another guest, another run or epoch); its bytes against the ledger last."""
+    key = rbody["receipt"]
+    data = store.read(key)
+    try:
+        journal = verify_receipt(data, manifest.image_id)
+    except VeritrainError as e:
+        raise IntegrityError(f"{key}: {e.args[0] if e.args else type(e).__name__}") from None
+    if (journal.run_id, journal.epoch) != (claim.run_id, claim.epoch):
+        raise IntegrityError(
+            f"{key}: proves run {journal.run_id} epoch {journal.epoch}, "
+            f"not run {claim.run_id} epoch {claim.epoch}"
+        )
+    if journal != claim:
+        raise IntegrityError(f"{key}: proves another claim than the ledger's for epoch {claim.epoch}")
+    if sha256_hex(data) != rbody["receipt_sha256"]:
+        raise IntegrityError(f"{key}: does not match its ledger entry")
+    return journal
+
+
+def _check_journal_file(store: Store, rbody: dict, journal: EpochClaim) -> None:
+    key = rbody["journal"]
+    try:
+        doc = json.loads(store.read(key))
+    except ValueError as e:
+        raise IntegrityError(f"{key}: not JSON ({e})") from None
+    if doc != journal.journal_json():
+        raise IntegrityError(f"{key}: does not match the receipt's journal")
+
+
+def _check_checkpoints(
+    store: Store,
+    manifest: Manifest,
+    entries: list[Entry],
+    entry: Entry,
+    claim: EpochClaim,
+    end_digest: bytes,
+    *,
+    all_of_epoch: bool,
+) -> str:
+    """Every checkpoint of the epoch (or only its end, ``all_of_epoch=False``): the file's bytes
+    are the ledger's, and the state digest recomputed from its tensors is the one the ledger, the
+    records and the claim give for that step. Mid-epoch resume records must be a prefix of the
+    epoch's records."""
+    first, end = claim.first_step, claim.first_step + claim.step_count
+    points: list[tuple[dict, bytes]] = [(entry.body["checkpoint"], end_digest)]
+    if all_of_epoch:
+        try:
+            records = load_epoch_records(store, entry)
+        except (IntegrityError, NotFoundError):
+            records = None  # the "records" check reports it; judge checkpoints by the ledger alone
+        for x in entries:
+            step = x.body.get("step") if x.kind == "checkpoint" else None
+            if step == 0 and first == 0:
+                points.append((x.body, claim.start_state_digest))
+            elif step is not None and first < step < end:
+                points.append((x.body, _mid_epoch_digest(x, records, first)))
+                _check_pending_records(store, x.body, records, first)
+    for body, expected in points:
+        _check_checkpoint(store, body, expected)
+    return "steps " + ", ".join(str(b["step"]) for b, _ in sorted(points, key=lambda p: p[0]["step"]))
+
+
+def _mid_epoch_digest(x: Entry, records: list[bytes] | None, first: int) -> bytes:
+    stated = bytes.fromhex(x.body["state_digest"])
+    if records is not None:
+        rec = _native.decode_record(records[x.body["step"] - 1 - first])
+        if rec["state_digest"] != stated:
+            raise IntegrityError(
+                f"{x.body['checkpoint']}: its ledger entry's state digest is not the one the "
+                f"record of step {rec['step']} states"
+            )
+    return stated
+
+
+def _check_pending_records(store: Store, body: dict, records: list[bytes] | None, first: int) -> None:
+    if "pending_records" not in body:
+        return
+    key = body["pending_records"]
+    blob = store.read(key)
+    if sha256_hex(blob) != body["pending_sha256"]:
+        raise IntegrityError(f"{key}: does not match its ledger entry")
+    if records is not None and blob != b"".join(records[: body["step"] - first]):
+        raise IntegrityError(f"{key}: not the epoch's records up to step {body['step']}")
+
+
+def _check_checkpoint(store: Store, body: dict, expected: bytes) -> None:
+    key = body["checkpoint"]
+    data = store.read(key)
+    if sha256_hex(data) != body["checkpoint_sha256"]:
+        raise IntegrityError(f"{key}: does not match its ledger entry")
+    digest = st.digest_tensors(st.load_checkpoint(data, key))
+    if digest.hex() != body["state_digest"] or digest != expected:
+        raise IntegrityError(f"{key}: recomputed state digest is not the one stated for step {body['step']}")

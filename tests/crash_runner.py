@@ -4,13 +4,13 @@
 import sys
 
 from pipeline.spec import load_spec
-from pipeline.store import LocalStore
+from pipeline.store import open_store
 from pipeline.train import open_trainer, train
 
 if __name__ == "__main__":
     spec_path, store_root, run_id = sys.argv[1:4]
     try:
-        train(open_trainer(load_spec(spec_path), LocalStore(store_root), run_id))
+        train(open_trainer(load_spec(spec_path), open_store(store_root), run_id))
     except Exception as e:  # noqa: BLE001 - report the failure kind to the test, one line
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(2 if type(e).__name__ == "SpecError" else 1)
