@@ -107,7 +107,7 @@ def throughput(mib: int) -> dict:
             ms = time.perf_counter() - t0
         except ImportError:
             pass
-    gbs = lambda s: round(total / s / 1e9, 3)  # noqa: E731
+    gbs = lambda s: round(total / s / 1e9, 3)
     out = {"bytes": total, "cores": os.cpu_count(), "veritrain_gb_s": gbs(ours),
            "hashlib_1core_gb_s": gbs(hl), "ratio_vs_hashlib": round(hl / ours, 3)}
     if ms is not None:

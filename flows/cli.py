@@ -7,8 +7,8 @@ import argparse
 import json
 import os
 import sys
-import time
 import tempfile
+import time
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
@@ -58,16 +58,38 @@ def cmd_verify(args) -> int:
     from pipeline.verify import verify_run
 
     store, run_id = _open_run(args.run_uri)
-    report = verify_run(store, run_id, args.epoch)
-    if args.json:
+    return _report(verify_run(store, run_id, args.epoch), args.json, "verification")
+
+
+def cmd_audit(args) -> int:
+    """Calls the library directly, not flows.verification.audit_flow: an auditor's machine needs
+    no Prefect server, and Prefect's start-up would cost about 10 s per command."""
+    from pipeline.audit import audit_epoch
+
+    store, run_id = _open_run(args.run_uri)
+    report = audit_epoch(store, run_id, args.epoch, args.out, log=_err)
+    return _report(report, args.json, f"audit of {args.out}")
+
+
+def _report(report, as_json: bool, what: str) -> int:
+    """Prints a RunReport (one JSON document with --json); a failure also gets one line on
+    stderr naming the first failed check, whose detail names the object."""
+    failed = [("run", c) for c in report.checks if not c.ok]
+    failed += [(f"epoch {e.epoch}", c) for e in report.epochs for c in e.checks if not c.ok]
+    if as_json:
         print(json.dumps(report.to_json(), indent=1))
     else:
         for c in report.checks:
             print(f"{'ok  ' if c.ok else 'FAIL'} run: {c.name} {c.detail}")
         for e in report.epochs:
             for c in e.checks:
-                print(f"{'ok  ' if c.ok else 'FAIL'} epoch {e.epoch} ({e.status}): {c.name} {c.detail}")
-        print("verified" if report.ok else "verification FAILED")
+                mark = "ok  " if c.ok else "FAIL"
+                print(f"{mark} epoch {e.epoch} ({e.status}): {c.name} {c.detail}")
+        print("verified" if report.ok else f"{what} FAILED")
+    if failed:
+        where, c = failed[0]
+        more = f" (and {len(failed) - 1} more failed checks)" if len(failed) > 1 else ""
+        _err(f"{what} failed: {where}: {c.name}: {c.detail}{more}")
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -132,6 +154,34 @@ def cmd_schema(args) -> int:
     return EXIT_OK
 
 
+BENCHES = ("commit_bench", "prover_bench", "orchestration_bench")
+
+
+def cmd_bench(args) -> int:
+    """Runs bench/ modules in their own processes (each measures its baseline in the same run)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    names = args.only or list(BENCHES)
+    results: dict[str, list] = {}
+    for name in names:
+        print(f"bench {name} ...", file=sys.stderr)
+        r = subprocess.run(
+            [sys.executable, "-m", f"bench.{name}"], cwd=root, capture_output=True, text=True,
+            check=False,
+        )
+        if r.returncode != 0:
+            _err(f"bench/{name}.py failed: {r.stderr.strip().splitlines()[-1] if r.stderr else r.returncode}")
+            return EXIT_ENV
+        lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+        results[name] = [json.loads(ln) if ln.startswith("{") else ln for ln in lines]
+        if not args.json:
+            print("\n".join(lines))
+    if args.json:
+        print(json.dumps(results, indent=1))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="veritrain", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -149,12 +199,29 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--epoch", type=int)
     v.add_argument("--json", action="store_true")
     v.set_defaults(fn=cmd_verify)
+    a = sub.add_parser(
+        "audit",
+        help="pull one epoch's checkpoint, receipt, journal, records, manifest and ledger into "
+        "DIR and verify them from DIR alone",
+    )
+    a.add_argument("run_uri")
+    a.add_argument("--epoch", type=int, required=True)
+    a.add_argument(
+        "--out", required=True,
+        help="empty or new folder (or one holding exactly this audit, which is re-verified)",
+    )
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(fn=cmd_audit)
     s = sub.add_parser("status", help="a table of epochs and their states")
     s.add_argument("run_uri")
     s.set_defaults(fn=cmd_status)
     sc = sub.add_parser("schema", help="print a JSON Schema: the run spec or verify --json output")
     sc.add_argument("which", choices=["spec", "verify"])
     sc.set_defaults(fn=cmd_schema)
+    b = sub.add_parser("bench", help="run the benchmarks of bench/ (ratios against baselines)")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--only", nargs="+", choices=BENCHES)
+    b.set_defaults(fn=cmd_bench)
     d = sub.add_parser("demo", help="train, prove and verify the tiny example end to end")
     d.add_argument("--store", help="folder for the demo's store (default: a new temporary folder)")
     d.set_defaults(fn=cmd_demo)
@@ -165,12 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Nothing leaves this machine but what the user points at (no registries or telemetry here).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from pipeline.errors import DeterminismError, SpecError, StorageError
+    from pipeline.errors import DeterminismError, SpecError, StorageError, UsageError
     from prover import VeritrainError
 
     try:
         return args.fn(args)
-    except SpecError as e:
+    except (SpecError, UsageError) as e:
         _err(str(e))
         return EXIT_USAGE
     except (StorageError, DeterminismError) as e:
@@ -182,6 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted; rerun the same command to resume")
         return 130
+    except OSError as e:
+        _err(f"{e.filename or 'system'}: {e.strerror or e}")
+        return EXIT_ENV
+    except Exception as e:  # users get one line, never a traceback
+        if os.environ.get("VERITRAIN_DEBUG"):
+            raise
+        _err(f"internal error ({type(e).__name__}: {e}); this is a bug, please report it "
+             "(VERITRAIN_DEBUG=1 shows the traceback)")
+        return EXIT_ENV
 
 
 if __name__ == "__main__":

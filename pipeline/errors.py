@@ -21,3 +21,7 @@ class ConflictError(StorageError):
 
 class IntegrityError(VeritrainError):
     """A stored artifact is truncated, tampered or inconsistent (the message names the object)."""
+
+
+class UsageError(VeritrainError):
+    """A command was given something it cannot use, other than a spec (the message names it)."""

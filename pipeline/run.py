@@ -97,8 +97,14 @@ class Manifest:
             if doc["run_id"] != run_id:
                 raise ValueError(f"names run {doc['run_id']!r}")
             parse_spec(doc["spec"], key)
-            for field in ("image_id", "public_key", "genesis_state_digest", "dataset_root"):
-                bytes.fromhex(doc[field])
+            digests = ("image_id", "public_key", "genesis_state_digest", "dataset_root",
+                       "optimizer_digest")
+            for field in digests:
+                if len(bytes.fromhex(doc[field])) != 32:
+                    raise ValueError(f"{field} is not 32 bytes")
+            for field in ("dataset_len", "steps_per_epoch"):
+                if not isinstance(doc[field], int):
+                    raise TypeError(f"{field} is not an integer")
         except (ValueError, KeyError, TypeError, SpecError) as e:
             raise IntegrityError(f"{key}: not a valid run manifest ({e})") from None
         return cls(raw=raw, doc=doc)

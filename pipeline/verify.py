@@ -204,7 +204,9 @@ def _open_checked_ledger(store: Store, manifest: Manifest) -> list[Entry]:
         if entry.kind == "epoch" and "checkpoint" in body:
             ck = body["checkpoint"]
             missing += [
-                f"checkpoint.{f}" for f in _CHECKPOINT_FIELDS if not isinstance(ck, dict) or f not in ck
+                f"checkpoint.{f}"
+                for f in _CHECKPOINT_FIELDS
+                if not isinstance(ck, dict) or f not in ck
             ]
         if missing:
             raise IntegrityError(f"{where}: {entry.kind} entry lacks {', '.join(missing)}")
@@ -212,14 +214,15 @@ def _open_checked_ledger(store: Store, manifest: Manifest) -> list[Entry]:
             try:
                 claim = claim_of(entry)
             except ValueError as e:
-                raise IntegrityError(f"{where}: not a valid epoch claim ({_first_line(e)})") from None
+                raise IntegrityError(f"{where}: not a valid claim ({_first_line(e)})") from None
             if body["epoch"] != next_epoch or claim.epoch != next_epoch:
-                raise IntegrityError(f"{where}: epoch entries out of order (expected epoch {next_epoch})")
+                raise IntegrityError(f"{where}: epochs out of order (expected epoch {next_epoch})")
             next_epoch += 1
         elif entry.kind == "receipt":
-            if body["epoch"] in proven or not (isinstance(body["epoch"], int) and body["epoch"] < next_epoch):
+            e = body["epoch"]
+            if e in proven or not (isinstance(e, int) and e < next_epoch):
                 raise IntegrityError(f"{where}: a second receipt, or one for an uncommitted epoch")
-            proven.add(body["epoch"])
+            proven.add(e)
     return entries
 
 
@@ -249,7 +252,9 @@ def _verify_epoch(
     proven = None
     if e in receipts:
         rbody = receipts[e].body
-        proven = _run_check(checks, "receipt", lambda: _check_receipt(store, manifest, rbody, claim))
+        proven = _run_check(
+            checks, "receipt", lambda: _check_receipt(store, manifest, rbody, claim)
+        )
         journal = proven if isinstance(proven, EpochClaim) else claim
         _run_check(checks, "journal", lambda: _check_journal_file(store, rbody, journal))
         if proven:
@@ -261,8 +266,11 @@ def _verify_epoch(
     # the proof, not the trainer's ledger.
     end = proven.end_state_digest if isinstance(proven, EpochClaim) else claim.end_state_digest
     _run_check(
-        checks, "checkpoint",
-        lambda: _check_checkpoints(store, manifest, entries, entry, claim, end, all_of_epoch=not audit),
+        checks,
+        "checkpoint",
+        lambda: _check_checkpoints(
+            store, manifest, entries, entry, claim, end, all_of_epoch=not audit
+        ),
     )
     return rep
 
@@ -325,7 +333,7 @@ def _check_receipt(store: Store, manifest: Manifest, rbody: dict, claim: EpochCl
             f"not run {claim.run_id} epoch {claim.epoch}"
         )
     if journal != claim:
-        raise IntegrityError(f"{key}: proves another claim than the ledger's for epoch {claim.epoch}")
+        raise IntegrityError(f"{key}: proves another claim than the ledger's for this epoch")
     if sha256_hex(data) != rbody["receipt_sha256"]:
         raise IntegrityError(f"{key}: does not match its ledger entry")
     return journal
@@ -371,7 +379,7 @@ def _check_checkpoints(
                 _check_pending_records(store, x.body, records, first)
     for body, expected in points:
         _check_checkpoint(store, body, expected)
-    return "steps " + ", ".join(str(b["step"]) for b, _ in sorted(points, key=lambda p: p[0]["step"]))
+    return "steps " + ", ".join(str(s) for s in sorted(b["step"] for b, _ in points))
 
 
 def _mid_epoch_digest(x: Entry, records: list[bytes] | None, first: int) -> bytes:
@@ -386,7 +394,9 @@ def _mid_epoch_digest(x: Entry, records: list[bytes] | None, first: int) -> byte
     return stated
 
 
-def _check_pending_records(store: Store, body: dict, records: list[bytes] | None, first: int) -> None:
+def _check_pending_records(
+    store: Store, body: dict, records: list[bytes] | None, first: int
+) -> None:
     if "pending_records" not in body:
         return
     key = body["pending_records"]
@@ -404,4 +414,6 @@ def _check_checkpoint(store: Store, body: dict, expected: bytes) -> None:
         raise IntegrityError(f"{key}: does not match its ledger entry")
     digest = st.digest_tensors(st.load_checkpoint(data, key))
     if digest.hex() != body["state_digest"] or digest != expected:
-        raise IntegrityError(f"{key}: recomputed state digest is not the one stated for step {body['step']}")
+        raise IntegrityError(
+            f"{key}: recomputed state digest is not the one stated for step {body['step']}"
+        )

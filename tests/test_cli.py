@@ -27,7 +27,7 @@ def test_run_leaves_a_run_that_verifies(tiny_run):
 
 
 def test_rerunning_a_finished_run_changes_nothing(tiny_run, tmp_path):
-    store, run_id, uri = tiny_run
+    store, _run_id, uri = tiny_run
     before = sorted(p.relative_to(store) for p in store.rglob("*") if p.is_file())
     r = veritrain("run", str(ROOT / "examples" / "tiny.yaml"), "--store", str(store))
     assert r.returncode == 0, r.stderr[-2000:]

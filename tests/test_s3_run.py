@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import yaml
 from conftest import ROOT
 from s3servers import moto_s3, s3s_fs_own, set_s3_env  # noqa: F401 - fixtures
@@ -77,7 +76,7 @@ def test_server_killed_mid_run_then_resume(s3s_fs_own, monkeypatch, tmp_path):  
         assert time.monotonic() < deadline
         time.sleep(0.05)
     server.kill()
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
     assert err.strip().count("\n") == 0 and "StorageError" in err and f"s3://{bucket}" in err, err
     server.start()
