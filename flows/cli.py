@@ -114,6 +114,59 @@ def cmd_status(args) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def cmd_challenge(args) -> int:
+    """Calls the library directly, not flows.challenge.challenge_flow: a challenger needs no
+    Prefect server, and Prefect's start-up would add about 10 s to every challenge."""
+    from pipeline.challenge import challenge
+    from pipeline.store import run_uri
+
+    store, run_id = _open_run(args.run_uri)
+    result = challenge(store, run_id, args.steps, bisect=args.bisect)
+    doc = result.to_json()
+    uri = f"{run_uri(store, run_id)}/challenges/{doc['proof_id']}.json" if doc["fraud"] else None
+    doc["proof_uri"] = uri
+    first, end = doc["steps"]
+    bound = f" (bound {doc['probe_bound']})" if args.bisect else ""
+    _err(f"{doc['method']} of steps {first}..{end - 1}: {doc['probes']} probes{bound}, "
+         f"{doc['replayed_steps']} steps replayed")
+    for note in doc["notes"]:
+        _err(note)
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    if not doc["fraud"]:
+        if not args.json:
+            print(f"no fraud found in steps {first}..{end - 1}")
+        return EXIT_OK
+    _err(f"fraud: step {doc['step']} (epoch {doc['epoch']}) re-executes to another "
+         f"{', '.join(doc['fields'])} than the run committed; proof {doc['proof_id']}")
+    if not args.json:
+        # Alone on the last line, for scripts.
+        print(uri)
+    return EXIT_FAILED
+
+
+def cmd_check_fraud_proof(args) -> int:
+    import re
+
+    from pipeline.challenge import check_filed_proof, record_verdict
+    from pipeline.errors import UsageError
+
+    # The id, or the path `challenge` printed.
+    pid = Path(args.proof_id).name.removesuffix(".json")
+    if not re.fullmatch(r"[0-9a-f]{32}", pid):
+        raise UsageError(f"{args.proof_id}: not a fraud proof id (32 hex digits) or its path")
+    store, run_id = _open_run(args.run_uri)
+    verdict = check_filed_proof(store, run_id, pid)
+    if record_verdict(store, verdict) is None:
+        _err(f"a verdict on proof {pid} was already recorded; it was left as it is")
+    doc = verdict.to_json()
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    else:
+        print(f"{doc['verdict']}: {doc['reason']}")
+    return EXIT_OK if verdict.upheld else EXIT_FAILED
+
+
 def cmd_demo(args) -> int:
     """Trains the tiny example, proves its epoch, verifies the receipt and prints the journal."""
     import contextlib
@@ -154,7 +207,9 @@ def cmd_schema(args) -> int:
     return EXIT_OK
 
 
-BENCHES = ("commit_bench", "prover_bench", "orchestration_bench")
+BENCHES = (
+    "commit_bench", "prover_bench", "orchestration_bench", "challenge_bench", "verify_bench"
+)
 
 
 def cmd_bench(args) -> int:
@@ -215,6 +270,28 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="a table of epochs and their states")
     s.add_argument("run_uri")
     s.set_defaults(fn=cmd_status)
+    ch = sub.add_parser(
+        "challenge",
+        help="replay committed steps and compare every digest; on fraud, file a fraud proof "
+        "(exit 1, its path on stdout)",
+    )
+    ch.add_argument("run_uri")
+    ch.add_argument("--steps", metavar="A:B", help="global steps A..B-1 (default: all committed)")
+    ch.add_argument(
+        "--bisect", action="store_true",
+        help="binary search (O(log n) probes from the nearest checkpoints) instead of replaying "
+        "every step; finds a deviation that persists to the end of the range",
+    )
+    ch.add_argument("--json", action="store_true")
+    ch.set_defaults(fn=cmd_challenge)
+    cf = sub.add_parser(
+        "check-fraud-proof",
+        help="re-execute a filed fraud proof's step; exit 0 upheld, 1 rejected",
+    )
+    cf.add_argument("run_uri")
+    cf.add_argument("proof_id")
+    cf.add_argument("--json", action="store_true")
+    cf.set_defaults(fn=cmd_check_fraud_proof)
     sc = sub.add_parser("schema", help="print a JSON Schema: the run spec or verify --json output")
     sc.add_argument("which", choices=["spec", "verify"])
     sc.set_defaults(fn=cmd_schema)

@@ -21,6 +21,14 @@ from pipeline.store import open_store, split_run_uri
 from pipeline.verify import verify_run
 
 
+class VerificationFailed(Exception):
+    """A verify or audit flow found a failed check; ``report`` is the verify --json document."""
+
+    def __init__(self, message: str, report: dict[str, Any]):
+        super().__init__(message)
+        self.report = report
+
+
 @task(name="verify-run")
 def verify_run_task(run_uri: str, epoch: int | None = None) -> dict[str, Any]:
     store_uri, run_id = split_run_uri(run_uri)
@@ -44,7 +52,9 @@ def verify_audit_task(out: str, run_id: str, epoch: int) -> dict[str, Any]:
 
 @flow(name="veritrain-verify")
 def verify_flow(run_uri: str, epoch: int | None = None) -> State:
-    """Verifies a stored run (every epoch, or ``epoch``); Completed with the report, or Failed."""
+    """Verifies a stored run (every epoch, or ``epoch``). Returns the report (verify --json's
+    document); on a failed check the flow run is Failed and calling the flow raises
+    VerificationFailed carrying the report."""
     return _outcome(verify_run_task(run_uri, epoch), "verification")
 
 
@@ -66,5 +76,6 @@ def _outcome(doc: dict[str, Any], what: str) -> State:
     create_table_artifact(rows, description=f"{what} of run {doc['run_id']}")
     failed = [f"{r['scope']}: {r['name']}: {r['detail']}" for r in rows if not r["ok"]]
     if failed:
-        return Failed(message=f"{what} failed: {failed[0]}", data=doc)
+        message = f"{what} failed: {failed[0]}"
+        return Failed(message=message, data=VerificationFailed(message, doc))
     return Completed(message=f"{what}: every check passed", data=doc)

@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -56,6 +57,20 @@ class StepEvent:
     loss: float
 
 
+class Tamper(Protocol):
+    """Test-only: how a dishonest trainer lies (tests/test_challenge.py). Honest runs have none."""
+
+    def batch(self, step: int, idx: np.ndarray) -> np.ndarray:
+        """The indices actually trained on; the record still names the sampler's batch."""
+        ...
+
+    def after_update(
+        self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+    ) -> None:
+        """Changes the live state after the optimizer step, before anything digests it."""
+        ...
+
+
 @dataclass
 class Trainer:
     spec: RunSpec
@@ -68,6 +83,7 @@ class Trainer:
     optimizer: torch.optim.Optimizer
     key: object
     on_step: Callable[[StepEvent], None] | None = None
+    tamper: Tamper | None = None
     _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
 
     @property
@@ -195,58 +211,116 @@ def _grad_norm(params: list[torch.Tensor]) -> float:
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
 
 
+def commitments(spec: RunSpec, spe: int, step: int) -> tuple[bool, bool]:
+    """(state digest taken, checkpoint written) after global step ``step``: a checkpoint every
+    ``checkpoint_every`` steps and at every epoch end, a state digest with each checkpoint and
+    every ``state_every`` steps. A replay must take digests exactly where the trainer did."""
+    done = step + 1
+    checkpoint = done % spe == 0 or done % spec.checkpoint_every == 0
+    return checkpoint or done % spec.state_every == 0, checkpoint
+
+
+class Stepper:
+    """One training step from the live model and optimizer. The trainer and a challenger's replay
+    (pipeline/challenge.py) both step through this, so a replayed step runs the very code that
+    produced its record."""
+
+    def __init__(
+        self,
+        run_id: str,
+        spec: RunSpec,
+        spe: int,
+        opt_digest: bytes,
+        dataset: Dataset,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        tamper: Tamper | None = None,
+    ):
+        self.run_id, self.spec, self.spe, self.opt_digest = run_id, spec, spe, opt_digest
+        self.model, self.optimizer, self.tamper = model, optimizer, tamper
+        self.n = len(dataset)
+        self.x, self.y = torch.from_numpy(dataset.x), torch.from_numpy(dataset.y)
+        self.params = list(model.parameters())
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def batch(self, step: int) -> np.ndarray:
+        """The sampler's indices for global step ``step``."""
+        epoch, k = divmod(step, self.spe)
+        if self._perm is None or self._perm[0] != epoch:
+            perm = _native.epoch_permutation(self.spec.seed, epoch, self.n)
+            self._perm = (epoch, np.asarray(perm, dtype=np.int64))
+        b = self.spec.batch_size
+        return self._perm[1][k * b : (k + 1) * b]
+
+    def step(self, step: int, before_update: Callable[[], None] | None = None) -> dict:
+        """Trains global step ``step`` and returns its record's fields, except the previous record
+        hash and the param and state digests, which the caller adds: the trainer hashes the
+        parameters while the next step runs, a replay at once. ``before_update`` runs between
+        backward and the optimizer step, the last moment the pre-step parameters exist."""
+        lr = _native.schedule_lr(self.spec.schedule.native(), step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        idx = self.batch(step)
+        used = idx if self.tamper is None else self.tamper.batch(step, idx)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.model(self.x[used]), self.y[used])
+        loss.backward()
+        grad_norm = _grad_norm(self.params)
+        if before_update is not None:
+            before_update()
+        self.optimizer.step()
+        if self.tamper is not None:
+            self.tamper.after_update(step, self.model, self.optimizer)
+        return {
+            "run_id": self.run_id,
+            "epoch": step // self.spe,
+            "step": step,
+            "prev_record_hash": None,
+            "batch_digest": _native.batch_digest(idx.tolist()),
+            "hparams_digest": _native.hparams_digest(lr, self.opt_digest),
+            "loss": float(loss.item()),
+            "grad_norm": grad_norm,
+            "state_digest": None,
+        }
+
+
 def train(t: Trainer, until_epoch: int | None = None) -> int:
     """Trains up to (not including) ``until_epoch`` (default: all epochs); returns the epochs done."""
     spec, spe = t.spec, t.spe
     end_epoch = spec.epochs if until_epoch is None else min(until_epoch, spec.epochs)
     step, pending = _resume_point(t)
-    x_all = torch.from_numpy(t.dataset.x)
-    y_all = torch.from_numpy(t.dataset.y)
-    params = [p for p in t.model.parameters()]
     opt_digest = bytes.fromhex(t.manifest.doc["optimizer_digest"])
+    stepper = Stepper(t.run_id, spec, spe, opt_digest, t.dataset, t.model, t.optimizer, t.tamper)
     total = spec.epochs * spe
+    # A record waiting for its parameter digest: (fields, future).
+    waiting: tuple[dict, Future] | None = None
+    prev_hash = b""
+
+    def finish(w: tuple[dict, Future]) -> bytes:
+        fields, fut = w
+        fields["param_digest"] = fut.result()
+        return _native.encode_record(fields)
+
+    def before_update() -> None:
+        # The previous step's parameters are about to change: its digest must be done.
+        nonlocal waiting, prev_hash
+        if waiting is not None:
+            pending.append(finish(waiting))
+            prev_hash = _native.record_hash(pending[-1])
+            waiting = None
+
     while step < end_epoch * spe:
         epoch = step // spe
         link, start_state = _epoch_link(t, epoch)
         prev_hash = _native.record_hash(pending[-1]) if pending else link
-        perm = np.asarray(_native.epoch_permutation(spec.seed, epoch, len(t.dataset)), dtype=np.int64)
-        # A record waiting for its parameter digest: (fields, future).
-        waiting: tuple[dict, Future] | None = None
-
-        def finish(w: tuple[dict, Future]) -> bytes:
-            fields, fut = w
-            fields["param_digest"] = fut.result()
-            return _native.encode_record(fields)
-
+        waiting = None
         for k in range(step - epoch * spe, spe):
-            lr = _native.schedule_lr(spec.schedule.native(), step)
-            for g in t.optimizer.param_groups:
-                g["lr"] = lr
-            idx = perm[k * spec.batch_size : (k + 1) * spec.batch_size]
-            t.optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(t.model(x_all[idx]), y_all[idx])
-            loss.backward()
-            grad_norm = _grad_norm(params)
-            if waiting is not None:  # the previous step's parameters are about to change
-                pending.append(finish(waiting))
-                prev_hash = _native.record_hash(pending[-1])
-                waiting = None
-            t.optimizer.step()
+            fields = stepper.step(step, before_update)
+            fields["prev_record_hash"] = prev_hash
             done = step + 1
             last_of_epoch = k == spe - 1
-            at_checkpoint = last_of_epoch or done % spec.checkpoint_every == 0
-            fields = {
-                "run_id": t.run_id,
-                "epoch": epoch,
-                "step": step,
-                "prev_record_hash": prev_hash,
-                "batch_digest": _native.batch_digest(idx.tolist()),
-                "hparams_digest": _native.hparams_digest(lr, opt_digest),
-                "loss": float(loss.item()),
-                "grad_norm": grad_norm,
-                "state_digest": None,
-            }
-            if at_checkpoint or done % spec.state_every == 0:
+            take_state, at_checkpoint = commitments(spec, spe, step)
+            if take_state:
                 tensors = st.state_tensors(t.model, t.optimizer, done)
                 fields["state_digest"] = st.digest_tensors(tensors)
                 fields["param_digest"] = st.digest_tensors(st.param_tensors(t.model))

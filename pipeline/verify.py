@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from pipeline import state as st
+from pipeline.challenge import disputes
 from pipeline.errors import IntegrityError, StorageError
 from pipeline.finalize import load_epoch_records
 from pipeline.ledger import Entry
@@ -150,10 +151,9 @@ def verify_run(
     if not manifest:
         return report
     report.image_id = manifest.image_id.hex()
-    opened = _run_check(report.checks, "ledger", lambda: _open_checked_ledger(store, manifest))
-    if not opened:
+    entries = _run_check(report.checks, "ledger", lambda: _open_checked_ledger(store, manifest))
+    if not entries:
         return report
-    entries = opened
     epochs = epoch_entries(entries)
     receipts = receipt_entries(entries)
     window = manifest.spec.challenge_window
@@ -161,10 +161,16 @@ def verify_run(
     if epoch is not None and epoch not in epochs:
         report.checks.append(Check("epoch_exists", False, f"run {run_id} has no epoch {epoch}"))
         return report
+    # Every filed fraud proof is re-executed here: a verdict file is not evidence, since anyone
+    # who can write the store can write one (docs/OPERATIONS.md, "Challenges").
+    challenged = disputes(store, run_id)
     for e in wanted:
-        report.epochs.append(
-            _verify_epoch(store, manifest, entries, epochs, receipts, e, window, now, audit=audit)
-        )
+        rep = _verify_epoch(store, manifest, entries, epochs, receipts, e, window, now, audit=audit)
+        ok, detail, disputed = challenged.for_epoch(e)
+        rep.checks.append(Check("challenges", ok, detail))
+        if disputed:
+            rep.status = DISPUTED
+        report.epochs.append(rep)
     return report
 
 

@@ -40,3 +40,17 @@ def tiny_run(tmp_path_factory) -> tuple[Path, str, str]:
     assert r.returncode == 0, r.stderr[-3000:]
     uri = r.stdout.strip().splitlines()[-1]
     return store, uri.rsplit("/", 1)[-1], uri
+
+
+@pytest.fixture(scope="session")
+def unproven_run(tmp_path_factory, tiny_spec) -> tuple[Path, str]:
+    """Another run of the tiny spec (run id "other-run"), trained in-process and never proven
+    (finalize_every 0): seconds, where a proven run takes minutes. Returns (store folder, run id).
+    Its key is in the session's key folder, so tests can sign ledger entries for it."""
+    from pipeline.store import LocalStore
+    from pipeline.train import open_trainer, train
+
+    store = tmp_path_factory.mktemp("unproven-store")
+    spec = tiny_spec.model_copy(update={"finalize_every": 0})
+    train(open_trainer(spec, LocalStore(store), "other-run"))
+    return store, "other-run"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import jsonschema
 import pytest
 from conftest import ROOT, veritrain
 
@@ -75,3 +76,12 @@ def test_schemas_are_published_and_current():
         assert r.returncode == 0
         published = json.loads((ROOT / "docs" / "schemas" / f"{which}.schema.json").read_text())
         assert json.loads(r.stdout) == published
+
+
+def test_verify_json_follows_its_published_schema(tiny_run):
+    """A real document, checked against docs/schemas/verify.schema.json (test_tamper.py checks
+    the failing documents of every tamper case the same way)."""
+    r = veritrain("verify", tiny_run[2], "--json")
+    assert r.returncode == 0, r.stderr
+    schema = json.loads((ROOT / "docs" / "schemas" / "verify.schema.json").read_text())
+    jsonschema.validate(json.loads(r.stdout), schema)

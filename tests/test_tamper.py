@@ -1,0 +1,345 @@
+"""The tamper matrix: for each artifact kind of a proven run (checkpoint, record file, ledger
+entry, receipt, journal, manifest), flipping one byte, truncating, deleting or swapping it with
+another epoch's makes `veritrain verify --json` exit 1 naming the failing check, and verify
+modifies nothing in the store. Then bad input: each a one-line error with its exit code.
+
+Every case tampers a copy of the session's proven tiny run (two epochs of three steps) and runs
+verify in-process (one case through a real process); no proofs are made here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conftest import ROOT, veritrain
+
+import pipeline.verify
+from flows.cli import main
+from pipeline.ledger import Ledger, load_or_create_key
+from pipeline.run import (
+    Manifest,
+    claim_of,
+    epoch_entries,
+    journal_key,
+    open_ledger,
+    receipt_key,
+    sha256_hex,
+)
+from pipeline.store import LocalStore
+from prover import _native
+
+pytestmark = pytest.mark.proving
+
+SCHEMA = json.loads((ROOT / "docs" / "schemas" / "verify.schema.json").read_text())
+KINDS = ("checkpoint", "records", "ledger", "receipt", "journal", "manifest")
+MUTATIONS = ("flip", "truncate", "delete", "swap")
+
+
+def _copy(store: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "store"
+    shutil.copytree(store, dst)
+    return dst
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _verify(capsys, store: Path, run_id: str) -> tuple[int, dict, list[str]]:
+    """`veritrain verify RUN --json` in-process: (exit code, document, stderr lines). Asserts
+    that nothing in the store changed and that the document follows the published schema."""
+    before = _snapshot(store)
+    code = main(["verify", f"{store}/runs/{run_id}", "--json"])
+    out, err = capsys.readouterr()
+    assert _snapshot(store) == before, "verify modified the store"
+    doc = json.loads(out)
+    jsonschema.validate(doc, SCHEMA)
+    return code, doc, err.splitlines()
+
+
+def _failed(doc: dict) -> dict[tuple, str]:
+    """{(scope, check name): detail} of every failed check; scope is "run" or an epoch."""
+    out = {("run", c["name"]): c["detail"] for c in doc["checks"] if not c["ok"]}
+    for e in doc["epochs"]:
+        out |= {(e["epoch"], c["name"]): c["detail"] for c in e["checks"] if not c["ok"]}
+    return out
+
+
+def _entries(store: Path, run_id: str) -> list[tuple[Path, dict]]:
+    ledger = store / "runs" / run_id / "ledger"
+    return [(p, json.loads(p.read_text())) for p in sorted(ledger.iterdir())]
+
+
+def _artifact(store: Path, run_id: str, kind: str, epoch: int) -> Path:
+    """The file of ``kind`` for ``epoch``, found through the ledger as verify finds it."""
+    if kind == "manifest":
+        return store / "runs" / run_id / "run.json"
+    for path, doc in _entries(store, run_id):
+        body = doc["body"]
+        if body.get("epoch") != epoch:
+            continue
+        if doc["kind"] == "epoch":
+            key = {"ledger": None, "records": body["records"],
+                   "checkpoint": body["checkpoint"]["checkpoint"]}.get(kind, "")
+            if key is None:
+                return path
+        elif doc["kind"] == "receipt":
+            key = {"receipt": body["receipt"], "journal": body["journal"]}.get(kind, "")
+        else:
+            continue
+        if key:
+            return store / key
+    raise AssertionError(f"no {kind} for epoch {epoch}")
+
+
+def _flip(path: Path) -> None:
+    """Changes one byte. In a JSON artifact it turns one hex digit of a digest into another, so
+    the file still parses and a deeper check (hash, signature, binding, equality) must see it."""
+    data = bytearray(path.read_bytes())
+    if path.suffix == ".json":
+        i = data.index(b'"dataset_root": "') + len(b'"dataset_root": "')
+        data[i] = ord("1") if data[i] != ord("1") else ord("2")
+    else:
+        data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _swap(a: Path, b: Path) -> None:
+    da, db = a.read_bytes(), b.read_bytes()
+    a.write_bytes(db)
+    b.write_bytes(da)
+
+
+# The check that must fail, per artifact kind; a swap between epochs fails it in both epochs.
+EPOCH_CHECK = {"checkpoint": "checkpoint", "records": "records", "receipt": "receipt",
+               "journal": "journal"}
+
+
+def _expected(kind: str, mutation: str) -> set[tuple]:
+    if kind in EPOCH_CHECK:
+        return {(e, EPOCH_CHECK[kind]) for e in ((0, 1) if mutation == "swap" else (0,))}
+    if kind == "ledger":
+        return {("run", "ledger")}
+    # A manifest that still parses no longer matches what ledger entry 0 committed to; one that
+    # is gone, unreadable or another run's fails the manifest check itself.
+    return {("run", "ledger")} if mutation == "flip" else {("run", "manifest")}
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_tampered_artifact_fails_verify_naming_the_check(
+    tiny_run, unproven_run, tmp_path, capsys, kind, mutation
+):
+    src, run_id, _ = tiny_run
+    store = _copy(src, tmp_path)
+    target = _artifact(store, run_id, kind, 0)
+    if mutation == "flip":
+        _flip(target)
+    elif mutation == "truncate":
+        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    elif mutation == "delete":
+        target.unlink()
+    elif kind == "manifest":  # swap: the manifest has no other epoch; take another run's
+        other_store, other_id = unproven_run
+        shutil.copyfile(other_store / "runs" / other_id / "run.json", target)
+    else:
+        _swap(target, _artifact(store, run_id, kind, 1))
+    code, doc, err = _verify(capsys, store, run_id)
+    assert code == 1
+    assert set(_failed(doc)) == _expected(kind, mutation), _failed(doc)
+    assert len(err) == 1 and err[0].startswith("veritrain: verification failed: "), err
+
+
+def _checkpoint_entries(store: Path, run_id: str) -> list[dict]:
+    return [d["body"] for _, d in _entries(store, run_id) if d["kind"] == "checkpoint"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["mid-epoch flip", "genesis delete", "resume records flip", "mid-epoch swap"],
+)
+def test_every_stored_checkpoint_is_checked(tiny_run, tmp_path, capsys, case):
+    """Not only epoch ends: the genesis checkpoint, mid-epoch checkpoints (checkpoint_every 2 in
+    the tiny spec: steps 2 and 4) and the records kept beside them for resuming."""
+    src, run_id, _ = tiny_run
+    store = _copy(src, tmp_path)
+    genesis, mid0, mid1 = _checkpoint_entries(store, run_id)
+    assert genesis["step"] == 0 and mid0["step"] == 2 and mid1["step"] == 4
+    expected = {(0, "checkpoint")}
+    if case == "mid-epoch flip":
+        _flip(store / mid0["checkpoint"])
+    elif case == "genesis delete":
+        (store / genesis["checkpoint"]).unlink()
+    elif case == "resume records flip":
+        _flip(store / mid0["pending_records"])
+    else:
+        _swap(store / mid0["checkpoint"], store / mid1["checkpoint"])
+        expected = {(0, "checkpoint"), (1, "checkpoint")}
+    code, doc, _ = _verify(capsys, store, run_id)
+    assert code == 1 and set(_failed(doc)) == expected, _failed(doc)
+
+
+def test_removing_the_ledger_tail_only_makes_the_run_look_less_final(tiny_run, tmp_path, capsys):
+    """The one deletion verify cannot call tampering: without the newest entry the ledger is what
+    a crash just before that append leaves (docs/OPERATIONS.md). Nothing false verifies: the
+    epoch whose receipt entry is gone is reported as committed, not proven."""
+    src, run_id, _ = tiny_run
+    store = _copy(src, tmp_path)
+    path, last = _entries(store, run_id)[-1]
+    assert last["kind"] == "receipt" and last["body"]["epoch"] == 1
+    path.unlink()
+    code, doc, _ = _verify(capsys, store, run_id)
+    assert code == 0
+    assert [e["status"] for e in doc["epochs"]] == ["final", "committed"]
+
+
+def _resign(store: Path, run_id: str, edit=lambda kind, body: body) -> None:
+    """Rewrites the run's ledger over its current manifest with the run's own key, optionally
+    editing bodies: what a dishonest trainer, who holds the key, can do."""
+    old = [doc for _, doc in _entries(store, run_id)]
+    shutil.rmtree(store / "runs" / run_id / "ledger")
+    ls = LocalStore(store)
+    manifest = Manifest.load(ls, run_id)
+    ledger = Ledger(ls, run_id, manifest.doc["public_key"])
+    key, entries = load_or_create_key(run_id), []
+    for doc in old:
+        body = doc["body"]
+        if doc["kind"] == "run":
+            body = {**body, "manifest_sha256": sha256_hex(manifest.raw)}
+        ledger.append(key, doc["kind"], edit(doc["kind"], body), entries)
+
+
+def test_a_receipt_from_another_run_is_refused(tiny_run, unproven_run, tmp_path, capsys):
+    """A trainer who signs a receipt entry naming another run's valid receipt gains nothing: the
+    proof verifies, but its journal is the other run's claim."""
+    tiny_store, tiny_id, _ = tiny_run
+    src, run_id = unproven_run
+    store = _copy(src, tmp_path)
+    receipt = _artifact(tiny_store, tiny_id, "receipt", 0).read_bytes()
+    rk, jk = receipt_key(run_id, 0), journal_key(run_id, 0)
+    ls = LocalStore(store)
+    _, entries = open_ledger(ls, Manifest.load(ls, run_id))
+    claim = claim_of(epoch_entries(entries)[0])
+    ls.create(rk, receipt)
+    ls.create(jk, json.dumps(claim.journal_json()).encode())
+    ledger, entries = open_ledger(ls, Manifest.load(ls, run_id))
+    body = {"epoch": 0, "receipt": rk, "receipt_sha256": sha256_hex(receipt), "journal": jk,
+            "claim_digest": sha256_hex(claim.to_bytes()), "proven_at": 0}
+    ledger.append(load_or_create_key(run_id), "receipt", body, entries)
+    code, doc, err = _verify(capsys, store, run_id)
+    assert code == 1
+    failed = _failed(doc)
+    assert set(failed) == {(0, "receipt")}
+    assert f"proves run {tiny_id} epoch 0, not run {run_id} epoch 0" in failed[(0, "receipt")]
+    assert len(err) == 1 and rk in err[0]
+
+
+def test_a_truncated_receipt_is_refused(tiny_run, tmp_path, capsys):
+    src, run_id, _ = tiny_run
+    store = _copy(src, tmp_path)
+    path = _artifact(store, run_id, "receipt", 0)
+    path.write_bytes(path.read_bytes()[:1000])
+    code, doc, err = _verify(capsys, store, run_id)
+    assert code == 1 and set(_failed(doc)) == {(0, "receipt")}
+    assert "not a RISC Zero receipt" in _failed(doc)[(0, "receipt")]
+    assert len(err) == 1 and "epoch-000000.receipt" in err[0]
+
+
+def _write_fake_receipt(store: Path, run_id: str) -> None:
+    ls = LocalStore(store)
+    manifest = Manifest.load(ls, run_id)
+    _, entries = open_ledger(ls, manifest)
+    journal = claim_of(epoch_entries(entries)[0]).to_bytes()
+    fake = _native._fake_receipt(journal, manifest.image_id)
+    _artifact(store, run_id, "receipt", 0).write_bytes(fake)
+
+
+def test_a_dev_mode_receipt_is_refused(tiny_run, tmp_path, capsys):
+    src, run_id, _ = tiny_run
+    store = _copy(src, tmp_path)
+    _write_fake_receipt(store, run_id)
+    code, doc, err = _verify(capsys, store, run_id)
+    assert code == 1 and set(_failed(doc)) == {(0, "receipt")}
+    assert "dev-mode (fake) receipt" in _failed(doc)[(0, "receipt")]
+    assert len(err) == 1 and "epoch-000000.receipt" in err[0] and "fake" in err[0]
+
+
+def test_a_dev_mode_receipt_through_the_command_line(tiny_run, tmp_path):
+    """The same through a real process: exit 1, one line on stderr, no traceback."""
+    src, run_id, _ = tiny_run
+    store = _copy(src, tmp_path)
+    _write_fake_receipt(store, run_id)
+    r = veritrain("verify", f"{store}/runs/{run_id}")
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+    assert "epoch-000000.receipt" in r.stderr and "dev-mode" in r.stderr
+    assert "FAIL epoch 0 (final): receipt" not in r.stdout  # an unproven epoch is not final
+    assert "FAIL epoch 0 (committed): receipt" in r.stdout
+
+
+def _edit_image_id(store: Path, run_id: str) -> str:
+    path = store / "runs" / run_id / "run.json"
+    doc = json.loads(path.read_text())
+    doc["image_id"] = hashlib.sha256(b"some other guest").hexdigest()
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True))
+    return doc["image_id"]
+
+
+def test_an_unknown_image_id_is_refused(tiny_run, tmp_path, capsys):
+    """Editing the pinned image id breaks the manifest's binding to ledger entry 0."""
+    src, run_id, _ = tiny_run
+    store = _copy(src, tmp_path)
+    _edit_image_id(store, run_id)
+    code, doc, err = _verify(capsys, store, run_id)
+    assert code == 1 and set(_failed(doc)) == {("run", "ledger")}
+    assert "run.json: does not match ledger entry 0" in err[0] and len(err) == 1
+
+
+def test_an_unknown_image_id_with_a_resigned_ledger_is_refused(tiny_run, tmp_path, capsys):
+    """Even with the ledger re-signed over the edited manifest, no claim names that image id and
+    no receipt verifies under it."""
+    src, run_id, _ = tiny_run
+    store = _copy(src, tmp_path)
+    image = _edit_image_id(store, run_id)
+    _resign(store, run_id)
+    code, doc, _ = _verify(capsys, store, run_id)
+    assert code == 1 and doc["image_id"] == image
+    failed = _failed(doc)
+    assert set(failed) == {(e, c) for e in (0, 1) for c in ("claim", "receipt")}
+    assert "image_id" in failed[(0, "claim")] and image in failed[(0, "receipt")]
+
+
+def test_a_signed_but_malformed_ledger_entry_fails_the_ledger_check(tiny_run, tmp_path, capsys):
+    src, run_id, _ = tiny_run
+    store = _copy(src, tmp_path)
+    _resign(store, run_id, lambda kind, body: {k: v for k, v in body.items() if k != "records"})
+    code, doc, _ = _verify(capsys, store, run_id)
+    assert code == 1 and set(_failed(doc)) == {("run", "ledger")}
+    assert "epoch entry lacks records" in _failed(doc)[("run", "ledger")]
+
+
+def test_a_run_that_does_not_exist_is_a_storage_error(tmp_path, capsys):
+    (tmp_path / "runs" / "empty").mkdir(parents=True)
+    for uri in (f"{tmp_path}/nowhere/runs/x", f"{tmp_path}/runs/empty"):
+        assert main(["verify", uri, "--json"]) == 3
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.splitlines()) == 1 and "no such run" in err
+
+
+def test_an_internal_error_is_one_line_not_a_traceback(tiny_run, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(pipeline.verify, "verify_run", broken)
+    assert main(["verify", tiny_run[2]]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error (RuntimeError: boom)" in err
