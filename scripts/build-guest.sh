@@ -2,15 +2,14 @@
 # Builds the zkVM guest ELF for riscv32im-risc0-zkvm-elf with Debian's rustc-web toolchain and
 # -Zbuild-std (no rzup, no docker here). Prints the ELF's path on stdout.
 #
-# The ELF is a reproducible build output: every absolute path that could leak into it (the repo,
-# CARGO_HOME, Rust's library source) is remapped, so the image id does not depend on where the
-# clone, the cargo cache or the toolchain live. An auditor rebuilds with this script and compares.
+# The ELF is a reproducible build output: cargo's trim-paths replaces every absolute path that
+# could leak into it (the repo, CARGO_HOME, Rust's library source), so the image id does not depend
+# on where the clone, the cargo cache or the toolchain live. An auditor rebuilds with this script
+# and compares (scripts/check-reproducible-guest.sh does it twice).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${VERITRAIN_CACHE:-$HOME/.cache/veritrain}"
-CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
-SYSROOT="$(/usr/bin/rustc --print sysroot)"
 TARGET=riscv32im-risc0-zkvm-elf
 export CARGO_TARGET_DIR="$CACHE/target-guest"
 
@@ -18,14 +17,14 @@ export CARGO_TARGET_DIR="$CACHE/target-guest"
 export RUSTC=/usr/bin/rustc
 export RUSTC_BOOTSTRAP=1
 unset RUSTC_WRAPPER
+# No absolute path may reach RUSTFLAGS: cargo hashes them into every crate's symbol names, so a
+# path there changes the ELF. Paths in the binary are trimmed by cargo's trim-paths instead.
 export RUSTFLAGS="-C passes=lower-atomic -C link-arg=-Ttext=0x00200800 -C link-arg=--fatal-warnings \
--C panic=abort --cfg getrandom_backend=\"custom\" \
---remap-path-prefix=$REPO=/veritrain --remap-path-prefix=$CARGO_HOME=/cargo \
---remap-path-prefix=$SYSROOT/lib/rustlib/src/rust=/rustc-src"
-export CARGO_ENCODED_RUSTFLAGS=""
+-C panic=abort --cfg getrandom_backend=\"custom\""
+export CARGO_PROFILE_RELEASE_TRIM_PATHS=all
 unset CARGO_ENCODED_RUSTFLAGS
 
-cd "$REPO/rust/guest"
-/usr/bin/cargo build --release --locked --target "$TARGET" \
+cd "$REPO/rust"
+/usr/bin/cargo build -p veritrain-guest --profile guest --locked --target "$TARGET" -Ztrim-paths \
   -Zbuild-std=alloc,core,proc_macro,panic_abort,std -Zbuild-std-features=compiler-builtins-mem >&2
-echo "$CARGO_TARGET_DIR/$TARGET/release/veritrain-guest"
+echo "$CARGO_TARGET_DIR/$TARGET/guest/veritrain-guest"
