@@ -18,7 +18,9 @@ impl Sha256 for Accelerated {
 
 fn main() {
     let mut bytes = Vec::new();
-    env::stdin().read_to_end(&mut bytes).expect("reading the epoch input");
+    env::stdin()
+        .read_to_end(&mut bytes)
+        .expect("reading the epoch input");
     let input = EpochInput::decode(&bytes).unwrap_or_else(|e| panic!("epoch check failed: {e}"));
     check_epoch::<Accelerated>(&input).unwrap_or_else(|e| panic!("epoch check failed: {e}"));
     if let Some(prev) = &input.prev {
