@@ -1,7 +1,7 @@
 """Commitment overhead and state digest throughput (issue 3), as ratios against baselines measured
 in the same process.
 
-    ~/.cache/veritrain/venv/bin/python -m bench.commit_bench [--steps 100] [--mib 256]
+    ~/.cache/veritrain/venv/bin/python -m bench.commit_bench [--steps 400] [--mib 256]
 
 1. Overhead: veritrain's training loop (param digest every step, overlapped with the next step's
    forward/backward; full state digest every 100 steps; one record per step) against the same
@@ -117,7 +117,7 @@ def throughput(mib: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--mib", type=int, default=256)
     args = ap.parse_args()
     os.environ.setdefault("VERITRAIN_KEYS", tempfile.mkdtemp())

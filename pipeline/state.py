@@ -7,6 +7,8 @@ tensors (name, dtype, shape, bytes), never file bytes, so anyone recomputes them
 
 from __future__ import annotations
 
+import os
+
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -57,15 +59,21 @@ def _buffer(t: torch.Tensor):
     return flat.view(torch.uint8).numpy() if flat.numel() else bytearray()
 
 
-def digest_tensors(tensors: dict[str, torch.Tensor]) -> bytes:
-    """State digest (Merkle root of tensor digests sorted by name), hashed in parallel in Rust."""
+def digest_tensors(tensors: dict[str, torch.Tensor], threads: int | None = None) -> bytes:
+    """State digest (Merkle root of tensor digests sorted by name), hashed in parallel in Rust on
+    ``threads`` threads (default: all cores)."""
     items = []
     for name, t in tensors.items():
         if t.dtype not in _DTYPES:
             raise TypeError(f"{name}: dtype {t.dtype} has no safetensors name")
         items.append((name, _DTYPES[t.dtype], list(t.shape), _buffer(t)))
-    digests = _native.tensor_digests(items)
+    digests = _native.tensor_digests(items, threads)
     return _native.state_digest([(name, d) for (name, *_), d in zip(items, digests)])
+
+
+def spare_cores() -> int:
+    """Cores torch leaves free: the overlapped parameter digest runs on these only."""
+    return max(1, (os.cpu_count() or 1) - torch.get_num_threads())
 
 
 def checkpoint_bytes(tensors: dict[str, torch.Tensor]) -> bytes:

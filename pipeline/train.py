@@ -336,7 +336,10 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
                     else:
                         t.append("checkpoint", body)
             else:
-                waiting = (fields, t._pool.submit(st.digest_tensors, st.param_tensors(t.model)))
+                waiting = (
+                    fields,
+                    t._pool.submit(st.digest_tensors, st.param_tensors(t.model), st.spare_cores()),
+                )
             step = done
             if t.on_step:
                 t.on_step(StepEvent(step=done, total_steps=total, epoch=epoch, loss=fields["loss"]))

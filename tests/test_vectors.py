@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from blake3 import blake3
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent / "vectors" / "protocol-v1.json").read_text()
@@ -367,7 +368,10 @@ def sample_leaf(index: int, sample: bytes) -> bytes:
 
 def tensor_digest(name: str, dtype: str, shape: Sequence[int], data: bytes) -> bytes:
     view = memoryview(data)
-    chunks = [tagged(TAG_CHUNK, view[i : i + CHUNK_LEN]) for i in range(0, len(data), CHUNK_LEN)]
+    chunks = [
+        blake3(view[i : i + CHUNK_LEN], derive_key_context=TAG_CHUNK).digest()
+        for i in range(0, len(data), CHUNK_LEN)
+    ]
     name_b, dtype_b = name.encode("utf-8"), dtype.encode("utf-8")
     header = b"".join([
         struct.pack("<I", len(name_b)), name_b,

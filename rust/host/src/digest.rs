@@ -1,5 +1,8 @@
 //! Parallel, zero-copy digests of tensors and datasets. The rules are veritrain-core's; this file
 //! only spreads the chunk hashing over all cores with the GIL released.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -36,50 +39,86 @@ impl View {
     }
 }
 
+/// A rayon pool of `n` threads, built once per size. The training loop hashes parameters while
+/// torch computes the next step; letting the hashing take every core would slow torch down.
+fn pool(n: usize) -> PyResult<Arc<rayon::ThreadPool>> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap();
+    if let Some(p) = pools.get(&n) {
+        return Ok(p.clone());
+    }
+    let p = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("veritrain-digest-{i}"))
+            .build()
+            .map_err(|e| value_error(format!("digest thread pool: {e}")))?,
+    );
+    pools.insert(n, p.clone());
+    Ok(p)
+}
+
 /// Digests of many tensors at once: `[(name, dtype, shape, buffer)] -> [digest]`. All chunks of all
-/// tensors are hashed in one parallel pass, without copying and without the GIL. The caller must not
-/// write to the tensors until this returns.
+/// tensors are hashed in one parallel pass (on `threads` threads, default all cores), without
+/// copying and without the GIL. The caller must not write to the tensors until this returns.
 #[pyfunction]
+#[pyo3(signature = (tensors, threads = None))]
 fn tensor_digests<'py>(
     py: Python<'py>,
     tensors: Vec<(String, String, Vec<u64>, PyBuffer<u8>)>,
+    threads: Option<usize>,
 ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    let pool = match threads {
+        Some(0) => return Err(value_error("threads must be at least 1")),
+        Some(n) => Some(pool(n)?),
+        None => None,
+    };
     let views = tensors
         .iter()
         .map(|(name, _, _, buf)| View::of(buf, name))
         .collect::<PyResult<Vec<_>>>()?;
     let digests: Vec<Digest> = py.detach(|| {
-        // SAFETY: `tensors` holds every PyBuffer for the whole call.
-        let datas: Vec<&[u8]> = views.iter().map(|v| unsafe { v.bytes() }).collect();
-        let jobs: Vec<(usize, &[u8])> = datas
-            .iter()
-            .enumerate()
-            .flat_map(|(i, d)| d.chunks(tensor::CHUNK_LEN).map(move |c| (i, c)))
-            .collect();
-        let leaves: Vec<(usize, Digest)> = jobs
-            .par_iter()
-            .map(|(i, c)| (*i, tensor::chunk_leaf::<Sha2>(c)))
-            .collect();
-        let mut per_tensor: Vec<Vec<Digest>> = vec![Vec::new(); datas.len()];
-        for (i, leaf) in leaves {
-            per_tensor[i].push(leaf);
+        let run = || hash_all(&tensors, &views);
+        match &pool {
+            Some(p) => p.install(run),
+            None => run(),
         }
-        tensors
-            .iter()
-            .zip(per_tensor)
-            .zip(&datas)
-            .map(|(((name, dtype, shape, _), chunks), data)| {
-                tensor::tensor_digest_from_chunks::<Sha2>(
-                    name,
-                    dtype,
-                    shape,
-                    data.len() as u64,
-                    &chunks,
-                )
-            })
-            .collect()
     });
     Ok(digests.iter().map(|d| PyBytes::new(py, d)).collect())
+}
+
+type TensorArg = (String, String, Vec<u64>, PyBuffer<u8>);
+
+fn hash_all(tensors: &[TensorArg], views: &[View]) -> Vec<Digest> {
+    // SAFETY: the caller holds every PyBuffer for the whole call.
+    let datas: Vec<&[u8]> = views.iter().map(|v| unsafe { v.bytes() }).collect();
+    let jobs: Vec<(usize, &[u8])> = datas
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| d.chunks(tensor::CHUNK_LEN).map(move |c| (i, c)))
+        .collect();
+    let leaves: Vec<(usize, Digest)> = jobs
+        .par_iter()
+        .map(|(i, c)| (*i, tensor::chunk_leaf(c)))
+        .collect();
+    let mut per_tensor: Vec<Vec<Digest>> = vec![Vec::new(); datas.len()];
+    for (i, leaf) in leaves {
+        per_tensor[i].push(leaf);
+    }
+    tensors
+        .iter()
+        .zip(per_tensor)
+        .zip(&datas)
+        .map(|(((name, dtype, shape, _), chunks), data)| {
+            tensor::tensor_digest_from_chunks::<Sha2>(
+                name,
+                dtype,
+                shape,
+                data.len() as u64,
+                &chunks,
+            )
+        })
+        .collect()
 }
 
 /// Merkle root over `(name, tensor digest)` pairs sorted by name; names must be unique.
