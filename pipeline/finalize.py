@@ -17,7 +17,7 @@ from pipeline.run import (
     sha256_hex,
 )
 from pipeline.store import Store
-from prover import EpochReceipt, ProverStats, epoch_input, prove_epoch, verify_receipt
+from prover import EpochReceipt, ProverStats, _native, epoch_input, prove_epoch, verify_receipt
 
 
 def load_epoch_records(store: Store, entry: Entry) -> list[bytes]:
@@ -25,8 +25,6 @@ def load_epoch_records(store: Store, entry: Entry) -> list[bytes]:
     blob = store.read(key)
     if sha256_hex(blob) != entry.body["records_sha256"]:
         raise IntegrityError(f"{key}: does not match its ledger entry")
-    from prover import _native
-
     n = _native.RECORD_LEN
     return [blob[i : i + n] for i in range(0, len(blob), n)]
 

@@ -241,6 +241,7 @@ class Stepper:
         self.n = len(dataset)
         self.x, self.y = torch.from_numpy(dataset.x), torch.from_numpy(dataset.y)
         self.params = list(model.parameters())
+        self._schedule = spec.schedule.native()  # converted once, not on every step
         self._perm: tuple[int, np.ndarray] | None = None
 
     def batch(self, step: int) -> np.ndarray:
@@ -257,7 +258,7 @@ class Stepper:
         hash and the param and state digests, which the caller adds: the trainer hashes the
         parameters while the next step runs, a replay at once. ``before_update`` runs between
         backward and the optimizer step, the last moment the pre-step parameters exist."""
-        lr = _native.schedule_lr(self.spec.schedule.native(), step)
+        lr = _native.schedule_lr(self._schedule, step)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         idx = self.batch(step)
