@@ -97,6 +97,7 @@ def decode_run_id(raw: bytes) -> str:
 # --- step record -----------------------------------------------------------------------------
 
 RECORD_LEN = 224
+SLOT_LEN = 256  # a record inside its hash message, in the guest input
 FLAG_STATE_DIGEST = 1
 # version, flags, run id, epoch, step, prev record hash, batch digest, hparams digest,
 # loss bits, grad norm bits, param digest, state digest
@@ -427,10 +428,18 @@ class EpochInput:
             raise CheckFailed("encoding", None)
         prev = claim() if has_prev else None
         (count,) = struct.unpack("<I", take(4))
-        body = take(count * RECORD_LEN)
+        # Each record travels inside its hash message: tag || 0x00 || record || SHA-256 padding.
+        head = TAG_RECORD.encode() + b"\x00"
+        tail = b"\x80" + bytes(SLOT_LEN - len(head) - RECORD_LEN - 9) + struct.pack(
+            ">Q", 8 * (len(head) + RECORD_LEN))
+        records = []
+        for _ in range(count):
+            slot = take(SLOT_LEN)
+            if slot[: len(head)] != head or slot[len(head) + RECORD_LEN :] != tail:
+                raise CheckFailed("encoding", None)
+            records.append(slot[len(head) : len(head) + RECORD_LEN])
         if pos != len(data):
             raise CheckFailed("encoding", None)
-        records = [body[i : i + RECORD_LEN] for i in range(0, len(body), RECORD_LEN)]
         return cls(this, prev, records)
 
 

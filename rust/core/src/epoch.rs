@@ -1,15 +1,19 @@
 //! The epoch check: the statement the guest proves, and that any verifier can run natively.
 //!
 //! Guest input (`EpochInput`), little-endian: claim (384 bytes) || has_prev u32 (0 or 1) ||
-//! previous epoch's claim (384 bytes, only if has_prev) || record count u32 || records (224 each).
+//! previous epoch's claim (384 bytes, only if has_prev) || record count u32 || record slots (256
+//! bytes each: the record inside its hash message, see [`Records`]).
 
 use alloc::vec::Vec;
 
 use crate::claim::{ClaimDecodeError, EpochClaim, Guarantees, CLAIM_LEN};
-use crate::hash::{tag, Digest, Sha256};
+use crate::hash::{digest_words, eq, DigestWords, Sha256};
 use crate::merkle;
-use crate::record::{genesis_hash, DecodeError, StepRecord, RECORD_LEN};
-use crate::sampler;
+use crate::record::{
+    check_words, digest_at, genesis_hash, u32_at, u64_at, word, DecodeError, Records,
+    FLAG_STATE_DIGEST, SLOT_LEN,
+};
+use crate::sampler::{self, BatchHasher};
 use crate::schedule::hparams_digest;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -17,8 +21,8 @@ pub struct EpochInput {
     pub claim: EpochClaim,
     /// The previous epoch's claim (its receipt's journal); `None` for epoch 0.
     pub prev: Option<EpochClaim>,
-    /// The epoch's records, in step order, as raw bytes (224 each).
-    pub records: Vec<[u8; RECORD_LEN]>,
+    /// The epoch's records, in step order.
+    pub records: Records,
 }
 
 /// Which rule failed. The names are the check names `veritrain verify` reports.
@@ -103,7 +107,7 @@ impl From<ClaimDecodeError> for CheckError {
 
 impl EpochInput {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(CLAIM_LEN * 2 + 8 + RECORD_LEN * self.records.len());
+        let mut out = Vec::with_capacity(CLAIM_LEN * 2 + 8 + SLOT_LEN * self.records.len());
         out.extend_from_slice(&self.claim.encode());
         match &self.prev {
             Some(p) => {
@@ -113,49 +117,79 @@ impl EpochInput {
             None => out.extend_from_slice(&0u32.to_le_bytes()),
         }
         out.extend_from_slice(&(self.records.len() as u32).to_le_bytes());
-        for r in &self.records {
-            out.extend_from_slice(r);
+        for w in self.records.words() {
+            out.extend_from_slice(&w.to_ne_bytes());
         }
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, CheckError> {
-        let bad = |d| CheckError {
-            kind: ErrorKind::Encoding,
-            step: None,
-            detail: d,
-        };
-        let take = |pos: &mut usize, n: usize| -> Result<&[u8], CheckError> {
-            let s = bytes.get(*pos..*pos + n).ok_or(bad("input is truncated"))?;
-            *pos += n;
-            Ok(s)
-        };
         let mut pos = 0;
-        let claim = EpochClaim::decode(take(&mut pos, CLAIM_LEN)?)?;
-        let prev = match u32::from_le_bytes(take(&mut pos, 4)?.try_into().unwrap()) {
-            0 => None,
-            1 => Some(EpochClaim::decode(take(&mut pos, CLAIM_LEN)?)?),
-            _ => return Err(bad("has_prev must be 0 or 1")),
-        };
-        let count = u32::from_le_bytes(take(&mut pos, 4)?.try_into().unwrap()) as usize;
-        let body = take(
-            &mut pos,
-            count
-                .checked_mul(RECORD_LEN)
-                .ok_or(bad("too many records"))?,
-        )?;
+        let input = Self::read(bytes.len() / SLOT_LEN, |words| {
+            let n = 4 * words.len();
+            let src = bytes
+                .get(pos..pos + n)
+                .ok_or(encoding("input is truncated"))?;
+            for (w, c) in words.iter_mut().zip(src.chunks_exact(4)) {
+                *w = u32::from_ne_bytes(c.try_into().unwrap());
+            }
+            pos += n;
+            Ok(())
+        })?;
         if pos != bytes.len() {
-            return Err(bad("trailing bytes after the records"));
+            return Err(encoding("trailing bytes after the records"));
         }
-        let records = body
-            .chunks_exact(RECORD_LEN)
-            .map(|c| c.try_into().unwrap())
-            .collect();
+        Ok(input)
+    }
+
+    /// Reads the encoding from a stream of words, which is how the guest reads its input: every
+    /// part is a whole number of words, and the records land word-aligned with no copy.
+    /// `read` fills its argument or fails; inputs of more than `max_records` records are refused
+    /// before anything is allocated for them.
+    pub fn read(
+        max_records: usize,
+        mut read: impl FnMut(&mut [u32]) -> Result<(), CheckError>,
+    ) -> Result<Self, CheckError> {
+        let read_claim = |read: &mut dyn FnMut(&mut [u32]) -> Result<(), CheckError>| {
+            let mut words = [0u32; CLAIM_LEN / 4];
+            read(&mut words)?;
+            let mut bytes = [0u8; CLAIM_LEN];
+            for (c, w) in bytes.chunks_exact_mut(4).zip(&words) {
+                c.copy_from_slice(&w.to_ne_bytes());
+            }
+            Ok::<_, CheckError>(EpochClaim::decode(&bytes)?)
+        };
+        let read_u32 = |read: &mut dyn FnMut(&mut [u32]) -> Result<(), CheckError>| {
+            let mut w = [0u32];
+            read(&mut w)?;
+            Ok::<_, CheckError>(u32::from_le(w[0]))
+        };
+        let claim = read_claim(&mut read)?;
+        let prev = match read_u32(&mut read)? {
+            0 => None,
+            1 => Some(read_claim(&mut read)?),
+            _ => return Err(encoding("has_prev must be 0 or 1")),
+        };
+        let count = read_u32(&mut read)? as usize;
+        if count > max_records {
+            return Err(encoding("input is truncated"));
+        }
+        let records = Records::read(count, read)?.map_err(|_k| {
+            encoding("a record slot does not hold the record's hash prefix and padding")
+        })?;
         Ok(EpochInput {
             claim,
             prev,
             records,
         })
+    }
+}
+
+fn encoding(detail: &'static str) -> CheckError {
+    CheckError {
+        kind: ErrorKind::Encoding,
+        step: None,
+        detail,
     }
 }
 
@@ -268,25 +302,34 @@ pub fn check_epoch<H: Sha256>(input: &EpochInput) -> Result<(), CheckError> {
     }
 
     let perm = sampler::epoch_permutation::<H>(c.sampler_seed, c.epoch, c.dataset_len as u32);
-    let mut prev_hash = c.prev_record_hash;
-    let mut hashes: Vec<Digest> = Vec::with_capacity(input.records.len());
-    let mut last: Option<StepRecord> = None;
-    let mut hparams: (Option<u64>, Digest) = (None, [0; 32]);
-    for (k, raw) in input.records.iter().enumerate() {
+    // Everything compared per record, as words: the loop reads fields in place and hashes with
+    // reused buffers, because it runs once per training step in the guest.
+    let run_id = digest_words(&c.run_id);
+    let mut prev_hash = digest_words(&c.prev_record_hash);
+    let mut batch_hasher = BatchHasher::new(c.batch_size as usize);
+    let mut hashes: Vec<DigestWords> = Vec::with_capacity(input.records.len());
+    let mut hparams = [0u32; 8];
+    let mut hparams_from = u64::MAX; // steps [hparams_from, hparams_until) share `hparams`
+    let mut hparams_until = 0;
+    for k in 0..input.records.len() {
+        let r = input.records.get(k);
         let step = c.first_step + k as u64;
-        let r = StepRecord::decode(raw).map_err(|_: DecodeError| CheckError {
+        check_words(r).map_err(|_: DecodeError| CheckError {
             kind: ErrorKind::Encoding,
             step: Some(step),
             detail: "record is not a valid encoding",
         })?;
-        if r.run_id != c.run_id || r.epoch != c.epoch || r.step != step {
+        if !eq(digest_at(r, word::RUN_ID), &run_id)
+            || u64_at(r, word::EPOCH) != c.epoch
+            || u64_at(r, word::STEP) != step
+        {
             return fail(
                 ErrorKind::RecordPlace,
                 Some(step),
                 "record has the wrong run, epoch or step",
             );
         }
-        if r.prev_record_hash != prev_hash {
+        if !eq(digest_at(r, word::PREV_RECORD_HASH), &prev_hash) {
             return fail(
                 ErrorKind::Chain,
                 Some(step),
@@ -294,48 +337,50 @@ pub fn check_epoch<H: Sha256>(input: &EpochInput) -> Result<(), CheckError> {
             );
         }
         let indices = sampler::batch_indices(&perm, c.batch_size, k as u64);
-        if sampler::batch_digest::<H>(indices) != r.batch_digest {
+        let batch = batch_hasher.digest::<H>(indices);
+        if !eq(&batch, digest_at(r, word::BATCH_DIGEST)) {
             return fail(
                 ErrorKind::Batch,
                 Some(step),
                 "batch is not the sampler's output",
             );
         }
-        // Schedules change the rate rarely; a SHA-256 block costs hundreds of guest cycles.
-        let lr_bits = c.schedule.lr_at(step).to_bits();
-        if hparams.0 != Some(lr_bits) {
-            hparams = (
-                Some(lr_bits),
-                hparams_digest::<H>(f64::from_bits(lr_bits), &c.optimizer_digest),
-            );
+        // Rates change rarely: recompute the digest only where the schedule may change it.
+        if !(hparams_from..hparams_until).contains(&step) {
+            let lr = c.schedule.lr_at(step);
+            hparams = digest_words(&hparams_digest::<H>(lr, &c.optimizer_digest));
+            hparams_from = step;
+            hparams_until = c.schedule.constant_until(step);
         }
-        if hparams.1 != r.hparams_digest {
+        if !eq(digest_at(r, word::HPARAMS_DIGEST), &hparams) {
             return fail(
                 ErrorKind::Hparams,
                 Some(step),
                 "hyperparameters do not follow the schedule",
             );
         }
-        prev_hash = H::tagged(tag::RECORD, &[raw]);
+        prev_hash = input.records.hash::<H>(k);
         hashes.push(prev_hash);
-        last = Some(r);
     }
-    let last = last.expect("an epoch has at least one step");
-    if !last.has_state_digest() || last.state_digest != c.end_state_digest {
+    let last = input.records.get(input.records.len() - 1);
+    let last_step = c.first_step + c.step_count - 1;
+    if u32_at(last, word::FLAGS) & FLAG_STATE_DIGEST == 0
+        || *digest_at(last, word::STATE_DIGEST) != digest_words(&c.end_state_digest)
+    {
         return fail(
             ErrorKind::EndState,
-            Some(last.step),
+            Some(last_step),
             "last record's state digest is not the end state",
         );
     }
-    if prev_hash != c.last_record_hash {
+    if prev_hash != digest_words(&c.last_record_hash) {
         return fail(
             ErrorKind::RecordsRoot,
             None,
             "last record hash does not match the claim",
         );
     }
-    if merkle::root::<H>(&hashes) != c.records_root {
+    if merkle::NodeHasher::new().root::<H>(&hashes) != digest_words(&c.records_root) {
         return fail(
             ErrorKind::RecordsRoot,
             None,

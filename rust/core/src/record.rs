@@ -16,14 +16,222 @@
 //! | 192    | 32   | state digest (post-step; zero unless flag bit 0) |
 //!
 //! `record hash = H(RECORD, record bytes)`.
+//!
+//! Every field is 4-byte aligned, so the epoch check reads a record as 56 words ([`RecordWords`],
+//! memory order as in [`crate::hash`]) and compares fields a word at a time, without decoding.
 
-use crate::hash::{tag, Digest, Sha256};
+use alloc::vec::Vec;
+
+use crate::hash::{eq, tag, Block, Digest, DigestWords, Frame, Sha256, IV};
 use crate::PROTOCOL_VERSION;
 
 pub const RECORD_LEN: usize = 224;
+pub const RECORD_WORDS: usize = RECORD_LEN / 4;
 pub const RUN_ID_LEN: usize = 32;
 /// Flag bit: the record carries the full state digest.
 pub const FLAG_STATE_DIGEST: u32 = 1;
+
+/// A record's bytes as words in memory order.
+pub type RecordWords = [u32; RECORD_WORDS];
+
+/// Word offsets of the fields, for reading [`RecordWords`].
+pub mod word {
+    pub const VERSION: usize = 0;
+    pub const FLAGS: usize = 1;
+    pub const RUN_ID: usize = 2;
+    pub const EPOCH: usize = 10;
+    pub const STEP: usize = 12;
+    pub const PREV_RECORD_HASH: usize = 14;
+    pub const BATCH_DIGEST: usize = 22;
+    pub const HPARAMS_DIGEST: usize = 30;
+    pub const LOSS: usize = 38;
+    pub const GRAD_NORM: usize = 39;
+    pub const PARAM_DIGEST: usize = 40;
+    pub const STATE_DIGEST: usize = 48;
+}
+
+pub fn to_words(bytes: &[u8; RECORD_LEN]) -> RecordWords {
+    let mut out = [0u32; RECORD_WORDS];
+    for (w, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *w = u32::from_ne_bytes(c.try_into().unwrap());
+    }
+    out
+}
+
+pub fn from_words(words: &RecordWords) -> [u8; RECORD_LEN] {
+    let mut out = [0u8; RECORD_LEN];
+    for (c, w) in out.chunks_exact_mut(4).zip(words) {
+        c.copy_from_slice(&w.to_ne_bytes());
+    }
+    out
+}
+
+/// The little-endian u32 field at word `i`.
+pub fn u32_at(r: &RecordWords, i: usize) -> u32 {
+    u32::from_le(r[i])
+}
+
+/// The little-endian u64 field at words `i, i + 1`.
+pub fn u64_at(r: &RecordWords, i: usize) -> u64 {
+    u32_at(r, i) as u64 | (u32_at(r, i + 1) as u64) << 32
+}
+
+/// The 32-byte field at words `i..i + 8`.
+pub fn digest_at(r: &RecordWords, i: usize) -> &DigestWords {
+    r[i..i + 8].try_into().unwrap()
+}
+
+/// The encoding rules that need no context: version, known flags, and a zero state digest unless
+/// the flag says one was taken. (The run id's spelling is checked by [`StepRecord::decode`]; the
+/// epoch check compares it with the claim's, which was checked.)
+pub fn check_words(r: &RecordWords) -> Result<(), DecodeError> {
+    let version = u32_at(r, word::VERSION);
+    if version != PROTOCOL_VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    let flags = u32_at(r, word::FLAGS);
+    if flags & !FLAG_STATE_DIGEST != 0 {
+        return Err(DecodeError::Flags(flags));
+    }
+    if flags & FLAG_STATE_DIGEST == 0 && !eq(digest_at(r, word::STATE_DIGEST), &[0; 8]) {
+        return Err(DecodeError::NonCanonical);
+    }
+    Ok(())
+}
+
+/// `H(RECORD, record bytes)` from the record's words, reusing one buffer.
+pub struct RecordHasher(Frame);
+
+impl RecordHasher {
+    pub fn new() -> Self {
+        Self(Frame::new(tag::RECORD, RECORD_WORDS))
+    }
+
+    pub fn hash<H: Sha256>(&mut self, r: &RecordWords) -> DigestWords {
+        self.0.hash::<H>(&[r])
+    }
+}
+
+impl Default for RecordHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Words of `tag || 0x00` before the record in its hash message (the tag is 19 bytes).
+const RECORD_AT: usize = (tag::RECORD.len() + 1) / 4;
+const _: () =
+    assert!((tag::RECORD.len() + 1).is_multiple_of(4) && RECORD_AT + RECORD_WORDS + 3 == 64);
+
+/// One record inside its hash message, `RECORD || 0x00 || record || SHA-256 padding`: exactly four
+/// blocks, hashed where it lies.
+pub type Slot = [Block; 4];
+pub const SLOT_LEN: usize = 256;
+
+/// An epoch's records as the guest input carries them: each in its [`Slot`], so the guest hashes
+/// a record with one call of the compression function and no copy. Only the record words can be
+/// set; the rest of every slot is the fixed prefix and padding, checked when read.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Records {
+    slots: Vec<Slot>,
+}
+
+fn template() -> Slot {
+    let f = Frame::new(tag::RECORD, RECORD_WORDS);
+    let mut slot = [[0u32; 16]; 4];
+    slot.as_flattened_mut().copy_from_slice(f.message());
+    slot
+}
+
+impl Records {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn push(&mut self, r: &RecordWords) {
+        let mut slot = template();
+        slot.as_flattened_mut()[RECORD_AT..RECORD_AT + RECORD_WORDS].copy_from_slice(r);
+        self.slots.push(slot);
+    }
+
+    pub fn pop(&mut self) -> Option<RecordWords> {
+        let slot = self.slots.pop()?;
+        Some(*Self::record_of(&slot))
+    }
+
+    fn record_of(slot: &Slot) -> &RecordWords {
+        slot.as_flattened()[RECORD_AT..RECORD_AT + RECORD_WORDS]
+            .try_into()
+            .unwrap()
+    }
+
+    pub fn get(&self, k: usize) -> &RecordWords {
+        Self::record_of(&self.slots[k])
+    }
+
+    pub fn get_mut(&mut self, k: usize) -> &mut RecordWords {
+        (&mut self.slots[k].as_flattened_mut()[RECORD_AT..RECORD_AT + RECORD_WORDS])
+            .try_into()
+            .unwrap()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &RecordWords> {
+        self.slots.iter().map(Self::record_of)
+    }
+
+    /// `H(RECORD, record k)`.
+    pub fn hash<H: Sha256>(&self, k: usize) -> DigestWords {
+        let mut state = IV;
+        H::compress(&mut state, &self.slots[k]);
+        state
+    }
+
+    /// The slots as words, for encoding.
+    pub fn words(&self) -> &[u32] {
+        self.slots.as_flattened().as_flattened()
+    }
+
+    /// Reads `count` slots with `read` (which fills its argument or fails) and checks that each
+    /// holds the fixed prefix and padding; returns the index of the first slot that does not.
+    pub fn read<E>(
+        count: usize,
+        mut read: impl FnMut(&mut [u32]) -> Result<(), E>,
+    ) -> Result<Result<Self, usize>, E> {
+        let mut slots = alloc::vec![[[0u32; 16]; 4]; count];
+        read(slots.as_flattened_mut().as_flattened_mut())?;
+        let t = template();
+        let t = t.as_flattened();
+        for (k, slot) in slots.iter().enumerate() {
+            let w = slot.as_flattened();
+            let mut diff = 0;
+            for i in (0..RECORD_AT).chain(RECORD_AT + RECORD_WORDS..64) {
+                diff |= w[i] ^ t[i];
+            }
+            if diff != 0 {
+                return Ok(Err(k));
+            }
+        }
+        Ok(Ok(Self { slots }))
+    }
+}
+
+impl FromIterator<RecordWords> for Records {
+    fn from_iter<I: IntoIterator<Item = RecordWords>>(iter: I) -> Self {
+        let mut out = Self::new();
+        for r in iter {
+            out.push(&r);
+        }
+        out
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StepRecord {
@@ -117,14 +325,9 @@ impl StepRecord {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes, RECORD_LEN)?;
-        let version = r.u32();
-        if version != PROTOCOL_VERSION {
-            return Err(DecodeError::Version(version));
-        }
+        check_words(&to_words(bytes.try_into().unwrap()))?;
+        let _version = r.u32();
         let flags = r.u32();
-        if flags & !FLAG_STATE_DIGEST != 0 {
-            return Err(DecodeError::Flags(flags));
-        }
         let rec = StepRecord {
             flags,
             run_id: r.array(),
@@ -139,14 +342,12 @@ impl StepRecord {
             state_digest: r.array(),
         };
         decode_run_id(&rec.run_id)?;
-        if !rec.has_state_digest() && rec.state_digest != [0; 32] {
-            return Err(DecodeError::NonCanonical);
-        }
         Ok(rec)
     }
 
     pub fn hash<H: Sha256>(&self) -> Digest {
-        H::tagged(tag::RECORD, &[&self.encode()])
+        let words = to_words(&self.encode());
+        crate::hash::digest_bytes(&RecordHasher::new().hash::<H>(&words))
     }
 }
 

@@ -12,7 +12,7 @@
 
 use alloc::vec::Vec;
 
-use crate::hash::{tag, Digest, Sha256};
+use crate::hash::{digest_bytes, tag, Digest, DigestWords, Frame, Sha256};
 
 pub struct Xoshiro128 {
     s: [u32; 4],
@@ -80,12 +80,33 @@ pub fn batch_indices(perm: &[u32], batch_size: u64, k: u64) -> &[u32] {
 }
 
 pub fn batch_digest<H: Sha256>(indices: &[u32]) -> Digest {
-    let mut buf = Vec::with_capacity(4 + 4 * indices.len());
-    buf.extend_from_slice(&(indices.len() as u32).to_le_bytes());
-    for i in indices {
-        buf.extend_from_slice(&i.to_le_bytes());
+    digest_bytes(&BatchHasher::new(indices.len()).digest::<H>(indices))
+}
+
+/// [`batch_digest`] as words, reusing one buffer, which holds the count and is laid out again
+/// when the batch size changes (once an epoch, for a short last batch).
+pub struct BatchHasher(Frame);
+
+impl BatchHasher {
+    pub fn new(batch_size: usize) -> Self {
+        Self(Self::frame(batch_size))
     }
-    H::tagged(tag::BATCH, &[&buf])
+
+    fn frame(batch_size: usize) -> Frame {
+        Frame::with_prefix(tag::BATCH, &(batch_size as u32).to_le_bytes(), batch_size)
+    }
+
+    pub fn digest<H: Sha256>(&mut self, indices: &[u32]) -> DigestWords {
+        if self.0.data_words() != indices.len() {
+            self.0 = Self::frame(indices.len());
+        }
+        if cfg!(target_endian = "little") {
+            self.0.hash::<H>(&[indices])
+        } else {
+            let le: Vec<u32> = indices.iter().map(|i| i.to_le()).collect();
+            self.0.hash::<H>(&[&le])
+        }
+    }
 }
 
 /// The leaf of one dataset sample: `H(SAMPLE, index u64 || canonical sample bytes)`. The dataset

@@ -54,6 +54,24 @@ impl Schedule {
         }
     }
 
+    /// The first step after `step` at which the rate may differ from `lr_at(step)`
+    /// (`u64::MAX` if never): the epoch check recomputes the rate only there.
+    pub fn constant_until(&self, step: u64) -> u64 {
+        match *self {
+            Schedule::Constant { .. } => u64::MAX,
+            Schedule::StepDecay { step_size, .. } => (step / step_size)
+                .saturating_add(1)
+                .saturating_mul(step_size),
+            Schedule::LinearWarmup { warmup_steps, .. } => {
+                if step < warmup_steps {
+                    step + 1
+                } else {
+                    u64::MAX
+                }
+            }
+        }
+    }
+
     pub fn encode(&self) -> [u8; SCHEDULE_LEN] {
         let (kind, base_lr, step_size, gamma, warmup) = match *self {
             Schedule::Constant { base_lr } => (Self::KIND_CONSTANT, base_lr, 0, 0.0, 0),

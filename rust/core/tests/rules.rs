@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use veritrain_core::hash::Sha2;
 use veritrain_core::schedule::powu;
 use veritrain_core::{
-    check_epoch, merkle, sampler, EpochClaim, EpochInput, ErrorKind, Schedule, StepRecord,
+    check_epoch, merkle, record, sampler, EpochClaim, EpochInput, ErrorKind, Schedule, StepRecord,
 };
 
 fn kind(input: &EpochInput) -> Option<ErrorKind> {
@@ -15,9 +15,9 @@ fn kind(input: &EpochInput) -> Option<ErrorKind> {
 
 /// Re-encodes record `k` after `f` changes it, and re-chains nothing: the tamper stays local.
 fn tamper_record(input: &mut EpochInput, k: usize, f: impl FnOnce(&mut StepRecord)) {
-    let mut r = StepRecord::decode(&input.records[k]).unwrap();
+    let mut r = StepRecord::decode(&record::from_words(input.records.get(k))).unwrap();
     f(&mut r);
-    input.records[k] = r.encode();
+    *input.records.get_mut(k) = record::to_words(&r.encode());
 }
 
 #[test]
@@ -125,6 +125,33 @@ fn truncated_and_padded_inputs_are_encoding_errors() {
     );
 }
 
+/// Records travel inside their hash messages; any byte of a slot outside the record is checked,
+/// and the hash taken in place is the record hash.
+#[test]
+fn record_slots_hold_the_hash_message() {
+    let input = Run::small().epochs(1).remove(0);
+    for k in 0..input.records.len() {
+        let r = StepRecord::decode(&record::from_words(input.records.get(k))).unwrap();
+        assert_eq!(
+            veritrain_core::hash::digest_bytes(&input.records.hash::<Sha2>(k)),
+            r.hash::<Sha2>()
+        );
+    }
+    let bytes = input.encode();
+    let slots = bytes.len() - 256 * input.records.len();
+    for k in 0..input.records.len() {
+        for pos in (0..20).chain(244..256) {
+            let mut bad = bytes.clone();
+            bad[slots + 256 * k + pos] ^= 1;
+            assert_eq!(
+                EpochInput::decode(&bad).unwrap_err().kind,
+                ErrorKind::Encoding,
+                "slot {k} byte {pos}"
+            );
+        }
+    }
+}
+
 #[test]
 fn merkle_shapes() {
     let l: Vec<_> = (0..5u8).map(|i| d(&i.to_string())).collect();
@@ -176,6 +203,27 @@ fn arb_record() -> impl Strategy<Value = StepRecord> {
 }
 
 proptest! {
+    /// The epoch check recomputes the rate only at `constant_until`; that is sound only if the
+    /// rate really is constant up to there.
+    #[test]
+    fn rate_is_constant_until_the_schedule_says(
+        kind in 0u32..3, step in 0u64..10_000, len in 1u64..40, base in 0.001f64..1.0,
+    ) {
+        let s = match kind {
+            0 => Schedule::Constant { base_lr: base },
+            1 => Schedule::StepDecay { base_lr: base, step_size: len, gamma: 0.9 },
+            _ => Schedule::LinearWarmup { base_lr: base, warmup_steps: len * 50 },
+        };
+        let until = s.constant_until(step);
+        prop_assert!(until > step);
+        for t in step..until.min(step + 200) {
+            prop_assert_eq!(s.lr_at(t).to_bits(), s.lr_at(step).to_bits());
+        }
+        if let Schedule::StepDecay { step_size, .. } = s {
+            prop_assert_eq!(until % step_size, 0);
+        }
+    }
+
     #[test]
     fn record_roundtrips(r in arb_record()) {
         let bytes = r.encode();
@@ -212,7 +260,9 @@ proptest! {
     #[test]
     fn any_single_byte_change_in_a_record_is_caught(k in 0usize..3, pos in 0usize..224, x in 1u8..=255) {
         let mut input = Run::small().epochs(1).remove(0);
-        input.records[k][pos] ^= x;
+        let mut bytes = record::from_words(input.records.get(k));
+        bytes[pos] ^= x;
+        *input.records.get_mut(k) = record::to_words(&bytes);
         prop_assert!(check_epoch::<Sha2>(&input).is_err());
     }
 

@@ -7,7 +7,7 @@ mod common;
 use common::{d, Run};
 use serde_json::{json, Value};
 use veritrain_core::hash::{tag, Sha2, Sha256};
-use veritrain_core::record::genesis_hash;
+use veritrain_core::record::{self, genesis_hash, word};
 use veritrain_core::schedule::hparams_digest;
 use veritrain_core::{check_epoch, merkle, sampler, tensor, Schedule, StepRecord};
 
@@ -35,7 +35,8 @@ fn build() -> Value {
     let record_cases: Vec<Value> = epochs
         .iter()
         .flat_map(|e| e.records.iter())
-        .map(|raw| {
+        .map(|words| {
+            let raw = &record::from_words(words);
             let r = StepRecord::decode(raw).unwrap();
             json!({"bytes": h(raw), "hash": h(&r.hash::<Sha2>()),
                    "fields": {"run_id": "vector-run", "epoch": r.epoch, "step": r.step,
@@ -134,7 +135,7 @@ fn build() -> Value {
         "epochs": {
             "valid": epochs.iter().map(|e| h(&e.encode())).collect::<Vec<_>>(),
             "invalid": [
-                tamper(&|x| x.records[1][152] ^= 1),
+                tamper(&|x| x.records.get_mut(1)[word::LOSS] ^= 1u32.to_le()),
                 tamper(&|x| x.claim.records_root = d("x")),
                 tamper(&|x| x.claim.end_state_digest = d("x")),
                 tamper(&|x| x.prev.as_mut().unwrap().end_state_digest = d("x")),

@@ -1,27 +1,32 @@
 //! The zkVM guest: read one epoch's input, check it with veritrain-core, verify the previous
 //! epoch's receipt (the host supplies it as an assumption), commit the claim as the journal.
 //! All rules live in veritrain-core; a failed check panics, so no receipt can exist for it.
-use std::io::Read;
-
 use risc0_zkvm::guest::env;
-use risc0_zkvm::sha::{Impl, Sha256 as _};
-use veritrain_core::{check_epoch, Digest, EpochInput, Sha256};
+use risc0_zkvm::sha::DIGEST_WORDS;
+use risc0_zkvm_platform::syscall::sys_sha_buffer;
+use veritrain_core::hash::{Block, DigestWords};
+use veritrain_core::{check_epoch, EpochInput, Sha256};
 
-/// The zkVM's SHA-256 accelerator.
+/// The zkVM's SHA-256 accelerator: one call compresses every block of a padded message, reading
+/// the words in place.
 struct Accelerated;
 
 impl Sha256 for Accelerated {
-    fn sha256(data: &[u8]) -> Digest {
-        Impl::hash_bytes(data).as_bytes().try_into().unwrap()
+    fn compress(state: &mut DigestWords, blocks: &[Block]) {
+        let state: *mut [u32; DIGEST_WORDS] = state;
+        // SAFETY: `state` and `blocks` are live, word-aligned and sized as the call requires; the
+        // accelerator may read and write the state in place.
+        unsafe { sys_sha_buffer(state, state, blocks.as_ptr().cast(), blocks.len() as u32) };
     }
 }
 
 fn main() {
-    let mut bytes = Vec::new();
-    env::stdin()
-        .read_to_end(&mut bytes)
-        .expect("reading the epoch input");
-    let input = EpochInput::decode(&bytes).unwrap_or_else(|e| panic!("epoch check failed: {e}"));
+    // The input arrives as words (every part is a whole number of them), straight into place.
+    let input = EpochInput::read(usize::MAX, |words| {
+        env::read_slice(words);
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("epoch check failed: {e}"));
     check_epoch::<Accelerated>(&input).unwrap_or_else(|e| panic!("epoch check failed: {e}"));
     if let Some(prev) = &input.prev {
         // Lineage: the previous epoch's journal must be proven by this same guest.

@@ -2,7 +2,7 @@
 //! strs and 32-byte `bytes`. Encoding and validation are veritrain-core's.
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use veritrain_core::record::{decode_run_id, encode_run_id, genesis_hash, FLAG_STATE_DIGEST};
+use veritrain_core::record::{self, decode_run_id, encode_run_id, genesis_hash, FLAG_STATE_DIGEST};
 use veritrain_core::schedule::hparams_digest;
 use veritrain_core::{
     check_epoch, hash::Sha2, merkle, sampler, Digest, EpochClaim, EpochInput, Schedule, StepRecord,
@@ -246,14 +246,16 @@ fn encode_epoch_input<'py>(
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            <[u8; RECORD_LEN]>::try_from(r.as_slice()).map_err(|_| {
-                EncodingError::new_err(format!(
-                    "record {i}: expected {RECORD_LEN} bytes, got {}",
-                    r.len()
-                ))
-            })
+            <[u8; RECORD_LEN]>::try_from(r.as_slice())
+                .map(|r| record::to_words(&r))
+                .map_err(|_| {
+                    EncodingError::new_err(format!(
+                        "record {i}: expected {RECORD_LEN} bytes, got {}",
+                        r.len()
+                    ))
+                })
         })
-        .collect::<PyResult<Vec<_>>>()?;
+        .collect::<PyResult<_>>()?;
     let input = EpochInput {
         claim: claim_from(claim)?,
         prev: prev.map(claim_from).transpose()?,

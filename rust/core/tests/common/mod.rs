@@ -1,7 +1,7 @@
 //! A small honest run, built with core's own rules, for tests and test vectors.
 #![allow(dead_code)]
 use veritrain_core::hash::{Sha2, Sha256};
-use veritrain_core::record::{encode_run_id, genesis_hash, FLAG_STATE_DIGEST};
+use veritrain_core::record::{self, encode_run_id, genesis_hash, Records, FLAG_STATE_DIGEST};
 use veritrain_core::schedule::hparams_digest;
 use veritrain_core::{
     merkle, sampler, Digest, EpochClaim, EpochInput, Guarantees, Schedule, StepRecord,
@@ -59,7 +59,7 @@ impl Run {
                 sampler::epoch_permutation::<Sha2>(self.seed, epoch, self.dataset_len as u32);
             let start_state = state;
             let link = prev_hash;
-            let mut records = Vec::new();
+            let mut records = Records::new();
             let mut hashes = Vec::new();
             for k in 0..spe {
                 let step = epoch * spe + k;
@@ -90,7 +90,7 @@ impl Run {
                 };
                 prev_hash = r.hash::<Sha2>();
                 hashes.push(prev_hash);
-                records.push(r.encode());
+                records.push(&record::to_words(&r.encode()));
             }
             let claim = EpochClaim {
                 guarantees: Guarantees::TORCH_MODE,
