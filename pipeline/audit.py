@@ -10,7 +10,9 @@ The folder is a store of its own (the LocalStore layout, the same keys as the ru
     DIR/runs/<run_id>/records/epoch-<e:06d>.bin          the epoch's step records
     DIR/runs/<run_id>/checkpoints/step-<s:012d>.safetensors   the epoch's end checkpoint
     DIR/runs/<run_id>/receipts/epoch-<e:06d>.receipt     and .journal.json beside it
-    DIR/runs/<run_id>/challenges/...                     fraud proofs, if the run has any
+    DIR/runs/<run_id>/challenges/...                     fraud proofs, if the run has any, and
+                                                         what re-checking them reads (checkpoints,
+                                                         records), for proofs about epochs <= N
 
 The ledger is copied whole: the epoch's entries are only trustworthy as links of the chain from
 entry 0 (which binds the manifest), the previous epoch's claim (the lineage link) is in it, and
@@ -92,14 +94,20 @@ def pull_epoch(
         copied[key] = sha256_hex(data)
         return data
 
-    copy(keys(run_id)["manifest"])
+    manifest = copy(keys(run_id)["manifest"])
+    ledger = []
     for key in store.list(f"{base}/ledger/"):
         data = copy(key)
+        ledger.append(data)
         for wanted in _keys_named(data, epoch):
             if wanted not in copied:
                 copy(wanted)
     for key in store.list(f"{base}/challenges/"):
-        copy(key)
+        data = copy(key)
+        # What re-checking a fraud proof reads, so the folder can judge the disputes too.
+        for wanted in _evidence_keys(manifest, ledger, data, epoch):
+            if wanted not in copied:
+                copy(wanted)
     doc = {
         "run_uri": run_uri(store, run_id),
         "run_id": run_id,
@@ -127,6 +135,45 @@ def _keys_named(entry: bytes | None, epoch: int) -> list[str]:
     except (ValueError, KeyError, TypeError, AttributeError):
         pass
     return []
+
+
+def _evidence_keys(
+    manifest: bytes | None, ledger: list[bytes | None], proof: bytes | None, epoch: int
+) -> list[str]:
+    """Keys a re-check of a fraud proof reads (pipeline.challenge.Replay), for a proof that bears
+    on ``epoch`` (it names that epoch or an earlier one): its pre-state checkpoint and that
+    checkpoint's pending records, the records of every epoch from the one before the pre-state to
+    the disputed step's, and the pending records of checkpoints in the run's open epoch (a replay
+    counts the committed steps). Read leniently, like ``_keys_named``: what is malformed names
+    nothing, and the folder's verification reports it."""
+    try:
+        spe = int(json.loads(manifest)["steps_per_epoch"])
+        doc = json.loads(proof)
+        step, c = int(doc["step"]), int(doc["pre_state"]["checkpoint_step"])
+        if doc["epoch"] > epoch or not 0 <= c <= step or spe <= 0:
+            return []
+        records: dict[int, str] = {}
+        checkpoints: dict[int, dict] = {}
+        for raw in ledger:
+            entry = json.loads(raw) if raw is not None else {}
+            body = entry.get("body") or {}
+            if entry.get("kind") == "epoch":
+                records[int(body["epoch"])] = body["records"]
+            cp = body if entry.get("kind") == "checkpoint" else body.get("checkpoint")
+            if entry.get("kind") in ("checkpoint", "epoch") and isinstance(cp, dict):
+                checkpoints.setdefault(int(cp["step"]), cp)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
+    wanted = []
+    pre = checkpoints.get(c, {})
+    wanted += [pre[k] for k in ("checkpoint", "pending_records") if k in pre]
+    wanted += [records[e] for e in range(max(c - 1, 0) // spe, step // spe + 1) if e in records]
+    open_epoch = len(records)
+    wanted += [
+        cp["pending_records"] for s, cp in checkpoints.items()
+        if s // spe == open_epoch and "pending_records" in cp
+    ]
+    return [k for k in wanted if isinstance(k, str)]
 
 
 def holds_audit(out: Path, run_id: str, epoch: int) -> bool:

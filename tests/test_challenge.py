@@ -31,6 +31,7 @@ from pipeline.errors import DeterminismError
 from pipeline.spec import parse_spec
 from pipeline.store import LocalStore
 from pipeline.train import open_trainer, train
+from pipeline.audit import audit_epoch
 from pipeline.verify import COMMITTED, DISPUTED, verify_run
 
 # 4 epochs of 6 steps (24 in all). Checkpoints after 4, 6, 8, 12, 16, 18, 20 and 24 steps; a
@@ -331,3 +332,16 @@ def test_cli_contract_in_a_process(runs):
     r = veritrain("challenge", uri, "--bisect", "--steps", "8:12")
     assert r.returncode == 1, r.stderr
     assert Path(r.stdout.strip().splitlines()[-1]).is_file()
+
+
+def test_an_audit_folder_judges_the_disputes_itself(runs, tmp_path):
+    # The audit copies what re-checking a filed proof reads, so the folder alone upholds it.
+    store, rid, _ = runs("param-bit", FlipParamBit(9))
+    pid = challenge(store, rid).proof_id
+    report = audit_epoch(store, rid, 2, tmp_path / "audit")
+    (epoch,) = [e for e in report.epochs if e.epoch == 2]
+    (check,) = [c for c in epoch.checks if c.name == "challenges"]
+    assert epoch.status == DISPUTED and not check.ok
+    assert f"fraud proof {pid} upheld" in check.detail, check.detail
+    copied = json.loads((tmp_path / "audit" / "audit.json").read_text())["objects"]
+    assert any(k.endswith("step-000000000008.safetensors") for k in copied)
