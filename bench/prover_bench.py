@@ -1,6 +1,7 @@
 """Guest cycles per step and per sample, prove time, peak memory, receipt size and verify time.
 
     ~/.cache/veritrain/venv/bin/python -m bench.prover_bench [--steps 8 64 512] [--batch 8] [--no-prove]
+        [--example examples/digits-mlp.yaml]
 
 Each epoch is real training of a tiny MLP. Cycle costs are slopes, which remove the fixed cost
 (decoding the claims, the sampler's key, the commit):
@@ -12,7 +13,8 @@ Each epoch is real training of a tiny MLP. Cycle costs are slopes, which remove 
   sampler check's share that grows with the batch: drawing the permutation and hashing the index.
 
 The goal of issue 4 is at most 1,500 cycles per step, the per-sample cost reported beside it; the
-per-step line prints the ratio to the goal.
+per-step line prints the ratio to the goal. ``--example SPEC`` also trains that spec's first epoch
+and executes and proves it: the prove time per epoch of the examples.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import time
 import prover
 from pipeline.finalize import load_epoch_records
 from pipeline.run import claim_of, epoch_entries
-from pipeline.spec import parse_spec
+from pipeline.spec import load_spec, parse_spec
 from pipeline.store import LocalStore
 from pipeline.train import open_trainer, train
 
@@ -52,6 +54,21 @@ def epoch_input_for(steps: int, batch: int, root: str) -> bytes:
     return prover.epoch_input(claim_of(entry), None, load_epoch_records(t.store, entry))
 
 
+def example_epoch(path: str, root: str) -> dict:
+    """Trains the first epoch of a spec file and executes and proves it."""
+    spec = load_spec(path).model_copy(update={"epochs": 1, "finalize_every": 0})
+    t = open_trainer(spec, LocalStore(root), "bench-example")
+    train(t)
+    entry = epoch_entries(t.entries)[0]
+    inp = prover.epoch_input(claim_of(entry), None, load_epoch_records(t.store, entry))
+    ex = prover.execute(inp).stats
+    r = prover.prove_epoch(inp)
+    return {"example": path, "steps": claim_of(entry).step_count,
+            "batch": spec.batch_size, "user_cycles": ex.user_cycles,
+            "paging_cycles": ex.paging_cycles, "total_cycles": ex.total_cycles,
+            "prove_s": round(r.stats.seconds, 1), "receipt_bytes": len(r.receipt)}
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -61,6 +78,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, nargs="+", default=[8, 64, 512])
     ap.add_argument("--batch", type=int, default=8, help="batch size for the per-sample slope")
     ap.add_argument("--no-prove", action="store_true")
+    ap.add_argument("--example", metavar="SPEC", help="also prove this spec's first epoch")
     args = ap.parse_args()
     os.environ.setdefault("VERITRAIN_KEYS", tempfile.mkdtemp())
     steps = sorted(args.steps)
@@ -70,6 +88,7 @@ def main() -> None:
             inp = epoch_input_for(n, 1, root)
             ex = prover.execute(inp)
             row = {"steps": n, "batch": 1, "user_cycles": ex.stats.user_cycles,
+                   "paging_cycles": ex.stats.paging_cycles,
                    "total_cycles": ex.stats.total_cycles, "segments": ex.stats.segments,
                    "execute_s": round(ex.stats.seconds, 3)}
             if not args.no_prove:
@@ -86,6 +105,8 @@ def main() -> None:
         narrow = next(r["user_cycles"] for r in rows if r["steps"] == n)
         per_sample = (wide - narrow) / (n * (args.batch - 1))
         print(json.dumps({"steps": n, "batch": args.batch, "user_cycles": wide}), flush=True)
+        if args.example:
+            print(json.dumps(example_epoch(args.example, root)), flush=True)
 
     print(f"per sample (batch {args.batch} against 1, {n} steps): {per_sample:.0f} user cycles")
     for a, b in itertools.pairwise(rows):

@@ -58,7 +58,7 @@ def finalize_epoch(
             raise IntegrityError(f"{rk}: receipt is not for the epoch's committed claim")
         result = EpochReceipt(
             receipt=data, claim=journal,
-            stats=ProverStats(user_cycles=0, total_cycles=0, segments=0, seconds=0.0),
+            stats=ProverStats(user_cycles=0, paging_cycles=0, total_cycles=0, segments=0, seconds=0.0),
         )
     else:
         prev_claim = claim_of(epochs[epoch - 1]) if epoch > 0 else None

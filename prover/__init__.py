@@ -59,7 +59,7 @@ def check_epoch(input: bytes) -> None:
 
 
 def _stats(d: dict) -> ProverStats:
-    return ProverStats(**{k: d[k] for k in ("user_cycles", "total_cycles", "segments", "seconds")})
+    return ProverStats(**{k: d[k] for k in ("user_cycles", "paging_cycles", "total_cycles", "segments", "seconds")})
 
 
 def execute(input: bytes, prev_receipt: bytes | None = None) -> ExecuteResult:

@@ -106,6 +106,8 @@ class EpochClaim(_Frozen):
 
 class ProverStats(_Frozen):
     user_cycles: int
+    # Paging in and out the memory pages the guest touches; total is the segments' padded sizes.
+    paging_cycles: int
     total_cycles: int
     segments: int
     seconds: float

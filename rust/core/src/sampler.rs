@@ -44,15 +44,19 @@ impl Xoshiro128 {
         result
     }
 
-    /// Uniform in `0..bound` (bound > 0), Lemire's multiply-and-reject.
+    /// Uniform in `0..bound` (bound > 0), Lemire's multiply-and-reject: draw until the low half
+    /// of `draw * bound` is at least `2^32 mod bound`, return the high half. The threshold is below
+    /// `bound`, so a low half of at least `bound` is accepted without computing it (the modulo is
+    /// the costly part in the guest); the draws and the result are exactly those of the plain form.
     pub fn below(&mut self, bound: u32) -> u32 {
-        let threshold = bound.wrapping_neg() % bound;
-        loop {
-            let m = self.next_u32() as u64 * bound as u64;
-            if (m as u32) >= threshold {
-                return (m >> 32) as u32;
+        let mut m = self.next_u32() as u64 * bound as u64;
+        if (m as u32) < bound {
+            let threshold = bound.wrapping_neg() % bound;
+            while (m as u32) < threshold {
+                m = self.next_u32() as u64 * bound as u64;
             }
         }
+        (m >> 32) as u32
     }
 }
 

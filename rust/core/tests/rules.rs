@@ -203,6 +203,27 @@ fn arb_record() -> impl Strategy<Value = StepRecord> {
 }
 
 proptest! {
+    /// `below` skips computing the threshold when it cannot matter; it must draw exactly what
+    /// the plain multiply-and-reject draws.
+    #[test]
+    fn below_is_plain_lemire(seed in any::<u64>(), bound in 1u32..=u32::MAX, small in 1u32..50) {
+        let key = <Sha2 as veritrain_core::Sha256>::sha256(&seed.to_le_bytes());
+        for b in [bound, small, u32::MAX / 2 + 2] {
+            let mut fast = sampler::Xoshiro128::from_key(&key);
+            let mut plain = sampler::Xoshiro128::from_key(&key);
+            for _ in 0..20 {
+                let threshold = b.wrapping_neg() % b;
+                let want = loop {
+                    let m = plain.next_u32() as u64 * b as u64;
+                    if (m as u32) >= threshold {
+                        break (m >> 32) as u32;
+                    }
+                };
+                prop_assert_eq!(fast.below(b), want);
+            }
+        }
+    }
+
     /// The epoch check recomputes the rate only at `constant_until`; that is sound only if the
     /// rate really is constant up to there.
     #[test]

@@ -121,7 +121,7 @@ fn execute<'py>(
     refuse_dev_mode()?;
     let assumptions = decode_assumptions(&assumptions)?;
     let started = Instant::now();
-    let (journal, user_cycles, total_cycles, segments) = py
+    let (journal, user_cycles, paging_cycles, total_cycles, segments) = py
         .detach(|| -> anyhow::Result<_> {
             let env = build_env(input, assumptions)?;
             let mut exec = ExecutorImpl::from_elf(env, &program().blob)?;
@@ -134,6 +134,7 @@ fn execute<'py>(
             Ok((
                 journal,
                 session.user_cycles,
+                session.paging_cycles,
                 session.total_cycles,
                 session.segments.len(),
             ))
@@ -142,6 +143,7 @@ fn execute<'py>(
     let d = PyDict::new(py);
     d.set_item("journal", PyBytes::new(py, &journal))?;
     d.set_item("user_cycles", user_cycles)?;
+    d.set_item("paging_cycles", paging_cycles)?;
     d.set_item("total_cycles", total_cycles)?;
     d.set_item("segments", segments)?;
     d.set_item("seconds", started.elapsed().as_secs_f64())?;
@@ -177,6 +179,7 @@ fn prove<'py>(
     d.set_item("receipt", PyBytes::new(py, &receipt))?;
     d.set_item("journal", PyBytes::new(py, &info.receipt.journal.bytes))?;
     d.set_item("user_cycles", info.stats.user_cycles)?;
+    d.set_item("paging_cycles", info.stats.paging_cycles)?;
     d.set_item("total_cycles", info.stats.total_cycles)?;
     d.set_item("segments", info.stats.segments)?;
     d.set_item("seconds", started.elapsed().as_secs_f64())?;
