@@ -92,6 +92,26 @@ def test_epoch_one_cannot_be_proven_without_epoch_zeros_receipt(trained):
         prover.execute(epoch_input(claim, prev, records))
 
 
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda b: b[:-4], "input is truncated"),
+        (lambda b: b + bytes(4), "trailing bytes after the records"),
+        # A byte of a record slot's fixed prefix (the record hash's tag).
+        (lambda b: b[:-256] + b"X" + b[-255:], "record's hash prefix and padding"),
+    ],
+    ids=["truncated", "trailing", "slot"],
+)
+def test_guest_accepts_exactly_what_the_native_decoder_accepts(trained, edit, message):
+    claim, prev, records = _epoch(trained, 0)
+    data = edit(epoch_input(claim, prev, records))
+    with pytest.raises(GuestError, match=message):
+        prover.execute(data)
+    with pytest.raises(prover.EpochCheckError) as e:
+        prover.check_epoch(data)
+    assert e.value.args[1] == "encoding" and message in e.value.args[0]
+
+
 @pytest.mark.proving
 @pytest.mark.parametrize("where", [0.25, 0.5, 0.75, -40])
 def test_a_flipped_receipt_byte_is_rejected(proven, where):
