@@ -6,12 +6,12 @@
 What is measured, and what is not:
 
 1. The tiny spec (examples/tiny.yaml: 48 samples, 3 steps per epoch, a checkpoint every 2 steps)
-   trained for ``--epochs`` epochs WITHOUT proving (proving 20 epochs would take about 40 minutes
+   trained for ``--epochs`` epochs WITHOUT proving (proving 20 epochs would take about 12 minutes
    on this machine's 2 cores). ``verify`` of that run runs every check but the receipts: manifest,
    ledger chain and signatures, claims, records under the guest's rules, every checkpoint's state
    digest. Baseline: training the same run, measured in the same process.
 2. Receipts of a real proven run (``--run``; otherwise the tiny spec is trained and proven here
-   for 2 epochs, about 3 minutes): bytes and verify time of each receipt. Receipts are composite,
+   for 2 epochs, about 70 seconds): bytes and verify time of each receipt. Receipts are composite,
    so epoch e's receipt carries epoch e-1's: bytes and verify time grow with the lineage. The
    figures for ``--epochs`` epochs are a LINEAR EXTRAPOLATION from the measured receipts.
 3. From 1 and 2, an estimate of verifying a proven ``--epochs``-epoch run: the non-receipt checks

@@ -188,11 +188,6 @@ impl Frame {
         self.data_words
     }
 
-    /// The padded message as last hashed (the data words zero before the first hash).
-    pub fn message(&self) -> &[u32] {
-        &self.words
-    }
-
     /// Lays the padding out for data of `data_words` words.
     pub fn set_len(&mut self, data_words: usize) {
         let len = self.prefix_len + 4 * data_words;

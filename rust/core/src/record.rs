@@ -22,7 +22,7 @@
 
 use alloc::vec::Vec;
 
-use crate::hash::{eq, tag, Block, Digest, DigestWords, Frame, Sha256, IV};
+use crate::hash::{eq, tag, Block, Digest, DigestWords, Sha256, IV};
 use crate::PROTOCOL_VERSION;
 
 pub const RECORD_LEN: usize = 224;
@@ -99,25 +99,6 @@ pub fn check_words(r: &RecordWords) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// `H(RECORD, record bytes)` from the record's words, reusing one buffer.
-pub struct RecordHasher(Frame);
-
-impl RecordHasher {
-    pub fn new() -> Self {
-        Self(Frame::new(tag::RECORD, RECORD_WORDS))
-    }
-
-    pub fn hash<H: Sha256>(&mut self, r: &RecordWords) -> DigestWords {
-        self.0.hash::<H>(&[r])
-    }
-}
-
-impl Default for RecordHasher {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// Words of `tag || 0x00` before the record in its hash message (the tag is 19 bytes).
 const RECORD_AT: usize = (tag::RECORD.len() + 1) / 4;
 const _: () =
@@ -136,12 +117,37 @@ pub struct Records {
     slots: Vec<Slot>,
 }
 
-fn template() -> Slot {
-    let f = Frame::new(tag::RECORD, RECORD_WORDS);
+/// The fixed part of every slot: the tag, its NUL, and the padding of a 244-byte message.
+const TEMPLATE: Slot = {
+    let mut bytes = [0u8; SLOT_LEN];
+    let t = tag::RECORD.as_bytes();
+    let mut i = 0;
+    while i < t.len() {
+        bytes[i] = t[i];
+        i += 1;
+    }
+    let len = 4 * RECORD_AT + RECORD_LEN;
+    bytes[len] = 0x80;
+    let bits = ((len * 8) as u64).to_be_bytes();
+    let mut i = 0;
+    while i < 8 {
+        bytes[SLOT_LEN - 8 + i] = bits[i];
+        i += 1;
+    }
     let mut slot = [[0u32; 16]; 4];
-    slot.as_flattened_mut().copy_from_slice(f.message());
+    let mut w = 0;
+    while w < 64 {
+        let b = [
+            bytes[4 * w],
+            bytes[4 * w + 1],
+            bytes[4 * w + 2],
+            bytes[4 * w + 3],
+        ];
+        slot[w / 16][w % 16] = u32::from_ne_bytes(b);
+        w += 1;
+    }
     slot
-}
+};
 
 impl Records {
     pub fn new() -> Self {
@@ -157,7 +163,7 @@ impl Records {
     }
 
     pub fn push(&mut self, r: &RecordWords) {
-        let mut slot = template();
+        let mut slot = TEMPLATE;
         slot.as_flattened_mut()[RECORD_AT..RECORD_AT + RECORD_WORDS].copy_from_slice(r);
         self.slots.push(slot);
     }
@@ -207,7 +213,7 @@ impl Records {
     ) -> Result<Result<Self, usize>, E> {
         let mut slots = alloc::vec![[[0u32; 16]; 4]; count];
         read(slots.as_flattened_mut().as_flattened_mut())?;
-        let t = template();
+        let t = TEMPLATE;
         let t = t.as_flattened();
         for (k, slot) in slots.iter().enumerate() {
             let w = slot.as_flattened();
@@ -346,8 +352,9 @@ impl StepRecord {
     }
 
     pub fn hash<H: Sha256>(&self) -> Digest {
-        let words = to_words(&self.encode());
-        crate::hash::digest_bytes(&RecordHasher::new().hash::<H>(&words))
+        let mut one = Records::new();
+        one.push(&to_words(&self.encode()));
+        crate::hash::digest_bytes(&one.hash::<H>(0))
     }
 }
 
