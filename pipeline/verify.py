@@ -345,7 +345,7 @@ def _check_receipt(store: Store, manifest: Manifest, rbody: dict, claim: EpochCl
     return journal
 
 
-def _check_journal_file(store: Store, rbody: dict, journal: EpochClaim) -> None:
+def _check_journal_file(store: Store, rbody: dict, journal: EpochClaim) -> str:
     key = rbody["journal"]
     try:
         doc = json.loads(store.read(key))
@@ -353,6 +353,7 @@ def _check_journal_file(store: Store, rbody: dict, journal: EpochClaim) -> None:
         raise IntegrityError(f"{key}: not JSON ({e})") from None
     if doc != journal.journal_json():
         raise IntegrityError(f"{key}: does not match the receipt's journal")
+    return f"{key.rsplit('/', 1)[-1]} is the receipt's journal"
 
 
 def _check_checkpoints(
