@@ -7,7 +7,7 @@
 use alloc::vec::Vec;
 
 use crate::claim::{ClaimDecodeError, EpochClaim, Guarantees, CLAIM_LEN};
-use crate::hash::{digest_words, eq, DigestWords, Sha256};
+use crate::hash::{digest_words, eq, load_words, store_words, DigestWords, Sha256};
 use crate::merkle;
 use crate::record::{
     check_words, digest_at, genesis_hash, u32_at, u64_at, word, DecodeError, Records,
@@ -130,9 +130,7 @@ impl EpochInput {
             let src = bytes
                 .get(pos..pos + n)
                 .ok_or(encoding("input is truncated"))?;
-            for (w, c) in words.iter_mut().zip(src.chunks_exact(4)) {
-                *w = u32::from_ne_bytes(c.try_into().unwrap());
-            }
+            load_words(words, src);
             pos += n;
             Ok(())
         })?;
@@ -154,9 +152,7 @@ impl EpochInput {
             let mut words = [0u32; CLAIM_LEN / 4];
             read(&mut words)?;
             let mut bytes = [0u8; CLAIM_LEN];
-            for (c, w) in bytes.chunks_exact_mut(4).zip(&words) {
-                c.copy_from_slice(&w.to_ne_bytes());
-            }
+            store_words(&mut bytes, &words);
             Ok::<_, CheckError>(EpochClaim::decode(&bytes)?)
         };
         let read_u32 = |read: &mut dyn FnMut(&mut [u32]) -> Result<(), CheckError>| {

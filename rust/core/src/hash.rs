@@ -63,19 +63,31 @@ pub const IV: DigestWords = {
     out
 };
 
-pub fn digest_words(d: &Digest) -> DigestWords {
-    let mut out = [0u32; 8];
-    for (w, c) in out.iter_mut().zip(d.chunks_exact(4)) {
+/// Fills `words` with `bytes` in memory order (`bytes` is `4 * words.len()` long).
+pub fn load_words(words: &mut [u32], bytes: &[u8]) {
+    assert_eq!(bytes.len(), 4 * words.len());
+    for (w, c) in words.iter_mut().zip(bytes.chunks_exact(4)) {
         *w = u32::from_ne_bytes(c.try_into().unwrap());
     }
+}
+
+/// Fills `bytes` with `words` in memory order (`bytes` is `4 * words.len()` long).
+pub fn store_words(bytes: &mut [u8], words: &[u32]) {
+    assert_eq!(bytes.len(), 4 * words.len());
+    for (c, w) in bytes.chunks_exact_mut(4).zip(words) {
+        c.copy_from_slice(&w.to_ne_bytes());
+    }
+}
+
+pub fn digest_words(d: &Digest) -> DigestWords {
+    let mut out = [0u32; 8];
+    load_words(&mut out, d);
     out
 }
 
 pub fn digest_bytes(w: &DigestWords) -> Digest {
     let mut out = [0u8; 32];
-    for (c, w) in out.chunks_exact_mut(4).zip(w) {
-        c.copy_from_slice(&w.to_ne_bytes());
-    }
+    store_words(&mut out, w);
     out
 }
 
@@ -118,14 +130,8 @@ impl Message {
 
     /// Pads the message (FIPS 180-4 §5.1.1) and hashes it; the message is left empty.
     pub fn finish<H: Sha256 + ?Sized>(&mut self) -> DigestWords {
-        // 0x80, zeros up to 56 mod 64, the length in bits as a big-endian u64. The bytes past
-        // `len` in the last word are already zero, so the marker is or-ed in place.
-        let total = (self.len + 9).next_multiple_of(64) / 4;
-        let bits = (self.len as u64 * 8).to_be_bytes();
-        self.words.resize(total, 0);
-        self.words[self.len / 4] |= 0x80 << Self::shift(self.len % 4);
-        self.words[total - 2] = u32::from_ne_bytes(bits[..4].try_into().unwrap());
-        self.words[total - 1] = u32::from_ne_bytes(bits[4..].try_into().unwrap());
+        self.words.resize(padded_words(self.len), 0);
+        pad(&mut self.words, self.len);
         let (blocks, _) = self.words.as_chunks::<16>();
         let mut state = IV;
         H::compress(&mut state, blocks);
@@ -133,6 +139,20 @@ impl Message {
         self.len = 0;
         state
     }
+}
+
+/// Words in a padded message of `len` bytes.
+fn padded_words(len: usize) -> usize {
+    (len + 9).next_multiple_of(64) / 4
+}
+
+/// SHA-256's padding (FIPS 180-4 §5.1.1) of a `len`-byte message held in `words`, which are
+/// [`padded_words`] long and zero past `len`: 0x80, zeros up to 56 mod 64, the length in bits as
+/// a big-endian u64.
+fn pad(words: &mut [u32], len: usize) {
+    words[len / 4] |= 0x80 << Message::shift(len % 4);
+    let n = words.len();
+    load_words(&mut words[n - 2..], &(len as u64 * 8).to_be_bytes());
 }
 
 /// `a == b`, a word at a time. (`==` on arrays becomes a call to the byte-wise `bcmp` in the
@@ -190,16 +210,11 @@ impl Frame {
 
     /// Lays the padding out for data of `data_words` words.
     pub fn set_len(&mut self, data_words: usize) {
+        // Zero from the data on (`hash` writes the data words, and the prefix's partial word).
         let len = self.prefix_len + 4 * data_words;
-        let total = (len + 9).next_multiple_of(64) / 4;
         self.words.truncate(self.prefix_len / 4);
-        self.words.resize(total, 0);
-        // 0x80 right after the data (the data words before it are written by `hash`), zeros up
-        // to 56 mod 64, the length in bits as a big-endian u64.
-        self.words[len / 4] = (0x80u32 << (8 * (len % 4))).to_le();
-        let bits = (len as u64 * 8).to_be_bytes();
-        self.words[total - 2] = u32::from_ne_bytes(bits[..4].try_into().unwrap());
-        self.words[total - 1] = u32::from_ne_bytes(bits[4..].try_into().unwrap());
+        self.words.resize(padded_words(len), 0);
+        pad(&mut self.words, len);
         self.data_words = data_words;
     }
 
@@ -289,9 +304,7 @@ impl Sha256 for Sha2 {
         let mut s = state.map(|w| u32::from_be_bytes(w.to_ne_bytes()));
         for b in blocks {
             let mut bytes = [0u8; 64];
-            for (c, w) in bytes.chunks_exact_mut(4).zip(b) {
-                c.copy_from_slice(&w.to_ne_bytes());
-            }
+            store_words(&mut bytes, b);
             sha2::compress256(&mut s, &[GenericArray::from(bytes)]);
         }
         *state = s.map(|w| u32::from_ne_bytes(w.to_be_bytes()));

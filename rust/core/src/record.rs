@@ -22,7 +22,7 @@
 
 use alloc::vec::Vec;
 
-use crate::hash::{eq, tag, Block, Digest, DigestWords, Sha256, IV};
+use crate::hash::{eq, load_words, store_words, tag, Block, Digest, DigestWords, Sha256, IV};
 use crate::PROTOCOL_VERSION;
 
 pub const RECORD_LEN: usize = 224;
@@ -52,17 +52,13 @@ pub mod word {
 
 pub fn to_words(bytes: &[u8; RECORD_LEN]) -> RecordWords {
     let mut out = [0u32; RECORD_WORDS];
-    for (w, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-        *w = u32::from_ne_bytes(c.try_into().unwrap());
-    }
+    load_words(&mut out, bytes);
     out
 }
 
 pub fn from_words(words: &RecordWords) -> [u8; RECORD_LEN] {
     let mut out = [0u8; RECORD_LEN];
-    for (c, w) in out.chunks_exact_mut(4).zip(words) {
-        c.copy_from_slice(&w.to_ne_bytes());
-    }
+    store_words(&mut out, words);
     out
 }
 
