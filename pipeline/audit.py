@@ -94,18 +94,20 @@ def pull_epoch(
         copied[key] = sha256_hex(data)
         return data
 
-    manifest = copy(keys(run_id)["manifest"])
+    manifest = _lenient_json(copy(keys(run_id)["manifest"]))
     ledger = []
     for key in store.list(f"{base}/ledger/"):
-        data = copy(key)
-        ledger.append(data)
-        for wanted in _keys_named(data, epoch):
+        entry = _lenient_json(copy(key))
+        ledger.append(entry)
+        for wanted in _keys_named(entry, epoch):
             if wanted not in copied:
                 copy(wanted)
-    for key in store.list(f"{base}/challenges/"):
-        data = copy(key)
+    proofs = store.list(f"{base}/challenges/")
+    index = _LedgerIndex(ledger) if proofs else None
+    for key in proofs:
+        proof = _lenient_json(copy(key))
         # What re-checking a fraud proof reads, so the folder can judge the disputes too.
-        for wanted in _evidence_keys(manifest, ledger, data, epoch):
+        for wanted in _evidence_keys(manifest, index, proof, epoch):
             if wanted not in copied:
                 copy(wanted)
     doc = {
@@ -120,53 +122,68 @@ def pull_epoch(
     return copied
 
 
-def _keys_named(entry: bytes | None, epoch: int) -> list[str]:
-    """Keys of the epoch's objects that a ledger entry names (read leniently: a malformed entry
-    names nothing, and the ledger check of the folder reports it)."""
+def _lenient_json(data: bytes | None) -> dict | None:
+    """A stored object as a JSON object, or None if it is missing or not one. The pull reads
+    leniently: what is malformed names nothing, and the folder's verification reports it."""
     try:
-        doc = json.loads(entry) if entry is not None else None
-        body = doc["body"]
+        doc = json.loads(data) if data is not None else None
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _keys_named(entry: dict | None, epoch: int) -> list[str]:
+    """Keys of the epoch's objects that a ledger entry names."""
+    try:
+        body = entry["body"]
         if body.get("epoch") != epoch:
             return []
-        if doc["kind"] == "epoch":
+        if entry["kind"] == "epoch":
             return [body["records"], body["checkpoint"]["checkpoint"]]
-        if doc["kind"] == "receipt":
+        if entry["kind"] == "receipt":
             return [body["receipt"], body["journal"]]
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         pass
     return []
 
 
+class _LedgerIndex:
+    """Records files by epoch and checkpoint entries by step, as pipeline.challenge.Replay finds
+    them in the ledger; built once for all the run's fraud proofs."""
+
+    def __init__(self, ledger: list[dict | None]):
+        self.records: dict[int, str] = {}
+        self.checkpoints: dict[int, dict] = {}
+        for entry in ledger:
+            try:
+                kind, body = entry["kind"], entry["body"]
+                if kind == "epoch":
+                    self.records[int(body["epoch"])] = body["records"]
+                cp = body if kind == "checkpoint" else body.get("checkpoint")
+                if kind in ("checkpoint", "epoch") and isinstance(cp, dict):
+                    self.checkpoints.setdefault(int(cp["step"]), cp)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+
+
 def _evidence_keys(
-    manifest: bytes | None, ledger: list[bytes | None], proof: bytes | None, epoch: int
+    manifest: dict | None, index: _LedgerIndex, proof: dict | None, epoch: int
 ) -> list[str]:
     """Keys a re-check of a fraud proof reads (pipeline.challenge.Replay), for a proof that bears
     on ``epoch`` (it names that epoch or an earlier one): its pre-state checkpoint and that
     checkpoint's pending records, the records of every epoch from the one before the pre-state to
     the disputed step's, and the pending records of checkpoints in the run's open epoch (a replay
-    counts the committed steps). Read leniently, like ``_keys_named``: what is malformed names
-    nothing, and the folder's verification reports it."""
+    counts the committed steps)."""
     try:
-        spe = int(json.loads(manifest)["steps_per_epoch"])
-        doc = json.loads(proof)
-        step, c = int(doc["step"]), int(doc["pre_state"]["checkpoint_step"])
-        if doc["epoch"] > epoch or not 0 <= c <= step or spe <= 0:
+        spe = int(manifest["steps_per_epoch"])
+        step, c = int(proof["step"]), int(proof["pre_state"]["checkpoint_step"])
+        if proof["epoch"] > epoch or not 0 <= c <= step or spe <= 0:
             return []
-        records: dict[int, str] = {}
-        checkpoints: dict[int, dict] = {}
-        for raw in ledger:
-            entry = json.loads(raw) if raw is not None else {}
-            body = entry.get("body") or {}
-            if entry.get("kind") == "epoch":
-                records[int(body["epoch"])] = body["records"]
-            cp = body if entry.get("kind") == "checkpoint" else body.get("checkpoint")
-            if entry.get("kind") in ("checkpoint", "epoch") and isinstance(cp, dict):
-                checkpoints.setdefault(int(cp["step"]), cp)
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, ValueError):
         return []
-    wanted = []
+    records, checkpoints = index.records, index.checkpoints
     pre = checkpoints.get(c, {})
-    wanted += [pre[k] for k in ("checkpoint", "pending_records") if k in pre]
+    wanted = [pre[k] for k in ("checkpoint", "pending_records") if k in pre]
     wanted += [records[e] for e in range(max(c - 1, 0) // spe, step // spe + 1) if e in records]
     open_epoch = len(records)
     wanted += [
