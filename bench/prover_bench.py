@@ -48,7 +48,12 @@ def epoch_input_for(steps: int, batch: int, root: str) -> bytes:
             "checkpoint_every": 1_000_000,
         }
     )
-    t = open_trainer(spec, LocalStore(root), f"bench-{steps}x{batch}")
+    return first_epoch_input(spec, root, f"bench-{steps}x{batch}")
+
+
+def first_epoch_input(spec, root: str, run_id: str) -> bytes:
+    """Trains the spec's first epoch into a store under ``root``; the guest input for it."""
+    t = open_trainer(spec, LocalStore(root), run_id)
     train(t)
     entry = epoch_entries(t.entries)[0]
     return prover.epoch_input(claim_of(entry), None, load_epoch_records(t.store, entry))
@@ -57,15 +62,12 @@ def epoch_input_for(steps: int, batch: int, root: str) -> bytes:
 def example_epoch(path: str, root: str) -> dict:
     """Trains the first epoch of a spec file and executes and proves it."""
     spec = load_spec(path).model_copy(update={"epochs": 1, "finalize_every": 0})
-    t = open_trainer(spec, LocalStore(root), "bench-example")
-    train(t)
-    entry = epoch_entries(t.entries)[0]
-    inp = prover.epoch_input(claim_of(entry), None, load_epoch_records(t.store, entry))
-    ex = prover.execute(inp).stats
+    inp = first_epoch_input(spec, root, "bench-example")
+    ex = prover.execute(inp)
     r = prover.prove_epoch(inp)
-    return {"example": path, "steps": claim_of(entry).step_count,
-            "batch": spec.batch_size, "user_cycles": ex.user_cycles,
-            "paging_cycles": ex.paging_cycles, "total_cycles": ex.total_cycles,
+    return {"example": path, "steps": ex.claim.step_count,
+            "batch": spec.batch_size, "user_cycles": ex.stats.user_cycles,
+            "paging_cycles": ex.stats.paging_cycles, "total_cycles": ex.stats.total_cycles,
             "prove_s": round(r.stats.seconds, 1), "receipt_bytes": len(r.receipt)}
 
 
