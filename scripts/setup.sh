@@ -37,15 +37,12 @@ say "building the guest (riscv32im-risc0-zkvm-elf)"
 GUEST_ELF="$(bash "$REPO/scripts/build-guest.sh")"
 
 # 4. The extension prover._native, installed into the venv in editable mode.
-# DOCS_RS=1 is risc0-circuit-recursion's own escape hatch: with it, that crate's build script
-# writes an empty recursion archive instead of downloading one (unreachable here). The archive
-# only serves succinct and Groth16 receipts; veritrain makes composite receipts and never needs
-# it. No other crate in the host's dependency tree reads DOCS_RS (checked with grep), and it is
-# set for this one build command only.
+# risc0-zkvm 3.1.0-rc.1 takes its recursion programs from crates.io (risc0-circuit-recursion-zkrs),
+# so succinct receipts need no download at build time.
 say "building prover._native (first build of risc0 takes a while on 2 cores)"
 cd "$REPO"
 VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" CARGO_TARGET_DIR="$CACHE/target" \
-  VERITRAIN_GUEST_ELF="$GUEST_ELF" DOCS_RS=1 \
+  VERITRAIN_GUEST_ELF="$GUEST_ELF" \
   "$VENV/bin/maturin" develop --release -q >&2
 
 # 5. s3s-fs, the second real S3 server of the store conformance tests (tests/s3servers.py finds it
