@@ -17,11 +17,13 @@ from pathlib import Path
 import jsonschema
 import pytest
 from conftest import ROOT, veritrain
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import pipeline.verify
 from flows.cli import main
+from pipeline.determinism import DeterminismProfile
 from pipeline.errors import IntegrityError
-from pipeline.ledger import Ledger, load_or_create_key
+from pipeline.ledger import Ledger, load_or_create_key, public_key_hex
 from pipeline.run import (
     Manifest,
     claim_digest,
@@ -204,15 +206,15 @@ def test_removing_the_ledger_tail_only_makes_the_run_look_less_final(tiny_run, t
     assert [e["status"] for e in doc["epochs"]] == ["final", "committed"]
 
 
-def _resign(store: Path, run_id: str, edit=lambda kind, body: body) -> None:
-    """Rewrites the run's ledger over its current manifest with the run's own key, optionally
-    editing bodies: what a dishonest trainer, who holds the key, can do."""
+def _resign(store: Path, run_id: str, edit=lambda kind, body: body, key=None) -> None:
+    """Rewrites the run's ledger over its current manifest with the run's own key (or ``key``),
+    optionally editing bodies: what a dishonest trainer, who holds the key, can do."""
     old = [doc for _, doc in _entries(store, run_id)]
     shutil.rmtree(store / "runs" / run_id / "ledger")
     ls = LocalStore(store)
     manifest = Manifest.load(ls, run_id)
     ledger = Ledger(ls, run_id, manifest.doc["public_key"])
-    key, entries = load_or_create_key(run_id), []
+    key, entries = key or load_or_create_key(run_id), []
     for doc in old:
         body = doc["body"]
         if doc["kind"] == "run":
@@ -418,24 +420,21 @@ def test_a_resigned_manifest_no_longer_matches_the_states_it_is_bound_into(
     still refuse."""
     src, run_id, _ = tiny_run
     store = _copy(src, tmp_path)
+    new_key = Ed25519PrivateKey.generate()
 
     def change(doc: dict) -> None:
         if edit == "determinism":
             doc["determinism"]["threads"] += 1
-        elif edit == "public_key":
-            doc["public_key"] = "00" * 32
+        elif edit == "public_key":  # the whole ledger re-signed by another trainer
+            doc["public_key"] = public_key_hex(new_key)
         else:
             doc["spec"][edit] = doc["spec"][edit] * 2 + 1
 
     _edit_manifest(store, run_id, change)
-    if edit != "public_key":  # a changed key cannot re-sign: the ledger check fails first
-        _resign(store, run_id)
+    _resign(store, run_id, key=new_key if edit == "public_key" else None)
     code, doc, _ = _verify(capsys, store, run_id)
     assert code == 1
     failed = _failed(doc)
-    if edit == "public_key":
-        assert set(failed) == {("run", "ledger")}
-        return
     assert set(failed) == {(0, "checkpoint"), (1, "checkpoint")}
     assert "holds another manifest digest than run.json's" in failed[(0, "checkpoint")]
 
@@ -449,7 +448,6 @@ def week_run(tmp_path_factory, tiny_spec) -> tuple[Path, str, dict]:
     """One epoch of the tiny spec with a 7-day challenge window, made (honestly, in-process) by a
     trainer whose recorded torch version exists nowhere, and proven for real. Returns (store
     folder, run id, its determinism profile)."""
-    from pipeline.determinism import DeterminismProfile
     from pipeline.finalize import finalize_epoch
     from pipeline.train import open_trainer, train
 
@@ -481,7 +479,7 @@ def test_a_backdated_proven_at_does_not_make_an_epoch_final(week_run, tmp_path):
     receipts = [d["body"] for _, d in _entries(store, run_id) if d["kind"] == "receipt"]
     assert [b["proven_at"] for b in receipts] == [0]
     ls, state, t0 = LocalStore(store), tmp_path / "verifier", 1_900_000_000.0
-    replayable = [pipeline.verify.DeterminismProfile.model_validate(profile)]
+    replayable = [DeterminismProfile.model_validate(profile)]
 
     def statuses(now: float, state: Path = state) -> list[str]:
         report = pipeline.verify.verify_run(ls, run_id, now=now, state=state, replayable=replayable)
@@ -520,7 +518,7 @@ def test_a_run_no_verifier_can_replay_is_never_plainly_final(week_run, tmp_path,
     assert code == 0 and json.loads(capsys.readouterr().out)["ok"]
     report = pipeline.verify.verify_run(
         LocalStore(src), run_id, now=1e12,
-        replayable=[pipeline.verify.DeterminismProfile.model_validate(profile)],
+        replayable=[DeterminismProfile.model_validate(profile)],
     )
     assert [e.status for e in report.epochs] == ["final"]
 
