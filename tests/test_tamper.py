@@ -375,8 +375,9 @@ def test_a_resigned_spec_that_builds_other_tensors_fails_the_checkpoint_check(
     failed = _failed(doc)
     assert set(failed) == {(0, "checkpoint"), (1, "checkpoint")}
     detail = failed[(0, "checkpoint")]
-    assert "not the state the run's spec (mlp, sgd) builds after step 0" in detail
-    assert "has param/1.bias as F32[16] where the spec builds F32[17]" in detail
+    # The epoch's end checkpoint is checked first.
+    assert "step-000000000003.safetensors: not the state the run's spec (mlp, sgd) builds" in detail
+    assert "as F32[16, 8] where the spec builds F32[17, 8]" in detail
     assert len(err) == 1
 
 
@@ -500,7 +501,10 @@ def test_a_run_no_verifier_can_replay_is_never_plainly_final(week_run, tmp_path,
     epochs are unreplayable, not final."""
     src, run_id, profile = week_run
     uri = f"{src}/runs/{run_id}"
-    report = pipeline.verify.verify_run(LocalStore(src), run_id, now=1e12)
+    ls, state, t0 = LocalStore(src), tmp_path / "verifier", 1_900_000_000.0
+    report = pipeline.verify.verify_run(ls, run_id, now=t0, state=state)
+    assert [e.status for e in report.epochs] == ["proven"]
+    report = pipeline.verify.verify_run(ls, run_id, now=t0 + WEEK, state=state)
     assert [e.status for e in report.epochs] == ["unreplayable"]
     replayable = next(c for c in report.checks if c.name == "replayable")
     assert not replayable.ok and f"differs in torch_version ({FAKE_TORCH!r})" in replayable.detail
@@ -517,10 +521,10 @@ def test_a_run_no_verifier_can_replay_is_never_plainly_final(week_run, tmp_path,
     code = main(["verify", uri, "--json", "--replayable-profile", str(path)])
     assert code == 0 and json.loads(capsys.readouterr().out)["ok"]
     report = pipeline.verify.verify_run(
-        LocalStore(src), run_id, now=1e12,
+        ls, run_id, now=t0 + WEEK, state=state,
         replayable=[DeterminismProfile.model_validate(profile)],
     )
-    assert [e.status for e in report.epochs] == ["final"]
+    assert report.ok and [e.status for e in report.epochs] == ["final"]
 
 
 def test_the_run_as_made_is_replayable_here(tiny_run, capsys):
