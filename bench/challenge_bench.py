@@ -100,7 +100,7 @@ def cost_model(name: str, base: dict, batch: int, steps: int, root: Path) -> dic
     t0 = time.perf_counter()
     train(t)
     train_step = (time.perf_counter() - t0) / (spec.epochs * t.spe)
-    tensors = st.state_tensors(t.model, t.optimizer, 0)
+    tensors = st.state_tensors(t.model, t.optimizer, 0, t.manifest.digest)
     t0 = time.perf_counter()
     for i in range(3):
         LocalStore(root / f"w-{name}").create(f"ck{i}", st.checkpoint_bytes(tensors))

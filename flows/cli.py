@@ -54,11 +54,22 @@ def _open_run(uri: str):
     return open_store(store_uri), run_id
 
 
+def _replayable(args):
+    """The profiles --replayable-profile declares, or None for this machine's own."""
+    from pipeline.determinism import load_profiles
+
+    if args.replayable_profile is None:
+        return None
+    return [p for path in args.replayable_profile for p in load_profiles(path)]
+
+
 def cmd_verify(args) -> int:
     from pipeline.verify import verify_run
 
+    replayable = _replayable(args)
     store, run_id = _open_run(args.run_uri)
-    return _report(verify_run(store, run_id, args.epoch), args.json, "verification")
+    report = verify_run(store, run_id, args.epoch, replayable=replayable)
+    return _report(report, args.json, "verification")
 
 
 def cmd_audit(args) -> int:
@@ -66,8 +77,9 @@ def cmd_audit(args) -> int:
     no Prefect server, and Prefect's start-up would cost about 10 s per command."""
     from pipeline.audit import audit_epoch
 
+    replayable = _replayable(args)
     store, run_id = _open_run(args.run_uri)
-    report = audit_epoch(store, run_id, args.epoch, args.out, log=_err)
+    report = audit_epoch(store, run_id, args.epoch, args.out, log=_err, replayable=replayable)
     return _report(report, args.json, f"audit of {args.out}")
 
 
@@ -99,9 +111,14 @@ def cmd_status(args) -> int:
 
     from pipeline.verify import verify_run
 
+    replayable = _replayable(args)
     store, run_id = _open_run(args.run_uri)
-    report = verify_run(store, run_id)
-    table = Table(title=f"run {run_id}  image {report.image_id[:16]}…")
+    report = verify_run(store, run_id, replayable=replayable)
+    failed_run = [f"{c.name}: {c.detail}" for c in report.checks if not c.ok]
+    table = Table(
+        title=f"run {run_id}  image {report.image_id[:16]}…",
+        caption="FAIL " + "; ".join(failed_run) if failed_run else None,
+    )
     for col in ("epoch", "state", "steps", "end state digest", "checks"):
         table.add_column(col)
     for e in report.epochs:
@@ -111,6 +128,8 @@ def cmd_status(args) -> int:
             e.end_state_digest[:16] + "…", "ok" if not failed else "FAIL: " + ", ".join(failed),
         )
     Console().print(table)
+    if failed_run:
+        _err(f"status: run: {failed_run[0]}")
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -237,6 +256,16 @@ def cmd_bench(args) -> int:
     return EXIT_OK
 
 
+def _replayable_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--replayable-profile", action="append", metavar="FILE",
+        help="JSON file with a determinism profile (as in run.json's \"determinism\") or a list "
+        "of them, that you can replay (repeatable; default: this machine's). A proven epoch "
+        "past its window is final only if one of them replays the run's profile, else "
+        "unreplayable",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="veritrain", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -253,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("run_uri")
     v.add_argument("--epoch", type=int)
     v.add_argument("--json", action="store_true")
+    _replayable_flag(v)
     v.set_defaults(fn=cmd_verify)
     a = sub.add_parser(
         "audit",
@@ -266,9 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="empty or new folder (or one holding exactly this audit, which is re-verified)",
     )
     a.add_argument("--json", action="store_true")
+    _replayable_flag(a)
     a.set_defaults(fn=cmd_audit)
     s = sub.add_parser("status", help="a table of epochs and their states")
     s.add_argument("run_uri")
+    _replayable_flag(s)
     s.set_defaults(fn=cmd_status)
     ch = sub.add_parser(
         "challenge",

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.determinism import DeterminismProfile
 from pipeline.errors import StorageError, UsageError
 from pipeline.run import keys, sha256_hex
 from pipeline.store import LocalStore, NotFoundError, Store, run_uri
@@ -44,6 +45,7 @@ def audit_epoch(
     out: str | Path,
     now: float | None = None,
     log: Callable[[str], None] = lambda _: None,
+    replayable: list[DeterminismProfile] | None = None,
 ) -> RunReport:
     """Pulls epoch ``epoch`` of the run into ``out`` and verifies it from ``out`` alone.
 
@@ -55,15 +57,21 @@ def audit_epoch(
         log(f"{out}: re-verifying the audit of run {run_id} epoch {epoch} already there")
     else:
         pull_epoch(store, run_id, epoch, out, log)
-    return verify_audit(out, run_id, epoch, now)
+    return verify_audit(out, run_id, epoch, now, replayable)
 
 
-def verify_audit(out: str | Path, run_id: str, epoch: int, now: float | None = None) -> RunReport:
+def verify_audit(
+    out: str | Path,
+    run_id: str,
+    epoch: int,
+    now: float | None = None,
+    replayable: list[DeterminismProfile] | None = None,
+) -> RunReport:
     """Verifies an audit folder: manifest, ledger chain and signatures, the epoch's claim against
     the manifest, its records against the guest's rules (with the previous epoch's claim for the
     link), its receipt against the pinned image id, the journal file, and the end checkpoint's
-    recomputed state digest against the receipt's journal."""
-    return verify_run(LocalStore(out), run_id, epoch, now, audit=True)
+    recomputed state digest against the receipt's journal (``replayable``: as verify_run's)."""
+    return verify_run(LocalStore(out), run_id, epoch, now, audit=True, replayable=replayable)
 
 
 def pull_epoch(

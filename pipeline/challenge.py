@@ -36,6 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from pipeline import layout
 from pipeline import state as st
 from pipeline.determinism import DeterminismProfile
 from pipeline.errors import (
@@ -206,6 +207,8 @@ class Replay:
         data = self.store.read(key)
         if sha256_hex(data) != body["checkpoint_sha256"]:
             raise IntegrityError(f"{key}: does not match its ledger entry")
+        layout.check_tensors(self.spec, c, layout.read_header(data, key), data, key,
+                             self.manifest.digest)
         tensors = st.load_checkpoint(data, key)
         digest = st.digest_tensors(tensors)
         if digest.hex() != body["state_digest"]:
@@ -222,7 +225,7 @@ class Replay:
                 raise IntegrityError(
                     f"{body['pending_records']}: not the epoch's committed records up to step {c}"
                 )
-        if st.restore(self.model, self.optimizer, tensors) != c:
+        if st.restore(self.model, self.optimizer, tensors, key) != c:
             raise IntegrityError(f"{key}: its step counter is not {c}")
 
     def link(self, step: int) -> bytes:
@@ -242,7 +245,7 @@ class Replay:
         fields = self.stepper.step(step)
         take_state, _ = commitments(self.spec, self.spe, step)
         if take_state:
-            tensors = st.state_tensors(self.model, self.optimizer, step + 1)
+            tensors = st.state_tensors(self.model, self.optimizer, step + 1, self.manifest.digest)
             fields["state_digest"] = st.digest_tensors(tensors)
         fields["param_digest"] = st.digest_tensors(st.param_tensors(self.model))
         fields["prev_record_hash"] = self.link(step)

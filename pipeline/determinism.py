@@ -1,11 +1,25 @@
-"""The determinism profile: everything that must match for a replay to be bit-identical."""
+"""The determinism profile: everything that must match for a replay to be bit-identical.
+
+Training and replay import torch; telling which profiles this machine can replay does not (a
+verifier imports no torch), so torch is imported inside the functions that need it.
+"""
 
 from __future__ import annotations
 
-import torch
-from pydantic import BaseModel, ConfigDict
+import ast
+import importlib.metadata
+import json
+import os
+import platform
+from pathlib import Path
 
-from pipeline.errors import DeterminismError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pipeline.errors import DeterminismError, UsageError
+
+# Fields that say what a machine can replay. ``threads`` is not one of them: a replay sets the
+# run's thread count itself (apply), on any machine.
+MACHINE_FIELDS = ("torch_version", "deterministic_algorithms", "cpu_capability", "world_size")
 
 
 class DeterminismProfile(BaseModel):
@@ -19,6 +33,8 @@ class DeterminismProfile(BaseModel):
 
     @classmethod
     def current(cls, threads: int) -> DeterminismProfile:
+        import torch
+
         return cls(
             torch_version=torch.__version__,
             threads=threads,
@@ -29,6 +45,8 @@ class DeterminismProfile(BaseModel):
 
     def apply(self) -> None:
         """Puts torch in this profile's mode; call before building the model."""
+        import torch
+
         torch.set_num_threads(self.threads)
         torch.use_deterministic_algorithms(self.deterministic_algorithms)
 
@@ -41,3 +59,84 @@ class DeterminismProfile(BaseModel):
                     f"determinism profile differs in {field}: the run used {theirs!r}, "
                     f"this environment has {mine!r}; replay in the recorded environment"
                 )
+
+    def machine_difference(self, other: DeterminismProfile) -> str | None:
+        """The first machine field (MACHINE_FIELDS) in which ``other`` differs, or None."""
+        return next((f for f in MACHINE_FIELDS if getattr(self, f) != getattr(other, f)), None)
+
+
+def _torch_cpu_capability(flags: set[str]) -> str:
+    """torch's own choice of CPU kernels on x86-64 (ATen's compute_cpu_capability, torch 2.x):
+    ATEN_CPU_CAPABILITY if set, else AVX512 with avx512vl, avx512bw, avx512dq and fma, else AVX2
+    with avx2 and fma, else DEFAULT."""
+    forced = os.environ.get("ATEN_CPU_CAPABILITY", "").upper()
+    if forced in ("AVX512", "AVX2", "DEFAULT"):
+        return forced
+    if {"avx512vl", "avx512bw", "avx512dq", "fma"} <= flags:
+        return "AVX512"
+    if {"avx2", "fma"} <= flags:
+        return "AVX2"
+    return "DEFAULT"
+
+
+def _torch_version() -> str | None:
+    """``torch.__version__`` without importing torch: read from the installed package's
+    torch/version.py (the distribution's metadata version lacks the local part, e.g. "+cpu")."""
+    try:
+        path = importlib.metadata.distribution("torch").locate_file("torch/version.py")
+        tree = ast.parse(Path(str(path)).read_text())
+    except (importlib.metadata.PackageNotFoundError, OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if not isinstance(node, ast.Assign) or len(node.targets) != 1:
+            continue
+        target, value = node.targets[0], node.value
+        if isinstance(target, ast.Name) and target.id == "__version__":
+            is_text = isinstance(value, ast.Constant) and isinstance(value.value, str)
+            return value.value if is_text else None
+    return None
+
+
+def machine_profile(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[DeterminismProfile | None, str]:
+    """This machine's profile as far as it decides replays, found without importing torch:
+    torch's version from the installed package's torch/version.py, its CPU capability by torch's
+    rule from the CPU's flags (x86-64 Linux only). Returns (profile or None, what it compared,
+    or why there is none)."""
+    version = _torch_version()
+    if version is None:
+        return None, "this machine, which has no readable torch installation"
+    if platform.machine() not in ("x86_64", "AMD64") or not cpuinfo.is_file():
+        arch = platform.machine()
+        return None, f"this machine, whose torch CPU capability on {arch} is unknown without torch"
+    flags: set[str] = set()
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            break
+    profile = DeterminismProfile(
+        torch_version=version,
+        threads=1,
+        deterministic_algorithms=True,
+        cpu_capability=_torch_cpu_capability(flags),
+        world_size=1,
+    )
+    return profile, "this machine (torch/version.py and /proc/cpuinfo read, torch not imported)"
+
+
+def load_profiles(path: str | Path) -> list[DeterminismProfile]:
+    """Profiles from a JSON file: one profile object (as in run.json's ``determinism``) or a
+    list of them. Raises UsageError naming the file."""
+    where = f"--replayable-profile {path}"
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise UsageError(f"{where}: cannot read: {e.strerror}") from None
+    except ValueError as e:
+        raise UsageError(f"{where}: not JSON ({e})") from None
+    items = doc if isinstance(doc, list) else [doc]
+    try:
+        return [DeterminismProfile.model_validate(p) for p in items]
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise UsageError(f"{where}: not a determinism profile ({loc}: {err['msg']})") from None

@@ -9,6 +9,7 @@ from pipeline.errors import IntegrityError
 from pipeline.ledger import Entry, Ledger
 from pipeline.run import (
     Manifest,
+    claim_digest,
     claim_of,
     epoch_entries,
     journal_key,
@@ -80,7 +81,7 @@ def finalize_epoch(
             "receipt": rk,
             "receipt_sha256": sha256_hex(result.receipt),
             "journal": jk,
-            "claim_digest": sha256_hex(claim.to_bytes()),
+            "claim_digest": claim_digest(claim),
             # Starts the challenge window (DESIGN.md: final = proven + window passed).
             "proven_at": int(time.time()),
         },

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pipeline.errors import IntegrityError, SpecError
@@ -14,6 +15,10 @@ from pipeline.store import NotFoundError, Store
 from prover import EpochClaim, _native
 
 OPTIMIZER_TAG = b"veritrain/optimizer/v1\x00"
+# rust/core's hash::tag::CLAIM, the one rule for how the ledger names a claim (PROTOCOL.md §9);
+# tests/test_vectors.py checks claim_digest against the claim digests rust/core generated.
+CLAIM_TAG = b"veritrain/claim/v1\x00"
+MANIFEST_TAG = b"veritrain/manifest/v1\x00"
 
 
 def check_run_id(run_id: str) -> str:
@@ -32,6 +37,19 @@ def default_run_id(spec: RunSpec) -> str:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def claim_digest(claim: EpochClaim) -> str:
+    """``H("veritrain/claim/v1", claim bytes)`` in hex: a receipt entry's ``claim_digest``."""
+    return hashlib.sha256(CLAIM_TAG + claim.to_bytes()).hexdigest()
+
+
+def manifest_digest(doc: dict[str, Any]) -> bytes:
+    """Digest of run.json's content, which every training state holds (pipeline/state.py), so
+    the claims' state digests, and the receipts over them, bind the manifest. It leaves out
+    ``genesis_state_digest``, which is the digest of a state that holds this digest."""
+    content = {k: v for k, v in doc.items() if k != "genesis_state_digest"}
+    return hashlib.sha256(MANIFEST_TAG + canonical_json(content)).digest()
 
 
 def optimizer_digest(spec: RunSpec) -> bytes:
@@ -83,6 +101,10 @@ class Manifest:
     @property
     def image_id(self) -> bytes:
         return bytes.fromhex(self.doc["image_id"])
+
+    @cached_property
+    def digest(self) -> bytes:
+        return manifest_digest(self.doc)
 
     @property
     def steps_per_epoch(self) -> int:

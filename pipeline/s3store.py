@@ -353,6 +353,15 @@ class S3Store:
         except (BotoCoreError, ClientError) as e:
             raise self._error(self._obj_uri(obj), e, "stat") from None
 
+    def server_time(self, key: str) -> float | None:
+        """The object's LastModified, which the server sets; None if there is no such object."""
+        obj = self._object(key)
+        try:
+            head = self._head(obj)
+        except (BotoCoreError, ClientError) as e:
+            raise self._error(self._obj_uri(obj), e, "stat") from None
+        return None if head is None else head["LastModified"].timestamp()
+
     def list(self, prefix: str) -> list[str]:
         # As LocalStore: the prefix names a folder, so "runs/a" lists runs/a/... and not runs/ab/...
         prefix = prefix.strip("/")

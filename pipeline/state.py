@@ -1,8 +1,10 @@
 """The training state as named tensors: digests, and safetensors checkpoints.
 
-Names: ``param/<name>``, ``buffer/<name>``, ``optim/<param index>/<key>``, ``rng/torch`` and
-``step``. The state digest covers all of them, the param digest only ``param/*``. Both are over
-tensors (name, dtype, shape, bytes), never file bytes, so anyone recomputes them from a checkpoint.
+Names: ``param/<name>``, ``buffer/<name>``, ``optim/<param index>/<key>``, ``rng/torch``,
+``step`` and ``manifest`` (the run's manifest digest, pipeline/run.py, so that every state digest
+binds run.json). The state digest covers all of them, the param digest only ``param/*``. Both are
+over tensors (name, dtype, shape, bytes), never file bytes, so anyone recomputes them from a
+checkpoint.
 """
 
 from __future__ import annotations
@@ -33,9 +35,12 @@ _DTYPES = {
 }
 
 
-def state_tensors(model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> dict[str, torch.Tensor]:
-    """The whole training state after ``step`` completed steps. Tensors share memory with the live
-    objects (no copies): digest them before the next optimizer step writes to them."""
+def state_tensors(
+    model: nn.Module, optimizer: torch.optim.Optimizer, step: int, manifest: bytes
+) -> dict[str, torch.Tensor]:
+    """The whole training state after ``step`` completed steps, with the run's manifest digest.
+    Tensors share memory with the live objects (no copies): digest them before the next
+    optimizer step writes to them."""
     t: dict[str, torch.Tensor] = {}
     for name, p in model.named_parameters():
         t[f"param/{name}"] = p.detach()
@@ -47,6 +52,7 @@ def state_tensors(model: nn.Module, optimizer: torch.optim.Optimizer, step: int)
                 t[f"optim/{idx}/{key}"] = v.detach()
     t["rng/torch"] = torch.get_rng_state()
     t["step"] = torch.tensor([step], dtype=torch.int64)
+    t["manifest"] = torch.tensor(list(manifest), dtype=torch.uint8)
     return t
 
 
@@ -88,8 +94,37 @@ def load_checkpoint(data: bytes, source: str) -> dict[str, torch.Tensor]:
         raise IntegrityError(f"{source}: not a readable safetensors checkpoint: {e}") from None
 
 
-def restore(model: nn.Module, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> int:
-    """Loads a state into live objects; returns the step counter."""
+def _require_fits(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    live = {f"param/{n}": p for n, p in model.named_parameters()}
+    live |= {f"buffer/{n}": b for n, b in model.named_buffers()}
+    stored = {n for n in tensors if n.startswith(("param/", "buffer/"))}
+    for name in sorted(set(live) | stored | {"rng/torch", "step", "manifest"}):
+        t, want = tensors.get(name), live.get(name)
+        if t is None or (want is not None and (t.shape, t.dtype) != (want.shape, want.dtype)):
+            shown = "nothing" if t is None else f"{t.dtype} {list(t.shape)}"
+            needs = "" if want is None else f", the model has {want.dtype} {list(want.shape)}"
+            raise IntegrityError(
+                f"{source}: not a state of the run's model: {name} is {shown}{needs}"
+            )
+        if want is None and name.startswith(("param/", "buffer/")):
+            raise IntegrityError(f"{source}: not a state of the run's model: it has {name}")
+    n = len(live) - sum(1 for k in live if k.startswith("buffer/"))
+    for name, t in tensors.items():
+        if name.startswith("optim/"):
+            _, idx, _ = name.split("/", 2)
+            if not idx.isdigit() or int(idx) >= n:
+                raise IntegrityError(f"{source}: {name} names no parameter of the run's model")
+
+
+def restore(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    source: str = "checkpoint",
+) -> int:
+    """Loads a state into live objects; returns the step counter. Raises IntegrityError naming
+    ``source`` if the state is not one of this model (another spec's checkpoint, say)."""
+    _require_fits(model, tensors, source)
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.copy_(tensors[f"param/{name}"])

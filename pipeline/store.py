@@ -28,6 +28,10 @@ class Store(Protocol):
     def read(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
+    def server_time(self, key: str) -> float | None:
+        """When the store's server says the object was written (Unix seconds), or None where
+        only the writer keeps such a time (pipeline/finality.py)."""
+        ...
 
 
 class LocalStore:
@@ -83,6 +87,9 @@ class LocalStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def server_time(self, key: str) -> float | None:
+        return None  # a file's times are set by whoever writes the folder, the trainer included
 
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix.rstrip("/")) if prefix else self.root

@@ -34,6 +34,7 @@ from pipeline.run import (
     checkpoint_key,
     claim_of,
     keys,
+    manifest_digest,
     open_ledger,
     optimizer_digest,
     pending_records_key,
@@ -118,7 +119,6 @@ def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
     key = load_or_create_key(run_id)
     mkey = keys(run_id)["manifest"]
     if not store.exists(mkey):
-        genesis = st.digest_tensors(st.state_tensors(model, optimizer, 0))
         doc = {
             "protocol_version": _native.PROTOCOL_VERSION,
             "run_id": run_id,
@@ -128,10 +128,11 @@ def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
             "dataset_len": len(dataset),
             "steps_per_epoch": _native.steps_per_epoch(len(dataset), spec.batch_size),
             "optimizer_digest": optimizer_digest(spec).hex(),
-            "genesis_state_digest": genesis.hex(),
             "image_id": image_id().hex(),
             "public_key": public_key_hex(key),
         }
+        genesis = st.state_tensors(model, optimizer, 0, manifest_digest(doc))
+        doc["genesis_state_digest"] = st.digest_tensors(genesis).hex()
         # Deterministic bytes: a crash between here and the ledger entry re-creates them equal.
         store.create(mkey, json.dumps(doc, indent=1, sort_keys=True).encode())
     manifest = Manifest.load(store, run_id)
@@ -153,7 +154,8 @@ def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
         )
     t = Trainer(spec, store, manifest, ledger, entries, dataset, model, optimizer, key)
     if not any(e.kind == "checkpoint" for e in entries):
-        t.append("checkpoint", _write_checkpoint(t, 0, st.state_tensors(model, optimizer, 0), [], None))
+        tensors = st.state_tensors(model, optimizer, 0, manifest.digest)
+        t.append("checkpoint", _write_checkpoint(t, 0, tensors, [], None))
     return t
 
 
@@ -322,7 +324,7 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
             last_of_epoch = k == spe - 1
             take_state, at_checkpoint = commitments(spec, spe, step)
             if take_state:
-                tensors = st.state_tensors(t.model, t.optimizer, done)
+                tensors = st.state_tensors(t.model, t.optimizer, done, t.manifest.digest)
                 fields["state_digest"] = st.digest_tensors(tensors)
                 fields["param_digest"] = st.digest_tensors(st.param_tensors(t.model))
                 pending.append(_native.encode_record(fields))

@@ -4,16 +4,22 @@ trainer. Nothing here writes to the store."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+from pipeline import layout
 from pipeline import state as st
 from pipeline.challenge import disputes
-from pipeline.errors import IntegrityError, StorageError
+from pipeline.determinism import DeterminismProfile, machine_profile
+from pipeline.errors import DeterminismError, IntegrityError, StorageError
+from pipeline.finality import Sighting, first_sightings, window_start
 from pipeline.finalize import load_epoch_records
 from pipeline.ledger import Entry
 from pipeline.run import (
     Manifest,
+    claim_digest,
     claim_of,
     epoch_entries,
     keys,
@@ -22,6 +28,7 @@ from pipeline.run import (
     receipt_entries,
     sha256_hex,
 )
+from pipeline.spec import RunSpec
 from pipeline.store import NotFoundError, Store, run_uri
 from prover import (
     EpochClaim,
@@ -34,6 +41,9 @@ from prover import (
 )
 
 COMMITTED, PROVEN, FINAL, DISPUTED = "committed", "proven", "final", "disputed"
+# Proven and past its window, but no one the verifier trusts to replay the run's determinism
+# profile could have challenged it: the optimistic guarantee did not hold (docs/OPERATIONS.md).
+UNREPLAYABLE = "unreplayable"
 
 _CHECK = {
     "type": "object",
@@ -59,7 +69,7 @@ VERIFY_JSON_SCHEMA = {
                 "required": ["epoch", "status", "ok", "checks"],
                 "properties": {
                     "epoch": {"type": "integer", "minimum": 0},
-                    "status": {"enum": [COMMITTED, PROVEN, FINAL, DISPUTED]},
+                    "status": {"enum": [COMMITTED, PROVEN, FINAL, UNREPLAYABLE, DISPUTED]},
                     "ok": {"type": "boolean"},
                     "first_step": {"type": "integer"},
                     "step_count": {"type": "integer"},
@@ -127,7 +137,7 @@ def _run_check(checks: list[Check], name: str, fn) -> object:
         return None
     except StorageError:
         raise
-    except (IntegrityError, VeritrainError, ValueError, KeyError, TypeError) as e:
+    except VeritrainError as e:
         checks.append(Check(name, False, str(e.args[0]) if e.args else type(e).__name__))
         return None
     checks.append(Check(name, True, result if isinstance(result, str) else ""))
@@ -141,10 +151,17 @@ def verify_run(
     now: float | None = None,
     *,
     audit: bool = False,
+    replayable: list[DeterminismProfile] | None = None,
+    state: Path | None = None,
 ) -> RunReport:
     """Verifies a run, or one epoch of it. With ``audit`` the store is an audit folder
     (pipeline/audit.py): only the epoch-end checkpoint is expected, and an epoch without a
-    receipt fails, since an auditor asks about a finalized epoch."""
+    receipt fails, since an auditor asks about a finalized epoch.
+
+    ``replayable`` are the determinism profiles the verifier can replay (or trusts someone to):
+    by default this machine's. A proven epoch past its window is ``final`` only if one of them
+    replays the run's profile, else ``unreplayable``. ``state`` is the verifier's state folder
+    (pipeline/finality.py) where it keeps when it first saw each receipt."""
     now = time.time() if now is None else now
     report = RunReport(run_id=run_id, image_id="")
     manifest = _run_check(report.checks, "manifest", lambda: _load_manifest(store, run_id))
@@ -154,9 +171,11 @@ def verify_run(
     entries = _run_check(report.checks, "ledger", lambda: _open_checked_ledger(store, manifest))
     if not entries:
         return report
+    can_replay = _run_check(
+        report.checks, "replayable", lambda: _check_replayable(manifest, replayable)
+    )
     epochs = epoch_entries(entries)
     receipts = receipt_entries(entries)
-    window = manifest.spec.challenge_window
     wanted = sorted(epochs) if epoch is None else [epoch]
     if epoch is not None and epoch not in epochs:
         report.checks.append(Check("epoch_exists", False, f"run {run_id} has no epoch {epoch}"))
@@ -164,14 +183,71 @@ def verify_run(
     # Every filed fraud proof is re-executed here: a verdict file is not evidence, since anyone
     # who can write the store can write one (docs/OPERATIONS.md, "Challenges").
     challenged = disputes(store, run_id)
-    for e in wanted:
-        rep = _verify_epoch(store, manifest, entries, epochs, receipts, e, window, now, audit=audit)
-        ok, detail, disputed = challenged.for_epoch(e)
+    reports = [
+        _verify_epoch(store, manifest, entries, epochs, receipts, e, audit=audit) for e in wanted
+    ]
+    _settle_windows(store, manifest, receipts, reports, now, state, bool(can_replay))
+    for rep in reports:
+        ok, detail, disputed = challenged.for_epoch(rep.epoch)
         rep.checks.append(Check("challenges", ok, detail))
         if disputed:
             rep.status = DISPUTED
         report.epochs.append(rep)
     return report
+
+
+def _check_replayable(manifest: Manifest, profiles: list[DeterminismProfile] | None) -> str:
+    """The run's determinism profile is one the verifier can replay (MACHINE_FIELDS compared):
+    otherwise no challenge could re-execute its steps."""
+    where = keys(manifest.run_id)["manifest"]
+    if profiles is None:
+        mine, source = machine_profile()
+        profiles = [mine] if mine else []
+    else:
+        source = "the profiles declared with --replayable-profile"
+    try:
+        recorded = DeterminismProfile.model_validate(manifest.doc.get("determinism"))
+    except ValueError as e:
+        raise IntegrityError(f"{where}: no valid determinism profile ({_first_line(e)})") from None
+    if any(p.machine_difference(recorded) is None for p in profiles):
+        return f"torch {recorded.torch_version}, {recorded.cpu_capability}: replayable by {source}"
+    if not profiles:
+        why = f"no profile is replayable here ({source})"
+    else:
+        field = profiles[0].machine_difference(recorded)
+        why = (f"it differs in {field} ({getattr(recorded, field)!r}) from {source} "
+               f"({', '.join(repr(getattr(p, field)) for p in profiles)})")
+    raise DeterminismError(
+        f"{where}: the run's determinism profile cannot be replayed: {why}; no challenge could "
+        "re-execute its steps, so its epochs are not final (declare the profiles you can "
+        "replay with --replayable-profile FILE)"
+    )
+
+
+def _settle_windows(
+    store: Store,
+    manifest: Manifest,
+    receipts: dict[int, Entry],
+    reports: list[EpochReport],
+    now: float,
+    state: Path | None,
+    can_replay: bool,
+) -> None:
+    """Proven epochs whose challenge window has passed become final (or unreplayable). The
+    window starts when the verifier first saw the receipt, or later where the store's server
+    wrote it later (pipeline/finality.py); never at the trainer's ``proven_at``."""
+    proven = [r for r in reports if r.status == PROVEN]
+    seen = {
+        r.epoch: Sighting(manifest.run_id, r.epoch, receipts[r.epoch].body["receipt_sha256"])
+        for r in proven
+    }
+    first = first_sightings(list(seen.values()), now, state)
+    window = manifest.spec.challenge_window
+    for r in proven:
+        server = store.server_time(receipts[r.epoch].body["receipt"])
+        start = window_start(first[seen[r.epoch].key], server)
+        if now >= start + window:
+            r.status = FINAL if can_replay else UNREPLAYABLE
 
 
 def _load_manifest(store: Store, run_id: str) -> Manifest:
@@ -191,7 +267,7 @@ _ENTRY_FIELDS = {
     "run": ("manifest_sha256",),
     "checkpoint": _CHECKPOINT_FIELDS,
     "epoch": ("epoch", "claim", "records", "records_sha256", "checkpoint"),
-    "receipt": ("epoch", "receipt", "receipt_sha256", "journal", "proven_at"),
+    "receipt": ("epoch", "receipt", "receipt_sha256", "journal", "claim_digest"),
 }
 
 
@@ -216,6 +292,16 @@ def _open_checked_ledger(store: Store, manifest: Manifest) -> list[Entry]:
             ]
         if missing:
             raise IntegrityError(f"{where}: {entry.kind} entry lacks {', '.join(missing)}")
+        malformed = _malformed(body, _ENTRY_FIELDS.get(entry.kind, ()))
+        if entry.kind == "checkpoint" and "pending_records" in body:
+            malformed += _malformed(body, ("pending_records", "pending_sha256"))
+        if entry.kind == "epoch":
+            ck = _malformed(body["checkpoint"], _CHECKPOINT_FIELDS)
+            malformed += [f"checkpoint.{f}" for f in ck]
+        if malformed:
+            raise IntegrityError(
+                f"{where}: {entry.kind} entry has malformed {', '.join(malformed)}"
+            )
         if entry.kind == "epoch":
             try:
                 claim = claim_of(entry)
@@ -232,6 +318,21 @@ def _open_checked_ledger(store: Store, manifest: Manifest) -> list[Entry]:
     return entries
 
 
+def _malformed(body: dict, fields: tuple[str, ...]) -> list[str]:
+    """Fields whose values are not of their kind: counters, hex digests, object keys."""
+
+    def ok(name: str, v: object) -> bool:
+        if name in ("step", "epoch"):
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        if name.endswith(("sha256", "digest")):
+            return isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None
+        if name in ("checkpoint", "records", "receipt", "journal", "pending_records"):
+            return isinstance(v, str) or name == "checkpoint" and isinstance(v, dict)
+        return True
+
+    return [f for f in fields if not ok(f, body.get(f))]
+
+
 def _first_line(e: Exception) -> str:
     return " ".join(str(e).split())[:200]
 
@@ -243,8 +344,6 @@ def _verify_epoch(
     epochs: dict[int, Entry],
     receipts: dict[int, Entry],
     e: int,
-    window: float,
-    now: float,
     *,
     audit: bool = False,
 ) -> EpochReport:
@@ -264,8 +363,7 @@ def _verify_epoch(
         journal = proven if isinstance(proven, EpochClaim) else claim
         _run_check(checks, "journal", lambda: _check_journal_file(store, rbody, journal))
         if proven:
-            final = now >= rbody["proven_at"] + window
-            rep.status = FINAL if final else PROVEN
+            rep.status = PROVEN
     elif audit:
         checks.append(Check("receipt", False, f"epoch {e} has no receipt: committed, not proven"))
     # The end state is compared with the receipt's journal where there is one: an auditor trusts
@@ -342,6 +440,11 @@ def _check_receipt(store: Store, manifest: Manifest, rbody: dict, claim: EpochCl
         raise IntegrityError(f"{key}: proves another claim than the ledger's for this epoch")
     if sha256_hex(data) != rbody["receipt_sha256"]:
         raise IntegrityError(f"{key}: does not match its ledger entry")
+    if rbody["claim_digest"] != claim_digest(claim):
+        raise IntegrityError(
+            f"{key}: its ledger entry's claim_digest is not the claim's digest "
+            '(H("veritrain/claim/v1", claim bytes), PROTOCOL.md §9)'
+        )
     return journal
 
 
@@ -377,6 +480,8 @@ def _check_checkpoints(
             records = load_epoch_records(store, entry)
         except (IntegrityError, NotFoundError):
             records = None  # the "records" check reports it; judge checkpoints by the ledger alone
+        if records is not None and len(records) != claim.step_count:
+            records = None
         for x in entries:
             step = x.body.get("step") if x.kind == "checkpoint" else None
             if step == 0 and first == 0:
@@ -384,9 +489,22 @@ def _check_checkpoints(
             elif step is not None and first < step < end:
                 points.append((x.body, _mid_epoch_digest(x, records, first)))
                 _check_pending_records(store, x.body, records, first)
-    for body, expected in points:
-        _check_checkpoint(store, body, expected)
-    return "steps " + ", ".join(str(s) for s in sorted(b["step"] for b, _ in points))
+    spec = manifest.spec
+    found = [
+        (body["checkpoint"], _check_checkpoint(store, spec, manifest.digest, body, expected))
+        for body, expected in points
+    ]
+    steps = "steps " + ", ".join(str(s) for s in sorted(b["step"] for b, _ in points))
+    if spec.model.kind != "import":
+        built = f"{spec.model.kind} and {spec.optimizer.kind}"
+        return f"{steps}; tensors as the spec's {built} build them"
+    for key, header in found[1:]:
+        if not layout.same_layout(found[0][1], header):
+            raise IntegrityError(
+                f"{key}: its parameters differ in names, dtypes or shapes from {found[0][0]}'s"
+            )
+    return (f"{steps}; model: import, so tensor names, dtypes and shapes were only checked "
+            "for consistency across these checkpoints")
 
 
 def _mid_epoch_digest(x: Entry, records: list[bytes] | None, first: int) -> bytes:
@@ -414,13 +532,20 @@ def _check_pending_records(
         raise IntegrityError(f"{key}: not the epoch's records up to step {body['step']}")
 
 
-def _check_checkpoint(store: Store, body: dict, expected: bytes) -> None:
+def _check_checkpoint(
+    store: Store, spec: RunSpec, digest_of_manifest: bytes, body: dict, expected: bytes
+) -> dict[str, layout.TensorInfo]:
+    """The file is the ledger's, holds the tensors the spec builds at its step (a trainer could
+    re-sign a manifest whose spec builds another model), and has the stated state digest."""
     key = body["checkpoint"]
     data = store.read(key)
     if sha256_hex(data) != body["checkpoint_sha256"]:
         raise IntegrityError(f"{key}: does not match its ledger entry")
+    found = layout.read_header(data, key)
+    layout.check_tensors(spec, body["step"], found, data, key, digest_of_manifest)
     digest = st.digest_tensors(st.load_checkpoint(data, key))
     if digest.hex() != body["state_digest"] or digest != expected:
         raise IntegrityError(
             f"{key}: recomputed state digest is not the one stated for step {body['step']}"
         )
+    return found

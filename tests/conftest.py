@@ -18,6 +18,12 @@ def _keys(tmp_path_factory):
     os.environ["VERITRAIN_KEYS"] = str(tmp_path_factory.mktemp("keys"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _verifier_state(tmp_path_factory):
+    """The verifier's receipt sightings go to a per-session folder, never the user's."""
+    os.environ["VERITRAIN_STATE"] = str(tmp_path_factory.mktemp("verifier-state"))
+
+
 @pytest.fixture(scope="session")
 def tiny_spec() -> RunSpec:
     return load_spec(ROOT / "examples" / "tiny.yaml")

@@ -186,6 +186,19 @@ def _race(store: Store, key: str, blobs: list[bytes]) -> list[object]:
     return outcome
 
 
+def test_server_time_is_the_servers_and_never_the_writers(store):
+    """S3's LastModified is the server's (pipeline/finality.py starts challenge windows no
+    earlier); a folder's file times are the writer's, so a LocalStore has none."""
+    before = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    store.create("runs/r/a.bin", b"x")
+    t = store.server_time("runs/r/a.bin")
+    if isinstance(store, LocalStore):
+        assert t is None
+    else:
+        assert isinstance(t, float) and t >= before.timestamp()
+    assert store.server_time("runs/r/missing.bin") is None
+
+
 def test_bad_keys_are_rejected(store):
     for key in ["/abs", "runs/../x", "runs/r1/"]:
         if key.endswith("/") and not isinstance(store, S3Store):

@@ -17,12 +17,16 @@ from pathlib import Path
 import jsonschema
 import pytest
 from conftest import ROOT, veritrain
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import pipeline.verify
 from flows.cli import main
-from pipeline.ledger import Ledger, load_or_create_key
+from pipeline.determinism import DeterminismProfile
+from pipeline.errors import IntegrityError
+from pipeline.ledger import Ledger, load_or_create_key, public_key_hex
 from pipeline.run import (
     Manifest,
+    claim_digest,
     claim_of,
     epoch_entries,
     journal_key,
@@ -202,15 +206,15 @@ def test_removing_the_ledger_tail_only_makes_the_run_look_less_final(tiny_run, t
     assert [e["status"] for e in doc["epochs"]] == ["final", "committed"]
 
 
-def _resign(store: Path, run_id: str, edit=lambda kind, body: body) -> None:
-    """Rewrites the run's ledger over its current manifest with the run's own key, optionally
-    editing bodies: what a dishonest trainer, who holds the key, can do."""
+def _resign(store: Path, run_id: str, edit=lambda kind, body: body, key=None) -> None:
+    """Rewrites the run's ledger over its current manifest with the run's own key (or ``key``),
+    optionally editing bodies: what a dishonest trainer, who holds the key, can do."""
     old = [doc for _, doc in _entries(store, run_id)]
     shutil.rmtree(store / "runs" / run_id / "ledger")
     ls = LocalStore(store)
     manifest = Manifest.load(ls, run_id)
     ledger = Ledger(ls, run_id, manifest.doc["public_key"])
-    key, entries = load_or_create_key(run_id), []
+    key, entries = key or load_or_create_key(run_id), []
     for doc in old:
         body = doc["body"]
         if doc["kind"] == "run":
@@ -233,7 +237,7 @@ def test_a_receipt_from_another_run_is_refused(tiny_run, unproven_run, tmp_path,
     ls.create(jk, json.dumps(claim.journal_json()).encode())
     ledger, entries = open_ledger(ls, Manifest.load(ls, run_id))
     body = {"epoch": 0, "receipt": rk, "receipt_sha256": sha256_hex(receipt), "journal": jk,
-            "claim_digest": sha256_hex(claim.to_bytes()), "proven_at": 0}
+            "claim_digest": claim_digest(claim), "proven_at": 0}
     ledger.append(load_or_create_key(run_id), "receipt", body, entries)
     code, doc, err = _verify(capsys, store, run_id)
     assert code == 1
@@ -314,7 +318,8 @@ def test_an_unknown_image_id_with_a_resigned_ledger_is_refused(tiny_run, tmp_pat
     code, doc, _ = _verify(capsys, store, run_id)
     assert code == 1 and doc["image_id"] == image
     failed = _failed(doc)
-    assert set(failed) == {(e, c) for e in (0, 1) for c in ("claim", "receipt")}
+    # The checkpoints hold the digest of the manifest as it was (test below).
+    assert set(failed) == {(e, c) for e in (0, 1) for c in ("claim", "receipt", "checkpoint")}
     assert "image_id" in failed[(0, "claim")] and image in failed[(0, "receipt")]
 
 
@@ -343,3 +348,224 @@ def test_an_internal_error_is_one_line_not_a_traceback(tiny_run, capsys, monkeyp
     assert main(["verify", tiny_run[2]]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error (RuntimeError: boom)" in err
+
+
+# What the trainer's own key can rewrite: a re-signed ledger over an edited manifest, or edited
+# receipt entries. Each must change what verify says.
+
+
+def _edit_manifest(store: Path, run_id: str, edit) -> None:
+    path = store / "runs" / run_id / "run.json"
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True))
+
+
+def test_a_resigned_spec_that_builds_other_tensors_fails_the_checkpoint_check(
+    tiny_run, tmp_path, capsys
+):
+    """The claim binds no model shape; the checkpoints do, and verify compares them with what
+    the stored spec builds (pipeline/layout.py), without torch."""
+    src, run_id, _ = tiny_run
+    store = _copy(src, tmp_path)
+    _edit_manifest(store, run_id, lambda d: d["spec"]["model"].update(hidden=[17]))
+    _resign(store, run_id)
+    code, doc, err = _verify(capsys, store, run_id)
+    assert code == 1
+    failed = _failed(doc)
+    assert set(failed) == {(0, "checkpoint"), (1, "checkpoint")}
+    detail = failed[(0, "checkpoint")]
+    # The epoch's end checkpoint is checked first.
+    assert "step-000000000003.safetensors: not the state the run's spec (mlp, sgd) builds" in detail
+    assert "as F32[16, 8] where the spec builds F32[17, 8]" in detail
+    assert len(err) == 1
+
+
+def test_challenge_of_a_run_whose_spec_does_not_build_its_checkpoints_is_a_clear_error(
+    tiny_run, tmp_path
+):
+    src, run_id, _ = tiny_run
+    store = _copy(src, tmp_path)
+    _edit_manifest(store, run_id, lambda d: d["spec"]["model"].update(hidden=[17]))
+    _resign(store, run_id)
+    r = veritrain("challenge", f"{store}/runs/{run_id}", "--steps", "0:1")
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "internal error" not in r.stderr and "Traceback" not in r.stderr
+    assert "000000000000.safetensors: not the state the run's spec (mlp, sgd) builds" in lines[0]
+
+
+def test_a_checkpoint_whose_step_counter_is_not_its_step_fails(tiny_run, tmp_path, capsys):
+    """The ledger says which step a checkpoint is; its own counter must agree."""
+    from pipeline.layout import check_tensors, read_header
+
+    src, run_id, _ = tiny_run
+    store = _copy(src, tmp_path)
+    ls = LocalStore(store)
+    manifest = Manifest.load(ls, run_id)
+    data = ls.read(_checkpoint_entries(store, run_id)[1]["checkpoint"])
+    check_tensors(manifest.spec, 2, read_header(data, "ck"), data, "ck", manifest.digest)
+    with pytest.raises(IntegrityError, match="ck: its step counter is 2, not 4"):
+        check_tensors(manifest.spec, 4, read_header(data, "ck"), data, "ck", manifest.digest)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    ["epochs", "challenge_window", "checkpoint_every", "determinism", "public_key"],
+)
+def test_a_resigned_manifest_no_longer_matches_the_states_it_is_bound_into(
+    tiny_run, tmp_path, capsys, edit
+):
+    """Every state holds the manifest's digest (pipeline/state.py), so the claims' state digests,
+    and the receipts over them, bind run.json: what the trainer's key can re-sign, the receipts
+    still refuse."""
+    src, run_id, _ = tiny_run
+    store = _copy(src, tmp_path)
+    new_key = Ed25519PrivateKey.generate()
+
+    def change(doc: dict) -> None:
+        if edit == "determinism":
+            doc["determinism"]["threads"] += 1
+        elif edit == "public_key":  # the whole ledger re-signed by another trainer
+            doc["public_key"] = public_key_hex(new_key)
+        else:
+            doc["spec"][edit] = doc["spec"][edit] * 2 + 1
+
+    _edit_manifest(store, run_id, change)
+    _resign(store, run_id, key=new_key if edit == "public_key" else None)
+    code, doc, _ = _verify(capsys, store, run_id)
+    assert code == 1
+    failed = _failed(doc)
+    assert set(failed) == {(0, "checkpoint"), (1, "checkpoint")}
+    assert "holds another manifest digest than run.json's" in failed[(0, "checkpoint")]
+
+
+FAKE_TORCH = "0.0.0+nowhere"
+WEEK = 7 * 24 * 3600.0
+
+
+@pytest.fixture(scope="module")
+def week_run(tmp_path_factory, tiny_spec) -> tuple[Path, str, dict]:
+    """One epoch of the tiny spec with a 7-day challenge window, made (honestly, in-process) by a
+    trainer whose recorded torch version exists nowhere, and proven for real. Returns (store
+    folder, run id, its determinism profile)."""
+    from pipeline.finalize import finalize_epoch
+    from pipeline.train import open_trainer, train
+
+    real = DeterminismProfile.current
+    store = tmp_path_factory.mktemp("week-store")
+    spec = tiny_spec.model_copy(update={"epochs": 1, "challenge_window": WEEK})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(DeterminismProfile, "current", classmethod(
+            lambda cls, threads: real(threads).model_copy(update={"torch_version": FAKE_TORCH})
+        ))
+        train(open_trainer(spec, LocalStore(store), "week-run"))
+    ls = LocalStore(store)
+    manifest = Manifest.load(ls, "week-run")
+    ledger, entries = open_ledger(ls, manifest)
+    assert finalize_epoch(ls, manifest, ledger, entries, load_or_create_key("week-run"), 0)
+    return store, "week-run", manifest.doc["determinism"]
+
+
+def _backdate(kind: str, body: dict) -> dict:
+    return {**body, "proven_at": 0} if kind == "receipt" else body
+
+
+def test_a_backdated_proven_at_does_not_make_an_epoch_final(week_run, tmp_path):
+    """proven_at is the trainer's word. With a 7-day window, an epoch reads final only 7 days
+    after this verifier first saw its receipt (pipeline/finality.py)."""
+    src, run_id, profile = week_run
+    store = _copy(src, tmp_path)
+    _resign(store, run_id, _backdate)
+    receipts = [d["body"] for _, d in _entries(store, run_id) if d["kind"] == "receipt"]
+    assert [b["proven_at"] for b in receipts] == [0]
+    ls, state, t0 = LocalStore(store), tmp_path / "verifier", 1_900_000_000.0
+    replayable = [DeterminismProfile.model_validate(profile)]
+
+    def statuses(now: float, state: Path = state) -> list[str]:
+        report = pipeline.verify.verify_run(ls, run_id, now=now, state=state, replayable=replayable)
+        assert report.ok, report.to_json()
+        return [e.status for e in report.epochs]
+
+    assert statuses(t0) == ["proven"]
+    assert statuses(t0 + WEEK - 1) == ["proven"]
+    assert statuses(t0 + WEEK) == ["final"]
+    assert list(json.loads((state / "sightings.json").read_text()).values()) == [t0]
+    # Another verifier, seeing the run for the first time a week later, starts its own window.
+    assert statuses(t0 + WEEK, tmp_path / "other-verifier") == ["proven"]
+
+
+def test_a_run_no_verifier_can_replay_is_never_plainly_final(week_run, tmp_path, capsys):
+    """A recorded profile nobody has (a torch that does not exist) leaves the run
+    unchallengeable: verify fails the run's replayable check, and once the window has passed its
+    epochs are unreplayable, not final."""
+    src, run_id, profile = week_run
+    uri = f"{src}/runs/{run_id}"
+    ls, state, t0 = LocalStore(src), tmp_path / "verifier", 1_900_000_000.0
+    report = pipeline.verify.verify_run(ls, run_id, now=t0, state=state)
+    assert [e.status for e in report.epochs] == ["proven"]
+    report = pipeline.verify.verify_run(ls, run_id, now=t0 + WEEK, state=state)
+    assert [e.status for e in report.epochs] == ["unreplayable"]
+    replayable = next(c for c in report.checks if c.name == "replayable")
+    assert not replayable.ok and f"differs in torch_version ({FAKE_TORCH!r})" in replayable.detail
+    code, doc, err = _verify(capsys, src, run_id)
+    assert code == 1 and set(_failed(doc)) == {("run", "replayable")}
+    assert [e["status"] for e in doc["epochs"]] == ["proven"]  # a week is not over yet
+    assert len(err) == 1 and "--replayable-profile" in err[0]
+    assert main(["status", uri]) == 1
+    err = capsys.readouterr().err
+    assert "replayable" in err and "cannot be replayed" in err
+    # A verifier that declares it can replay that profile (say, a machine that has that torch).
+    path = tmp_path / "profiles.json"
+    path.write_text(json.dumps([profile]))
+    code = main(["verify", uri, "--json", "--replayable-profile", str(path)])
+    assert code == 0 and json.loads(capsys.readouterr().out)["ok"]
+    report = pipeline.verify.verify_run(
+        ls, run_id, now=t0 + WEEK, state=state,
+        replayable=[DeterminismProfile.model_validate(profile)],
+    )
+    assert report.ok and [e.status for e in report.epochs] == ["final"]
+
+
+def test_the_run_as_made_is_replayable_here(tiny_run, capsys):
+    code, doc, _ = _verify(capsys, tiny_run[0], tiny_run[1])
+    assert code == 0
+    replayable = next(c for c in doc["checks"] if c["name"] == "replayable")
+    assert replayable["ok"] and "replayable by this machine" in replayable["detail"]
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [(None, "cannot read"), ("{", "not JSON"),
+     ('{"torch_version": 1}', "not a determinism profile")],
+)
+def test_a_bad_replayable_profile_file_is_a_usage_error(tiny_run, tmp_path, capsys, content, words):
+    path = tmp_path / "profile.json"
+    if content is not None:
+        path.write_text(content)
+    assert main(["verify", tiny_run[2], "--replayable-profile", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert f"--replayable-profile {path}: {words}" in err
+
+
+def test_a_receipt_entry_must_name_its_claim_by_the_tagged_digest(tiny_run, tmp_path, capsys):
+    """PROTOCOL.md §9: the ledger refers to a claim by H("veritrain/claim/v1", claim bytes)."""
+    src, run_id, _ = tiny_run
+    store = _copy(src, tmp_path)
+    ls = LocalStore(store)
+    _, entries = open_ledger(ls, Manifest.load(ls, run_id))
+    claims = {e: claim_of(x) for e, x in epoch_entries(entries).items()}
+    for _, doc in _entries(store, run_id):
+        if doc["kind"] == "receipt":
+            assert doc["body"]["claim_digest"] == claim_digest(claims[doc["body"]["epoch"]])
+
+    def plain(kind: str, body: dict) -> dict:
+        if kind != "receipt" or body["epoch"] != 1:
+            return body
+        return {**body, "claim_digest": sha256_hex(claims[1].to_bytes())}
+
+    _resign(store, run_id, plain)
+    code, doc, _ = _verify(capsys, store, run_id)
+    assert code == 1 and set(_failed(doc)) == {(1, "receipt")}
+    assert "claim_digest is not the claim's digest" in _failed(doc)[(1, "receipt")]

@@ -789,6 +789,17 @@ def test_native_claim_roundtrip(native, index):
     assert native.encode_claim(d) == data
 
 
+@pytest.mark.parametrize("index", range(len(CLAIMS)), ids=_epoch_id)
+def test_native_pipeline_claim_digest(native, index):
+    """The claim digest a receipt entry carries is the tagged one rust/core generated."""
+    from pipeline.run import claim_digest
+    from prover import EpochClaim
+
+    claim = EpochClaim.from_bytes(unhex(CLAIMS[index]["bytes"]))
+    assert claim_digest(claim) == CLAIMS[index]["digest"]
+    assert claim_digest(claim) != hashlib.sha256(claim.to_bytes()).hexdigest()
+
+
 @pytest.mark.parametrize("case", VECTORS["merkle"], ids=_merkle_id)
 def test_native_merkle_root(native, case):
     assert native.merkle_root([unhex(x) for x in case["leaves"]]).hex() == case["root"]
