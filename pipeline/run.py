@@ -17,7 +17,6 @@ from prover import EpochClaim, _native
 OPTIMIZER_TAG = b"veritrain/optimizer/v1\x00"
 # rust/core's hash::tag::CLAIM, the one rule for how the ledger names a claim (PROTOCOL.md §9);
 # tests/test_vectors.py checks claim_digest against the claim digests rust/core generated.
-CLAIM_TAG = b"veritrain/claim/v1\x00"
 MANIFEST_TAG = b"veritrain/manifest/v1\x00"
 
 
@@ -41,7 +40,7 @@ def sha256_hex(data: bytes) -> str:
 
 def claim_digest(claim: EpochClaim) -> str:
     """``H("veritrain/claim/v1", claim bytes)`` in hex: a receipt entry's ``claim_digest``."""
-    return hashlib.sha256(CLAIM_TAG + claim.to_bytes()).hexdigest()
+    return _native.claim_digest(claim.to_bytes()).hex()
 
 
 def manifest_digest(doc: dict[str, Any]) -> bytes:

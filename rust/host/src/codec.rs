@@ -232,6 +232,13 @@ fn decode_claim<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict
     claim_to(py, &c)
 }
 
+/// `H("veritrain/claim/v1", claim bytes)`: how a receipt's ledger entry names its claim.
+#[pyfunction]
+fn claim_digest<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let c = EpochClaim::decode(data).map_err(|e| EncodingError::new_err(e.to_string()))?;
+    Ok(PyBytes::new(py, &c.digest::<Sha2>()))
+}
+
 /// Builds the guest's input bytes from a claim, the previous epoch's claim (or None) and the
 /// epoch's encoded records.
 #[pyfunction]
@@ -331,6 +338,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(schedule_lr, m)?)?;
     m.add_function(wrap_pyfunction!(py_hparams_digest, m)?)?;
     m.add_function(wrap_pyfunction!(encode_record, m)?)?;
+    m.add_function(wrap_pyfunction!(claim_digest, m)?)?;
     m.add_function(wrap_pyfunction!(decode_record, m)?)?;
     m.add_function(wrap_pyfunction!(record_hash, m)?)?;
     m.add_function(wrap_pyfunction!(encode_claim, m)?)?;
