@@ -82,6 +82,13 @@ def _load_file(path: Path) -> Dataset:
             x, y = t["x"], t["y"]
         else:
             raise SpecError(f"{path}: dataset files are .npz or .safetensors")
-    except (OSError, KeyError, ValueError) as e:
-        raise SpecError(f"{path}: cannot load the dataset: {e}") from None
+    except SpecError:
+        raise
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read the dataset: {e.strerror or e}") from None
+    except KeyError as e:
+        raise SpecError(f"{path}: the dataset has no array {e}; it needs x and y") from None
+    except Exception as e:  # noqa: BLE001 - a malformed file can fail its parser in any way
+        detail = " ".join(str(e).split())
+        raise SpecError(f"{path}: not a dataset file: {type(e).__name__}: {detail}") from None
     return _checked(np.asarray(x), np.asarray(y), str(path))
