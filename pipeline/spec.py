@@ -119,19 +119,19 @@ def _describe(e: ValidationError) -> str:
     return f"{loc}: {err['msg']}{more}"
 
 
-def check_sizes(spec: RunSpec, dataset_len: int, source: str = "spec") -> None:
+def check_sizes(spec: RunSpec, dataset_len: int) -> None:
     """The limits that need the dataset's length: the batch fits the dataset, the dataset fits the
     protocol's u32 length, and every step number of the run fits its u64 field."""
     if dataset_len > U32_MAX:
-        raise SpecError(f"{source}: dataset: {dataset_len} samples, more than the protocol's "
-                        f"{U32_MAX}")
+        raise SpecError(f"dataset: {dataset_len} samples, more than the protocol's {U32_MAX}")
     if spec.batch_size > dataset_len:
-        raise SpecError(f"{source}: batch_size: {spec.batch_size} is more than the dataset's "
-                        f"{dataset_len} samples")
+        raise SpecError(
+            f"batch_size: {spec.batch_size} is more than the dataset's {dataset_len} samples"
+        )
     steps = spec.epochs * _native.steps_per_epoch(dataset_len, spec.batch_size)
     if steps > U64_MAX:
-        raise SpecError(f"{source}: epochs: {spec.epochs} epochs make {steps} steps, more than a "
-                        f"step number (u64) can hold")
+        raise SpecError(f"epochs: {spec.epochs} epochs make {steps} steps, more than a step "
+                        "number (u64) can hold")
 
 
 def parse_spec(data: Any, source: str = "spec") -> RunSpec:
