@@ -34,9 +34,8 @@ def cmd_run(args) -> int:
     from flows.training import train_flow
 
     process.quiet_known_errors()
-    process.start_prefect_api(stopper)
     started = time.perf_counter()
-    with progress.bars():
+    with process.prefect_api(stopper), progress.bars():
         uri = train_flow(plan.spec.model_dump(mode="json"), plan.store_uri, plan.run_id)
     code = EXIT_OK
     if args.verify:

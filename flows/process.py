@@ -87,30 +87,43 @@ class Stopper:
                 signal.signal(s, handler)
 
 
-def start_prefect_api(stopper: Stopper) -> None:
-    """Starts Prefect's ephemeral API server (when no PREFECT_API_URL is set) with a bounded wait,
-    so a busy machine gets a clear error and not a stack trace from deep inside the flow. The flow
-    then finds the server running: Prefect keeps one ephemeral server per process."""
+@contextlib.contextmanager
+def prefect_api(stopper: Stopper) -> Iterator[None]:
+    """Prefect's ephemeral API server (when no PREFECT_API_URL is set) for the block, started with
+    a bounded wait, so a busy machine gets a clear error and not a stack trace from deep inside
+    the flow. The flow finds the server running: Prefect keeps one ephemeral server per process.
+    It is stopped when the block ends, so that its log line comes before the command's last."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     from pipeline.errors import StorageError
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        yield
         return
     server = SubprocessASGIServer()
     stopper.server = server
-    with stopper.unblocked():
-        try:
-            server.start()
-        except RuntimeError as e:
-            timeout = os.environ.get(STARTUP_TIMEOUT_ENV)
-            reason = str(e).split(" stdout:")[0]
-            raise StorageError(
-                f"the ephemeral Prefect API server did not start ({reason}); wait longer with "
-                f"{STARTUP_TIMEOUT_ENV} (now {timeout}) or point PREFECT_API_URL at a running "
-                "Prefect server"
-            ) from None
+    try:
+        with stopper.unblocked():
+            try:
+                server.start()
+            except RuntimeError as e:
+                reason = str(e).split(" stdout:")[0]
+                raise StorageError(
+                    f"the ephemeral Prefect API server did not start ({reason}); wait longer "
+                    f"with {STARTUP_TIMEOUT_ENV} (now {os.environ.get(STARTUP_TIMEOUT_ENV)}) or "
+                    "point PREFECT_API_URL at a running Prefect server"
+                ) from None
+        yield
+    finally:
+        # Logs and events still queued for the server go first, or their senders complain on
+        # stderr after the command's last line.
+        for worker in (APILogWorker, EventsWorker):
+            with contextlib.suppress(Exception):
+                worker.drain_all(timeout=5)
+        server.stop()
 
 
 class _KnownErrors(logging.Filter):
