@@ -12,10 +12,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pipeline.data import load_dataset
 from pipeline.errors import SpecError
 from pipeline.models import parameter_bytes
 from pipeline.run import Manifest, default_run_id, keys
-from pipeline.spec import RunSpec, load_spec
+from pipeline.spec import RunSpec, check_sizes, load_spec
 from pipeline.store import Store, check_run_id, check_store_uri, open_store
 from pipeline.train import _setup, check_resumable
 
@@ -62,12 +63,11 @@ def _available_memory() -> int | None:
 def _dry_run(spec: RunSpec) -> None:
     """Builds what training builds and runs one batch forward, so that a model that cannot be
     imported, called, allocated or fed the dataset fails here and not in the flow."""
-    from pipeline.data import load_dataset
-
     try:
         dataset = load_dataset(spec.dataset)
     except MemoryError:
         raise SpecError("dataset: too large to generate in this machine's memory") from None
+    check_sizes(spec, len(dataset))
     # Parameters, their gradients and the optimizer's per-parameter state are resident at once.
     slots = 2 if spec.optimizer.kind == "adam" else int(spec.optimizer.momentum > 0)
     size = parameter_bytes(spec.model, dataset.in_features, dataset.classes)
@@ -79,8 +79,8 @@ def _dry_run(spec: RunSpec) -> None:
             f"{size * (2 + slots) / gib:.1f} GiB to train (parameters, gradients, optimizer "
             f"state); this machine has {available / gib:.1f} GiB available"
         )
-    _profile, dataset, model, _optimizer = _setup(spec)
-    batch = min(spec.batch_size, len(dataset))
+    _profile, dataset, model, _optimizer = _setup(spec, dataset)
+    batch = spec.batch_size
     x = torch.from_numpy(dataset.x[:batch])
     y = torch.from_numpy(dataset.y[:batch])
     try:

@@ -99,10 +99,13 @@ class Trainer:
         return self.ledger.append(self.key, kind, body, self.entries, tolerate=frozenset({"receipt"}))
 
 
-def _setup(spec: RunSpec) -> tuple[DeterminismProfile, Dataset, torch.nn.Module, torch.optim.Optimizer]:
+def _setup(
+    spec: RunSpec, dataset: Dataset | None = None
+) -> tuple[DeterminismProfile, Dataset, torch.nn.Module, torch.optim.Optimizer]:
+    """Everything training builds from the spec; ``dataset`` if the caller loaded it already."""
     profile = DeterminismProfile.current(spec.threads)
     profile.apply()
-    dataset = load_dataset(spec.dataset)
+    dataset = dataset if dataset is not None else load_dataset(spec.dataset)
     check_sizes(spec, len(dataset))
     torch.manual_seed(spec.seed)
     model = build_model(spec.model, dataset.in_features, dataset.classes)
