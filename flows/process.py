@@ -50,9 +50,6 @@ class Stopper:
     def stop(self, signum: int) -> None:
         from pipeline.store import stop_writes
 
-        name = signal.Signals(signum).name
-        print(f"veritrain: stopped by {name}; rerun the same command to resume",
-              file=sys.stderr, flush=True)
         stop_writes(WRITES_GRACE_SECONDS)
         self._kill_server()
         with contextlib.suppress(Exception):
@@ -60,8 +57,10 @@ class Stopper:
 
             bar = progress.current()
             if bar is not None:
-                bar.stop()  # gives the terminal its cursor back
-        sys.stderr.flush()
+                bar.stop()  # the last frame stays, the cursor comes back, the line below is ours
+        name = signal.Signals(signum).name
+        print(f"veritrain: stopped by {name}; rerun the same command to resume",
+              file=sys.stderr, flush=True)
         os._exit(EXIT_SIGNAL[signum])
 
     def _kill_server(self) -> None:
