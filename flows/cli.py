@@ -1,5 +1,6 @@
 """The ``veritrain`` command. Exit codes: 0 ok, 1 verification failed, 2 usage or bad spec,
-3 storage or environment error. Logs and progress go to stderr; results to stdout."""
+3 storage or environment error; ``run`` stopped by SIGINT 130, by SIGTERM 143. Logs and progress
+go to stderr; results to stdout."""
 
 from __future__ import annotations
 
@@ -19,16 +20,23 @@ def _err(msg: str) -> None:
 
 
 def cmd_run(args) -> int:
+    """Checks everything it can (pipeline/preflight.py) before it starts the Prefect API server and
+    the flow; stops on SIGINT or SIGTERM with exit code 130 or 143 (flows/process.py)."""
+    from flows import process
+
+    stopper = process.Stopper()
+    stopper.start()  # first: every thread started from here on inherits the blocked signals
+    process.configure_prefect()
+    from pipeline.preflight import preflight
+
+    plan = preflight(args.spec, args.store, args.run_id)
     from flows import progress
     from flows.training import train_flow
-    from pipeline.run import check_run_id, default_run_id
-    from pipeline.spec import load_spec
 
-    spec = load_spec(args.spec)
-    run_id = check_run_id(args.run_id) if args.run_id else default_run_id(spec)
+    process.quiet_known_errors()
     started = time.perf_counter()
-    with progress.bars():
-        uri = train_flow(spec.model_dump(mode="json"), args.store or spec.store, run_id)
+    with process.prefect_api(stopper), progress.bars():
+        uri = train_flow(plan.spec.model_dump(mode="json"), plan.store_uri, plan.run_id)
     code = EXIT_OK
     if args.verify:
         from pipeline.verify import verify_run
@@ -50,8 +58,8 @@ def cmd_run(args) -> int:
 def _open_run(uri: str):
     from pipeline.store import open_store, split_run_uri
 
-    store_uri, run_id = split_run_uri(uri)
-    return open_store(store_uri), run_id
+    store_uri, run_id = split_run_uri(uri, "RUN_URI")
+    return open_store(store_uri, "RUN_URI"), run_id
 
 
 def _replayable(args):
@@ -196,7 +204,7 @@ def cmd_demo(args) -> int:
     from prover import verify_receipt
 
     spec = Path(__file__).resolve().parent.parent / "examples" / "tiny.yaml"
-    store_dir = args.store or tempfile.mkdtemp(prefix="veritrain-demo-")
+    store_dir = args.store if args.store is not None else tempfile.mkdtemp(prefix="veritrain-demo-")
     ns = argparse.Namespace(spec=str(spec), store=store_dir, run_id=None, verify=False)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -271,10 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="train a spec with per-step commitments and epoch receipts")
     r.add_argument("spec")
-    r.add_argument("--store", help="local folder (default: the spec's store)")
+    r.add_argument(
+        "--store", help="local folder or s3://bucket[/prefix] (default: the spec's store)"
+    )
     r.add_argument(
         "--run-id",
-        help="1-32 of [A-Za-z0-9._-] (default: derived from the spec); rerunning resumes the run",
+        help="1-32 of [A-Za-z0-9._-], not . or .. (default: derived from the spec); rerunning "
+        "resumes the run",
     )
     r.add_argument("--verify", action="store_true", help="verify the run when it is done")
     r.set_defaults(fn=cmd_run)

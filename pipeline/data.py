@@ -74,14 +74,21 @@ def _load_file(path: Path) -> Dataset:
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as f:
-                x, y = f["x"], f["y"]
+                arrays = {name: f[name] for name in ("x", "y") if name in f.files}
         elif path.suffix == ".safetensors":
             from safetensors.numpy import load_file
 
-            t = load_file(str(path))
-            x, y = t["x"], t["y"]
+            arrays = load_file(str(path))
         else:
             raise SpecError(f"{path}: dataset files are .npz or .safetensors")
-    except (OSError, KeyError, ValueError) as e:
-        raise SpecError(f"{path}: cannot load the dataset: {e}") from None
-    return _checked(np.asarray(x), np.asarray(y), str(path))
+    except SpecError:
+        raise
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read the dataset: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 - a malformed file can fail its parser in any way
+        detail = " ".join(str(e).split())
+        raise SpecError(f"{path}: not a dataset file: {type(e).__name__}: {detail}") from None
+    for name in ("x", "y"):
+        if name not in arrays:
+            raise SpecError(f"{path}: no array {name!r}; a dataset file holds arrays x and y")
+    return _checked(np.asarray(arrays["x"]), np.asarray(arrays["y"]), str(path))

@@ -12,20 +12,12 @@ from pipeline.errors import IntegrityError, SpecError
 from pipeline.ledger import Entry, Ledger, canonical_json
 from pipeline.spec import RunSpec, parse_spec
 from pipeline.store import NotFoundError, Store
-from prover import EpochClaim, _native
+from prover import EpochClaim
 
 OPTIMIZER_TAG = b"veritrain/optimizer/v1\x00"
 # rust/core's hash::tag::CLAIM, the one rule for how the ledger names a claim (PROTOCOL.md §9);
 # tests/test_vectors.py checks claim_digest against the claim digests rust/core generated.
 MANIFEST_TAG = b"veritrain/manifest/v1\x00"
-
-
-def check_run_id(run_id: str) -> str:
-    """Raises SpecError unless ``run_id`` is 1-32 of [A-Za-z0-9._-] (the core's rule)."""
-    try:
-        return _native.check_run_id(run_id)
-    except ValueError as e:
-        raise SpecError(f"--run-id: {e}") from None
 
 
 def default_run_id(spec: RunSpec) -> str:

@@ -42,8 +42,8 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from pipeline.errors import ConflictError, StorageError
-from pipeline.store import NotFoundError
+from pipeline.errors import ConflictError, StorageError, UsageError
+from pipeline.store import S3_SCHEME, NotFoundError, check_store_uri, writing
 
 # Objects above this size go by multipart upload, in parts of this size (S3's minimum part is
 # 5 MiB; 16 MiB keeps a 1 GB checkpoint at ~64 parts, far below the 10 000-part limit).
@@ -97,11 +97,10 @@ class S3Store:
     """``s3://bucket[/prefix]``; keys live under the prefix. Thread-safe (boto3 clients are)."""
 
     def __init__(self, uri: str, client: Any = None):
-        if not uri.startswith("s3://"):
-            raise StorageError(f"{uri}: an S3 store URI looks like s3://bucket[/prefix]")
-        bucket, _, prefix = uri.removeprefix("s3://").strip("/").partition("/")
-        if not bucket:
-            raise StorageError(f"{uri}: an S3 store URI looks like s3://bucket[/prefix]")
+        if not uri.startswith(S3_SCHEME):
+            raise UsageError(f"store {uri!r}: an S3 store URI looks like s3://bucket[/prefix]")
+        check_store_uri(uri, "store")
+        bucket, _, prefix = uri.removeprefix(S3_SCHEME).strip("/").partition("/")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
@@ -208,8 +207,11 @@ class S3Store:
 
     def create(self, key: str, data: bytes) -> None:
         obj = self._object(key)
+        with writing():
+            self._create(obj, bytes(data))
+
+    def _create(self, obj: str, data: bytes) -> None:
         where = self._obj_uri(obj)
-        data = bytes(data)
         lock = self._lock_args(where)
         for attempt in range(6):
             try:
@@ -361,6 +363,15 @@ class S3Store:
         except (BotoCoreError, ClientError) as e:
             raise self._error(self._obj_uri(obj), e, "stat") from None
         return None if head is None else head["LastModified"].timestamp()
+
+    def probe(self) -> None:
+        # One LIST of at most one key: it needs the endpoint, the credentials and the bucket,
+        # and (unlike HeadBucket, whose 404 has no error code) names which one failed.
+        where = self._obj_uri(f"{self.prefix}/" if self.prefix else "")
+        try:
+            self._s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+        except (BotoCoreError, ClientError) as e:
+            raise self._error(where, e, "list") from None
 
     def list(self, prefix: str) -> list[str]:
         # As LocalStore: the prefix names a folder, so "runs/a" lists runs/a/... and not runs/ab/...

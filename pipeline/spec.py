@@ -7,14 +7,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import SpecError
+from pipeline.store import store_uri_problem
+from prover import _native
 from prover.models import Schedule
+
+# Field widths of the protocol (PROTOCOL.md): epochs, steps and the sampler seed are u64; the
+# dataset length is at most u32::MAX (the guest indexes samples with 32-bit words), so the batch
+# size, which may not exceed it, is too.
+U64_MAX = 2**64 - 1
+U32_MAX = 2**32 - 1
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MlpModel(_Strict):
@@ -50,7 +58,7 @@ class SyntheticDataset(_Strict):
     samples: Annotated[int, Field(gt=0, le=1_000_000)] = 64
     features: Annotated[int, Field(gt=0)] = 16
     classes: Annotated[int, Field(ge=2)] = 4
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0)] = 0
 
 
 class FileDataset(_Strict):
@@ -83,14 +91,22 @@ class RunSpec(_Strict):
     optimizer: Annotated[SgdOptimizer | AdamOptimizer, Field(discriminator="kind")] = SgdOptimizer()
     schedule: Schedule = Schedule(kind="constant", base_lr=0.05)
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
-    epochs: Annotated[int, Field(gt=0)] = 1
-    batch_size: Annotated[int, Field(gt=0)] = 32
-    state_every: Annotated[int, Field(gt=0)] = 100
-    checkpoint_every: Annotated[int, Field(gt=0)] = 100
-    finalize_every: Annotated[int, Field(ge=0)] = 1
+    epochs: Annotated[int, Field(gt=0, le=U64_MAX)] = 1
+    batch_size: Annotated[int, Field(gt=0, le=U32_MAX)] = 32
+    state_every: Annotated[int, Field(gt=0, le=U64_MAX)] = 100
+    checkpoint_every: Annotated[int, Field(gt=0, le=U64_MAX)] = 100
+    finalize_every: Annotated[int, Field(ge=0, le=U64_MAX)] = 1
     challenge_window: Annotated[float, Field(ge=0)] = 7 * 24 * 3600.0
     threads: Annotated[int, Field(gt=0)] = 1
     store: str = "./veritrain-store"
+
+    @field_validator("store")
+    @classmethod
+    def _store_uri(cls, v: str) -> str:
+        problem = store_uri_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -101,6 +117,21 @@ def _describe(e: ValidationError) -> str:
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
     return f"{loc}: {err['msg']}{more}"
+
+
+def check_sizes(spec: RunSpec, dataset_len: int) -> None:
+    """The limits that need the dataset's length: the batch fits the dataset, the dataset fits the
+    protocol's u32 length, and every step number of the run fits its u64 field."""
+    if dataset_len > U32_MAX:
+        raise SpecError(f"dataset: {dataset_len} samples, more than the protocol's {U32_MAX}")
+    if spec.batch_size > dataset_len:
+        raise SpecError(
+            f"batch_size: {spec.batch_size} is more than the dataset's {dataset_len} samples"
+        )
+    steps = spec.epochs * _native.steps_per_epoch(dataset_len, spec.batch_size)
+    if steps > U64_MAX:
+        raise SpecError(f"epochs: {spec.epochs} epochs make {steps} steps, more than a step "
+                        "number (u64) can hold")
 
 
 def parse_spec(data: Any, source: str = "spec") -> RunSpec:
@@ -116,9 +147,15 @@ def load_spec(path: str | Path) -> RunSpec:
     """Loads a spec from YAML (or JSON, which is YAML). Raises SpecError naming file and key."""
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as e:
         raise SpecError(f"{p}: cannot read the spec: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(
+            f"{p}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -41,7 +41,7 @@ from pipeline.run import (
     records_key,
     sha256_hex,
 )
-from pipeline.spec import RunSpec
+from pipeline.spec import RunSpec, check_sizes
 from pipeline.store import Store
 from prover import EpochClaim, _native, check_epoch, epoch_input, image_id
 
@@ -100,16 +100,36 @@ class Trainer:
         return self.ledger.append(self.key, kind, body, self.entries, tolerate=frozenset({"receipt"}))
 
 
-def _setup(spec: RunSpec) -> tuple[DeterminismProfile, Dataset, torch.nn.Module, torch.optim.Optimizer]:
+def _setup(
+    spec: RunSpec, dataset: Dataset | None = None
+) -> tuple[DeterminismProfile, Dataset, torch.nn.Module, torch.optim.Optimizer]:
+    """Everything training builds from the spec; ``dataset`` if the caller loaded it already."""
     profile = DeterminismProfile.current(spec.threads)
     profile.apply()
-    dataset = load_dataset(spec.dataset)
-    if spec.batch_size > len(dataset):
-        raise SpecError(f"batch_size: {spec.batch_size} is more than the dataset's {len(dataset)} samples")
+    dataset = dataset if dataset is not None else load_dataset(spec.dataset)
+    check_sizes(spec, len(dataset))
     torch.manual_seed(spec.seed)
     model = build_model(spec.model, dataset.in_features, dataset.classes)
     optimizer = build_optimizer(spec.optimizer, model.parameters())
     return profile, dataset, model, optimizer
+
+
+def check_resumable(manifest: Manifest, spec: RunSpec) -> None:
+    """Raises unless this environment may continue the run: same spec, same determinism profile,
+    same guest."""
+    mkey = keys(manifest.run_id)["manifest"]
+    if manifest.spec != spec:
+        raise SpecError(
+            f"{mkey}: run {manifest.run_id} exists with another spec; use a new run id"
+        )
+    DeterminismProfile.current(spec.threads).require_same(
+        DeterminismProfile.model_validate(manifest.doc["determinism"])
+    )
+    if manifest.image_id != image_id():
+        raise IntegrityError(
+            f"{mkey}: run pins guest image id {manifest.image_id.hex()}, "
+            f"this build has {image_id().hex()}"
+        )
 
 
 def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
@@ -143,15 +163,7 @@ def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
     if not entries:
         ledger.append(key, "run", {"manifest_sha256": sha256_hex(manifest.raw)}, entries)
     ledger, entries = open_ledger(store, manifest)
-    if manifest.spec != spec:
-        raise SpecError(f"{mkey}: run {run_id} exists with another spec; use a new run id")
-    DeterminismProfile.current(spec.threads).require_same(
-        DeterminismProfile.model_validate(manifest.doc["determinism"])
-    )
-    if manifest.image_id != image_id():
-        raise IntegrityError(
-            f"{mkey}: run pins guest image id {manifest.image_id.hex()}, this build has {image_id().hex()}"
-        )
+    check_resumable(manifest, spec)
     t = Trainer(spec, store, manifest, ledger, entries, dataset, model, optimizer, key)
     if not any(e.kind == "checkpoint" for e in entries):
         tensors = st.state_tensors(model, optimizer, 0, manifest.digest)

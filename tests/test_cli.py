@@ -66,7 +66,7 @@ def test_exit_codes_for_bad_input(tmp_path):
     r = veritrain("verify", str(tmp_path / "nowhere" / "runs" / "x"))
     assert r.returncode == 3 and "no such object" in r.stderr
     r = veritrain("verify", "not-a-run-uri")
-    assert r.returncode == 3 and "runs/<run_id>" in r.stderr
+    assert r.returncode == 2 and "runs/<run_id>" in r.stderr
     assert veritrain("verify").returncode == 2
 
 

@@ -14,7 +14,8 @@ import pytest
 import s3servers
 from s3servers import S3Server, closed_port, set_s3_env
 
-from pipeline.errors import ConflictError, StorageError
+from pipeline import store as store_module
+from pipeline.errors import ConflictError, StorageError, UsageError
 from pipeline.s3store import MULTIPART_THRESHOLD, S3Store
 from pipeline.store import LocalStore, NotFoundError, Store, open_store
 
@@ -85,6 +86,42 @@ def test_create_with_other_bytes_conflicts_and_keeps_the_original(store):
     if isinstance(store, S3Store):
         assert f"{store.uri}/runs/r1/ledger/000000000000.json" in str(e.value)
     assert store.read("runs/r1/ledger/000000000000.json") == b"first"
+
+
+def test_probe_of_a_new_store_passes_and_writes_nothing(store):
+    store.probe()
+    assert store.list("") == []
+    if isinstance(store, LocalStore):
+        assert not store.root.exists()
+
+
+def test_stopping_waits_for_creates_under_way_and_blocks_new_ones(store, monkeypatch):
+    """What a stopping `veritrain run` relies on (flows/process.py): stop_writes waits for the
+    creates in flight, then no create of any store starts."""
+    monkeypatch.setattr(store_module, "_stopping", False)
+    held, release = threading.Event(), threading.Event()
+
+    def in_flight() -> None:
+        with store_module.writing():
+            held.set()
+            release.wait(30)
+
+    first = threading.Thread(target=in_flight)
+    first.start()
+    assert held.wait(30)
+    assert not store_module.stop_writes(0.2)  # still under way
+    release.set()
+    assert store_module.stop_writes(30)
+    first.join(30)
+    blocked = threading.Thread(target=store.create, args=("runs/r1/b", b"b"), daemon=True)
+    blocked.start()
+    blocked.join(1)
+    assert blocked.is_alive() and not store.exists("runs/r1/b")
+    with store_module._writes:  # let it go, so it does not outlive the test
+        store_module._stopping = False
+        store_module._writes.notify_all()
+    blocked.join(30)
+    assert store.read("runs/r1/b") == b"b"
 
 
 def test_read_missing_is_not_found(store):
@@ -219,8 +256,9 @@ def test_open_store_parses_s3_uris(monkeypatch):
     ]:
         s = open_store(uri)
         assert (s.bucket, s.prefix, s.uri) == (bucket, prefix, norm)
-    with pytest.raises(StorageError):
-        open_store("s3://")
+    for bad in ("s3://", "s3:///x", "s3://b//x", "file:///x", "gs://b"):
+        with pytest.raises(UsageError, match="--store"):
+            open_store(bad, "--store")
 
 
 def test_store_without_prefix(moto_s3, monkeypatch):
@@ -363,3 +401,16 @@ def test_server_killed_mid_use_then_restarted(s3s_fs_own, monkeypatch):
     store.create(big_key, big)  # the resumed run re-creates it (or finds it already there)
     assert store.read(big_key) == big
     assert os.listdir(server.root)  # the data really is on disk, not in memory
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_local_objects_honour_the_umask(tmp_path, umask, mode):
+    """An auditor's account on a shared folder reads what the trainer wrote, as the umask allows
+    (mkstemp alone would make every object 0600)."""
+    old = os.umask(umask)
+    try:
+        store = LocalStore(tmp_path / "store")
+        store.create("runs/r1/run.json", b"{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "store" / "runs" / "r1" / "run.json").stat().st_mode & 0o777 == mode

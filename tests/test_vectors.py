@@ -79,8 +79,9 @@ RUN_ID_CHARS = frozenset(
 
 def encode_run_id(run_id: str) -> bytes:
     raw = run_id.encode("utf-8")
-    if not 1 <= len(raw) <= RUN_ID_LEN or not set(raw) <= RUN_ID_CHARS:
-        raise ValueError(f"run id {run_id!r} is not 1-32 characters of [A-Za-z0-9._-]")
+    if not 1 <= len(raw) <= RUN_ID_LEN or not set(raw) <= RUN_ID_CHARS or raw in (b".", b".."):
+        raise ValueError(f"run id {run_id!r} is not 1-32 characters of [A-Za-z0-9._-], "
+                         "other than . and ..")
     return raw.ljust(RUN_ID_LEN, b"\x00")
 
 
@@ -559,6 +560,8 @@ RECORD_MUTATIONS = {
     "run-id-bad-char": (8, b"vector/run"),
     "run-id-byte-after-padding": (39, b"x"),
     "run-id-non-ascii": (8, "vectör".encode()),
+    "run-id-dot": (8, b".".ljust(32, b"\x00")),
+    "run-id-dot-dot": (8, b"..".ljust(32, b"\x00")),
 }
 
 

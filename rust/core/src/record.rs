@@ -273,15 +273,22 @@ impl core::fmt::Display for DecodeError {
             Self::Version(v) => write!(f, "unsupported protocol version {v}"),
             Self::Flags(v) => write!(f, "unknown flag bits {v:#x}"),
             Self::NonCanonical => write!(f, "state digest set without its flag"),
-            Self::RunId => write!(f, "run id is not 1-32 characters of [A-Za-z0-9._-]"),
+            Self::RunId => write!(
+                f,
+                "run id is not 1-32 characters of [A-Za-z0-9._-], other than . and .."
+            ),
         }
     }
 }
 
-/// A run id is 1 to 32 characters of `[A-Za-z0-9._-]`, NUL-padded to 32 bytes.
+/// A run id is 1 to 32 characters of `[A-Za-z0-9._-]`, NUL-padded to 32 bytes. `.` and `..` are
+/// not run ids: a run lives under the store key `runs/<run_id>/`, where they would name the
+/// runs folder itself or the store's parent.
 pub fn encode_run_id(run_id: &str) -> Result<[u8; RUN_ID_LEN], DecodeError> {
     let b = run_id.as_bytes();
     let ok = !b.is_empty()
+        && b != b"."
+        && b != b".."
         && b.len() <= RUN_ID_LEN
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));

@@ -182,6 +182,24 @@ fn record_slots_hold_the_hash_message() {
 }
 
 #[test]
+fn run_id_rule() {
+    use veritrain_core::record::{decode_run_id, encode_run_id};
+    for ok in ["a", "run-1", "A.b_c-9", "...", ".hidden", &"x".repeat(32)] {
+        let raw = encode_run_id(ok).unwrap();
+        assert_eq!(decode_run_id(&raw).unwrap(), ok);
+    }
+    for bad in ["", ".", "..", "a/b", "a b", "vectör", &"x".repeat(33)] {
+        assert!(encode_run_id(bad).is_err(), "{bad:?}");
+    }
+    // Decoding applies the same rule: "." and ".." padded with NUL are refused.
+    for bad in [&b"."[..], &b".."[..]] {
+        let mut raw = [0u8; 32];
+        raw[..bad.len()].copy_from_slice(bad);
+        assert!(decode_run_id(&raw).is_err());
+    }
+}
+
+#[test]
 fn merkle_shapes() {
     let l: Vec<_> = (0..5u8).map(|i| d(&i.to_string())).collect();
     fn n(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {

@@ -1,0 +1,249 @@
+"""Bad input to the command line, one row each: the spec, the flags, the URIs. Every row runs the
+real command in its own process and expects the documented exit code (2 usage or bad spec,
+3 storage or environment), one line on stderr with the given words, no traceback, and, for
+`run`, nothing written and nothing started (the checks come before the Prefect server)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from conftest import ROOT
+from s3servers import closed_port, moto_s3, set_s3_env  # noqa: F401 - fixture
+
+# Trains in well under a second; each row changes what it tests.
+SPEC: dict[str, Any] = {
+    "model": {"kind": "mlp", "hidden": [8]},
+    "dataset": {"kind": "synthetic", "samples": 64, "features": 16, "classes": 4, "seed": 1},
+    "epochs": 1,
+    "batch_size": 16,
+    "finalize_every": 0,
+    "challenge_window": 0,
+}
+
+# A module for the `import` model kind, on the subprocess's PYTHONPATH.
+FACTORIES = '''
+import torch
+
+def one_arg(n):
+    return torch.nn.Linear(n, 4)
+
+def wrong_width(in_features, classes):
+    return torch.nn.Linear(in_features + 1, classes)
+
+def wrong_output(in_features, classes):
+    return torch.nn.Linear(in_features, classes + 3)
+
+def not_a_module(in_features, classes):
+    return 42
+
+def raises(in_features, classes):
+    raise ValueError("no such layer")
+
+answer = 42
+'''
+BROKEN_MODULE = "raise RuntimeError('import-time failure')\n"
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: tuple[str, ...]
+    code: int
+    words: tuple[str, ...]
+    # For `run`: the spec file's content (a dict patched over SPEC, or raw bytes).
+    spec: dict[str, Any] | bytes = field(default_factory=dict)
+
+
+def run_case(*argv: str) -> tuple[str, ...]:
+    return ("run", "{spec}", "--store", "{store}", *argv)
+
+
+CASES = [
+    # -- the spec --------------------------------------------------------------------------------
+    Case("spec-not-utf8", run_case(), 2, ("{spec}", "not UTF-8", "0xe9"),
+         spec=b"epochs: 1\n# caf\xe9\n"),
+    Case("epochs-beyond-u64", run_case(), 2, ("{spec}", "epochs", "18446744073709551615"),
+         spec={"epochs": 10**30}),
+    Case("steps-beyond-u64", run_case(), 2, ("{spec}", "epochs", "u64"),
+         spec={"epochs": 2**64 - 1}),
+    Case("batch-beyond-u32", run_case(), 2, ("{spec}", "batch_size", "4294967295"),
+         spec={"batch_size": 2**40}),
+    Case("batch-larger-than-dataset", run_case(), 2, ("{spec}", "batch_size", "64 samples"),
+         spec={"batch_size": 100}),
+    Case("infinite-challenge-window", run_case(), 2, ("{spec}", "challenge_window", "finite"),
+         spec={"challenge_window": float("inf")}),
+    Case("negative-dataset-seed", run_case(), 2, ("{spec}", "dataset.synthetic.seed"),
+         spec={"dataset": {"kind": "synthetic", "seed": -1}}),
+    Case("dataset-file-missing", run_case(), 2, ("{spec}", "{tmp}/nowhere.npz", "No such file"),
+         spec={"dataset": {"kind": "file", "path": "{tmp}/nowhere.npz"}}),
+    Case("dataset-file-garbage", run_case(), 2, ("{spec}", "{tmp}/garbage.npz", "not a dataset"),
+         spec={"dataset": {"kind": "file", "path": "{tmp}/garbage.npz"}}),
+    Case("dataset-file-without-y", run_case(), 2, ("{spec}", "{tmp}/only-x.npz", "no array 'y'"),
+         spec={"dataset": {"kind": "file", "path": "{tmp}/only-x.npz"}}),
+    Case("factory-module-missing", run_case(), 2, ("{spec}", "model.factory", "cannot import"),
+         spec={"model": {"kind": "import", "factory": "no_such_module_vt:f"}}),
+    Case("factory-module-raises", run_case(), 2, ("model.factory", "import-time failure"),
+         spec={"model": {"kind": "import", "factory": "vt_broken:f"}}),
+    Case("factory-not-callable", run_case(), 2, ("model.factory", "not callable"),
+         spec={"model": {"kind": "import", "factory": "vt_factories:answer"}}),
+    Case("factory-wrong-signature", run_case(), 2, ("model.factory", "cannot be called as"),
+         spec={"model": {"kind": "import", "factory": "vt_factories:one_arg"}}),
+    Case("factory-bad-kwargs", run_case(), 2, ("model.factory", "cannot be called as", "depth"),
+         spec={"model": {"kind": "import", "factory": "vt_factories:raises",
+                         "kwargs": {"depth": 3}}}),
+    Case("factory-raises", run_case(), 2, ("model.factory", "ValueError", "no such layer"),
+         spec={"model": {"kind": "import", "factory": "vt_factories:raises"}}),
+    Case("factory-returns-no-module", run_case(), 2, ("model.factory", "not a torch Module"),
+         spec={"model": {"kind": "import", "factory": "vt_factories:not_a_module"}}),
+    Case("model-input-width", run_case(), 2, ("{spec}", "forward pass", "shapes"),
+         spec={"model": {"kind": "import", "factory": "vt_factories:wrong_width"}}),
+    Case("model-output-shape", run_case(), 2, ("{spec}", "logits of shape (16, 4)"),
+         spec={"model": {"kind": "import", "factory": "vt_factories:wrong_output"}}),
+    Case("model-too-large", run_case(), 2, ("{spec}", "model", "GiB", "available"),
+         spec={"model": {"kind": "mlp", "hidden": [10**12]}}),
+    Case("spec-store-file-scheme", ("run", "{spec}"), 2, ("{spec}", "store", "file://"),
+         spec={"store": "file://{tmp}/s"}),
+    # -- the flags -------------------------------------------------------------------------------
+    Case("run-id-empty", run_case("--run-id", ""), 2, ("--run-id", "1-32 characters")),
+    Case("run-id-dot", run_case("--run-id", "."), 2, ("--run-id", "other than . and ..")),
+    Case("run-id-dot-dot", run_case("--run-id", ".."), 2, ("--run-id", "other than . and ..")),
+    Case("store-empty", ("run", "{spec}", "--store", ""), 2, ("--store", "empty")),
+    Case("store-s3-no-bucket", ("run", "{spec}", "--store", "s3://"), 2,
+         ("--store", "no bucket name")),
+    Case("store-s3-empty-bucket", ("run", "{spec}", "--store", "s3:///x"), 2,
+         ("--store", "s3:///x", "no bucket name")),
+    Case("store-s3-bad-bucket", ("run", "{spec}", "--store", "s3://a b/x"), 2,
+         ("--store", "bucket name 'a b'")),
+    Case("store-s3-dot-prefix", ("run", "{spec}", "--store", "s3://b/../x"), 2,
+         ("--store", "'..' segment")),
+    Case("store-file-scheme", ("run", "{spec}", "--store", "file://"), 2,
+         ("--store", "unsupported URI scheme file://")),
+    Case("store-gs-scheme", ("run", "{spec}", "--store", "gs://bucket/x"), 2,
+         ("--store", "unsupported URI scheme gs://")),
+    Case("store-http-scheme", ("run", "{spec}", "--store", "http://127.0.0.1:9/x"), 2,
+         ("--store", "unsupported URI scheme http://")),
+    Case("store-is-a-file", ("run", "{spec}", "--store", "{tmp}/a-file/store"), 3,
+         ("{tmp}/a-file", "not a folder")),
+    # -- run URIs of the other commands ----------------------------------------------------------
+    Case("verify-not-a-run-uri", ("verify", "not-a-run-uri"), 2,
+         ("RUN_URI", "<store>/runs/<run_id>")),
+    Case("verify-run-id-dot-dot", ("verify", "{tmp}/runs/.."), 2,
+         ("RUN_URI", "other than . and ..")),
+    Case("verify-s3-empty-bucket", ("verify", "s3:///x/runs/r"), 2,
+         ("RUN_URI", "no bucket name")),
+    Case("verify-file-scheme", ("verify", "file://{tmp}/runs/r"), 2,
+         ("RUN_URI", "unsupported URI scheme file://")),
+    Case("status-gs-scheme", ("status", "gs://b/runs/r"), 2, ("RUN_URI", "gs://")),
+    Case("audit-s3-no-bucket", ("audit", "s3:///runs/r", "--epoch", "0", "--out", "{tmp}/a"), 2,
+         ("RUN_URI", "no bucket name")),
+    Case("challenge-run-id-empty", ("challenge", "{tmp}/runs/"), 2,
+         ("RUN_URI", "<store>/runs/<run_id>")),
+    Case("check-fraud-proof-http", ("check-fraud-proof", "http://h/runs/r", "0" * 32), 2,
+         ("RUN_URI", "http://")),
+    Case("demo-file-scheme", ("demo", "--store", "file://"), 2,
+         ("--store", "unsupported URI scheme file://")),
+    Case("demo-s3-no-bucket", ("demo", "--store", "s3://"), 2, ("--store", "no bucket name")),
+]
+
+
+def _fill(value: str, tmp: Path, spec_path: Path, store: Path) -> str:
+    return value.format(tmp=tmp, spec=spec_path, store=store)
+
+
+def _fill_spec(spec: Any, tmp: Path) -> Any:
+    if isinstance(spec, dict):
+        return {k: _fill_spec(v, tmp) for k, v in spec.items()}
+    return spec.format(tmp=tmp) if isinstance(spec, str) else spec
+
+
+def cli(argv: list[str], tmp: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp / "modules"), str(ROOT)])}
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *argv], cwd=tmp, env=env, capture_output=True,
+        text=True, timeout=timeout, check=False,
+    )
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Path:
+    """Files the rows refer to: factories, a broken module, dataset files, a file in the way."""
+    (tmp_path / "modules").mkdir()
+    (tmp_path / "modules" / "vt_factories.py").write_text(FACTORIES)
+    (tmp_path / "modules" / "vt_broken.py").write_text(BROKEN_MODULE)
+    (tmp_path / "garbage.npz").write_bytes(b"this is not a zip file")
+    np.savez(tmp_path / "only-x.npz", x=np.zeros((8, 4), dtype=np.float32))
+    (tmp_path / "a-file").write_text("in the way")
+    return tmp_path
+
+
+def _one_line_error(r: subprocess.CompletedProcess, code: int, words: list[str]) -> None:
+    err = r.stderr.strip()
+    assert r.returncode == code, (r.returncode, r.stderr[-3000:])
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith("veritrain: "), err
+    for w in words:
+        assert w in err, (w, err)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, workspace: Path):
+    spec_path, store = workspace / "spec.yaml", workspace / "store"
+    if isinstance(case.spec, bytes):
+        spec_path.write_bytes(case.spec)
+    else:
+        spec = SPEC | _fill_spec(case.spec, workspace)
+        spec_path.write_text(yaml.safe_dump(spec))
+    argv = [_fill(a, workspace, spec_path, store) for a in case.argv]
+    r = cli(argv, workspace)
+    _one_line_error(r, case.code, [_fill(w, workspace, spec_path, store) for w in case.words])
+    # Nothing written: no store, and no folder a store URI could have been misread as.
+    assert not store.exists()
+    made = {p.name for p in workspace.iterdir()}
+    assert made <= {"modules", "garbage.npz", "only-x.npz", "a-file", "spec.yaml"}, made
+
+
+# -- the store's reachability, before anything starts ---------------------------------------------
+
+
+def test_unreachable_s3_endpoint(workspace, monkeypatch):
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    set_s3_env(monkeypatch, endpoint)
+    (workspace / "spec.yaml").write_text(yaml.safe_dump(SPEC))
+    r = cli(["run", "spec.yaml", "--store", "s3://vt-bucket/p"], workspace)
+    _one_line_error(r, 3, ["s3://vt-bucket/p/", f"cannot reach the S3 endpoint {endpoint}"])
+
+
+def test_missing_bucket(workspace, monkeypatch, moto_s3):  # noqa: F811
+    set_s3_env(monkeypatch, moto_s3.endpoint)
+    (workspace / "spec.yaml").write_text(yaml.safe_dump(SPEC))
+    r = cli(["run", "spec.yaml", "--store", "s3://vt-no-such-bucket"], workspace)
+    _one_line_error(r, 3, ["s3://vt-no-such-bucket", "no such bucket"])
+
+
+def test_missing_s3_credentials(workspace, monkeypatch, moto_s3):  # noqa: F811
+    set_s3_env(monkeypatch, moto_s3.endpoint)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    (workspace / "spec.yaml").write_text(yaml.safe_dump(SPEC))
+    r = cli(["run", "spec.yaml", "--store", f"s3://{moto_s3.new_bucket()}"], workspace)
+    _one_line_error(r, 3, ["no usable S3 credentials", "AWS_ACCESS_KEY_ID"])
+
+
+def test_existing_run_with_another_spec(workspace, unproven_run, tiny_spec):
+    """A run id that names a run of another spec is refused before anything starts."""
+    store, run_id = unproven_run
+    spec = tiny_spec.model_dump(mode="json") | {"seed": 99}
+    (workspace / "spec.yaml").write_text(yaml.safe_dump(spec))
+    before = sorted(p for p in store.rglob("*"))
+    r = cli(["run", "spec.yaml", "--store", str(store), "--run-id", run_id], workspace)
+    _one_line_error(r, 2, [f"runs/{run_id}/run.json", "another spec"])
+    assert sorted(p for p in store.rglob("*")) == before

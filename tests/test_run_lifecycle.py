@@ -1,0 +1,212 @@
+"""`veritrain run` as a process: stopped by SIGTERM or SIGINT in training and in proving (exit 143
+or 130, the Prefect server it started gone, a rerun resumes and the run verifies), on a machine
+whose cores are all busy, when the Prefect server cannot start, and when its S3 store goes away."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, veritrain
+from s3servers import s3s_fs_own, set_s3_env  # noqa: F401 - fixture
+
+# Long enough to be caught mid-training (10 epochs of 500 steps, a checkpoint every 100), quick
+# enough to finish when resumed; nothing proven.
+TRAIN_SPEC = {
+    "model": {"kind": "mlp", "hidden": [32]},
+    "dataset": {"kind": "synthetic", "samples": 4000, "features": 16, "classes": 4, "seed": 5},
+    "optimizer": {"kind": "sgd", "momentum": 0.9},
+    "seed": 1,
+    "epochs": 10,
+    "batch_size": 8,
+    "state_every": 50,
+    "checkpoint_every": 100,
+    "finalize_every": 0,
+    "challenge_window": 0,
+}
+# Generous bounds for a process to stop or a run to get somewhere; never compared to a speed.
+STOP_TIMEOUT = 120
+PROGRESS_TIMEOUT = 600
+
+
+def _start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+    )
+
+
+def _children(pid: int) -> set[int]:
+    """Every live process whose parent is ``pid``."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # The command name (field 2) may hold spaces; the parent pid follows its ")".
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead but not yet reaped by its parent (init, once the run has exited).
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    return False
+
+
+def _wait_for(proc: subprocess.Popen, ready, what: str) -> None:
+    deadline = time.monotonic() + PROGRESS_TIMEOUT
+    while not ready():
+        if proc.poll() is not None:
+            _out, err = proc.communicate()
+            pytest.fail(f"the run exited ({proc.returncode}) before {what}: {err[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no {what} within {PROGRESS_TIMEOUT} s")
+        time.sleep(0.05)
+
+
+def _stop(proc: subprocess.Popen, signum: int) -> tuple[str, str, set[int]]:
+    """Sends ``signum``; returns (stdout, stderr, the children the run had when signalled)."""
+    children = _children(proc.pid)
+    proc.send_signal(signum)
+    try:
+        out, err = proc.communicate(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"still running {STOP_TIMEOUT} s after {signal.Signals(signum).name}: "
+                    f"{err[-2000:]}")
+    return out, err, children
+
+
+def _assert_stopped(err: str, code: int, expected: int, name: str, children: set[int],
+                    store: Path) -> None:
+    assert code == expected, (code, err[-3000:])
+    assert err.strip().splitlines()[-1] == (
+        f"veritrain: stopped by {name}; rerun the same command to resume"
+    ), err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert children, "the run had started no Prefect server"
+    assert not [pid for pid in children if _alive(pid)], "a child outlived the run"
+    assert not list(store.rglob(".tmp-*")), "a create was cut short"
+
+
+def _ledger(store: Path, run_id: str) -> list[Path]:
+    return sorted((store / "runs" / run_id / "ledger").glob("*.json"))
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_stop_mid_training_then_resume(tmp_path, signum, code):
+    spec, store = tmp_path / "spec.yaml", tmp_path / "store"
+    spec.write_text(yaml.safe_dump(TRAIN_SPEC))
+    proc = _start("run", str(spec), "--store", str(store), "--run-id", "stop")
+    ckpts = store / "runs" / "stop" / "checkpoints"
+    # Genesis and two mid-epoch checkpoints: training is under way and has far to go.
+    _wait_for(proc, lambda: len(list(ckpts.glob("step-*.safetensors"))) >= 3, "checkpoints")
+    _out, err, children = _stop(proc, signum)
+    _assert_stopped(err, proc.returncode, code, signal.Signals(signum).name, children, store)
+    kept = {p.name: p.read_bytes() for p in _ledger(store, "stop")}
+    assert kept and len(list(ckpts.glob("step-*.safetensors"))) < 10 * 500 // 100
+
+    r = veritrain("run", str(spec), "--store", str(store), "--run-id", "stop")
+    assert r.returncode == 0, r.stderr[-3000:]
+    # Resumed: the entries written before the stop are still the first ones of the ledger.
+    after = _ledger(store, "stop")
+    assert {p.name: p.read_bytes() for p in after[: len(kept)]} == kept
+    assert len(after) > len(kept)
+    r = veritrain("verify", f"{store}/runs/stop")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.proving
+def test_sigint_mid_proving_then_resume(tmp_path):
+    """The proof runs inside the native extension for minutes; the run stops all the same."""
+    store = tmp_path / "store"
+    proc = _start("run", str(ROOT / "examples" / "tiny.yaml"), "--store", str(store),
+                  "--run-id", "prove-stop")
+    run = store / "runs" / "prove-stop"
+    # Epoch 0 is committed and its proof (minutes on 2 cores) has not finished.
+    _wait_for(proc, lambda: (run / "records" / "epoch-000001.bin").exists(), "epoch 1's records")
+    assert not list((run / "receipts").glob("*.receipt"))
+    _out, err, children = _stop(proc, signal.SIGINT)
+    _assert_stopped(err, proc.returncode, 130, "SIGINT", children, store)
+    assert not list((run / "receipts").glob("*.receipt"))
+
+    r = veritrain("run", str(ROOT / "examples" / "tiny.yaml"), "--store", str(store),
+                  "--run-id", "prove-stop", "--verify")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "run prove-stop: verified" in r.stdout
+    assert len(list((run / "receipts").glob("*.receipt"))) == 2
+
+
+@contextlib.contextmanager
+def _busy_cores() -> Iterator[None]:
+    """Every core of the machine spinning in a process of its own."""
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        yield
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+
+
+def test_run_with_every_core_busy(tmp_path):
+    spec = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text()) | {"finalize_every": 0}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    with _busy_cores():
+        r = veritrain("run", str(tmp_path / "spec.yaml"), "--store", str(tmp_path / "store"),
+                      timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    uri = r.stdout.strip().splitlines()[-1]
+    r = veritrain("verify", uri)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_prefect_server_that_does_not_start_in_time(tmp_path):
+    """A wait that runs out (here: no wait at all) is one line naming the setting, exit 3."""
+    spec = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text()) | {"finalize_every": 0}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    proc = _start("run", str(tmp_path / "spec.yaml"), "--store", str(tmp_path / "store"),
+                  env={"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0"})
+    _out, err = proc.communicate(timeout=STOP_TIMEOUT * 5)
+    assert proc.returncode == 3, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("veritrain: the ephemeral Prefect API server did not start"), err
+    assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in last
+    assert "Traceback" not in err
+    assert not (tmp_path / "store").exists()
+
+
+def test_s3_outage_mid_run_is_one_line_without_traceback(s3s_fs_own, monkeypatch, tmp_path):  # noqa: F811
+    server = s3s_fs_own
+    set_s3_env(monkeypatch, server.endpoint)
+    bucket = server.new_bucket()
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(TRAIN_SPEC))
+    proc = _start("run", str(spec), "--store", f"s3://{bucket}", "--run-id", "outage")
+    ckpts = server.root / bucket / "runs" / "outage" / "checkpoints"
+    _wait_for(proc, lambda: len(list(ckpts.glob("step-*.safetensors"))) >= 3, "checkpoints")
+    server.kill()
+    _out, err = proc.communicate(timeout=PROGRESS_TIMEOUT)
+    assert proc.returncode == 3, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"veritrain: s3://{bucket}/runs/outage/"), err[-3000:]
+    assert "cannot reach the S3 endpoint" in last
