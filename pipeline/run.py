@@ -12,11 +12,9 @@ from pipeline.errors import IntegrityError, SpecError
 from pipeline.ledger import Entry, Ledger, canonical_json
 from pipeline.spec import RunSpec, parse_spec
 from pipeline.store import NotFoundError, Store
-from prover import EpochClaim
+from prover import EpochClaim, _native
 
 OPTIMIZER_TAG = b"veritrain/optimizer/v1\x00"
-# rust/core's hash::tag::CLAIM, the one rule for how the ledger names a claim (PROTOCOL.md §9);
-# tests/test_vectors.py checks claim_digest against the claim digests rust/core generated.
 MANIFEST_TAG = b"veritrain/manifest/v1\x00"
 
 
