@@ -28,6 +28,10 @@ def cmd_run(args) -> int:
     spec = load_spec(args.spec)
     run_id = check_run_id(args.run_id) if args.run_id else default_run_id(spec)
     check_segment_po2(args.segment_po2)
+    if args.prove_pool:
+        from flows.proving import require_server
+
+        require_server(f"--prove-pool {args.prove_pool}")
     started = time.perf_counter()
     with progress.bars():
         uri = train_flow(spec.model_dump(mode="json"), args.store or spec.store, run_id,

@@ -16,11 +16,13 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_API_URL
 
 from pipeline import proving
-from pipeline.errors import WorkerError
+from pipeline.errors import UsageError, WorkerError
 from pipeline.run import receipt_key
 from pipeline.store import open_store
 
@@ -47,7 +49,13 @@ def join_flow(
 
 def _on_pool(pool: str, flow_name: str, parameters: dict[str, Any]) -> None:
     name = f"{flow_name}/{pool}"
-    fr = run_deployment(name, parameters=parameters, timeout=None)
+    try:
+        fr = run_deployment(name, parameters=parameters, timeout=None)
+    except ObjectNotFound:
+        raise WorkerError(
+            f"--prove-pool {pool}: the Prefect server has no deployment {name}; "
+            f"create it with `veritrain deploy-prove --pool {pool}`"
+        ) from None
     if not fr.state.is_completed():
         raise WorkerError(
             f"flow run {fr.name} ({fr.id}) of deployment {name} ended {fr.state.name}: "
@@ -137,6 +145,15 @@ def prove_flow(
     return submit_epoch_proof(store_uri, run_id, epoch, po2, pool).result()
 
 
+def require_server(what: str) -> None:
+    """A pool's workers poll a Prefect server; Prefect's ephemeral API in this process has none."""
+    if not PREFECT_API_URL.value():
+        raise UsageError(
+            f"{what}: PREFECT_API_URL is not set; point it at the Prefect server the pool's "
+            "workers poll"
+        )
+
+
 def deploy(pool: str, flow_pool: str | None = None) -> list[str]:
     """Creates (or updates) the deployments `veritrain-prove-segment/<pool>` and
     `veritrain-prove-join/<pool>` on work pool ``pool``, and `veritrain-prove/<pool>` on
@@ -144,6 +161,7 @@ def deploy(pool: str, flow_pool: str | None = None) -> list[str]:
 
     A `veritrain-prove` run waits for its parts' runs while holding its worker's slot, so on
     workers with a ``--limit`` give it a pool of its own."""
+    require_server("deploy-prove")
     source = str(Path(__file__).resolve().parent.parent)
     names = []
     for fn, target, params in (

@@ -5,6 +5,7 @@ both workers, the receipts adopted by the trainer and the run verified."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -54,6 +55,22 @@ def test_a_segment_size_risc0_cannot_lift_is_a_usage_error(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_a_prove_pool_needs_a_prefect_server(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", str(ROOT / "examples" / "tiny.yaml"),
+         "--store", str(tmp_path / "store"), "--prove-pool", "prove"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "veritrain: --prove-pool prove: PREFECT_API_URL is not set; point it at the Prefect "
+        "server the pool's workers poll"
+    ]
+    assert not (tmp_path / "store").exists()
+
+
 @pytest.mark.proving
 def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
     env = prefect_server
@@ -68,7 +85,7 @@ def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     r = run(sys.executable, "-m", "flows.cli", "deploy-prove", "--pool", "prove")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.split() == [
+    assert r.stdout.splitlines()[-3:] == [
         "veritrain-prove-segment/prove", "veritrain-prove-join/prove", "veritrain-prove/prove"
     ]
     logs = {name: tmp_path / f"{name}.log" for name in ("worker-a", "worker-b")}
