@@ -64,10 +64,10 @@ def test_a_prove_pool_needs_a_prefect_server(tmp_path):
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [
+    assert r.stderr.strip().splitlines() == [(
         "veritrain: --prove-pool prove: PREFECT_API_URL is not set; point it at the Prefect "
         "server the pool's workers poll"
-    ]
+    )]
     assert not (tmp_path / "store").exists()
 
 
