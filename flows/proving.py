@@ -113,14 +113,15 @@ def finish_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None) -> di
 def submit_epoch_proof(
     store_uri: str, run_id: str, epoch: int, po2: int | None, pool: str | None,
     after: Sequence[PrefectFuture] = (),
-) -> PrefectFuture:
+) -> list[PrefectFuture]:
     """Executes the epoch now, then submits its segment proofs, its join tree and its finish
-    (which also waits for ``after``: the previous epoch's finish). Returns the finish's future.
+    (which also waits for ``after``: the previous epoch's finish). Returns their futures in
+    submission order, the finish last.
 
     Only the finish waits for another epoch, so the parts of several epochs are proven at once."""
     n = execute_epoch(store_uri, run_id, epoch, po2)
     if n == 0:
-        return finish_epoch.submit(store_uri, run_id, epoch, po2, wait_for=after)
+        return [finish_epoch.submit(store_uri, run_id, epoch, po2, wait_for=after)]
     parts: dict[tuple[int, int], PrefectFuture] = {}
     for k in range(n):
         # In this process proofs run one at a time: each already uses every core.
@@ -132,7 +133,19 @@ def submit_epoch_proof(
                 store_uri, run_id, epoch, po2, first, mid, end, pool,
                 wait_for=[parts[(first, mid)], parts[(mid, end)]],
             )
-    return finish_epoch.submit(store_uri, run_id, epoch, po2, wait_for=[parts[(0, n)], *after])
+    finish = finish_epoch.submit(store_uri, run_id, epoch, po2, wait_for=[parts[(0, n)], *after])
+    return [*parts.values(), finish]
+
+
+def results(futures: Sequence[PrefectFuture]) -> list[Any]:
+    """Waits for every future; raises the error of the first one that failed, in submission
+    order (the ones after it that depend on it never ran and only say so)."""
+    for f in futures:
+        f.wait()
+    for f in futures:
+        if not f.state.is_completed():
+            f.result()
+    return [f.result() for f in futures]
 
 
 @flow(name=PROVE_FLOW)
@@ -142,7 +155,7 @@ def prove_flow(
     """Proves one epoch and stores its receipt (the previous epoch's receipt must be stored by
     the time the parts are joined). Adopting it into the ledger is the trainer's."""
     proving.check_segment_po2(po2, "flow parameter po2")
-    return submit_epoch_proof(store_uri, run_id, epoch, po2, pool).result()
+    return results(submit_epoch_proof(store_uri, run_id, epoch, po2, pool))[-1]
 
 
 def require_server(what: str) -> None:

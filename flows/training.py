@@ -15,7 +15,7 @@ from prefect.artifacts import (
 )
 
 from flows import progress
-from flows.proving import submit_epoch_proof
+from flows.proving import results, submit_epoch_proof
 from pipeline.finalize import finalize_epoch
 from pipeline.ledger import load_or_create_key
 from pipeline.proving import check_segment_po2
@@ -104,6 +104,7 @@ def train_flow(
     proofs = []
     previous = None
     finished = None
+    parts = []
     for epoch in range(s.epochs):
         train_epoch(spec, store_uri, run_id, epoch)
         due = s.finalize_every and ((epoch + 1) % s.finalize_every == 0 or epoch == s.epochs - 1)
@@ -113,12 +114,14 @@ def train_flow(
             for e in pending:
                 after = [previous] if previous else []
                 if prove_pool:
-                    finished = submit_epoch_proof(
+                    parts += submit_epoch_proof(
                         store_uri, run_id, e, segment_po2, prove_pool, [finished] if finished else []
                     )
+                    finished = parts[-1]
                     after.append(finished)
                 previous = prove_epoch.submit(store_uri, run_id, e, segment_po2, wait_for=after)
                 proofs.append((e, previous))
+    results(parts)
     stats = [f.result() for _, f in proofs]
     _summarize(store_uri, run_id, info, stats)
     return info["run_uri"]
