@@ -97,7 +97,7 @@ def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
     ):
         r = run(sys.executable, "-m", "flows.cli", "run", str(ROOT / "examples" / "tiny.yaml"),
                 "--store", str(store), "--run-id", "pooled", "--prove-pool", "prove",
-                "--segment-po2", str(PO2), "--verify", timeout=3600)
+                "--segment-po2", str(PO2), timeout=3600)
     assert r.returncode == 0, r.stderr[-3000:] + "".join(p.read_text()[-2000:] for p in logs.values())
 
     s = LocalStore(store)
