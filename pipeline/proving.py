@@ -285,13 +285,3 @@ def finish(store: Store, run_id: str, epoch: int, po2: int | None) -> prover.Epo
 
     return result if _create_or_keep(store, rk, result.receipt, keep) else None
 
-
-def prove_epoch_parts(store: Store, run_id: str, epoch: int, po2: int | None) -> None:
-    """Every step for one epoch, in this process, in order (what a pool does in parallel)."""
-    ex = execute(store, run_id, epoch, po2)
-    for k in range(len(ex.segments)):
-        prove_segment(store, run_id, epoch, po2, k)
-    for level in join_tree(len(ex.segments)):
-        for first, mid, end in level:
-            join(store, run_id, epoch, po2, first, mid, end)
-    finish(store, run_id, epoch, po2)
