@@ -11,8 +11,9 @@ Only ``finish`` waits for the previous epoch: its receipt (``receipts/epoch-<e-1
 the assumption the epoch's joined receipt is conditional on. Segments and joins of any number of
 epochs can be proven before that, in any order.
 
-Objects (``proving_prefix`` in pipeline/run.py): ``segment-<k>.bin`` (written by ``execute``, then
-``execution.json`` naming them), ``segment-<k>.receipt`` (the segment's lifted receipt),
+Objects (keys in pipeline/run.py), under ``proving/epoch-<e>/po2-<N>/``: ``execution.json``
+naming the one execution that is proven, and under ``execution-<id>/`` its ``segment-<k>.bin``
+(written before ``execution.json``), ``segment-<k>.receipt`` (a segment's lifted receipt),
 ``join-<a>-<b>.receipt`` (segments a..b-1 joined) and a ``.prover.json`` note beside each
 receipt saying who made it. They are scratch: only the stored epoch receipt is evidence.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -35,6 +37,7 @@ from pipeline.run import (
     claim_of,
     epoch_entries,
     execution_key,
+    execution_prefix,
     open_ledger,
     part_receipt_key,
     prover_note_key,
@@ -67,27 +70,39 @@ def check_segment_po2(po2: int | None, source: str = "--segment-po2") -> int | N
 
 @dataclass(frozen=True)
 class ExecutionRecord:
-    """``execution.json``: the segments an epoch executed into, in order, by their sha256.
+    """``execution.json``: the execution whose segments are proven, and those segments, in order,
+    by their sha256.
 
-    Nothing timing-dependent is in it, so two provers executing the same epoch at the same size
-    write the same bytes (risc0's executor is deterministic) and both creates succeed."""
+    Two executions of an epoch differ byte for byte (risc0's executor is not deterministic), and
+    parts of different executions cannot be joined, so each execution stores its segments under
+    its own prefix (``id`` is a digest of its segments) and the first to create this record is
+    the one every prover uses; the others' segments are left unused."""
 
+    run_id: str
     epoch: int
     po2: int | None
+    id: str
     claim_sha256: str
     segments: list[str]
     user_cycles: int
     total_cycles: int
 
+    @property
+    def prefix(self) -> str:
+        return execution_prefix(self.run_id, self.epoch, self.po2, self.id)
+
     def to_bytes(self) -> bytes:
         return json.dumps(self.__dict__, indent=1, sort_keys=True).encode()
 
     @classmethod
-    def parse(cls, key: str, data: bytes) -> ExecutionRecord:
+    def parse(cls, key: str, data: bytes, run_id: str, epoch: int, po2: int | None) -> ExecutionRecord:
         try:
-            doc = json.loads(data)
-            ex = cls(**doc)
-            if not ex.segments or not all(isinstance(s, str) and len(s) == 64 for s in ex.segments):
+            ex = cls(**json.loads(data))
+            if (ex.run_id, ex.epoch, ex.po2) != (run_id, epoch, po2):
+                raise ValueError(f"it is of run {ex.run_id}, epoch {ex.epoch}, po2 {ex.po2}")
+            if not re.fullmatch(r"[0-9a-f]{16}", str(ex.id)):
+                raise ValueError("id is not 16 hex digits")
+            if not ex.segments or not all(re.fullmatch(r"[0-9a-f]{64}", str(d)) for d in ex.segments):
                 raise ValueError("segments is not a non-empty list of sha256 digests")
         except (ValueError, TypeError) as e:
             raise IntegrityError(f"{key}: not an execution record ({e})") from None
@@ -152,7 +167,7 @@ def load_execution(store: Store, run_id: str, epoch: int, po2: int | None) -> Ex
     data = read_or_none(store, key)
     if data is None:
         raise UsageError(f"{key}: epoch {epoch} has not been executed at this segment size yet")
-    return ExecutionRecord.parse(key, data)
+    return ExecutionRecord.parse(key, data, run_id, epoch, po2)
 
 
 def execute(store: Store, run_id: str, epoch: int, po2: int | None) -> ExecutionRecord:
@@ -165,34 +180,24 @@ def execute(store: Store, run_id: str, epoch: int, po2: int | None) -> Execution
     xkey = execution_key(run_id, epoch, po2)
     data = read_or_none(store, xkey)
     if data is not None:
-        return ExecutionRecord.parse(xkey, data)
+        return ExecutionRecord.parse(xkey, data, run_id, epoch, po2)
     _, epochs, claim = _committed(store, run_id, epoch)
     prev = claim_of(epochs[epoch - 1]) if epoch > 0 else None
     records = load_epoch_records(store, epochs[epoch])
     ex = prover.execute_epoch(prover.epoch_input(claim, prev, records), po2=po2)
     if ex.claim != claim:
         raise IntegrityError(f"epoch {epoch}: the guest's journal is not the committed claim")
-    for k, segment in enumerate(ex.segments):
-        key = segment_key(run_id, epoch, po2, k)
-        try:
-            store.create(key, segment)
-        except ConflictError:
-            raise IntegrityError(
-                f"{key}: another execution of epoch {epoch} stored other bytes; delete "
-                f"{xkey.rsplit('/', 1)[0]}/ and prove the epoch again"
-            ) from None
+    digests = [sha256_hex(s) for s in ex.segments]
     record = ExecutionRecord(
-        epoch=epoch, po2=po2, claim_sha256=sha256_hex(claim.to_bytes()),
-        segments=[sha256_hex(s) for s in ex.segments],
+        run_id=run_id, epoch=epoch, po2=po2, id=sha256_hex("".join(digests).encode())[:16],
+        claim_sha256=sha256_hex(claim.to_bytes()), segments=digests,
         user_cycles=ex.stats.user_cycles, total_cycles=ex.stats.total_cycles,
     )
-
-    def same(other: bytes) -> None:
-        if ExecutionRecord.parse(xkey, other).segments != record.segments:
-            raise IntegrityError(f"{xkey}: names other segments than this execution stored")
-
-    _create_or_keep(store, xkey, record.to_bytes(), same)
-    return record
+    for k, segment in enumerate(ex.segments):
+        store.create(segment_key(record.prefix, k), segment)
+    if _create_or_keep(store, xkey, record.to_bytes(), lambda other: None):
+        return record
+    return load_execution(store, run_id, epoch, po2)
 
 
 def _any_receipt(key: str) -> Callable[[bytes], None]:
@@ -215,11 +220,11 @@ def prove_segment(
     ex = load_execution(store, run_id, epoch, po2)
     if not 0 <= segment < len(ex.segments):
         raise UsageError(f"epoch {epoch} has {len(ex.segments)} segments, not a segment {segment}")
-    rkey = part_receipt_key(run_id, epoch, po2, segment, segment + 1)
+    rkey = part_receipt_key(ex.prefix, segment, segment + 1)
     if store.exists(rkey):
         return False
     started = time.perf_counter()
-    data = _read_checked(store, segment_key(run_id, epoch, po2, segment), ex.segments[segment])
+    data = _read_checked(store, segment_key(ex.prefix, segment), ex.segments[segment])
     stored = _create_or_keep(store, rkey, prover.prove_segment(data), _any_receipt(rkey))
     if stored:
         _note(store, rkey, started, {"segment": segment, **(note or {})})
@@ -232,11 +237,15 @@ def join(
 ) -> bool:
     """Joins the receipts of segments first..mid-1 and mid..end-1 (both must be stored). True if
     this call stored the joined receipt, False if it was there already."""
-    rkey = part_receipt_key(run_id, epoch, po2, first, end)
+    ex = load_execution(store, run_id, epoch, po2)
+    if not 0 <= first < mid < end <= len(ex.segments):
+        raise UsageError(f"epoch {epoch} has {len(ex.segments)} segments: cannot join "
+                         f"{first}..{mid - 1} with {mid}..{end - 1}")
+    rkey = part_receipt_key(ex.prefix, first, end)
     if store.exists(rkey):
         return False
     started = time.perf_counter()
-    left, right = (part_receipt_key(run_id, epoch, po2, a, b) for a, b in ((first, mid), (mid, end)))
+    left, right = (part_receipt_key(ex.prefix, a, b) for a, b in ((first, mid), (mid, end)))
     missing = [k for k in (left, right) if not store.exists(k)]
     if missing:
         raise UsageError(f"{missing[0]}: not proven yet; prove the parts of a join first")
@@ -266,7 +275,7 @@ def finish(store: Store, run_id: str, epoch: int, po2: int | None) -> prover.Epo
     ex = load_execution(store, run_id, epoch, po2)
     if ex.claim_sha256 != sha256_hex(claim.to_bytes()):
         raise IntegrityError(f"{execution_key(run_id, epoch, po2)}: is not of the committed claim")
-    root = part_receipt_key(run_id, epoch, po2, 0, len(ex.segments))
+    root = part_receipt_key(ex.prefix, 0, len(ex.segments))
     if not store.exists(root):
         raise UsageError(f"{root}: not proven yet; prove and join the epoch's segments first")
     prev = None

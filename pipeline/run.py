@@ -76,19 +76,25 @@ def proving_prefix(run_id: str, epoch: int, po2: int | None) -> str:
 
 
 def execution_key(run_id: str, epoch: int, po2: int | None) -> str:
-    """Written after every segment: its presence means the execution is complete."""
+    """Names the one execution whose segments are proven: the first executor to create it wins."""
     return f"{proving_prefix(run_id, epoch, po2)}/execution.json"
 
 
-def segment_key(run_id: str, epoch: int, po2: int | None, segment: int) -> str:
-    return f"{proving_prefix(run_id, epoch, po2)}/segment-{segment:04d}.bin"
+def execution_prefix(run_id: str, epoch: int, po2: int | None, execution: str) -> str:
+    """One execution's segments and receipts. Executions differ byte for byte (the executor is
+    not deterministic), so each has its own prefix, named by its content."""
+    return f"{proving_prefix(run_id, epoch, po2)}/execution-{execution}"
 
 
-def part_receipt_key(run_id: str, epoch: int, po2: int | None, first: int, end: int) -> str:
+def segment_key(prefix: str, segment: int) -> str:
+    return f"{prefix}/segment-{segment:04d}.bin"
+
+
+def part_receipt_key(prefix: str, first: int, end: int) -> str:
     """The succinct receipt of segments ``first``..``end - 1``: a lifted segment or a join."""
     if end - first == 1:
-        return f"{proving_prefix(run_id, epoch, po2)}/segment-{first:04d}.receipt"
-    return f"{proving_prefix(run_id, epoch, po2)}/join-{first:04d}-{end:04d}.receipt"
+        return f"{prefix}/segment-{first:04d}.receipt"
+    return f"{prefix}/join-{first:04d}-{end:04d}.receipt"
 
 
 def prover_note_key(receipt_key: str) -> str:

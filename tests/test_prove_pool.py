@@ -15,6 +15,7 @@ from conftest import PREFECT, ROOT, process_worker, veritrain
 from pipeline import proving
 from pipeline.run import (
     execution_key,
+    execution_prefix,
     part_receipt_key,
     prover_note_key,
     proving_prefix,
@@ -22,8 +23,9 @@ from pipeline.run import (
 )
 from pipeline.store import LocalStore
 
-# The smallest segment risc0 lifts: a tiny epoch then spans several segments.
-PO2 = proving.SEGMENT_PO2_MIN
+# A tiny epoch spans 2 or 3 segments of 2^16 cycles (at 2^14 it spans 23 or 38, and at 2^15
+# hundreds: from 2^15 on risc0 reserves 25,000 cycles of each segment for a single instruction).
+PO2 = 16
 
 
 def test_join_tree_covers_every_segment_once():
@@ -40,9 +42,13 @@ def test_join_tree_covers_every_segment_once():
 
 
 def test_part_keys_sort_by_epoch_and_name_their_segments():
-    assert part_receipt_key("r", 3, 15, 2, 3).endswith("/epoch-000003/po2-15/segment-0002.receipt")
-    assert part_receipt_key("r", 3, None, 0, 4).endswith("/epoch-000003/po2-default/join-0000-0004.receipt")
-    assert proving_prefix("r", 9, 15) < proving_prefix("r", 10, 15)
+    prefix = execution_prefix("r", 3, 16, "0123456789abcdef")
+    assert prefix == "runs/r/proving/epoch-000003/po2-16/execution-0123456789abcdef"
+    assert part_receipt_key(prefix, 2, 3) == f"{prefix}/segment-0002.receipt"
+    assert part_receipt_key(prefix, 0, 4) == f"{prefix}/join-0000-0004.receipt"
+    assert execution_prefix("r", 3, None, "0123456789abcdef").startswith(
+        "runs/r/proving/epoch-000003/po2-default/")
+    assert proving_prefix("r", 9, 16) < proving_prefix("r", 10, 16)
 
 
 def test_a_segment_size_risc0_cannot_lift_is_a_usage_error(tmp_path):
@@ -105,11 +111,11 @@ def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
     for epoch in (0, 1):
         ex = proving.load_execution(s, "pooled", epoch, PO2)
         assert len(ex.segments) >= 2
-        notes = [json.loads(s.read(prover_note_key(part_receipt_key("pooled", epoch, PO2, k, k + 1))))
+        notes = [json.loads(s.read(prover_note_key(part_receipt_key(ex.prefix, k, k + 1))))
                  for k in range(len(ex.segments))]
         assert [n["segment"] for n in notes] == list(range(len(ex.segments)))
         provers[epoch] = {n["prover"] for n in notes}
-        assert s.exists(part_receipt_key("pooled", epoch, PO2, 0, len(ex.segments)))
+        assert s.exists(part_receipt_key(ex.prefix, 0, len(ex.segments)))
     # Both workers took segments of the same epoch.
     assert {"worker-a", "worker-b"} in provers.values(), provers
 
