@@ -78,8 +78,9 @@ def prove_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None = None)
     r = finalize_epoch(store, manifest, ledger, entries, load_or_create_key(run_id), epoch, po2)
     stats = {"epoch": epoch, "seconds": 0.0, "cycles": 0, "receipt_bytes": 0}
     if r is not None:
-        stats |= {"seconds": round(r.stats.seconds, 1), "cycles": r.stats.total_cycles,
-                  "receipt_bytes": len(r.receipt)}
+        stats["receipt_bytes"] = len(r.receipt)
+    if r is not None and r.stats is not None:  # None: a receipt found in the store was adopted
+        stats |= {"seconds": round(r.stats.seconds, 1), "cycles": r.stats.total_cycles}
     if bar is not None:
         bar.update(task_id, total=1, completed=1,
                    info=f"{stats['cycles']} cycles, {stats['receipt_bytes']} bytes")

@@ -17,7 +17,7 @@ from pipeline.run import (
     sha256_hex,
 )
 from pipeline.store import Store
-from prover import EpochReceipt, ProverStats, _native, epoch_input, prove_epoch, verify_receipt
+from prover import EpochReceipt, _native, epoch_input, prove_epoch, verify_receipt
 
 
 def load_epoch_records(store: Store, entry: Entry) -> list[bytes]:
@@ -41,9 +41,10 @@ def finalize_epoch(
     """Proves ``epoch`` (its predecessor must already have a receipt) in segments of 2^``po2``
     cycles (None: risc0's default) and records the receipt.
 
-    Returns None if the epoch already has a receipt entry. A receipt object left without its ledger
-    entry by a crash is verified and adopted rather than re-proven (proofs are randomized, so a
-    new one would not equal the stored bytes).
+    Returns None if the epoch already has a receipt entry. A receipt object without its ledger
+    entry (left by a crash, or written by a prover of a prove pool, which holds no trainer key) is
+    verified and adopted rather than re-proven (proofs are randomized, so a new one would not
+    equal the stored bytes).
     """
     run_id = manifest.run_id
     entries[:] = ledger.entries()
@@ -58,10 +59,7 @@ def finalize_epoch(
         journal = verify_receipt(data, manifest.image_id)
         if journal != claim:
             raise IntegrityError(f"{rk}: receipt is not for the epoch's committed claim")
-        result = EpochReceipt(
-            receipt=data, claim=journal,
-            stats=ProverStats(user_cycles=0, paging_cycles=0, total_cycles=0, segments=0, seconds=0.0),
-        )
+        result = EpochReceipt(receipt=data, claim=journal)
     else:
         prev_claim = claim_of(epochs[epoch - 1]) if epoch > 0 else None
         prev_receipt = None

@@ -5,6 +5,7 @@ The public API is this module; ``prover._native`` is the Rust extension undernea
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from prover import _native
@@ -18,7 +19,14 @@ from prover.errors import (
     ReceiptVerificationError,
     VeritrainError,
 )
-from prover.models import EpochClaim, EpochReceipt, ExecuteResult, ProverStats, Schedule
+from prover.models import (
+    EpochClaim,
+    EpochReceipt,
+    ExecuteResult,
+    Execution,
+    ProverStats,
+    Schedule,
+)
 
 __all__ = [
     "EncodingError",
@@ -26,6 +34,7 @@ __all__ = [
     "EpochClaim",
     "EpochReceipt",
     "ExecuteResult",
+    "Execution",
     "FakeReceiptError",
     "GuestError",
     "ImageIdMismatchError",
@@ -37,8 +46,14 @@ __all__ = [
     "check_epoch",
     "epoch_input",
     "execute",
+    "execute_epoch",
+    "finish_epoch",
     "image_id",
+    "join_all",
+    "join_receipts",
     "prove_epoch",
+    "prove_segment",
+    "receipt_kind",
     "verify_receipt",
 ]
 
@@ -62,23 +77,78 @@ def _stats(d: dict) -> ProverStats:
     return ProverStats(**{k: d[k] for k in ("user_cycles", "paging_cycles", "total_cycles", "segments", "seconds")})
 
 
-def execute(input: bytes, prev_receipt: bytes | None = None) -> ExecuteResult:
+def execute(input: bytes, *, po2: int | None = None) -> ExecuteResult:
     """Runs the guest in risc0's executor only (no proof): its journal and cycle counts."""
-    out = _native.execute(input, [prev_receipt] if prev_receipt else [])
+    out = _native.execute(input, po2)
     return ExecuteResult(claim=EpochClaim.from_bytes(out["journal"]), stats=_stats(out))
 
 
-def prove_epoch(input: bytes, prev_receipt: bytes | None = None, *, precheck: bool = True) -> EpochReceipt:
-    """Proves one epoch and returns its composite receipt.
+def execute_epoch(input: bytes, *, po2: int | None = None) -> Execution:
+    """Runs the guest once and returns its segments, each provable anywhere by ``prove_segment``.
 
-    ``prev_receipt`` (required from epoch 1 on) is verified inside the guest, so the new receipt
-    speaks for the whole lineage. With ``precheck`` the epoch is checked natively first, which
-    fails in milliseconds instead of after a proving attempt; the guest checks it again regardless.
+    The previous epoch's claim (inside ``input``) becomes an unresolved assumption, so an epoch
+    executes and proves before its predecessor is proven; only ``finish_epoch`` waits for it.
+    ``po2`` is the segment size, log2 of cycles (risc0's default, 20, when None).
+    """
+    out = _native.execute(input, po2, True)
+    return Execution(
+        claim=EpochClaim.from_bytes(out["journal"]), segments=out["segment_blobs"], stats=_stats(out)
+    )
+
+
+def prove_segment(segment: bytes) -> bytes:
+    """Proves one segment and lifts it: a succinct receipt for that part of the execution."""
+    return _native.prove_segment(segment)
+
+
+def join_receipts(left: bytes, right: bytes) -> bytes:
+    """Joins the succinct receipts of two consecutive parts of one execution (left first)."""
+    return _native.join(left, right)
+
+
+def join_all(receipts: Sequence[bytes]) -> bytes:
+    """Joins a whole execution's segment receipts, pairwise, as a balanced tree (in order)."""
+    level = list(receipts)
+    if not level:
+        raise ValueError("an execution has at least one segment")
+    while len(level) > 1:
+        pairs = [join_receipts(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        level = pairs + ([level[-1]] if len(level) % 2 else [])
+    return level[0]
+
+
+def finish_epoch(joined: bytes, claim: EpochClaim, prev_receipt: bytes | None) -> EpochReceipt:
+    """The epoch's final receipt: ``joined`` with the lineage assumption resolved by the
+    previous epoch's receipt (required from epoch 1 on), verified against the claim's image id.
+    The result is one succinct receipt that speaks for the whole lineage at constant size."""
+    if (prev_receipt is None) != (claim.epoch == 0):
+        raise ValueError("the previous epoch's receipt is required from epoch 1 on, and only then")
+    receipt = _native.finish(joined, claim.to_bytes(), claim.image_id, prev_receipt)
+    return EpochReceipt(receipt=receipt, claim=claim)
+
+
+def prove_epoch(
+    input: bytes, prev_receipt: bytes | None = None, *, po2: int | None = None, precheck: bool = True
+) -> EpochReceipt:
+    """Proves one epoch locally: execute, prove every segment, join, resolve the lineage.
+
+    With ``precheck`` the epoch is checked natively first, which fails in milliseconds instead of
+    after a proving attempt; the guest checks it again regardless.
     """
     if precheck:
         check_epoch(input)
-    out = _native.prove(input, [prev_receipt] if prev_receipt else [])
-    return EpochReceipt(receipt=out["receipt"], claim=EpochClaim.from_bytes(out["journal"]), stats=_stats(out))
+    started = time.perf_counter()
+    ex = execute_epoch(input, po2=po2)
+    joined = join_all([prove_segment(s) for s in ex.segments])
+    done = finish_epoch(joined, ex.claim, prev_receipt)
+    stats = ex.stats.model_copy(update={"seconds": time.perf_counter() - started})
+    return done.model_copy(update={"stats": stats})
+
+
+def receipt_kind(receipt: bytes) -> str:
+    """``succinct`` (protocol 2: one recursion proof, lineage resolved) or ``composite``
+    (protocol 1: segment proofs with the previous epoch's receipt embedded)."""
+    return _native.receipt_kind(receipt)
 
 
 def verify_receipt(receipt: bytes, image_id: bytes) -> EpochClaim:

@@ -118,9 +118,18 @@ class ExecuteResult(_Frozen):
     stats: ProverStats
 
 
+class Execution(_Frozen):
+    """One execution of the guest, cut into segments that can be proven independently."""
+
+    claim: EpochClaim
+    segments: list[bytes]
+    stats: ProverStats
+
+
 class EpochReceipt(_Frozen):
-    """A real RISC Zero receipt (composite) for one epoch, with its decoded journal."""
+    """A real RISC Zero receipt for one epoch (succinct; composite in protocol 1 runs), with its
+    decoded journal; ``stats`` when the receipt was proven here, in one process."""
 
     receipt: bytes
     claim: EpochClaim
-    stats: ProverStats
+    stats: ProverStats | None = None

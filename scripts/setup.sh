@@ -45,14 +45,4 @@ VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" CARGO_TARGET_DIR="$CACHE/target" \
   VERITRAIN_GUEST_ELF="$GUEST_ELF" \
   "$VENV/bin/maturin" develop --release -q >&2
 
-# 5. s3s-fs, the second real S3 server of the store conformance tests (tests/s3servers.py finds it
-# in $CACHE/cargo-bin or at $VERITRAIN_S3S_FS). Pinned to 0.14.1: every later release needs rustc
-# 1.96, newer than the rustup stable here, and the tests document this version's behaviour. Built
-# from $CACHE so that no rust-toolchain file in the repo picks the compiler.
-S3S_FS="$CACHE/cargo-bin/bin/s3s-fs"
-if [ ! -x "$S3S_FS" ]; then
-  say "cargo: installing s3s-fs (test S3 server)"
-  (cd "$CACHE" && cargo install s3s-fs --version 0.14.1 --features binary --locked \
-    --root "$CACHE/cargo-bin" >&2)
-fi
 say "ready: $VENV/bin/veritrain"

@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite: rust/core's rules (cargo test) and the Python side with real proofs (pytest).
+# Installs what only the tests need first, so that the main command never builds it.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${VERITRAIN_CACHE:-$HOME/.cache/veritrain}"
+say() { printf '[test %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# s3s-fs, the second real S3 server of the store conformance tests (tests/s3servers.py finds it
+# in $CACHE/cargo-bin or at $VERITRAIN_S3S_FS). Pinned to 0.14.1: every later release needs rustc
+# 1.96, newer than the rustup stable here, and the tests document this version's behaviour. Built
+# from $CACHE so that no rust-toolchain file in the repo picks the compiler.
+S3S_FS="$CACHE/cargo-bin/bin/s3s-fs"
+if [ ! -x "$S3S_FS" ]; then
+  say "cargo: installing s3s-fs (test S3 server, once per machine)"
+  (cd "$CACHE" && cargo install s3s-fs --version 0.14.1 --features binary --locked \
+    --root "$CACHE/cargo-bin" >&2)
+fi
+
 cd "$REPO/rust"
 CARGO_TARGET_DIR="$CACHE/target-core" cargo test -p veritrain-core --quiet
 cd "$REPO"

@@ -82,14 +82,64 @@ def test_epoch_receipts_verify_and_carry_the_claim(proven):
         journal = prover.verify_receipt(receipt, prover.image_id())
         assert journal == claim
         assert journal.guarantee_names == ["structure", "sampler", "schedule", "lineage"]
-    # Lineage: epoch 1's receipt carries epoch 0's, so it is the larger.
-    assert len(proven[1][0]) > len(proven[0][0])
+        assert prover.receipt_kind(receipt) == "succinct"
+    # Lineage at constant size: epoch 1's receipt proves epoch 0's inside it (its assumption is
+    # resolved), yet it is no larger (a composite receipt grew by a whole receipt per epoch).
+    assert len(proven[1][0]) == len(proven[0][0])
 
 
-def test_epoch_one_cannot_be_proven_without_epoch_zeros_receipt(trained):
+def test_an_epoch_executes_before_its_predecessor_is_proven(trained):
+    """The previous epoch's claim is an unresolved assumption of the execution: epoch 1 runs
+    (and its segments can be proven) with no receipt for epoch 0; only finishing needs one."""
     claim, prev, records = _epoch(trained, 1)
-    with pytest.raises(VeritrainError):
-        prover.execute(epoch_input(claim, prev, records))
+    ex = prover.execute_epoch(epoch_input(claim, prev, records))
+    assert ex.claim == claim and len(ex.segments) == ex.stats.segments >= 1
+    with pytest.raises(ValueError, match="previous epoch's receipt is required"):
+        prover.finish_epoch(b"", claim, None)
+
+
+@pytest.mark.proving
+def test_a_conditional_receipt_is_not_a_receipt_and_resolves_only_with_its_predecessor(
+    trained, proven
+):
+    """Epoch 1 of the trained run, proven up to its lineage assumption: finishing it without
+    resolving the assumption, or with a receipt of another claim, is refused."""
+    claim, prev, records = _epoch(trained, 1)
+    ex = prover.execute_epoch(epoch_input(claim, prev, records))
+    joined = prover.join_all([prover.prove_segment(s) for s in ex.segments])
+    with pytest.raises(ReceiptVerificationError, match="assumption"):
+        _native.finish(joined, claim.to_bytes(), claim.image_id, None)
+    # The tiny run's epoch-0 receipt proves another run's claim: not this assumption.
+    with pytest.raises(ReceiptVerificationError):
+        prover.finish_epoch(joined, claim, proven[0][0])
+
+
+@pytest.mark.proving
+def test_segments_prove_independently_and_join_in_order(trained):
+    """Epoch 0 cut into the smallest segments risc0 lifts (2^14 cycles): each segment proven on
+    its own, joined as a tree, gives the epoch's receipt; joining out of order is refused."""
+    claim, prev, records = _epoch(trained, 0)
+    ex = prover.execute_epoch(epoch_input(claim, prev, records), po2=14)
+    assert len(ex.segments) >= 2
+    lifted = [prover.prove_segment(s) for s in ex.segments]
+    with pytest.raises(ReceiptVerificationError):
+        prover.join_receipts(lifted[1], lifted[0])
+    done = prover.finish_epoch(prover.join_all(lifted), claim, None)
+    assert prover.verify_receipt(done.receipt, prover.image_id()) == claim
+    assert prover.receipt_kind(done.receipt) == "succinct"
+
+
+@pytest.mark.proving
+def test_the_bundled_recursion_programs_have_the_control_ids_verification_allows():
+    """risc0 3.1.0-rc.1 ships its recursion programs in crates instead of a download: recompute
+    the control id of every program succinct verification allows from those bytes, and the
+    allowed root from them (about five seconds a program on 2 cores)."""
+    programs, root, allowed_root = _native.recursion_control_ids()
+    names = [name for name, _, _ in programs]
+    assert len(programs) == 27 and "join.zkr" in names and "resolve.zkr" in names
+    for name, computed, constant in programs:
+        assert computed == constant, name
+    assert root == allowed_root
 
 
 @pytest.mark.parametrize(

@@ -28,82 +28,110 @@ fn honest_epochs_pass() {
     }
 }
 
-#[test]
-fn each_rule_rejects_its_violation() {
-    let run = Run::small();
-    let epochs = run.epochs(2);
-    let e0 = &epochs[0];
-    let e1 = &epochs[1];
+/// Epochs 0 and 1 of the small honest run.
+fn epochs() -> (EpochInput, EpochInput) {
+    let mut epochs = Run::small().epochs(2);
+    let e1 = epochs.pop().unwrap();
+    (epochs.pop().unwrap(), e1)
+}
 
-    let mut x = e0.clone();
+#[test]
+fn guarantees_this_guest_does_not_give_are_refused() {
+    let (mut x, _) = epochs();
     x.claim.guarantees |= veritrain_core::Guarantees::ARITHMETIC;
     assert_eq!(kind(&x), Some(ErrorKind::Guarantees));
+}
 
+#[test]
+fn batch_size_must_be_within_the_dataset() {
+    let (e0, _) = epochs();
     let mut x = e0.clone();
     x.claim.batch_size = 0;
     assert_eq!(kind(&x), Some(ErrorKind::Parameters));
-
-    let mut x = e0.clone();
+    let mut x = e0;
     x.claim.batch_size = x.claim.dataset_len + 1;
     assert_eq!(kind(&x), Some(ErrorKind::Parameters));
+}
 
-    let mut x = e0.clone();
+#[test]
+fn an_epoch_has_exactly_its_steps() {
+    let (mut x, mut y) = epochs();
     x.records.pop();
     assert_eq!(kind(&x), Some(ErrorKind::StepRange));
+    y.claim.first_step += 1;
+    assert_eq!(kind(&y), Some(ErrorKind::StepRange));
+}
 
-    let mut x = e1.clone();
-    x.claim.first_step += 1;
-    assert_eq!(kind(&x), Some(ErrorKind::StepRange));
-
-    let mut x = e0.clone();
+#[test]
+fn epoch_zero_starts_at_genesis_and_later_epochs_have_a_predecessor() {
+    let (mut x, mut y) = epochs();
     x.claim.start_state_digest = d("other");
     assert_eq!(kind(&x), Some(ErrorKind::Genesis));
+    y.prev = None;
+    assert_eq!(kind(&y), Some(ErrorKind::Genesis));
+}
 
-    let mut x = e1.clone();
-    x.prev = None;
-    assert_eq!(kind(&x), Some(ErrorKind::Genesis));
-
+#[test]
+fn an_epoch_continues_its_predecessor() {
+    let (_, e1) = epochs();
     let mut x = e1.clone();
     x.claim.start_state_digest = d("other");
     assert_eq!(kind(&x), Some(ErrorKind::Lineage));
-
-    let mut x = e1.clone();
+    let mut x = e1;
     x.prev.as_mut().unwrap().last_record_hash = d("other");
     assert_eq!(kind(&x), Some(ErrorKind::Lineage));
+}
 
-    let mut x = e0.clone();
+#[test]
+fn records_are_in_their_place() {
+    let (mut x, _) = epochs();
     tamper_record(&mut x, 1, |r| r.step += 1);
     assert_eq!(kind(&x), Some(ErrorKind::RecordPlace));
+}
 
+#[test]
+fn records_chain_by_hash() {
+    let (e0, _) = epochs();
     let mut x = e0.clone();
     tamper_record(&mut x, 1, |r| r.prev_record_hash = d("other"));
     assert_eq!(kind(&x), Some(ErrorKind::Chain));
-
     // Changing a record breaks the link of the record after it.
-    let mut x = e0.clone();
+    let mut x = e0;
     tamper_record(&mut x, 0, |r| r.loss_bits ^= 1);
     let err = check_epoch::<Sha2>(&x).unwrap_err();
     assert_eq!((err.kind, err.step), (ErrorKind::Chain, Some(1)));
+}
 
-    let mut x = e0.clone();
+#[test]
+fn batches_are_the_samplers() {
+    let (mut x, _) = epochs();
     tamper_record(&mut x, 2, |r| {
         r.batch_digest = sampler::batch_digest::<Sha2>(&[0, 1])
     });
     assert_eq!(kind(&x), Some(ErrorKind::Batch));
+}
 
-    let mut x = e0.clone();
+#[test]
+fn hyperparameters_follow_the_schedule() {
+    let (mut x, _) = epochs();
     x.claim.schedule = Schedule::Constant { base_lr: 0.1 };
     assert_eq!(kind(&x), Some(ErrorKind::Hparams));
+}
 
-    let mut x = e0.clone();
+#[test]
+fn the_last_record_states_the_claimed_end_state() {
+    let (mut x, _) = epochs();
     x.claim.end_state_digest = d("other");
     assert_eq!(kind(&x), Some(ErrorKind::EndState));
+}
 
+#[test]
+fn the_claim_names_the_records_root_and_last_record() {
+    let (e0, _) = epochs();
     let mut x = e0.clone();
     x.claim.records_root = d("other");
     assert_eq!(kind(&x), Some(ErrorKind::RecordsRoot));
-
-    let mut x = e0.clone();
+    let mut x = e0;
     x.claim.last_record_hash = d("other");
     assert_eq!(kind(&x), Some(ErrorKind::RecordsRoot));
 }

@@ -9,13 +9,16 @@ use risc0_binfmt::ProgramBinary;
 use risc0_zkos_v1compat::V1COMPAT_ELF;
 use risc0_zkvm::sha::{Digest as R0Digest, Digestible};
 use risc0_zkvm::{
-    ExecutorEnv, ExecutorImpl, FakeReceipt, InnerReceipt, LocalProver, MaybePruned, Prover,
-    ProverOpts, Receipt, ReceiptClaim, VerifierContext,
+    get_prover_server, ExecutorEnv, ExecutorImpl, FakeReceipt, InnerReceipt, MaybePruned,
+    NullSegmentRef, ProverOpts, Receipt, ReceiptClaim, Segment, SuccinctReceipt, VerifierContext,
 };
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use veritrain_core::EpochInput;
 
 use crate::codec::digest_arg;
 use crate::errors::{
-    FakeReceiptError, GuestError, ImageIdMismatchError, ReceiptFormatError,
+    EncodingError, FakeReceiptError, GuestError, ImageIdMismatchError, ReceiptFormatError,
     ReceiptVerificationError, VeritrainError,
 };
 
@@ -63,39 +66,71 @@ fn receipt_codec() -> impl Options {
         .with_limit(MAX_RECEIPT_BYTES)
 }
 
-fn decode_assumptions(assumptions: &[Vec<u8>]) -> PyResult<Vec<Receipt>> {
-    assumptions
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            decode_receipt_raw(a)
-                .map_err(|e| ReceiptFormatError::new_err(format!("assumption {i}: {e}")))
-        })
-        .collect()
+/// The previous epoch's receipt claim, which the guest's `env::verify` asks for: the same guest
+/// (this epoch's image id) with the previous claim as its journal. Execution records it as an
+/// unresolved assumption, so an epoch executes and proves without its predecessor's receipt; only
+/// `finish` needs that receipt, to resolve the assumption.
+fn lineage_assumption(input: &[u8]) -> PyResult<Option<ReceiptClaim>> {
+    let input = EpochInput::decode(input)
+        .map_err(|e| EncodingError::new_err(format!("guest input: {e}")))?;
+    Ok(input.prev.map(|prev| {
+        ReceiptClaim::ok(
+            R0Digest::from(input.claim.image_id),
+            MaybePruned::Value(prev.encode().to_vec()),
+        )
+    }))
 }
 
 /// The executor environment is not Send, so it is built on the thread that runs the guest.
-fn build_env<'a>(input: &[u8], assumptions: Vec<Receipt>) -> anyhow::Result<ExecutorEnv<'a>> {
+fn build_env<'a>(
+    input: &[u8],
+    assumption: Option<ReceiptClaim>,
+    po2: Option<u32>,
+) -> anyhow::Result<ExecutorEnv<'a>> {
     let mut builder = ExecutorEnv::builder();
     builder.write_slice(input);
-    for receipt in assumptions {
-        builder.add_assumption(receipt);
+    if let Some(claim) = assumption {
+        builder.add_assumption(claim);
+    }
+    if let Some(po2) = po2 {
+        builder.segment_limit_po2(po2);
     }
     builder.build()
 }
 
-fn decode_receipt_raw(bytes: &[u8]) -> Result<Receipt, String> {
+fn encode<T: Serialize>(value: &T, what: &str) -> PyResult<Vec<u8>> {
     receipt_codec()
-        .deserialize::<Receipt>(bytes)
-        .map_err(|e| format!("not a RISC Zero receipt ({} bytes): {e}", bytes.len()))
+        .serialize(value)
+        .map_err(|e| VeritrainError::new_err(format!("serializing the {what}: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> PyResult<T> {
+    receipt_codec().deserialize::<T>(bytes).map_err(|e| {
+        ReceiptFormatError::new_err(format!(
+            "not a RISC Zero {what} ({} bytes): {e}",
+            bytes.len()
+        ))
+    })
 }
 
 fn decode_receipt(bytes: &[u8]) -> PyResult<Receipt> {
-    decode_receipt_raw(bytes).map_err(ReceiptFormatError::new_err)
+    decode(bytes, "receipt")
 }
 
 fn guest_failure(e: anyhow::Error) -> PyErr {
     GuestError::new_err(format!("{e:#}"))
+}
+
+fn prover_failure(what: &str) -> impl Fn(anyhow::Error) -> PyErr + '_ {
+    move |e| ReceiptVerificationError::new_err(format!("{what}: {e:#}"))
+}
+
+/// A lifted or joined receipt must be valid before more recursion is spent on it; the
+/// recursion programs would refuse it too, with a less helpful message.
+fn check_succinct(receipt: &SuccinctReceipt<ReceiptClaim>, what: &str) -> PyResult<()> {
+    receipt
+        .verify_integrity_with_context(&VerifierContext::default())
+        .map_err(|e| ReceiptVerificationError::new_err(format!("{what} does not verify: {e}")))
 }
 
 /// The guest's image id (32 bytes).
@@ -104,28 +139,48 @@ fn image_id<'py>(py: Python<'py>) -> Bound<'py, PyBytes> {
     PyBytes::new(py, program().image_id.as_bytes())
 }
 
+/// The image id of a guest ELF, computed as for the embedded guest (wrapped with the v1compat
+/// kernel): an auditor rebuilds the guest from source and compares ids.
+#[pyfunction]
+fn image_id_of<'py>(py: Python<'py>, elf: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let id = ProgramBinary::new(elf, V1COMPAT_ELF)
+        .compute_image_id()
+        .map_err(|e| EncodingError::new_err(format!("not a guest ELF: {e:#}")))?;
+    Ok(PyBytes::new(py, id.as_bytes()))
+}
+
 /// The embedded guest ELF, for auditors who rebuild the guest and compare.
 #[pyfunction]
 fn guest_elf<'py>(py: Python<'py>) -> Bound<'py, PyBytes> {
     PyBytes::new(py, GUEST_ELF)
 }
 
-/// Runs the guest in the executor only (no proof): journal, cycle counts and segment count.
+/// Runs the guest once in the executor: journal, cycle counts and, with `segments`, every
+/// segment serialized so that it can be proven anywhere (`prove_segment`). `po2` is the segment
+/// size (log2 of cycles); risc0's default when None.
 #[pyfunction]
-#[pyo3(signature = (input, assumptions = Vec::new()))]
+#[pyo3(signature = (input, po2 = None, segments = false))]
 fn execute<'py>(
     py: Python<'py>,
     input: &[u8],
-    assumptions: Vec<Vec<u8>>,
+    po2: Option<u32>,
+    segments: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     refuse_dev_mode()?;
-    let assumptions = decode_assumptions(&assumptions)?;
+    let assumption = lineage_assumption(input)?;
     let started = Instant::now();
-    let (journal, user_cycles, paging_cycles, total_cycles, segments) = py
+    // The session is not Send: only what is reported leaves the executing thread.
+    let (journal, user_cycles, paging_cycles, total_cycles, count, blobs) = py
         .detach(|| -> anyhow::Result<_> {
-            let env = build_env(input, assumptions)?;
+            let env = build_env(input, assumption, po2)?;
             let mut exec = ExecutorImpl::from_elf(env, &program().blob)?;
-            let session = exec.run()?;
+            let mut blobs = Vec::new();
+            let session = exec.run_with_callback(|segment: Segment| {
+                if segments {
+                    blobs.push(receipt_codec().serialize(&segment)?);
+                }
+                Ok(Box::new(NullSegmentRef))
+            })?;
             let journal = session
                 .journal
                 .as_ref()
@@ -137,6 +192,7 @@ fn execute<'py>(
                 session.paging_cycles,
                 session.total_cycles,
                 session.segments.len(),
+                blobs,
             ))
         })
         .map_err(guest_failure)?;
@@ -145,45 +201,99 @@ fn execute<'py>(
     d.set_item("user_cycles", user_cycles)?;
     d.set_item("paging_cycles", paging_cycles)?;
     d.set_item("total_cycles", total_cycles)?;
-    d.set_item("segments", segments)?;
+    d.set_item("segments", count)?;
     d.set_item("seconds", started.elapsed().as_secs_f64())?;
+    if segments {
+        let blobs: Vec<_> = blobs.iter().map(|b| PyBytes::new(py, b)).collect();
+        d.set_item("segment_blobs", blobs)?;
+    }
     Ok(d)
 }
 
-/// Proves one epoch: a composite receipt (risc0's recursion circuit is not used; see docs).
+/// Proves one segment and lifts it into a succinct receipt (risc0's recursion circuit): the
+/// unit of parallel proving. The result is conditional on the segment's assumptions, if any.
 #[pyfunction]
-#[pyo3(signature = (input, assumptions = Vec::new()))]
-fn prove<'py>(
-    py: Python<'py>,
-    input: &[u8],
-    assumptions: Vec<Vec<u8>>,
-) -> PyResult<Bound<'py, PyDict>> {
+fn prove_segment<'py>(py: Python<'py>, segment: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
     refuse_dev_mode()?;
-    let assumptions = decode_assumptions(&assumptions)?;
-    let started = Instant::now();
-    let info = py
-        .detach(|| {
-            let env = build_env(input, assumptions)?;
-            LocalProver::new("veritrain").prove_with_ctx(
-                env,
-                &VerifierContext::default(),
-                &program().blob,
-                &ProverOpts::composite(),
-            )
+    let segment: Segment = decode(segment, "segment")?;
+    let lifted = py
+        .detach(|| -> anyhow::Result<_> {
+            let prover = get_prover_server(&ProverOpts::succinct())?;
+            let receipt = prover.prove_segment(&VerifierContext::default(), &segment)?;
+            prover.lift(&receipt)
         })
-        .map_err(guest_failure)?;
-    let receipt = receipt_codec()
-        .serialize(&info.receipt)
-        .map_err(|e| VeritrainError::new_err(format!("serializing the receipt: {e}")))?;
-    let d = PyDict::new(py);
-    d.set_item("receipt", PyBytes::new(py, &receipt))?;
-    d.set_item("journal", PyBytes::new(py, &info.receipt.journal.bytes))?;
-    d.set_item("user_cycles", info.stats.user_cycles)?;
-    d.set_item("paging_cycles", info.stats.paging_cycles)?;
-    d.set_item("total_cycles", info.stats.total_cycles)?;
-    d.set_item("segments", info.stats.segments)?;
-    d.set_item("seconds", started.elapsed().as_secs_f64())?;
-    Ok(d)
+        .map_err(prover_failure("proving the segment"))?;
+    Ok(PyBytes::new(py, &encode(&lifted, "segment receipt")?))
+}
+
+/// Joins two succinct receipts of consecutive parts of one execution (left first).
+#[pyfunction]
+fn join<'py>(py: Python<'py>, left: &[u8], right: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    refuse_dev_mode()?;
+    let left: SuccinctReceipt<ReceiptClaim> = decode(left, "succinct receipt")?;
+    let right: SuccinctReceipt<ReceiptClaim> = decode(right, "succinct receipt")?;
+    check_succinct(&left, "the left receipt")?;
+    check_succinct(&right, "the right receipt")?;
+    let joined = py
+        .detach(|| -> anyhow::Result<_> {
+            get_prover_server(&ProverOpts::succinct())?.join(&left, &right)
+        })
+        .map_err(prover_failure("joining the receipts"))?;
+    Ok(PyBytes::new(py, &encode(&joined, "succinct receipt")?))
+}
+
+/// Completes an epoch's receipt: resolves the lineage assumption with the previous epoch's
+/// receipt (which must itself be succinct and unconditional), wraps the result with its journal
+/// and verifies it against the image id. Returns the stored receipt's bytes.
+#[pyfunction]
+#[pyo3(signature = (conditional, journal, image_id, prev_receipt = None))]
+fn finish<'py>(
+    py: Python<'py>,
+    conditional: &[u8],
+    journal: Vec<u8>,
+    image_id: &[u8],
+    prev_receipt: Option<&[u8]>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    refuse_dev_mode()?;
+    let image_id = R0Digest::from(digest_arg(image_id, "image id")?);
+    let conditional: SuccinctReceipt<ReceiptClaim> = decode(conditional, "succinct receipt")?;
+    check_succinct(&conditional, "the epoch's joined receipt")?;
+    let prev = match prev_receipt {
+        None => None,
+        Some(bytes) => match decode_receipt(bytes)?.inner {
+            InnerReceipt::Succinct(prev) => Some(prev),
+            _ => return Err(ReceiptFormatError::new_err(
+                "the previous epoch's receipt is not succinct (a protocol 1 composite receipt?): \
+                     only a succinct receipt can resolve the lineage assumption",
+            )),
+        },
+    };
+    let receipt = py
+        .detach(|| -> anyhow::Result<_> {
+            let resolved = match prev {
+                Some(prev) => get_prover_server(&ProverOpts::succinct())?
+                    .resolve(&conditional, &prev.into_unknown())?,
+                None => conditional,
+            };
+            let receipt = Receipt::new(InnerReceipt::Succinct(resolved), journal);
+            receipt.verify_with_context(&VerifierContext::default(), image_id)?;
+            Ok(receipt)
+        })
+        .map_err(prover_failure("completing the epoch's receipt"))?;
+    Ok(PyBytes::new(py, &encode(&receipt, "receipt")?))
+}
+
+/// The kind of a receipt: "succinct" (one recursion proof, constant size) or "composite"
+/// (protocol 1: segment proofs plus the embedded receipts of its assumptions).
+#[pyfunction]
+fn receipt_kind(receipt: &[u8]) -> PyResult<&'static str> {
+    Ok(match decode_receipt(receipt)?.inner {
+        InnerReceipt::Composite(_) => "composite",
+        InnerReceipt::Succinct(_) => "succinct",
+        InnerReceipt::Groth16(_) => "groth16",
+        InnerReceipt::Fake(_) => "fake",
+        _ => "unknown",
+    })
 }
 
 /// Verifies a receipt against an image id and returns its journal. Each failure kind raises its
@@ -266,17 +376,73 @@ fn _fake_receipt<'py>(
     let id = R0Digest::from(digest_arg(image_id, "image id")?);
     let claim = ReceiptClaim::ok(id, MaybePruned::Value(journal.clone()));
     let receipt = Receipt::new(InnerReceipt::Fake(FakeReceipt::new(claim)), journal);
-    let bytes = receipt_codec()
-        .serialize(&receipt)
-        .map_err(|e| VeritrainError::new_err(format!("serializing: {e}")))?;
-    Ok(PyBytes::new(py, &bytes))
+    Ok(PyBytes::new(py, &encode(&receipt, "receipt")?))
+}
+
+/// Recomputes, from the bytes bundled with risc0 (the crates risc0-circuit-recursion-zkrs and
+/// -control-zkrs, which replace a download), the control id of every recursion program that
+/// succinct verification allows, and the root of that set. Returns (name, recomputed id, risc0's
+/// constant id) per program, the recomputed root and risc0's `ALLOWED_CONTROL_ROOT`: a succinct
+/// receipt is only as good as the programs that made it, and these came in a release candidate.
+#[pyfunction]
+fn recursion_control_ids(
+    py: Python<'_>,
+) -> PyResult<(Vec<(String, Vec<u8>, Vec<u8>)>, Vec<u8>, Vec<u8>)> {
+    use risc0_circuit_recursion::control_id::{MIN_LIFT_PO2, POSEIDON2_CONTROL_IDS};
+    use risc0_circuit_recursion::prove::{zkr::get_all_zkrs, Program};
+    use risc0_zkp::core::hash::poseidon2::Poseidon2HashSuite;
+    use risc0_zkvm::recursion::{MerkleGroup, RECURSION_PO2};
+
+    // The allowed set as risc0 builds it (receipt/succinct.rs, allowed_control_ids): every
+    // program but the test circuit, lifts only for segments of 2^14 to 2^DEFAULT_MAX_PO2 cycles.
+    let allowed = |name: &str| {
+        let lift_po2 = name
+            .trim_end_matches(".zkr")
+            .rsplit('_')
+            .next()
+            .and_then(|p| p.parse::<usize>().ok());
+        match (name.starts_with("lift_"), lift_po2) {
+            (true, Some(po2)) => (MIN_LIFT_PO2..=risc0_zkvm::DEFAULT_MAX_PO2).contains(&po2),
+            (true, None) => false,
+            (false, _) => !name.starts_with("test_"),
+        }
+    };
+    py.detach(|| -> anyhow::Result<_> {
+        let suite = Poseidon2HashSuite::new_suite();
+        // Sorted by name (get_all_zkrs sorts), which is the order of the set's Merkle leaves.
+        let mut programs = Vec::new();
+        let mut leaves = Vec::new();
+        for (name, code) in get_all_zkrs()?.into_iter().filter(|(n, _)| allowed(n)) {
+            let id =
+                Program::from_encoded(&code, RECURSION_PO2).compute_control_id(suite.clone())?;
+            let constant = POSEIDON2_CONTROL_IDS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, d)| d.as_bytes().to_vec())
+                .unwrap_or_default();
+            leaves.push(id);
+            programs.push((name, id.as_bytes().to_vec(), constant));
+        }
+        let root = MerkleGroup::new(leaves)?.calc_root(suite.hashfn.as_ref());
+        Ok((
+            programs,
+            root.as_bytes().to_vec(),
+            risc0_zkvm::ALLOWED_CONTROL_ROOT.as_bytes().to_vec(),
+        ))
+    })
+    .map_err(|e| VeritrainError::new_err(format!("recomputing control ids: {e:#}")))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(recursion_control_ids, m)?)?;
     m.add_function(wrap_pyfunction!(image_id, m)?)?;
     m.add_function(wrap_pyfunction!(guest_elf, m)?)?;
+    m.add_function(wrap_pyfunction!(image_id_of, m)?)?;
     m.add_function(wrap_pyfunction!(execute, m)?)?;
-    m.add_function(wrap_pyfunction!(prove, m)?)?;
+    m.add_function(wrap_pyfunction!(prove_segment, m)?)?;
+    m.add_function(wrap_pyfunction!(join, m)?)?;
+    m.add_function(wrap_pyfunction!(finish, m)?)?;
+    m.add_function(wrap_pyfunction!(receipt_kind, m)?)?;
     m.add_function(wrap_pyfunction!(verify_receipt, m)?)?;
     m.add_function(wrap_pyfunction!(_fake_receipt, m)?)?;
     Ok(())
