@@ -123,15 +123,20 @@ def submit_epoch_proof(
     if n == 0:
         return [finish_epoch.submit(store_uri, run_id, epoch, po2, wait_for=after)]
     parts: dict[tuple[int, int], PrefectFuture] = {}
-    for k in range(n):
+
+    def chain() -> list[PrefectFuture]:
         # In this process proofs run one at a time: each already uses every core.
-        chain = [parts[(k - 1, k)]] if k and not pool else []
-        parts[(k, k + 1)] = prove_segment.submit(store_uri, run_id, epoch, po2, k, pool, wait_for=chain)
+        return [] if pool or not parts else [list(parts.values())[-1]]
+
+    for k in range(n):
+        parts[(k, k + 1)] = prove_segment.submit(
+            store_uri, run_id, epoch, po2, k, pool, wait_for=chain()
+        )
     for level in proving.join_tree(n):
         for first, mid, end in level:
             parts[(first, end)] = join_receipts.submit(
                 store_uri, run_id, epoch, po2, first, mid, end, pool,
-                wait_for=[parts[(first, mid)], parts[(mid, end)]],
+                wait_for=[parts[(first, mid)], parts[(mid, end)], *chain()],
             )
     finish = finish_epoch.submit(store_uri, run_id, epoch, po2, wait_for=[parts[(0, n)], *after])
     return [*parts.values(), finish]
