@@ -106,7 +106,8 @@ def finish_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None) -> di
     r = proving.finish(open_store(store_uri), run_id, epoch, po2)
     stats = {"epoch": epoch, "stored": r is not None,
              "receipt_bytes": len(r.receipt) if r is not None else 0}
-    get_run_logger().info("epoch %d receipt stored: %s", epoch, stats)
+    get_run_logger().info("epoch %d: %s", epoch, f"receipt stored ({stats['receipt_bytes']} bytes)"
+                          if r is not None else "its stored receipt verifies")
     return stats
 
 

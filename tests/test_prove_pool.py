@@ -77,6 +77,25 @@ def test_a_prove_pool_needs_a_prefect_server(tmp_path):
     assert not (tmp_path / "store").exists()
 
 
+def test_a_pool_without_the_deployments_fails_naming_them(tmp_path, tiny_spec):
+    from flows.proving import prove_flow
+    from pipeline.errors import WorkerError
+    from pipeline.train import open_trainer, train
+
+    store = LocalStore(tmp_path)
+    train(open_trainer(tiny_spec.model_copy(update={"finalize_every": 0}), store, "no-pool"))
+    with pytest.raises(WorkerError) as e:
+        prove_flow(str(tmp_path), "no-pool", 0, PO2, pool="nowhere")
+    assert str(e.value) == (
+        "--prove-pool nowhere: the Prefect server has no deployment "
+        "veritrain-prove-segment/nowhere; create it with `veritrain deploy-prove --pool nowhere`"
+    )
+    # The epoch was executed (its segments wait in the store for a pool); nothing was proven.
+    ex = proving.load_execution(store, "no-pool", 0, PO2)
+    assert len(ex.segments) >= 2
+    assert not any(k.endswith(".receipt") for k in store.list("runs/no-pool"))
+
+
 @pytest.mark.proving
 def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
     env = prefect_server
