@@ -32,11 +32,18 @@ def cmd_run(args) -> int:
     plan = preflight(args.spec, args.store, args.run_id)
     from flows import progress
     from flows.training import train_flow
+    from pipeline.proving import check_segment_po2
 
+    check_segment_po2(args.segment_po2)
+    if args.prove_pool:
+        from flows.proving import require_server
+
+        require_server(f"--prove-pool {args.prove_pool}")
     process.quiet_known_errors()
     started = time.perf_counter()
     with process.prefect_api(stopper), progress.bars():
-        uri = train_flow(plan.spec.model_dump(mode="json"), plan.store_uri, plan.run_id)
+        uri = train_flow(plan.spec.model_dump(mode="json"), plan.store_uri, plan.run_id,
+                         args.prove_pool, args.segment_po2)
     code = EXIT_OK
     if args.verify:
         from pipeline.verify import verify_run
@@ -205,7 +212,8 @@ def cmd_demo(args) -> int:
 
     spec = Path(__file__).resolve().parent.parent / "examples" / "tiny.yaml"
     store_dir = args.store if args.store is not None else tempfile.mkdtemp(prefix="veritrain-demo-")
-    ns = argparse.Namespace(spec=str(spec), store=store_dir, run_id=None, verify=False)
+    ns = argparse.Namespace(spec=str(spec), store=store_dir, run_id=None, verify=False,
+                            prove_pool=None, segment_po2=None)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = cmd_run(ns)
@@ -226,6 +234,15 @@ def cmd_demo(args) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def cmd_deploy_prove(args) -> int:
+    """Creates the prove pool's deployments on the Prefect server of PREFECT_API_URL."""
+    from flows.proving import deploy
+
+    for name in deploy(args.pool, args.flow_pool):
+        print(name)
+    return EXIT_OK
+
+
 def cmd_schema(args) -> int:
     from pipeline.spec import spec_json_schema
     from pipeline.verify import VERIFY_JSON_SCHEMA
@@ -235,7 +252,8 @@ def cmd_schema(args) -> int:
 
 
 BENCHES = (
-    "commit_bench", "prover_bench", "orchestration_bench", "challenge_bench", "verify_bench"
+    "commit_bench", "prover_bench", "orchestration_bench", "challenge_bench", "verify_bench",
+    "prove_pool_bench",
 )
 
 
@@ -288,6 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
         "resumes the run",
     )
     r.add_argument("--verify", action="store_true", help="verify the run when it is done")
+    r.add_argument(
+        "--prove-pool", metavar="POOL",
+        help="prove epochs in parts on this Prefect work pool's workers (see deploy-prove) and "
+        "adopt their receipts (default: prove in this process)",
+    )
+    r.add_argument(
+        "--segment-po2", type=int, metavar="N",
+        help="prove in segments of 2^N cycles, 14..22: smaller uses less memory per prover, "
+        "larger fewer segments and joins (default: risc0's)",
+    )
     r.set_defaults(fn=cmd_run)
     v = sub.add_parser("verify", help="verify a stored run: ledger, receipts, records, checkpoints")
     v.add_argument("run_uri")
@@ -335,6 +363,17 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("proof_id")
     cf.add_argument("--json", action="store_true")
     cf.set_defaults(fn=cmd_check_fraud_proof)
+    dp = sub.add_parser(
+        "deploy-prove",
+        help="create the deployments a prove pool's workers run (veritrain-prove-segment, "
+        "veritrain-prove-join, veritrain-prove) on the server of PREFECT_API_URL",
+    )
+    dp.add_argument("--pool", default="prove", help="work pool of the provers (default: prove)")
+    dp.add_argument(
+        "--flow-pool", metavar="POOL",
+        help="work pool for veritrain-prove itself, which waits for its parts (default: --pool)",
+    )
+    dp.set_defaults(fn=cmd_deploy_prove)
     sc = sub.add_parser("schema", help="print a JSON Schema: the run spec or verify --json output")
     sc.add_argument("which", choices=["spec", "verify"])
     sc.set_defaults(fn=cmd_schema)
@@ -352,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Nothing leaves this machine but what the user points at (no registries or telemetry here).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from pipeline.errors import DeterminismError, SpecError, StorageError, UsageError
+    from pipeline.errors import DeterminismError, SpecError, StorageError, UsageError, WorkerError
     from prover import VeritrainError
 
     try:
@@ -360,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, UsageError) as e:
         _err(str(e))
         return EXIT_USAGE
-    except (StorageError, DeterminismError) as e:
+    except (StorageError, DeterminismError, WorkerError) as e:
         _err(str(e))
         return EXIT_ENV
     except VeritrainError as e:

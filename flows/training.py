@@ -15,8 +15,10 @@ from prefect.artifacts import (
 )
 
 from flows import progress
+from flows.proving import results, submit_epoch_proof
 from pipeline.finalize import finalize_epoch
 from pipeline.ledger import load_or_create_key
+from pipeline.proving import check_segment_po2
 from pipeline.run import Manifest, default_run_id, epoch_entries, open_ledger, receipt_entries
 from pipeline.spec import RunSpec, parse_spec
 from pipeline.store import open_store, run_uri
@@ -65,14 +67,15 @@ def train_epoch(spec_json: dict[str, Any], store_uri: str, run_id: str, epoch: i
 
 
 @task(name="finalize-epoch", retries=1, retry_delay_seconds=2)
-def prove_epoch(store_uri: str, run_id: str, epoch: int) -> dict[str, Any]:
-    """Proves one epoch in the zkVM and stores its receipt and journal."""
+def prove_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None = None) -> dict[str, Any]:
+    """Proves one epoch in the zkVM (or adopts the receipt a prove pool stored) and records its
+    receipt and journal."""
     store = open_store(store_uri)
     manifest = Manifest.load(store, run_id)
     ledger, entries = open_ledger(store, manifest)
     bar = progress.current()
     task_id = bar.add_task(f"prove epoch {epoch}", total=None, info="") if bar else None
-    r = finalize_epoch(store, manifest, ledger, entries, load_or_create_key(run_id), epoch)
+    r = finalize_epoch(store, manifest, ledger, entries, load_or_create_key(run_id), epoch, po2)
     stats = {"epoch": epoch, "seconds": 0.0, "cycles": 0, "receipt_bytes": 0}
     if r is not None:
         stats["receipt_bytes"] = len(r.receipt)
@@ -86,23 +89,40 @@ def prove_epoch(store_uri: str, run_id: str, epoch: int) -> dict[str, Any]:
 
 
 @flow(name="veritrain-train")
-def train_flow(spec: dict[str, Any], store: str | None = None, run_id: str | None = None) -> str:
-    """Trains a spec with per-step commitments; proving epoch e overlaps training epoch e+1."""
+def train_flow(
+    spec: dict[str, Any], store: str | None = None, run_id: str | None = None,
+    prove_pool: str | None = None, segment_po2: int | None = None,
+) -> str:
+    """Trains a spec with per-step commitments; proving epoch e overlaps training epoch e+1.
+
+    With ``prove_pool``, epochs are proven in parts by that pool's workers (flows/proving.py) at
+    segment size ``segment_po2`` and this flow adopts their receipts; else in this process."""
     s = _spec(spec)
+    check_segment_po2(segment_po2, "flow parameter segment_po2")
     store_uri = store or s.store
     run_id = run_id or default_run_id(s)
     info = open_run(spec, store_uri, run_id)
     proofs = []
     previous = None
+    finished = None
+    parts = []
     for epoch in range(s.epochs):
         train_epoch(spec, store_uri, run_id, epoch)
         due = s.finalize_every and ((epoch + 1) % s.finalize_every == 0 or epoch == s.epochs - 1)
         if due:
-            # Epochs are proven in order (each receipt verifies its predecessor's inside the guest).
+            # Receipts are stored and adopted in order (each resolves its predecessor's).
             pending = [e for e in range(epoch + 1) if not any(p[0] == e for p in proofs)]
             for e in pending:
-                previous = prove_epoch.submit(store_uri, run_id, e, wait_for=[previous] if previous else [])
+                after = [previous] if previous else []
+                if prove_pool:
+                    parts += submit_epoch_proof(
+                        store_uri, run_id, e, segment_po2, prove_pool, [finished] if finished else []
+                    )
+                    finished = parts[-1]
+                    after.append(finished)
+                previous = prove_epoch.submit(store_uri, run_id, e, segment_po2, wait_for=after)
                 proofs.append((e, previous))
+    results(parts)
     stats = [f.result() for _, f in proofs]
     _summarize(store_uri, run_id, info, stats)
     return info["run_uri"]

@@ -25,3 +25,7 @@ class IntegrityError(VeritrainError):
 
 class UsageError(VeritrainError):
     """A command was given something it cannot use, other than a spec (the message names it)."""
+
+
+class WorkerError(VeritrainError):
+    """Work handed to a pool's worker failed or was lost (the message names the flow run)."""

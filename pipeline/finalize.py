@@ -36,9 +36,11 @@ def unproven_epochs(entries: list[Entry]) -> list[int]:
 
 
 def finalize_epoch(
-    store: Store, manifest: Manifest, ledger: Ledger, entries: list[Entry], key, epoch: int
+    store: Store, manifest: Manifest, ledger: Ledger, entries: list[Entry], key, epoch: int,
+    po2: int | None = None,
 ) -> EpochReceipt | None:
-    """Proves ``epoch`` (its predecessor must already have a receipt) and records the receipt.
+    """Proves ``epoch`` (its predecessor must already have a receipt) in segments of 2^``po2``
+    cycles (None: risc0's default) and records the receipt.
 
     Returns None if the epoch already has a receipt entry. A receipt object without its ledger
     entry (left by a crash, or written by a prover of a prove pool, which holds no trainer key) is
@@ -68,7 +70,7 @@ def finalize_epoch(
                 raise IntegrityError(f"epoch {epoch - 1} has no receipt yet; prove epochs in order")
             prev_receipt = store.read(receipts[epoch - 1].body["receipt"])
         records = load_epoch_records(store, entry)
-        result = prove_epoch(epoch_input(claim, prev_claim, records), prev_receipt)
+        result = prove_epoch(epoch_input(claim, prev_claim, records), prev_receipt, po2=po2)
         if result.claim != claim:
             raise IntegrityError(f"epoch {epoch}: the receipt's journal is not the committed claim")
         store.create(rk, result.receipt)

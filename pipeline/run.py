@@ -72,6 +72,43 @@ def journal_key(run_id: str, epoch: int) -> str:
     return f"runs/{run_id}/receipts/epoch-{epoch:06d}.journal.json"
 
 
+def proving_prefix(run_id: str, epoch: int, po2: int | None) -> str:
+    """Scratch objects of one epoch's proof at one segment size (None: risc0's default).
+
+    The segment size is part of the key because the same epoch executes into other segments at
+    another size: provers using different sizes never meet, and whichever finishes first stores
+    the epoch's receipt. Nothing reads this prefix once the receipt is stored.
+    """
+    return f"runs/{run_id}/proving/epoch-{epoch:06d}/po2-{'default' if po2 is None else po2}"
+
+
+def execution_key(run_id: str, epoch: int, po2: int | None) -> str:
+    """Names the one execution whose segments are proven: the first executor to create it wins."""
+    return f"{proving_prefix(run_id, epoch, po2)}/execution.json"
+
+
+def execution_prefix(run_id: str, epoch: int, po2: int | None, execution: str) -> str:
+    """One execution's segments and receipts. Executions differ byte for byte (the executor is
+    not deterministic), so each has its own prefix, named by its content."""
+    return f"{proving_prefix(run_id, epoch, po2)}/execution-{execution}"
+
+
+def segment_key(prefix: str, segment: int) -> str:
+    return f"{prefix}/segment-{segment:04d}.bin"
+
+
+def part_receipt_key(prefix: str, first: int, end: int) -> str:
+    """The succinct receipt of segments ``first``..``end - 1``: a lifted segment or a join."""
+    if end - first == 1:
+        return f"{prefix}/segment-{first:04d}.receipt"
+    return f"{prefix}/join-{first:04d}-{end:04d}.receipt"
+
+
+def prover_note_key(receipt_key: str) -> str:
+    """Who made a receipt and how long it took (informational; nothing trusts it)."""
+    return receipt_key.removesuffix(".receipt") + ".prover.json"
+
+
 @dataclass(frozen=True)
 class Manifest:
     """``run.json``: spec, determinism profile, dataset root, image id, public key, genesis."""

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +15,7 @@ import pytest
 from pipeline.spec import RunSpec, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
+PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -60,3 +66,59 @@ def unproven_run(tmp_path_factory, tiny_spec) -> tuple[Path, str]:
     spec = tiny_spec.model_copy(update={"finalize_every": 0})
     train(open_trainer(spec, LocalStore(store), "other-run"))
     return store, "other-run"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    """A real `prefect server` on loopback; yields the environment that points at it."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+    }
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "prefect server did not become healthy in 120 s"
+            time.sleep(1)
+        yield env
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+@contextlib.contextmanager
+def process_worker(env: dict[str, str], pool: str, log: Path, *args: str) -> Iterator[None]:
+    """A `prefect worker` of a process pool, running flow runs from the repository."""
+    with open(log, "w") as out:
+        worker = subprocess.Popen(
+            [PREFECT, "worker", "start", "--pool", pool, "--type", "process", *args],
+            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )
+        try:
+            yield
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)

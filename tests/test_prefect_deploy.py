@@ -4,59 +4,11 @@ process work pool and worker, and a deployment of the training flow run through 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from pathlib import Path
 
-import pytest
 import yaml
-from conftest import ROOT, veritrain
-
-PREFECT = str(Path(sys.executable).with_name("prefect"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def prefect_server(tmp_path):
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_WORKER_QUERY_SECONDS": "2",
-    }
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "prefect server did not become healthy in 120 s"
-            time.sleep(1)
-        yield env
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+from conftest import PREFECT, ROOT, process_worker, veritrain
 
 
 def test_deployment_runs_on_a_process_worker(prefect_server, tmp_path):
@@ -79,12 +31,7 @@ def test_deployment_runs_on_a_process_worker(prefect_server, tmp_path):
     )
     r = run(sys.executable, "-c", deploy)
     assert r.returncode == 0, r.stdout + r.stderr
-    worker_log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
-    worker = subprocess.Popen(
-        [PREFECT, "worker", "start", "--pool", "train", "--type", "process"],
-        env=env, cwd=ROOT, stdout=worker_log, stderr=subprocess.STDOUT,
-    )
-    try:
+    with process_worker(env, "train", tmp_path / "worker.log"):
         trigger = (
             "import json, sys\n"
             "from prefect.deployments import run_deployment\n"
@@ -97,10 +44,6 @@ def test_deployment_runs_on_a_process_worker(prefect_server, tmp_path):
         assert r.stdout.strip().splitlines()[-1] == "COMPLETED", (
             r.stdout + (tmp_path / "worker.log").read_text()[-3000:]
         )
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
-        worker_log.close()
     # The worker's flow run left a run that verifies (committed epochs; nothing proven here).
     r = veritrain("verify", f"{store}/runs/deployed", "--json")
     assert r.returncode == 0, r.stdout + r.stderr

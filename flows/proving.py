@@ -1,0 +1,196 @@
+"""The proving flows: `veritrain-prove` proves one epoch in parts (pipeline/proving.py): execute,
+prove each segment, join them in a tree, resolve the previous epoch's receipt.
+
+With a prove pool, each segment proof and each join is a flow run of the small deployments
+`veritrain-prove-segment/<pool>` and `veritrain-prove-join/<pool>`, so the pool's workers share
+them; without one they run in this process, one after another. Everything passes plain values
+(URIs, numbers): the store carries the segments and receipts. Provers need no run key; the
+trainer adopts the stored receipt (flows/training.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from prefect.futures import PrefectFuture
+from prefect.runtime import flow_run
+from prefect.settings import PREFECT_API_URL
+
+from pipeline import proving
+from pipeline.errors import UsageError, WorkerError
+from pipeline.run import receipt_key
+from pipeline.store import open_store
+
+SEGMENT_FLOW, JOIN_FLOW, PROVE_FLOW = "veritrain-prove-segment", "veritrain-prove-join", "veritrain-prove"
+
+
+def _note() -> dict[str, Any]:
+    return {"flow_run_id": str(flow_run.id)} if flow_run.id else {}
+
+
+@flow(name=SEGMENT_FLOW)
+def prove_segment_flow(store_uri: str, run_id: str, epoch: int, po2: int | None, segment: int) -> bool:
+    """Proves and lifts one segment of an executed epoch (a prove pool's unit of work)."""
+    return proving.prove_segment(open_store(store_uri), run_id, epoch, po2, segment, _note())
+
+
+@flow(name=JOIN_FLOW)
+def join_flow(
+    store_uri: str, run_id: str, epoch: int, po2: int | None, first: int, mid: int, end: int
+) -> bool:
+    """Joins two adjacent stored parts of an epoch's receipt."""
+    return proving.join(open_store(store_uri), run_id, epoch, po2, first, mid, end, _note())
+
+
+def _on_pool(pool: str, flow_name: str, parameters: dict[str, Any]) -> None:
+    name = f"{flow_name}/{pool}"
+    try:
+        fr = run_deployment(name, parameters=parameters, timeout=None)
+    except ObjectNotFound:
+        raise WorkerError(
+            f"--prove-pool {pool}: the Prefect server has no deployment {name}; "
+            f"create it with `veritrain deploy-prove --pool {pool}`"
+        ) from None
+    if not fr.state.is_completed():
+        raise WorkerError(
+            f"flow run {fr.name} ({fr.id}) of deployment {name} ended {fr.state.name}: "
+            f"{fr.state.message or 'see its logs'}"
+        )
+
+
+@task(name="execute-epoch", retries=1, retry_delay_seconds=2)
+def execute_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None) -> int:
+    """Executes the epoch's guest once and stores its segments; returns how many there are
+    (none if the epoch's receipt is stored already: then there is nothing left to prove)."""
+    store = open_store(store_uri)
+    if store.exists(receipt_key(run_id, epoch)):
+        return 0
+    ex = proving.execute(store, run_id, epoch, po2)
+    get_run_logger().info("epoch %d executed: %d segments, %d cycles", epoch, len(ex.segments),
+                          ex.total_cycles)
+    return len(ex.segments)
+
+
+@task(name="prove-segment", retries=1, retry_delay_seconds=2)
+def prove_segment(
+    store_uri: str, run_id: str, epoch: int, po2: int | None, segment: int, pool: str | None
+) -> None:
+    params = {"store_uri": store_uri, "run_id": run_id, "epoch": epoch, "po2": po2, "segment": segment}
+    if pool:
+        _on_pool(pool, SEGMENT_FLOW, params)
+    else:
+        proving.prove_segment(open_store(store_uri), run_id, epoch, po2, segment, _note())
+
+
+@task(name="join-receipts", retries=1, retry_delay_seconds=2)
+def join_receipts(
+    store_uri: str, run_id: str, epoch: int, po2: int | None, first: int, mid: int, end: int,
+    pool: str | None,
+) -> None:
+    params = {"store_uri": store_uri, "run_id": run_id, "epoch": epoch, "po2": po2,
+              "first": first, "mid": mid, "end": end}
+    if pool:
+        _on_pool(pool, JOIN_FLOW, params)
+    else:
+        proving.join(open_store(store_uri), run_id, epoch, po2, first, mid, end, _note())
+
+
+@task(name="finish-epoch", retries=1, retry_delay_seconds=2)
+def finish_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None) -> dict[str, Any]:
+    """Resolves the previous epoch's receipt and stores this epoch's (verified) receipt."""
+    r = proving.finish(open_store(store_uri), run_id, epoch, po2)
+    stats = {"epoch": epoch, "stored": r is not None,
+             "receipt_bytes": len(r.receipt) if r is not None else 0}
+    get_run_logger().info("epoch %d: %s", epoch, f"receipt stored ({stats['receipt_bytes']} bytes)"
+                          if r is not None else "its stored receipt verifies")
+    return stats
+
+
+def submit_epoch_proof(
+    store_uri: str, run_id: str, epoch: int, po2: int | None, pool: str | None,
+    after: Sequence[PrefectFuture] = (),
+) -> list[PrefectFuture]:
+    """Executes the epoch now, then submits its segment proofs, its join tree and its finish
+    (which also waits for ``after``: the previous epoch's finish). Returns their futures in
+    submission order, the finish last.
+
+    Only the finish waits for another epoch, so the parts of several epochs are proven at once."""
+    n = execute_epoch(store_uri, run_id, epoch, po2)
+    if n == 0:
+        return [finish_epoch.submit(store_uri, run_id, epoch, po2, wait_for=after)]
+    parts: dict[tuple[int, int], PrefectFuture] = {}
+
+    def chain() -> list[PrefectFuture]:
+        # In this process proofs run one at a time: each already uses every core.
+        return [] if pool or not parts else [list(parts.values())[-1]]
+
+    for k in range(n):
+        parts[(k, k + 1)] = prove_segment.submit(
+            store_uri, run_id, epoch, po2, k, pool, wait_for=chain()
+        )
+    for level in proving.join_tree(n):
+        for first, mid, end in level:
+            parts[(first, end)] = join_receipts.submit(
+                store_uri, run_id, epoch, po2, first, mid, end, pool,
+                wait_for=[parts[(first, mid)], parts[(mid, end)], *chain()],
+            )
+    finish = finish_epoch.submit(store_uri, run_id, epoch, po2, wait_for=[parts[(0, n)], *after])
+    return [*parts.values(), finish]
+
+
+def results(futures: Sequence[PrefectFuture]) -> list[Any]:
+    """Waits for every future; raises the error of the first one that failed, in submission
+    order (the ones after it that depend on it never ran and only say so)."""
+    for f in futures:
+        f.wait()
+    for f in futures:
+        if not f.state.is_completed():
+            f.result()
+    return [f.result() for f in futures]
+
+
+@flow(name=PROVE_FLOW)
+def prove_flow(
+    store_uri: str, run_id: str, epoch: int, po2: int | None = None, pool: str | None = None
+) -> dict[str, Any]:
+    """Proves one epoch and stores its receipt (the previous epoch's receipt must be stored by
+    the time the parts are joined). Adopting it into the ledger is the trainer's."""
+    proving.check_segment_po2(po2, "flow parameter po2")
+    return results(submit_epoch_proof(store_uri, run_id, epoch, po2, pool))[-1]
+
+
+def require_server(what: str) -> None:
+    """A pool's workers poll a Prefect server; Prefect's ephemeral API in this process has none."""
+    if not PREFECT_API_URL.value():
+        raise UsageError(
+            f"{what}: PREFECT_API_URL is not set; point it at the Prefect server the pool's "
+            "workers poll"
+        )
+
+
+def deploy(pool: str, flow_pool: str | None = None) -> list[str]:
+    """Creates (or updates) the deployments `veritrain-prove-segment/<pool>` and
+    `veritrain-prove-join/<pool>` on work pool ``pool``, and `veritrain-prove/<pool>` on
+    ``flow_pool`` (default ``pool``). Workers run them from this installation's folder.
+
+    A `veritrain-prove` run waits for its parts' runs while holding its worker's slot, so on
+    workers with a ``--limit`` give it a pool of its own."""
+    require_server("deploy-prove")
+    source = str(Path(__file__).resolve().parent.parent)
+    names = []
+    for fn, target, params in (
+        (prove_segment_flow, pool, {}),
+        (join_flow, pool, {}),
+        (prove_flow, flow_pool or pool, {"pool": pool}),
+    ):
+        entrypoint = f"flows/proving.py:{fn.fn.__name__}"
+        flow.from_source(source=source, entrypoint=entrypoint).deploy(
+            name=pool, work_pool_name=target, parameters=params, print_next_steps=False
+        )
+        names.append(f"{fn.name}/{pool}")
+    return names
