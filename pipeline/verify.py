@@ -37,6 +37,7 @@ from prover import (
     check_epoch,
     epoch_input,
     image_id,
+    receipt_kind,
     verify_receipt,
 )
 
@@ -438,6 +439,14 @@ def _check_receipt(store: Store, manifest: Manifest, rbody: dict, claim: EpochCl
         )
     if journal != claim:
         raise IntegrityError(f"{key}: proves another claim than the ledger's for this epoch")
+    kind = receipt_kind(data)
+    if kind != "succinct":
+        # A valid proof, but not one this version makes: protocol 1 runs stored composite
+        # receipts, whose size grows with the lineage (PROTOCOL.md §13).
+        raise IntegrityError(
+            f"{key}: a {kind} receipt (protocol 1, made by veritrain before succinct receipts); "
+            "this version verifies succinct receipts: verify the run with the version that made it"
+        )
     if sha256_hex(data) != rbody["receipt_sha256"]:
         raise IntegrityError(f"{key}: does not match its ledger entry")
     if rbody["claim_digest"] != claim_digest(claim):
