@@ -77,23 +77,28 @@ def test_a_prove_pool_needs_a_prefect_server(tmp_path):
     assert not (tmp_path / "store").exists()
 
 
-def test_a_pool_without_the_deployments_fails_naming_them(tmp_path, tiny_spec):
-    from flows.proving import prove_flow
-    from pipeline.errors import WorkerError
-    from pipeline.train import open_trainer, train
-
-    store = LocalStore(tmp_path)
-    train(open_trainer(tiny_spec.model_copy(update={"finalize_every": 0}), store, "no-pool"))
-    with pytest.raises(WorkerError) as e:
-        prove_flow(str(tmp_path), "no-pool", 0, PO2, pool="nowhere")
-    assert str(e.value) == (
-        "--prove-pool nowhere: the Prefect server has no deployment "
+def test_a_pool_without_the_deployments_fails_naming_them(prefect_server, tmp_path):
+    store = tmp_path / "store"
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", str(ROOT / "examples" / "tiny.yaml"),
+         "--store", str(store), "--run-id", "no-pool", "--prove-pool", "nowhere",
+         "--segment-po2", str(PO2)],
+        env=prefect_server, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert r.returncode == 3, r.stderr[-3000:]
+    assert r.stderr.strip().splitlines()[-1] == (
+        "veritrain: --prove-pool nowhere: the Prefect server has no deployment "
         "veritrain-prove-segment/nowhere; create it with `veritrain deploy-prove --pool nowhere`"
     )
-    # The epoch was executed (its segments wait in the store for a pool); nothing was proven.
-    ex = proving.load_execution(store, "no-pool", 0, PO2)
-    assert len(ex.segments) >= 2
-    assert not any(k.endswith(".receipt") for k in store.list("runs/no-pool"))
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    # Nothing written is lost: both epochs are committed, the first executed (its segments wait
+    # in the store for a pool), and nothing was proven.
+    s = LocalStore(store)
+    assert len(proving.load_execution(s, "no-pool", 0, PO2).segments) >= 2
+    assert not any(k.endswith(".receipt") for k in s.list("runs/no-pool"))
+    r = veritrain("verify", f"{store}/runs/no-pool", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [e["status"] for e in json.loads(r.stdout)["epochs"]] == ["committed", "committed"]
 
 
 @pytest.mark.proving
