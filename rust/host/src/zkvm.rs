@@ -234,6 +234,17 @@ fn join<'py>(py: Python<'py>, left: &[u8], right: &[u8]) -> PyResult<Bound<'py, 
     let right: SuccinctReceipt<ReceiptClaim> = decode(right, "succinct receipt")?;
     check_succinct(&left, "the left receipt")?;
     check_succinct(&right, "the right receipt")?;
+    // The join program would refuse them too, but only after a recursion proof's worth of work.
+    let consecutive = match (left.claim.as_value(), right.claim.as_value()) {
+        (Ok(l), Ok(r)) => l.post.digest() == r.pre.digest(),
+        _ => false,
+    };
+    if !consecutive {
+        return Err(ReceiptVerificationError::new_err(
+            "the receipts are not consecutive parts of one execution \
+             (the left one does not end where the right one starts)",
+        ));
+    }
     let joined = py
         .detach(|| -> anyhow::Result<_> {
             get_prover_server(&ProverOpts::succinct())?.join(&left, &right)
@@ -268,6 +279,17 @@ fn finish<'py>(
             )),
         },
     };
+    if let Some(prev) = &prev {
+        // Checked before proving: the resolve program would refuse it after a whole proof.
+        let claim = conditional.claim.as_value().map_err(|_| {
+            ReceiptVerificationError::new_err("the epoch's joined receipt has a pruned claim")
+        })?;
+        claim.resolve(&prev.claim).map_err(|e| {
+            ReceiptVerificationError::new_err(format!(
+                "the previous epoch's receipt is not the one this epoch assumes: {e:#}"
+            ))
+        })?;
+    }
     let receipt = py
         .detach(|| -> anyhow::Result<_> {
             let resolved = match prev {
