@@ -35,6 +35,13 @@ def tiny_spec() -> RunSpec:
     return load_spec(ROOT / "examples" / "tiny.yaml")
 
 
+def in_env(env: dict[str, str], *cmd: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs a command from the repository root with ``env`` (e.g. a test Prefect server's)."""
+    return subprocess.run(
+        cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def veritrain(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     """Runs the installed command line as a user would, in a separate process."""
     return subprocess.run(

@@ -3,12 +3,12 @@ process work pool and worker, and a deployment of the training flow run through 
 
 from __future__ import annotations
 
+import functools
 import json
-import subprocess
 import sys
 
 import yaml
-from conftest import PREFECT, ROOT, process_worker, veritrain
+from conftest import PREFECT, ROOT, in_env, process_worker, veritrain
 
 
 def test_deployment_runs_on_a_process_worker(prefect_server, tmp_path):
@@ -17,10 +17,7 @@ def test_deployment_runs_on_a_process_worker(prefect_server, tmp_path):
     spec["finalize_every"] = 0  # no proving here: this test is about orchestration
     store = tmp_path / "store"
 
-    def run(*cmd: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
-        )
+    run = functools.partial(in_env, env)
 
     r = run(PREFECT, "work-pool", "create", "train", "--type", "process")
     assert r.returncode == 0, r.stdout + r.stderr

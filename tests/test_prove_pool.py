@@ -4,13 +4,14 @@ both workers, the receipts adopted by the trainer and the run verified."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
 
 import pytest
-from conftest import PREFECT, ROOT, process_worker, veritrain
+from conftest import PREFECT, ROOT, in_env, process_worker, veritrain
 
 from pipeline import proving
 from pipeline.run import (
@@ -106,10 +107,7 @@ def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
     env = prefect_server
     store = tmp_path / "store"
 
-    def run(*cmd: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
-        )
+    run = functools.partial(in_env, env)
 
     r = run(PREFECT, "work-pool", "create", "prove", "--type", "process")
     assert r.returncode == 0, r.stdout + r.stderr
