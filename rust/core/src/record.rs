@@ -246,8 +246,7 @@ pub struct StepRecord {
     pub loss_bits: u32,
     pub grad_norm_bits: u32,
     pub param_digest: Digest,
-    /// The post-step state digest, taken at checkpoint steps only; the encoding's flag bit 0 says
-    /// whether it is present.
+    /// Taken at checkpoint steps only; the encoding's flag bit 0 says whether it is present.
     pub state_digest: Option<Digest>,
 }
 
@@ -313,11 +312,7 @@ pub fn decode_run_id(raw: &[u8; RUN_ID_LEN]) -> Result<&str, DecodeError> {
 
 impl StepRecord {
     fn flags(&self) -> u32 {
-        if self.state_digest.is_some() {
-            FLAG_STATE_DIGEST
-        } else {
-            0
-        }
+        FLAG_STATE_DIGEST * u32::from(self.state_digest.is_some())
     }
 
     pub fn encode(&self) -> [u8; RECORD_LEN] {
@@ -342,6 +337,7 @@ impl StepRecord {
         check_words(&to_words(bytes.try_into().unwrap()))?;
         let _version = r.u32();
         let flags = r.u32();
+        // The flag says whether the state digest field holds one (`check_words` checked the rest).
         let rec = StepRecord {
             run_id: r.array(),
             epoch: r.u64(),
@@ -352,10 +348,7 @@ impl StepRecord {
             loss_bits: r.u32(),
             grad_norm_bits: r.u32(),
             param_digest: r.array(),
-            state_digest: {
-                let digest = r.array();
-                (flags & FLAG_STATE_DIGEST != 0).then_some(digest)
-            },
+            state_digest: Some(r.array()).filter(|_| flags & FLAG_STATE_DIGEST != 0),
         };
         decode_run_id(&rec.run_id)?;
         Ok(rec)

@@ -261,15 +261,23 @@ fn encode_epoch_input<'py>(
     Ok(PyBytes::new(py, &input.encode()))
 }
 
-/// Runs the epoch check natively (the same code the guest runs). Raises EpochCheckError.
+/// Runs the epoch check natively (the same code the guest runs). Raises EpochCheckError, whose
+/// `check` and `step` attributes name the rule and the global step (None when no step is at fault).
 #[pyfunction]
 #[pyo3(name = "check_epoch")]
 fn py_check_epoch(py: Python<'_>, input: &[u8]) -> PyResult<()> {
-    py.detach(|| {
+    let e = match py.detach(|| {
         let input = EpochInput::decode(input)?;
         check_epoch::<Sha2>(&input)
-    })
-    .map_err(|e| EpochCheckError::new_err((e.to_string(), e.kind.name(), e.step)))
+    }) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    let err = EpochCheckError::new_err(e.to_string());
+    let value = err.value(py);
+    value.setattr("check", e.kind.name())?;
+    value.setattr("step", e.step)?;
+    Err(err)
 }
 
 #[pyfunction]
