@@ -133,11 +133,13 @@ def build_report(
     uri = run_uri(store, run_id)
     manifest = entries = None
     notes: list[str] = []
-    try:
+    # Curves and times read the ledger's entries, so only once verify has found them well formed.
+    readable = {c.name for c in verification.checks if c.ok} >= {"manifest", "ledger"}
+    if readable:
         manifest = Manifest.load(store, run_id)
         _, entries = open_ledger(store, manifest)
-    except (VeritrainError, NotFoundError):
-        notes.append("The manifest or the ledger cannot be read (see the run's checks): no "
+    else:
+        notes.append("The manifest or the ledger did not verify (see the run's checks): no "
                      "curves or times.")
     report = Report(
         run_uri=uri,
@@ -156,16 +158,15 @@ def build_report(
         report.guarantees = {
             e: claim_of(entry).guarantee_names for e, entry in epoch_entries(entries).items()
         }
-    report.commands = reverify_commands(uri, verification, report.roots, replayable_files or [])
+    report.commands = reverify_commands(uri, verification, replayable_files or [])
     return report
 
 
 def reverify_commands(
-    uri: str, verification: RunReport, roots: TrustRoots, replayable_files: list[str]
+    uri: str, verification: RunReport, replayable_files: list[str]
 ) -> list[tuple[str, str]]:
-    """The commands that repeat this verification, as (what it does, command line). ``roots`` is
-    what the verifier trusted; verify takes no trust-root flags today, so it adds none."""
-    del roots
+    """The commands that repeat this verification, as (what it does, command line), with the
+    flags it was made with."""
     extra = "".join(f" --replayable-profile {shlex.quote(f)}" for f in replayable_files)
     q = shlex.quote(uri)
     cmds = [
@@ -454,7 +455,7 @@ def _view(report: Report) -> dict:
         ("epochs", ", ".join(f"{n} {s}" for s, n in counts.items()) or "none committed"),
         ("steps per epoch", _NO_TIME if report.steps_per_epoch is None
          else str(report.steps_per_epoch)),
-        ("committed steps", str(len(report.points))),
+        ("steps plotted", str(len(report.points))),
         ("challenge window", _NO_TIME if window is None else f"{window:g} s"),
         ("report made", _utc(report.generated_at)),
     ]
@@ -589,8 +590,11 @@ def check_out_dir(out: Path, run_id: str) -> None:
     folder costs nothing."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        names = {p.name for p in out.iterdir()}
+    try:
+        names = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot list the folder ({e.strerror})") from None
+    if names:
         try:
             meta = _RUN_META.search((out / HTML_FILE).read_text(errors="replace"))
         except OSError:
