@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import PREFECT, ROOT, in_env, veritrain
 from PIL import Image
+from s3servers import moto_s3, set_s3_env  # noqa: F401 - fixtures
 
 from pipeline.report import REPORT_FILES, build_report, markdown_standalone
 from pipeline.store import LocalStore
@@ -305,3 +306,33 @@ def test_the_training_flow_publishes_the_report_as_a_markdown_artifact(
     assert len(inline) == 3
     for data in inline:
         _png(base64.b64decode(data, validate=True))
+
+
+@pytest.mark.proving
+def test_report_on_s3_shows_the_server_times(tiny_run, moto_s3, monkeypatch, tmp_path):  # noqa: F811
+    """On S3 the timeline has the times the server wrote: each epoch's ledger entry (committed)
+    and receipt (stored), as the server's LastModified says."""
+    src, run_id, _ = tiny_run
+    set_s3_env(monkeypatch, moto_s3.endpoint)
+    bucket = moto_s3.new_bucket()
+    client = moto_s3.client()
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        client.put_object(Bucket=bucket, Key=f"p/{path.relative_to(src)}", Body=path.read_bytes())
+    uri = f"s3://{bucket}/p/runs/{run_id}"
+    out = tmp_path / "report"
+    r = _report(uri, out)
+    assert r.returncode == 0, r.stderr
+    md = (out / "report.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| [^|]+ \| (\w+) \| ([^|]+) \| [^|]+ \| ([^|]+) \|", md,
+                      re.MULTILINE)
+    assert [(e, status) for e, status, _, _ in rows] == [("0", "final"), ("1", "final")]
+    ledger = {json.loads(p.read_text())["body"].get("epoch"): p.name
+              for p in sorted((src / "runs" / run_id / "ledger").iterdir())
+              if json.loads(p.read_text())["kind"] == "epoch"}
+    for e, _, committed, stored in rows:
+        head = client.head_object(Bucket=bucket, Key=f"p/runs/{run_id}/ledger/{ledger[int(e)]}")
+        assert committed.strip() == head["LastModified"].strftime("%Y-%m-%d %H:%M:%SZ")
+        head = client.head_object(
+            Bucket=bucket, Key=f"p/runs/{run_id}/receipts/epoch-{int(e):06d}.receipt"
+        )
+        assert stored.strip() == head["LastModified"].strftime("%Y-%m-%d %H:%M:%SZ")
