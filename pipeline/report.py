@@ -336,15 +336,21 @@ def render_plots(report: Report) -> dict[str, bytes]:
     return out
 
 
+# Rows of the timeline plot (the newest epochs); the table below it lists every epoch.
+TIMELINE_ROWS = 30
+
+
 def _timeline(report: Report):
-    """One row per epoch: proof time (trainer's clock), receipt stored, first sighting, and the
-    challenge window from its start to its end, coloured by status; None if no epoch has times."""
+    """One row per epoch (the newest TIMELINE_ROWS): committed (server), proven (trainer's
+    clock), receipt stored, first sighting, and the challenge window from its start to its end,
+    coloured by status; None if no epoch has a time."""
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
 
     rows = [(e.epoch, e.status, report.times.get(e.epoch)) for e in report.verification.epochs]
-    rows = [r for r in rows if r[2] is not None and r[2].first_seen is not None]
-    if not rows:
+    rows = [r for r in rows if r[2] is not None][-TIMELINE_ROWS:]
+    if all(t.committed is None and t.proven_at is None and t.first_seen is None
+           for _, _, t in rows):
         return None
     fig = Figure(figsize=(7.5, 1.6 + 0.45 * len(rows)), layout="constrained")
     ax = fig.add_subplot()
@@ -359,10 +365,12 @@ def _timeline(report: Report):
         labelled.add(label)
 
     for i, (_, status, t) in enumerate(rows):
-        start = window_start(t.first_seen, t.receipt_stored)
         color = _STATUS_COLORS.get(status, "#000000")
-        ax.plot([start / day, t.window_end / day], [i, i], color=color, linewidth=6,
-                solid_capstyle="butt", alpha=0.6)
+        if t.first_seen is not None and t.window_end is not None:
+            start = window_start(t.first_seen, t.receipt_stored)
+            ax.plot([start / day, t.window_end / day], [i, i], color=color, linewidth=6,
+                    solid_capstyle="butt", alpha=0.6)
+        mark(t.committed, i, marker="^", color="#8c8c8c", label="committed (server)")
         mark(t.proven_at, i, marker="o", markerfacecolor="none", color="#555555",
              label="proven (trainer's clock)")
         mark(t.receipt_stored, i, marker="s", color="#9467bd", label="receipt stored (server)")
@@ -486,9 +494,9 @@ _PLOT_TEXT = {
     "lr": ("Learning rate per step",
            ("The schedule's rate at each step, shown where the record's hyperparameter digest "
            "commits to exactly that rate (the guest checks this for proven epochs).")),
-    "finality": ("Finality timeline", ("Per epoch: the challenge window as a bar coloured by "
-                 "status, from its start to its end, with the times of the table below; the "
-                 "dotted red line is when this report was made.")),
+    "finality": ("Finality timeline", (f"Per epoch (the newest {TIMELINE_ROWS}): the challenge "
+                 "window as a bar coloured by status, from its start to its end, with the times "
+                 "of the table below; the dotted red line is when this report was made.")),
 }
 
 
