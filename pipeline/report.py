@@ -5,7 +5,8 @@
 The report is a view of a verification, not a second one: every status, check and trust root in it
 comes from pipeline.verify, and the times from the same sources finality decides with
 (pipeline/finality.py). What the trainer states about itself (its ``proven_at`` clock) is shown
-as such. Nothing here imports torch or prefect; matplotlib is imported only to draw.
+as such. This module imports neither torch nor prefect (what pipeline.verify imports aside), and
+matplotlib only to draw.
 """
 
 from __future__ import annotations
