@@ -182,8 +182,8 @@ def cmd_challenge(args) -> int:
 def cmd_check_fraud_proof(args) -> int:
     import re
 
-    from pipeline.challenge import check_filed_proof, record_verdict
     from pipeline.errors import UsageError
+    from pipeline.fraudproof import check_filed_proof, record_verdict
 
     # The id, or the path `challenge` printed.
     pid = Path(args.proof_id).name.removesuffix(".json")

@@ -14,11 +14,9 @@ import torch
 from conftest import veritrain
 
 from flows.cli import main
-from pipeline.challenge import (
-    Replay,
-    ReplayEnvironmentError,
+from pipeline.challenge import challenge
+from pipeline.fraudproof import (
     build_fraud_proof,
-    challenge,
     check_filed_proof,
     check_fraud_proof,
     file_fraud_proof,
@@ -26,6 +24,7 @@ from pipeline.challenge import (
     record_view,
     verdict_key,
 )
+from pipeline.replay import Replay, ReplayEnvironmentError
 from pipeline.data import Dataset
 from pipeline.errors import DeterminismError
 from pipeline.spec import parse_spec
