@@ -1,5 +1,7 @@
-"""What an installation has: ``pip install veritrain`` verifies runs (verify, audit, status);
-training, replaying steps and checking fraud proofs need the ``train`` extra, the training stack.
+"""What an installation has: ``pip install veritrain`` verifies runs (verify, audit, status,
+schema); training, replaying steps and checking fraud proofs need the ``train`` extra (the training
+stack, and Prefect for ``run``); a prove pool's workers and ``deploy-prove`` need the ``prove``
+extra (Prefect alone: provers never train).
 
 A command that needs an extra says so in one line before it starts, instead of failing on an
 import halfway through.
@@ -13,7 +15,10 @@ from pipeline.errors import MissingExtraError
 
 # Import name of each distribution of an extra in pyproject.toml's [project.optional-dependencies]
 # (tests/test_slim.py checks the two agree).
-EXTRAS = {"train": {"torch": "torch", "scikit-learn": "sklearn", "prefect": "prefect"}}
+EXTRAS = {
+    "train": {"torch": "torch", "numpy": "numpy", "scikit-learn": "sklearn", "prefect": "prefect"},
+    "prove": {"prefect": "prefect"},
+}
 
 
 def _installed(module: str) -> bool:
