@@ -48,17 +48,29 @@ class Installed:  # PathFinder, but its distributions lack the extra's
                 yield d
 
 sys.meta_path = [Absent] + [Installed if f is PathFinder else f for f in sys.meta_path]
+"""
+RUN_CLI = """
 sys.argv = ["veritrain", *sys.argv[3:]]
 runpy.run_module("flows.cli", run_name="__main__", alter_sys=True)
 """
 
 
+def _in_slim(code: str, *args: str) -> subprocess.CompletedProcess:
+    """Runs ``code`` in the slim installation; ``sys.argv[3:]`` are ``args``."""
+    absent = [",".join(ABSENT.values()), ",".join(ABSENT)]
+    return subprocess.run(
+        [sys.executable, "-c", SLIM + code, *absent, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
 def slim(*args: str) -> subprocess.CompletedProcess:
     """`veritrain ARGS` as an installation without the train extra runs it."""
-    return subprocess.run(
-        [sys.executable, "-c", SLIM, ",".join(ABSENT.values()), ",".join(ABSENT), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
-    )
+    return _in_slim(RUN_CLI, *args)
 
 
 def _profile_of(store: Path, run_id: str, tmp_path: Path) -> str:
@@ -72,34 +84,24 @@ def _profile_of(store: Path, run_id: str, tmp_path: Path) -> str:
 
 def test_the_extras_are_the_ones_pyproject_declares():
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.match(r"[A-Za-z0-9_.-]+", r)[0] for r in requirements}
+
     for extra, dists in EXTRAS.items():
-        names = {re.match(r"[A-Za-z0-9_.-]+", d)[0] for d in declared["optional-dependencies"][extra]}
-        assert names == set(dists), extra
-    base = {re.match(r"[A-Za-z0-9_.-]+", d)[0] for d in declared["dependencies"]}
-    assert not base & set(ABSENT)
+        assert names(declared["optional-dependencies"][extra]) == set(dists), extra
+    assert not names(declared["dependencies"]) & set(ABSENT)
 
 
-def test_the_wrapper_hides_the_extra():
-    code = "import torch"
-    r = subprocess.run(
-        [sys.executable, "-c", SLIM, "torch", "torch", "schema", "spec"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )
+def test_the_slim_installation_lacks_the_extra_and_has_the_rest():
+    r = slim("schema", "spec")
     assert r.returncode == 0 and json.loads(r.stdout)["title"], r.stderr
-    probe = SLIM.replace('runpy.run_module("flows.cli", run_name="__main__", alter_sys=True)', code)
-    r = subprocess.run(
-        [sys.executable, "-c", probe, "torch", "torch"], capture_output=True, text=True,
-        check=False,
-    )
-    assert "No module named 'torch'" in r.stderr
-    probe = SLIM.replace(
-        'runpy.run_module("flows.cli", run_name="__main__", alter_sys=True)',
-        "import importlib.metadata as m; print([d for d in ('torch', 'rich') if any(m.distributions(name=d))])",
-    )
-    r = subprocess.run(
-        [sys.executable, "-c", probe, "torch", "torch"], capture_output=True, text=True,
-        check=False,
-    )
+    for module in ABSENT.values():
+        r = _in_slim(f"import {module}")
+        assert f"No module named '{module}'" in r.stderr
+    # importlib.metadata tells what this machine could replay (pipeline/determinism.py).
+    found = "print([d for d in sys.argv[3:] if any(importlib.metadata.distributions(name=d))])"
+    r = _in_slim(found, *ABSENT, "rich")
     assert r.stdout.strip() == "['rich']", r.stderr
 
 
@@ -116,8 +118,8 @@ def test_verify_audit_and_status_of_a_proven_run_without_the_train_extra(tiny_ru
     checks = {c["name"] for e in doc["epochs"] for c in e["checks"]}
     assert {"receipt", "records", "checkpoint", "challenges"} <= checks
 
-    r = slim("audit", uri, "--epoch", "1", "--out", str(tmp_path / "audit"),
-             "--replayable-profile", replayable)
+    audit = str(tmp_path / "audit")
+    r = slim("audit", uri, "--epoch", "1", "--out", audit, "--replayable-profile", replayable)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "verified"
 
@@ -161,10 +163,21 @@ def test_a_fraud_proof_that_cannot_be_re_executed_here_leaves_its_epochs_unconfi
     manifest = json.loads((store / "runs" / run_id / "run.json").read_text())
     zeros = "0" * 64
     proof = {
-        "kind": "veritrain/fraud-proof", "version": PROOF_VERSION, "run_id": run_id,
-        "epoch": 0, "step": 1, "records": [], "claimed": {}, "recomputed": {}, "differs": [],
-        "pre_state": {"checkpoint_step": 0, "checkpoint": "x", "checkpoint_sha256": zeros,
-                      "state_digest": zeros},
+        "kind": "veritrain/fraud-proof",
+        "version": PROOF_VERSION,
+        "run_id": run_id,
+        "epoch": 0,
+        "step": 1,
+        "records": [],
+        "claimed": {},
+        "recomputed": {},
+        "differs": [],
+        "pre_state": {
+            "checkpoint_step": 0,
+            "checkpoint": "x",
+            "checkpoint_sha256": zeros,
+            "state_digest": zeros,
+        },
         "batch": {"epoch": 0, "step": 1, "indices_digest": zeros},
         "determinism": manifest["determinism"],
     }
@@ -182,5 +195,6 @@ def test_a_fraud_proof_that_cannot_be_re_executed_here_leaves_its_epochs_unconfi
 
     report = verify_run(LocalStore(store), run_id)
     assert report.ok, report.to_json()
-    assert all("none upheld" in c.detail for e in report.epochs for c in e.checks
-               if c.name == "challenges")
+    assert all(
+        "none upheld" in c.detail for e in report.epochs for c in e.checks if c.name == "challenges"
+    )
