@@ -268,7 +268,7 @@ def cmd_schema(args) -> int:
 
 BENCHES = (
     "commit_bench", "prover_bench", "orchestration_bench", "challenge_bench", "verify_bench",
-    "prove_pool_bench",
+    "prove_pool_bench", "verify_startup_bench",
 )
 
 
