@@ -198,3 +198,36 @@ def test_a_fraud_proof_that_cannot_be_re_executed_here_leaves_its_epochs_unconfi
     assert all(
         "none upheld" in c.detail for e in report.epochs for c in e.checks if c.name == "challenges"
     )
+
+
+@pytest.mark.proving
+def test_the_wheel_without_extras_verifies_in_a_fresh_venv(wheel, tiny_run, tmp_path):
+    """The real slim install: `pip install veritrain` (the wheel, no extra) into a new venv."""
+    store, run_id, uri = tiny_run
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", str(wheel)],
+        capture_output=True, text=True, timeout=1200, check=False,
+    )
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    python = str(venv / "bin" / "python")
+    for module in ABSENT.values():
+        r = subprocess.run([python, "-c", f"import {module}"], capture_output=True, check=False)
+        assert r.returncode != 0, f"{module} is installed without the extra"
+
+    def veritrain(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(venv / "bin" / "veritrain"), *args],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+        )
+
+    r = veritrain("verify", uri, "--replayable-profile", _profile_of(store, run_id, tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "verified"
+    r = veritrain("run", str(ROOT / "examples" / "tiny.yaml"), "--store", str(tmp_path / "s"))
+    assert r.returncode == 3
+    assert r.stderr.strip() == (
+        "veritrain: veritrain run needs torch, numpy, scikit-learn, prefect, which this "
+        "installation lacks: pip install 'veritrain[train]'"
+    )
