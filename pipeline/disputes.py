@@ -60,7 +60,7 @@ def disputes(store: Store, run_id: str) -> Disputes:
                 raise  # could not look at all: the caller reports a storage error
             out.unchecked.append((pid, _named_epoch(store, run_id, pid), str(err)))
             continue
-        except VeritrainError as err:  # another determinism profile here, a broken run
+        except VeritrainError as err:  # another determinism profile, no torch here, a broken run
             out.unchecked.append((pid, _named_epoch(store, run_id, pid), str(err)))
             continue
         (out.upheld if v.upheld else out.rejected).append(v)

@@ -286,7 +286,6 @@ def check_filed_proof(store: Store, run_id: str, pid: str) -> Verdict:
     return v
 
 
-
 def _replay(store: Store, run_id: str) -> Replay:
     """The run's replay, for checking a proof. MissingExtraError without the training stack: like
     another determinism profile, this environment cannot check it."""

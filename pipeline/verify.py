@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline import layout
-from pipeline.disputes import disputes
 from pipeline.determinism import DeterminismProfile, machine_profile
+from pipeline.disputes import disputes
 from pipeline.errors import DeterminismError, IntegrityError, StorageError
 from pipeline.finality import Sighting, first_sightings, window_start
 from pipeline.finalize import load_epoch_records
