@@ -14,7 +14,10 @@ import torch
 from conftest import veritrain
 
 from flows.cli import main
+from pipeline.audit import audit_epoch
 from pipeline.challenge import challenge
+from pipeline.data import Dataset
+from pipeline.errors import DeterminismError
 from pipeline.fraudproof import (
     build_fraud_proof,
     check_filed_proof,
@@ -25,12 +28,9 @@ from pipeline.fraudproof import (
     verdict_key,
 )
 from pipeline.replay import Replay, ReplayEnvironmentError
-from pipeline.data import Dataset
-from pipeline.errors import DeterminismError
 from pipeline.spec import parse_spec
 from pipeline.store import LocalStore
 from pipeline.train import open_trainer, train
-from pipeline.audit import audit_epoch
 from pipeline.verify import COMMITTED, DISPUTED, verify_run
 
 # 4 epochs of 6 steps (24 in all). Checkpoints after 4, 6, 8, 12, 16, 18, 20 and 24 steps; a
