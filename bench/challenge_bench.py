@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import state as st
-from pipeline.challenge import Replay, bisect_range, replay_range
+from pipeline.challenge import bisect_range, replay_range
+from pipeline.replay import Replay
 from pipeline.spec import parse_spec
 from pipeline.store import LocalStore
 from pipeline.train import open_trainer, train

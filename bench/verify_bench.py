@@ -31,7 +31,7 @@ import prover
 from pipeline.finalize import finalize_epoch
 from pipeline.ledger import load_or_create_key
 from pipeline.run import Manifest, open_ledger, receipt_entries
-from pipeline.spec import load_spec
+from pipeline.spec import RunSpec, load_spec
 from pipeline.store import LocalStore
 from pipeline.train import open_trainer, train
 from pipeline.verify import verify_run
@@ -49,20 +49,22 @@ def _median_seconds(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def proven_run(root: Path, epochs: int) -> tuple[LocalStore, float, float]:
-    """Trains and proves the tiny spec for ``epochs`` epochs: (store, train s, prove s)."""
-    spec = load_spec(TINY).model_copy(update={"epochs": epochs, "finalize_every": 0})
+def proven_run(
+    root: Path, spec: RunSpec, run_id: str = RUN_ID
+) -> tuple[LocalStore, float, float]:
+    """Trains ``spec`` here, then proves its epochs in order: (store, train s, prove s)."""
+    spec = spec.model_copy(update={"finalize_every": 0})
     store = LocalStore(root)
     t0 = time.perf_counter()
-    train(open_trainer(spec, store, RUN_ID))
+    train(open_trainer(spec, store, run_id))
     train_s = time.perf_counter() - t0
-    manifest = Manifest.load(store, RUN_ID)
-    key = load_or_create_key(RUN_ID)
+    manifest = Manifest.load(store, run_id)
+    key = load_or_create_key(run_id)
     t0 = time.perf_counter()
-    for epoch in range(epochs):
+    for epoch in range(spec.epochs):
         ledger, entries = open_ledger(store, manifest)
         finalize_epoch(store, manifest, ledger, entries, key, epoch)
-        print(f"proved epoch {epoch + 1}/{epochs}", file=os.sys.stderr, flush=True)
+        print(f"proved epoch {epoch + 1}/{spec.epochs}", file=os.sys.stderr, flush=True)
     return store, train_s, time.perf_counter() - t0
 
 
@@ -89,7 +91,8 @@ def main() -> None:
     os.environ.setdefault("VERITRAIN_KEYS", tempfile.mkdtemp())
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        store, train_s, prove_s = proven_run(root / "long", args.epochs)
+        spec = load_spec(TINY).model_copy(update={"epochs": args.epochs})
+        store, train_s, prove_s = proven_run(root / "long", spec)
         manifest = Manifest.load(store, RUN_ID)
         _, entries = open_ledger(store, manifest)
         receipts = receipt_entries(entries)

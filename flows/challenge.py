@@ -14,7 +14,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from pipeline.challenge import challenge, check_filed_proof, record_verdict
+from pipeline.challenge import challenge
+from pipeline.fraudproof import check_filed_proof, record_verdict
 from pipeline.store import open_store, split_run_uri
 
 

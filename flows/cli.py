@@ -19,9 +19,19 @@ def _err(msg: str) -> None:
     print(f"veritrain: {msg}", file=sys.stderr)
 
 
+def _require(extra: str, command: str) -> None:
+    """Commands that train or re-execute steps need the ``train`` extra, ``deploy-prove`` the
+    ``prove`` extra (pipeline/extras.py); verify, audit and status need neither, and import none
+    of it."""
+    from pipeline.extras import require_extra
+
+    require_extra(extra, f"veritrain {command}")
+
+
 def cmd_run(args) -> int:
     """Checks everything it can (pipeline/preflight.py) before it starts the Prefect API server and
     the flow; stops on SIGINT or SIGTERM with exit code 130 or 143 (flows/process.py)."""
+    _require("train", "run")
     from flows import process
 
     stopper = process.Stopper()
@@ -175,6 +185,7 @@ def cmd_report(args) -> int:
 def cmd_challenge(args) -> int:
     """Calls the library directly, not flows.challenge.challenge_flow: a challenger needs no
     Prefect server, and Prefect's start-up would add about 10 s to every challenge."""
+    _require("train", "challenge")
     from pipeline.challenge import challenge
     from pipeline.store import run_uri
 
@@ -206,8 +217,10 @@ def cmd_challenge(args) -> int:
 def cmd_check_fraud_proof(args) -> int:
     import re
 
-    from pipeline.challenge import check_filed_proof, record_verdict
     from pipeline.errors import UsageError
+    from pipeline.fraudproof import check_filed_proof, record_verdict
+
+    _require("train", "check-fraud-proof")
 
     # The id, or the path `challenge` printed.
     pid = Path(args.proof_id).name.removesuffix(".json")
@@ -227,6 +240,7 @@ def cmd_check_fraud_proof(args) -> int:
 
 def cmd_demo(args) -> int:
     """Trains the tiny example, proves its epoch, verifies the receipt and prints the journal."""
+    _require("train", "demo")
     import contextlib
     import io
 
@@ -260,6 +274,7 @@ def cmd_demo(args) -> int:
 
 def cmd_deploy_prove(args) -> int:
     """Creates the prove pool's deployments on the Prefect server of PREFECT_API_URL."""
+    _require("prove", "deploy-prove")
     from flows.proving import deploy
 
     for name in deploy(args.pool, args.flow_pool):
@@ -277,7 +292,7 @@ def cmd_schema(args) -> int:
 
 BENCHES = (
     "commit_bench", "prover_bench", "orchestration_bench", "challenge_bench", "verify_bench",
-    "prove_pool_bench", "report_bench",
+    "prove_pool_bench", "report_bench", "verify_startup_bench",
 )
 
 
@@ -428,7 +443,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Nothing leaves this machine but what the user points at (no registries or telemetry here).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from pipeline.errors import DeterminismError, SpecError, StorageError, UsageError, WorkerError
+    from pipeline.errors import (
+        DeterminismError,
+        MissingExtraError,
+        SpecError,
+        StorageError,
+        UsageError,
+        WorkerError,
+    )
     from prover import VeritrainError
 
     try:
@@ -436,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, UsageError) as e:
         _err(str(e))
         return EXIT_USAGE
-    except (StorageError, DeterminismError, WorkerError) as e:
+    except (StorageError, DeterminismError, WorkerError, MissingExtraError) as e:
         _err(str(e))
         return EXIT_ENV
     except VeritrainError as e:

@@ -156,7 +156,7 @@ def _keys_named(entry: dict | None, epoch: int) -> list[str]:
 
 
 class _LedgerIndex:
-    """Records files by epoch and checkpoint entries by step, as pipeline.challenge.Replay finds
+    """Records files by epoch and checkpoint entries by step, as pipeline.replay.Replay finds
     them in the ledger; built once for all the run's fraud proofs."""
 
     def __init__(self, ledger: list[dict | None]):
@@ -177,7 +177,7 @@ class _LedgerIndex:
 def _evidence_keys(
     manifest: dict | None, index: _LedgerIndex, proof: dict | None, epoch: int
 ) -> list[str]:
-    """Keys a re-check of a fraud proof reads (pipeline.challenge.Replay), for a proof that bears
+    """Keys a re-check of a fraud proof reads (pipeline.replay.Replay), for a proof that bears
     on ``epoch`` (it names that epoch or an earlier one): its pre-state checkpoint and that
     checkpoint's pending records, the records of every epoch from the one before the pre-state to
     the disputed step's, and the pending records of checkpoints in the run's open epoch (a replay

@@ -29,3 +29,7 @@ class UsageError(VeritrainError):
 
 class WorkerError(VeritrainError):
     """Work handed to a pool's worker failed or was lost (the message names the flow run)."""
+
+
+class MissingExtraError(VeritrainError):
+    """This installation lacks an extra a command needs (the message says what to install)."""

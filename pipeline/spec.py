@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import SpecError
@@ -156,6 +155,8 @@ def load_spec(path: str | Path) -> RunSpec:
         raise SpecError(
             f"{p}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})"
         ) from None
+    import yaml  # here, not at the top: verify reads specs from run.json, never from YAML
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -4,7 +4,8 @@ Names: ``param/<name>``, ``buffer/<name>``, ``optim/<param index>/<key>``, ``rng
 ``step`` and ``manifest`` (the run's manifest digest, pipeline/run.py, so that every state digest
 binds run.json). The state digest covers all of them, the param digest only ``param/*``. Both are
 over tensors (name, dtype, shape, bytes), never file bytes, so anyone recomputes them from a
-checkpoint.
+checkpoint, without torch (pipeline/statedigest.py). This module holds what needs torch: the state
+of live objects, and loading a checkpoint into them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from pipeline.errors import IntegrityError
-from prover import _native
+from pipeline.statedigest import digest_named
 
 # safetensors' dtype names, which the tensor digest binds.
 _DTYPES = {
@@ -73,8 +74,7 @@ def digest_tensors(tensors: dict[str, torch.Tensor], threads: int | None = None)
         if t.dtype not in _DTYPES:
             raise TypeError(f"{name}: dtype {t.dtype} has no safetensors name")
         items.append((name, _DTYPES[t.dtype], list(t.shape), _buffer(t)))
-    digests = _native.tensor_digests(items, threads)
-    return _native.state_digest([(name, d) for (name, *_), d in zip(items, digests)])
+    return digest_named(items, threads)
 
 
 def spare_cores() -> int:

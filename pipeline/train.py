@@ -236,7 +236,7 @@ def commitments(spec: RunSpec, spe: int, step: int) -> tuple[bool, bool]:
 
 class Stepper:
     """One training step from the live model and optimizer. The trainer and a challenger's replay
-    (pipeline/challenge.py) both step through this, so a replayed step runs the very code that
+    (pipeline/replay.py) both step through this, so a replayed step runs the very code that
     produced its record."""
 
     def __init__(

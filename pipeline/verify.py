@@ -10,9 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline import layout
-from pipeline import state as st
-from pipeline.challenge import disputes
 from pipeline.determinism import DeterminismProfile, machine_profile
+from pipeline.disputes import disputes
 from pipeline.errors import DeterminismError, IntegrityError, StorageError
 from pipeline.finality import Sighting, first_sightings, window_start
 from pipeline.finalize import load_epoch_records
@@ -29,6 +28,7 @@ from pipeline.run import (
     sha256_hex,
 )
 from pipeline.spec import RunSpec
+from pipeline.statedigest import checkpoint_digest
 from pipeline.store import NotFoundError, Store, run_uri
 from prover import (
     EpochClaim,
@@ -552,7 +552,7 @@ def _check_checkpoint(
         raise IntegrityError(f"{key}: does not match its ledger entry")
     found = layout.read_header(data, key)
     layout.check_tensors(spec, body["step"], found, data, key, digest_of_manifest)
-    digest = st.digest_tensors(st.load_checkpoint(data, key))
+    digest = checkpoint_digest(data, key)
     if digest.hex() != body["state_digest"] or digest != expected:
         raise IntegrityError(
             f"{key}: recomputed state digest is not the one stated for step {body['step']}"

@@ -129,3 +129,35 @@ def process_worker(env: dict[str, str], pool: str, log: Path, *args: str) -> Ite
         finally:
             worker.terminate()
             worker.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The veritrain wheel, built once per session the way scripts/setup.sh builds the extension
+    (the guest from scripts/build-guest.sh, Rust targets in the cache's target folder, this venv's
+    interpreter), so an up-to-date cache only relinks. VERITRAIN_WHEEL names one already built."""
+    if os.environ.get("VERITRAIN_WHEEL"):
+        return Path(os.environ["VERITRAIN_WHEEL"])
+    cache = Path(os.environ.get("VERITRAIN_CACHE", Path.home() / ".cache" / "veritrain"))
+    guest = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build-guest.sh")],
+        capture_output=True, text=True, check=False,
+    )
+    assert guest.returncode == 0, guest.stderr[-3000:]
+    out = tmp_path_factory.mktemp("wheel")
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "VIRTUAL_ENV": str(bin_dir.parent),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "CARGO_TARGET_DIR": str(cache / "target"),
+        "VERITRAIN_GUEST_ELF": guest.stdout.strip(),
+    }
+    r = subprocess.run(
+        [str(bin_dir / "maturin"), "build", "--release", "--interpreter", sys.executable,
+         "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    (built,) = out.glob("veritrain-*.whl")
+    return built

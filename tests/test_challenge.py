@@ -14,11 +14,12 @@ import torch
 from conftest import veritrain
 
 from flows.cli import main
-from pipeline.challenge import (
-    Replay,
-    ReplayEnvironmentError,
+from pipeline.audit import audit_epoch
+from pipeline.challenge import challenge
+from pipeline.data import Dataset
+from pipeline.errors import DeterminismError
+from pipeline.fraudproof import (
     build_fraud_proof,
-    challenge,
     check_filed_proof,
     check_fraud_proof,
     file_fraud_proof,
@@ -26,12 +27,10 @@ from pipeline.challenge import (
     record_view,
     verdict_key,
 )
-from pipeline.data import Dataset
-from pipeline.errors import DeterminismError
+from pipeline.replay import Replay, ReplayEnvironmentError
 from pipeline.spec import parse_spec
 from pipeline.store import LocalStore
 from pipeline.train import open_trainer, train
-from pipeline.audit import audit_epoch
 from pipeline.verify import COMMITTED, DISPUTED, verify_run
 
 # 4 epochs of 6 steps (24 in all). Checkpoints after 4, 6, 8, 12, 16, 18, 20 and 24 steps; a

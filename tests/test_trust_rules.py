@@ -1,7 +1,8 @@
 """The verifier's own rules, against the real thing: the tensor layout a spec implies
-(pipeline/layout.py) against the state torch builds, this machine's replayable profile
-(pipeline/determinism.py) against torch's own answer, both found without importing torch, and the
-verifier's receipt sightings (pipeline/finality.py)."""
+(pipeline/layout.py) and a checkpoint's state digest (pipeline/statedigest.py) against the state
+torch builds, this machine's replayable profile (pipeline/determinism.py) against torch's own
+answer, all found without importing torch, and the verifier's receipt sightings
+(pipeline/finality.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from pipeline.determinism import MACHINE_FIELDS, DeterminismProfile, load_profil
 from pipeline.errors import IntegrityError, StorageError, UsageError
 from pipeline.finality import Sighting, first_sightings, window_start
 from pipeline.models import build_model, build_optimizer
+from pipeline.run import Manifest, open_ledger
 from pipeline.spec import parse_spec
+from pipeline.statedigest import checkpoint_digest
+from pipeline.store import LocalStore
 
 MANIFEST = bytes(range(32))
 SPECS = {
@@ -110,6 +114,65 @@ def test_a_bad_safetensors_header_is_an_integrity_error(data, words):
         layout.read_header(data, "ck")
 
 
+@pytest.mark.parametrize("steps", [0, 2])
+@pytest.mark.parametrize("name", SPECS)
+def test_a_checkpoints_digest_without_torch_is_the_one_of_its_live_tensors(name, steps):
+    spec = parse_spec(SPECS[name])
+    data = _trained_checkpoint(spec, steps)
+    loaded = st.load_checkpoint(data, "ck")
+    assert checkpoint_digest(data, "ck") == st.digest_tensors(loaded)
+
+
+def test_every_dtype_and_shape_digests_the_same_without_torch():
+    tensors = {
+        f"t/{name}": torch.arange(-3, 9).reshape(3, 4).to(dtype)
+        for dtype, name in st._DTYPES.items()
+    }
+    tensors["t/strided"] = torch.arange(24.0).reshape(4, 6)[:, ::2]  # not contiguous
+    tensors["t/empty"] = torch.zeros(0, 5)
+    tensors["t/scalar"] = torch.tensor(2.5, dtype=torch.float64)
+    tensors["t/big"] = torch.arange(600_000, dtype=torch.float32)  # several 1 MiB chunks
+    data = st.checkpoint_bytes(tensors)
+    assert checkpoint_digest(data, "ck") == st.digest_tensors(tensors)
+    one = {"t/F32": tensors["t/F32"]}
+    assert checkpoint_digest(st.checkpoint_bytes(one), "ck") != st.digest_tensors(tensors)
+
+
+def test_a_trained_runs_checkpoints_digest_as_its_ledger_says_without_torch(unproven_run):
+    root, run_id = unproven_run
+    store = LocalStore(root)
+    _, entries = open_ledger(store, Manifest.load(store, run_id))
+    bodies = [e.body for e in entries if e.kind == "checkpoint"]
+    bodies += [e.body["checkpoint"] for e in entries if e.kind == "epoch"]
+    assert len(bodies) >= 2
+    for body in bodies:
+        data = store.read(body["checkpoint"])
+        digest = checkpoint_digest(data, body["checkpoint"])
+        assert digest.hex() == body["state_digest"]
+        assert digest == st.digest_tensors(st.load_checkpoint(data, body["checkpoint"]))
+
+
+@pytest.mark.parametrize(
+    ("tensors", "body"),
+    [
+        # A gap between tensors, overlapping tensors, a size that is not dtype x shape, and
+        # trailing bytes: each passes the header reader but not safetensors' own.
+        ({"a": ("U8", [2], [0, 2]), "b": ("U8", [2], [3, 5])}, b"12345"),
+        ({"a": ("U8", [2], [0, 2]), "b": ("U8", [2], [1, 3])}, b"123"),
+        ({"a": ("F32", [2], [0, 4])}, b"1234"),
+        ({"a": ("U8", [2], [0, 2])}, b"123"),
+    ],
+)
+def test_a_file_safetensors_rejects_has_no_state_digest(tensors, body):
+    header = {n: {"dtype": d, "shape": sh, "data_offsets": o} for n, (d, sh, o) in tensors.items()}
+    data = _file(header, body)
+    layout.read_header(data, "ck")
+    with pytest.raises(IntegrityError, match="^ck: not a readable safetensors checkpoint: "):
+        checkpoint_digest(data, "ck")
+    with pytest.raises(IntegrityError, match="^ck: not a readable safetensors checkpoint: "):
+        st.load_checkpoint(data, "ck")
+
+
 def test_layout_and_state_name_the_same_dtypes():
     assert set(st._DTYPES.values()) == layout.DTYPES
 
@@ -122,7 +185,8 @@ def test_this_machines_profile_without_torch_is_torchs_own():
 
 def test_verification_rules_import_no_torch():
     code = (
-        "import sys; import pipeline.determinism, pipeline.layout, pipeline.finality; "
+        "import sys; import pipeline.determinism, pipeline.layout, pipeline.finality, "
+        "pipeline.statedigest, pipeline.disputes, pipeline.verify, pipeline.audit; "
         "pipeline.determinism.machine_profile(); assert 'torch' not in sys.modules, 'torch'"
     )
     r = subprocess.run(

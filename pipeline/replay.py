@@ -1,0 +1,190 @@
+"""Replay (DESIGN.md "Challenges"): re-executing a run's committed steps.
+
+A challenger re-executes committed steps with the trainer's own step function
+(``pipeline.train.Stepper``), starting from a checkpoint named in the run's signed ledger, under
+the determinism profile recorded in ``run.json``, and compares every committed field of every
+replayed record: the previous record hash, the batch digest, the hparams digest, the loss and
+grad-norm bits, the param digest and, where the trainer took one, the state digest. A replay from
+checkpoint c agrees with the run exactly as long as the run's records do, so its first mismatch is
+the first wrong step. This module needs the training stack (torch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline import layout
+from pipeline import state as st
+from pipeline.determinism import DeterminismProfile
+from pipeline.errors import DeterminismError, IntegrityError
+from pipeline.finalize import load_epoch_records
+from pipeline.fraudproof import differing
+from pipeline.run import Manifest, epoch_entries, keys, open_ledger, sha256_hex
+from pipeline.store import Store
+from pipeline.train import RECORD_LEN, Stepper, _setup, commitments
+from prover import _native
+
+
+class ReplayEnvironmentError(DeterminismError):
+    """This environment cannot replay the run: its dataset here is not the run's (a CLI exit 3,
+    like another determinism profile, never a verdict on the run)."""
+
+
+@dataclass
+class Finding:
+    """A step whose committed record is not what re-executing it gives."""
+
+    step: int
+    epoch: int
+    checkpoint: int  # the replay that found it started here
+    fields: list[str]
+    claimed: bytes
+    recomputed: bytes
+
+
+class Replay:
+    """A run's live model and optimizer, restored from its checkpoints and stepped with the
+    trainer's step function, next to the run's committed records.
+
+    Raises DeterminismError (naming the field) unless this environment has the run's recorded
+    determinism profile: a replay anywhere else would differ in the last bits and prove nothing.
+    Likewise ReplayEnvironmentError unless the spec's dataset here has the run's dataset root.
+    """
+
+    def __init__(self, store: Store, run_id: str):
+        self.store = store
+        self.manifest = Manifest.load(store, run_id)
+        _, self.entries = open_ledger(store, self.manifest)  # chain and signatures checked
+        self.run_id = run_id
+        self.spec = self.manifest.spec
+        self.spe = self.manifest.steps_per_epoch
+        self.profile = DeterminismProfile.model_validate(self.manifest.doc["determinism"])
+        DeterminismProfile.current(self.spec.threads).require_same(self.profile)
+        _, dataset, self.model, self.optimizer = _setup(self.spec)
+        if dataset.root().hex() != self.manifest.doc["dataset_root"]:
+            raise ReplayEnvironmentError(
+                f"{keys(run_id)['manifest']}: the spec's dataset here does not have the run's "
+                "dataset root; a replay needs the very samples the run trained on"
+            )
+        opt_digest = bytes.fromhex(self.manifest.doc["optimizer_digest"])
+        self.stepper = Stepper(
+            run_id, self.spec, self.spe, opt_digest, dataset, self.model, self.optimizer
+        )
+        # Checkpoint step -> its ledger body ("checkpoint" entries, and epoch ends in "epoch").
+        self.checkpoints: dict[int, dict] = {}
+        for e in self.entries:
+            body = e.body if e.kind == "checkpoint" else e.body.get("checkpoint")
+            if e.kind in ("checkpoint", "epoch") and isinstance(body, dict):
+                self.checkpoints.setdefault(int(body["step"]), body)
+        self._epochs = epoch_entries(self.entries)
+        self._records: dict[int, list[bytes]] = {}
+        self.replayed = 0  # steps re-executed so far
+
+    # The run's commitments.
+
+    def _epoch_records(self, epoch: int) -> list[bytes]:
+        """The committed records of an epoch: its records file once closed, else the newest
+        checkpoint's pending records (the trainer's records so far)."""
+        if epoch not in self._records:
+            if epoch in self._epochs:
+                recs = load_epoch_records(self.store, self._epochs[epoch])
+            else:
+                recs = []
+                inside = [
+                    b for s, b in self.checkpoints.items()
+                    if epoch * self.spe < s < (epoch + 1) * self.spe and "pending_records" in b
+                ]
+                if inside:
+                    recs = self._pending(max(inside, key=lambda b: b["step"]))
+            self._records[epoch] = recs
+        return self._records[epoch]
+
+    def _pending(self, body: dict) -> list[bytes]:
+        key = body["pending_records"]
+        blob = self.store.read(key)
+        if sha256_hex(blob) != body["pending_sha256"]:
+            raise IntegrityError(f"{key}: does not match its ledger entry")
+        return [blob[i : i + RECORD_LEN] for i in range(0, len(blob), RECORD_LEN)]
+
+    def committed_steps(self) -> int:
+        """Steps with a committed record (records are contiguous from step 0)."""
+        epoch = len(self._epochs)
+        return epoch * self.spe + len(self._epoch_records(epoch))
+
+    def claimed(self, step: int) -> bytes:
+        epoch, k = divmod(step, self.spe)
+        recs = self._epoch_records(epoch)
+        if not 0 <= k < len(recs):
+            raise IntegrityError(f"run {self.run_id} has no committed record of step {step}")
+        return recs[k]
+
+    def nearest_checkpoint(self, step: int) -> int:
+        return max(s for s in self.checkpoints if s <= step)
+
+    # Re-execution.
+
+    def restore(self, c: int) -> None:
+        """Loads checkpoint ``c`` (the state after c steps) after checking it is the state the
+        run committed to: file bytes against the ledger, tensors against the state digest the
+        ledger and the record before it state, pending records against the epoch's."""
+        body = self.checkpoints[c]
+        key = body["checkpoint"]
+        data = self.store.read(key)
+        if sha256_hex(data) != body["checkpoint_sha256"]:
+            raise IntegrityError(f"{key}: does not match its ledger entry")
+        layout.check_tensors(self.spec, c, layout.read_header(data, key), data, key,
+                             self.manifest.digest)
+        tensors = st.load_checkpoint(data, key)
+        digest = st.digest_tensors(tensors)
+        if digest.hex() != body["state_digest"]:
+            raise IntegrityError(f"{key}: recomputed state digest is not its ledger entry's")
+        if c == 0:
+            stated = bytes.fromhex(self.manifest.doc["genesis_state_digest"])
+        else:
+            stated = _native.decode_record(self.claimed(c - 1))["state_digest"]
+        if digest != stated:
+            raise IntegrityError(f"{key}: not the state the record of step {c - 1} commits to")
+        if "pending_records" in body:
+            epoch = c // self.spe
+            if self._pending(body) != self._epoch_records(epoch)[: c - epoch * self.spe]:
+                raise IntegrityError(
+                    f"{body['pending_records']}: not the epoch's committed records up to step {c}"
+                )
+        if st.restore(self.model, self.optimizer, tensors, key) != c:
+            raise IntegrityError(f"{key}: its step counter is not {c}")
+
+    def link(self, step: int) -> bytes:
+        """The previous record hash the record of ``step`` must carry."""
+        if step > 0:
+            return _native.record_hash(self.claimed(step - 1))
+        m = self.manifest.doc
+        return _native.genesis_hash(
+            self.run_id,
+            bytes.fromhex(m["genesis_state_digest"]),
+            bytes.fromhex(m["dataset_root"]),
+            self.spec.seed,
+        )
+
+    def step(self, step: int) -> bytes:
+        """Re-executes ``step`` from the live state; returns the record it should have."""
+        fields = self.stepper.step(step)
+        take_state, _ = commitments(self.spec, self.spe, step)
+        if take_state:
+            tensors = st.state_tensors(self.model, self.optimizer, step + 1, self.manifest.digest)
+            fields["state_digest"] = st.digest_tensors(tensors)
+        fields["param_digest"] = st.digest_tensors(st.param_tensors(self.model))
+        fields["prev_record_hash"] = self.link(step)
+        self.replayed += 1
+        return _native.encode_record(fields)
+
+    def scan(self, c: int, last: int) -> Finding | None:
+        """Restores checkpoint ``c`` and replays steps c..last; the first mismatch, if any."""
+        self.restore(c)
+        for s in range(c, last + 1):
+            recomputed, claimed = self.step(s), self.claimed(s)
+            if recomputed != claimed:
+                return Finding(
+                    s, s // self.spe, c, differing(claimed, recomputed), claimed, recomputed
+                )
+        return None
+
