@@ -161,6 +161,7 @@ def cmd_status(args) -> int:
 def cmd_report(args) -> int:
     """Writes the audit report (pipeline/report.py): exit 0 if the run verifies, 1 if not (the
     report is written either way); its index.html is the last stdout line."""
+    _require("report", "report")
     from pipeline.report import build_report, check_out_dir, write_report
 
     replayable = _replayable(args)

@@ -1,7 +1,8 @@
 """What an installation has: ``pip install veritrain`` verifies runs (verify, audit, status,
 schema); training, replaying steps and checking fraud proofs need the ``train`` extra (the training
-stack, and Prefect for ``run``); a prove pool's workers and ``deploy-prove`` need the ``prove``
-extra (Prefect alone: provers never train).
+stack, Prefect for ``run``, and the report's plotting for the flow's report artifact); a prove
+pool's workers and ``deploy-prove`` need the ``prove`` extra (Prefect alone: provers never train);
+``report`` needs the ``report`` extra (matplotlib and jinja2).
 
 A command that needs an extra says so in one line before it starts, instead of failing on an
 import halfway through.
@@ -16,8 +17,12 @@ from pipeline.errors import MissingExtraError
 # Import name of each distribution of an extra in pyproject.toml's [project.optional-dependencies]
 # (tests/test_slim.py checks the two agree).
 EXTRAS = {
-    "train": {"torch": "torch", "numpy": "numpy", "scikit-learn": "sklearn", "prefect": "prefect"},
+    "train": {
+        "torch": "torch", "numpy": "numpy", "scikit-learn": "sklearn", "prefect": "prefect",
+        "matplotlib": "matplotlib", "jinja2": "jinja2",
+    },
     "prove": {"prefect": "prefect"},
+    "report": {"matplotlib": "matplotlib", "jinja2": "jinja2"},
 }
 
 

@@ -228,6 +228,11 @@ def test_the_wheel_without_extras_verifies_in_a_fresh_venv(wheel, tiny_run, tmp_
     r = veritrain("run", str(ROOT / "examples" / "tiny.yaml"), "--store", str(tmp_path / "s"))
     assert r.returncode == 3
     assert r.stderr.strip() == (
-        "veritrain: veritrain run needs torch, numpy, scikit-learn, prefect, which this "
+        "veritrain: veritrain run needs torch, numpy, scikit-learn, prefect, matplotlib, jinja2, "
+        "which this "
         "installation lacks: pip install 'veritrain[train]'"
     )
+    r = veritrain("report", uri, "--out", str(tmp_path / "report"))
+    assert r.returncode == 3
+    assert r.stderr.strip().endswith("pip install 'veritrain[report]'"), r.stderr
+    assert not (tmp_path / "report").exists()
