@@ -63,12 +63,6 @@ ATTESTABLE = (PROVEN, FINAL, UNREPLAYABLE)
 _STATED_BY_FINALITY = frozenset({"replayable"})
 
 
-def keyid(public_key: Ed25519PublicKey) -> str:
-    """securesystemslib's default key id: sha256 of the canonical JSON of {keytype, scheme,
-    keyval} (the one TUF and in-toto use), so anyone derives it from the public key."""
-    return SSlibKey.from_crypto(public_key).keyid
-
-
 def require_verified(
     report: RunReport, epoch: int, allowed: tuple[str, ...], what: str
 ) -> EpochReport:
