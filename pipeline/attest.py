@@ -304,6 +304,8 @@ def check_attestation(
         raise IntegrityError(
             f"{source}: attests epoch {rep.epoch}, which does not verify ({', '.join(failed)})"
         )
+    if rep.status not in ATTESTABLE:
+        raise IntegrityError(f"{source}: attests epoch {rep.epoch}, which is {rep.status} here")
     _, entries = open_ledger(store, manifest)
     expected = statement(manifest, entries, rep.epoch, rep.status)
     predicate = stmt.get("predicate") if isinstance(stmt, dict) else None

@@ -206,6 +206,14 @@ def test_attest_refuses_what_does_not_verify_and_bad_input(tiny_run, unproven_ru
     r = veritrain("attest", uri, "--epoch", "1", "--out", str(tmp_path / "new.json"))
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == str(tmp_path / "new.json")
     assert not attestations.exists()
+    # The epoch's receipt entry, the newest, cut from the ledger: epoch 1 reads committed (as
+    # after a crash before that append), and its attestation does not hold.
+    ledger = sorted((store / "runs" / run_id / "ledger").iterdir())
+    last = json.loads(ledger[-1].read_text())
+    assert (last["kind"], last["body"]["epoch"]) == ("receipt", 1)
+    ledger[-1].unlink()
+    _one_line_error(veritrain("verify", uri, "--attestation", str(tmp_path / "new.json")), 1,
+                    "attests epoch 1, which is committed here")
     _one_line_error(veritrain("verify", uri, "--attestation", str(tmp_path / "missing.json")), 2,
                     "--attestation", "cannot read")
     (tmp_path / "junk.json").write_text("not json")
