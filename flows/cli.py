@@ -206,6 +206,30 @@ def cmd_status(args) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def cmd_report(args) -> int:
+    """Writes the audit report (pipeline/report.py): exit 0 if the run verifies, 1 if not (the
+    report is written either way); its index.html is the last stdout line."""
+    from pipeline.report import build_report, check_out_dir, write_report
+
+    replayable = _replayable(args)
+    store, run_id = _open_run(args.run_uri)
+    out = Path(args.out)
+    check_out_dir(out, run_id)
+    report = build_report(store, run_id, replayable=replayable,
+                          replayable_files=args.replayable_profile)
+    page = write_report(report, out)
+    v = report.verification
+    failed = [("run", c) for c in v.checks if not c.ok]
+    failed += [(f"epoch {e.epoch}", c) for e in v.epochs for c in e.checks if not c.ok]
+    if failed:
+        where, c = failed[0]
+        _err(f"verification failed: {where}: {c.name}: {c.detail}")
+    print(f"run {run_id}: {len(v.epochs)} epochs, "
+          f"{'verified' if v.ok else 'verification FAILED'}")
+    print(page)
+    return EXIT_OK if v.ok else EXIT_FAILED
+
+
 def cmd_challenge(args) -> int:
     """Calls the library directly, not flows.challenge.challenge_flow: a challenger needs no
     Prefect server, and Prefect's start-up would add about 10 s to every challenge."""
@@ -311,7 +335,7 @@ def cmd_schema(args) -> int:
 
 BENCHES = (
     "commit_bench", "prover_bench", "orchestration_bench", "challenge_bench", "verify_bench",
-    "prove_pool_bench",
+    "prove_pool_bench", "report_bench",
 )
 
 
@@ -433,6 +457,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_uri")
     _replayable_flag(s)
     s.set_defaults(fn=cmd_status)
+    rp = sub.add_parser(
+        "report",
+        help="verify a run and write an audit report: DIR/index.html (self-contained) and "
+        "DIR/report.md with loss and learning-rate curves, finality timeline, trust roots, "
+        "checks and the commands to re-verify",
+    )
+    rp.add_argument("run_uri")
+    rp.add_argument(
+        "--out", required=True,
+        help="empty or new folder (or one holding a report of this run, which is rewritten)",
+    )
+    _replayable_flag(rp)
+    rp.set_defaults(fn=cmd_report)
     ch = sub.add_parser(
         "challenge",
         help="replay committed steps and compare every digest; on fraud, file a fraud proof "

@@ -125,7 +125,29 @@ def train_flow(
     results(parts)
     stats = [f.result() for _, f in proofs]
     _summarize(store_uri, run_id, info, stats)
+    publish_report(store_uri, run_id)
     return info["run_uri"]
+
+
+def artifact_key(run_id: str, what: str) -> str:
+    """Prefect artifact keys are lowercase letters, digits and dashes."""
+    return f"{run_id.lower().replace('_', '-').replace('.', '-')}-{what}"
+
+
+@task(name="report")
+def publish_report(store_uri: str, run_id: str) -> str:
+    """The audit report (pipeline/report.py, `veritrain report`) as a markdown artifact with its
+    plots inline; returns the artifact key. It verifies the run as `veritrain verify` does on this
+    machine, so this machine's first sightings of the receipts are recorded now."""
+    from pipeline.report import build_report, markdown_standalone
+
+    report = build_report(open_store(store_uri), run_id)
+    key = artifact_key(run_id, "report")
+    create_markdown_artifact(
+        markdown_standalone(report), key=key,
+        description=f"Audit report of run {run_id} (veritrain report)",
+    )
+    return key
 
 
 def _summarize(store_uri: str, run_id: str, info: dict[str, Any], stats: list[dict[str, Any]]) -> None:
@@ -143,7 +165,7 @@ def _summarize(store_uri: str, run_id: str, info: dict[str, Any], stats: list[di
             "end state digest": c["end_state_digest"][:16],
             "receipt": f"{info['run_uri']}/receipts/epoch-{e:06d}.receipt" if e in receipts else "",
         })
-    create_table_artifact(rows, key=f"{run_id.lower().replace('_', '-').replace('.', '-')}-epochs",
+    create_table_artifact(rows, key=artifact_key(run_id, "epochs"),
                           description=f"Epochs of run {run_id}")
     proving = sum(s["seconds"] for s in stats)
     create_markdown_artifact(

@@ -17,6 +17,14 @@ if [ ! -x "$S3S_FS" ]; then
     --root "$CACHE/cargo-bin" >&2)
 fi
 
+# Chromium, the real browser tests/test_report.py renders the audit report in (headless).
+if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "install ok installed"; then
+  say "apt: installing chromium (renders the audit report in the tests, once per machine)"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >&2
+fi
+
 cd "$REPO/rust"
 CARGO_TARGET_DIR="$CACHE/target-core" cargo test -p veritrain-core --quiet
 cd "$REPO"

@@ -72,7 +72,7 @@ def test_guest_refuses_an_altered_record(trained):
         prover.prove_epoch(epoch_input(claim, prev, records), precheck=False)
     with pytest.raises(prover.EpochCheckError) as e:
         prover.check_epoch(epoch_input(claim, prev, records))
-    assert e.value.args[1:] == ("chain", claim.first_step + 2)
+    assert (e.value.check, e.value.step) == ("chain", claim.first_step + 2)
 
 
 @pytest.mark.proving
@@ -151,7 +151,7 @@ def test_guest_accepts_exactly_what_the_native_decoder_accepts(trained, edit, me
         prover.execute(data)
     with pytest.raises(prover.EpochCheckError) as e:
         prover.check_epoch(data)
-    assert e.value.args[1] == "encoding" and message in e.value.args[0]
+    assert e.value.check == "encoding" and message in str(e.value)
 
 
 @pytest.mark.proving

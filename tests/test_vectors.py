@@ -876,8 +876,8 @@ def test_native_check_epoch_accepts_valid_epoch(native, index):
 def test_native_check_epoch_rejects_invalid_epoch(native, case):
     with pytest.raises(native.EpochCheckError) as failed:
         native.check_epoch(unhex(case["input"]))
-    assert failed.value.args[1] == case["error"]
-    assert failed.value.args[2] == case["step"]
+    assert failed.value.check == case["error"]
+    assert failed.value.step == case["step"]
 
 
 @pytest.mark.parametrize("index", range(len(VALID_EPOCHS)), ids=_epoch_id)

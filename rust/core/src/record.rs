@@ -237,7 +237,6 @@ impl FromIterator<RecordWords> for Records {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StepRecord {
-    pub flags: u32,
     pub run_id: [u8; RUN_ID_LEN],
     pub epoch: u64,
     pub step: u64,
@@ -247,7 +246,8 @@ pub struct StepRecord {
     pub loss_bits: u32,
     pub grad_norm_bits: u32,
     pub param_digest: Digest,
-    pub state_digest: Digest,
+    /// Taken at checkpoint steps only; the encoding's flag bit 0 says whether it is present.
+    pub state_digest: Option<Digest>,
 }
 
 /// Why bytes are not a valid encoding.
@@ -311,14 +311,14 @@ pub fn decode_run_id(raw: &[u8; RUN_ID_LEN]) -> Result<&str, DecodeError> {
 }
 
 impl StepRecord {
-    pub fn has_state_digest(&self) -> bool {
-        self.flags & FLAG_STATE_DIGEST != 0
+    fn flags(&self) -> u32 {
+        FLAG_STATE_DIGEST * u32::from(self.state_digest.is_some())
     }
 
     pub fn encode(&self) -> [u8; RECORD_LEN] {
         let mut w = Writer::<RECORD_LEN>::new();
         w.u32(PROTOCOL_VERSION);
-        w.u32(self.flags);
+        w.u32(self.flags());
         w.bytes(&self.run_id);
         w.u64(self.epoch);
         w.u64(self.step);
@@ -328,7 +328,7 @@ impl StepRecord {
         w.u32(self.loss_bits);
         w.u32(self.grad_norm_bits);
         w.bytes(&self.param_digest);
-        w.bytes(&self.state_digest);
+        w.bytes(&self.state_digest.unwrap_or([0; 32]));
         w.finish()
     }
 
@@ -337,8 +337,8 @@ impl StepRecord {
         check_words(&to_words(bytes.try_into().unwrap()))?;
         let _version = r.u32();
         let flags = r.u32();
+        // The flag says whether the state digest field holds one (`check_words` checked the rest).
         let rec = StepRecord {
-            flags,
             run_id: r.array(),
             epoch: r.u64(),
             step: r.u64(),
@@ -348,7 +348,7 @@ impl StepRecord {
             loss_bits: r.u32(),
             grad_norm_bits: r.u32(),
             param_digest: r.array(),
-            state_digest: r.array(),
+            state_digest: Some(r.array()).filter(|_| flags & FLAG_STATE_DIGEST != 0),
         };
         decode_run_id(&rec.run_id)?;
         Ok(rec)

@@ -40,13 +40,13 @@ fn build() -> Value {
             let r = StepRecord::decode(raw).unwrap();
             json!({"bytes": h(raw), "hash": h(&r.hash::<Sha2>()),
                    "fields": {"run_id": "vector-run", "epoch": r.epoch, "step": r.step,
-                              "flags": r.flags,
+                              "flags": u32::from(r.state_digest.is_some()),
                               "prev_record_hash": h(&r.prev_record_hash),
                               "batch_digest": h(&r.batch_digest),
                               "hparams_digest": h(&r.hparams_digest),
                               "loss_bits": r.loss_bits, "grad_norm_bits": r.grad_norm_bits,
                               "param_digest": h(&r.param_digest),
-                              "state_digest": h(&r.state_digest)}})
+                              "state_digest": h(&r.state_digest.unwrap_or([0; 32]))}})
         })
         .collect();
 

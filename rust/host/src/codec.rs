@@ -2,7 +2,7 @@
 //! strs and 32-byte `bytes`. Encoding and validation are veritrain-core's.
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use veritrain_core::record::{self, decode_run_id, encode_run_id, genesis_hash, FLAG_STATE_DIGEST};
+use veritrain_core::record::{self, decode_run_id, encode_run_id, genesis_hash};
 use veritrain_core::schedule::hparams_digest;
 use veritrain_core::{
     check_epoch, hash::Sha2, merkle, sampler, Digest, EpochClaim, EpochInput, Schedule, StepRecord,
@@ -114,11 +114,6 @@ fn record_from(d: &Bound<'_, PyDict>) -> PyResult<StepRecord> {
     let loss: f32 = get(d, what, "loss")?;
     let grad_norm: f32 = get(d, what, "grad_norm")?;
     Ok(StepRecord {
-        flags: if state.is_some() {
-            FLAG_STATE_DIGEST
-        } else {
-            0
-        },
         run_id: run_id_arg(&run_id)?,
         epoch: get(d, what, "epoch")?,
         step: get(d, what, "step")?,
@@ -128,10 +123,9 @@ fn record_from(d: &Bound<'_, PyDict>) -> PyResult<StepRecord> {
         loss_bits: loss.to_bits(),
         grad_norm_bits: grad_norm.to_bits(),
         param_digest: get_digest(d, what, "param_digest")?,
-        state_digest: match state {
-            Some(s) => digest_arg(&s, "record: field 'state_digest'")?,
-            None => [0; 32],
-        },
+        state_digest: state
+            .map(|s| digest_arg(&s, "record: field 'state_digest'"))
+            .transpose()?,
     })
 }
 
@@ -156,11 +150,7 @@ fn decode_record<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDic
     d.set_item("loss", f32::from_bits(r.loss_bits))?;
     d.set_item("grad_norm", f32::from_bits(r.grad_norm_bits))?;
     d.set_item("param_digest", PyBytes::new(py, &r.param_digest))?;
-    if r.has_state_digest() {
-        d.set_item("state_digest", PyBytes::new(py, &r.state_digest))?;
-    } else {
-        d.set_item("state_digest", py.None())?;
-    }
+    d.set_item("state_digest", r.state_digest.map(|s| PyBytes::new(py, &s)))?;
     Ok(d)
 }
 
@@ -271,15 +261,23 @@ fn encode_epoch_input<'py>(
     Ok(PyBytes::new(py, &input.encode()))
 }
 
-/// Runs the epoch check natively (the same code the guest runs). Raises EpochCheckError.
+/// Runs the epoch check natively (the same code the guest runs). Raises EpochCheckError, whose
+/// `check` and `step` attributes name the rule and the global step (None when no step is at fault).
 #[pyfunction]
 #[pyo3(name = "check_epoch")]
 fn py_check_epoch(py: Python<'_>, input: &[u8]) -> PyResult<()> {
-    py.detach(|| {
+    let e = match py.detach(|| {
         let input = EpochInput::decode(input)?;
         check_epoch::<Sha2>(&input)
-    })
-    .map_err(|e| EpochCheckError::new_err((e.to_string(), e.kind.name(), e.step)))
+    }) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    let err = EpochCheckError::new_err(e.to_string());
+    let value = err.value(py);
+    value.setattr("check", e.kind.name())?;
+    value.setattr("step", e.step)?;
+    Err(err)
 }
 
 #[pyfunction]

@@ -418,15 +418,16 @@ fn _fake_receipt<'py>(
     Ok(PyBytes::new(py, &encode(&receipt, "receipt")?))
 }
 
+/// A recursion program's name, its recomputed control id and risc0's constant for it.
+type ProgramId = (String, Vec<u8>, Vec<u8>);
+
 /// Recomputes, from the bytes bundled with risc0 (the crates risc0-circuit-recursion-zkrs and
 /// -control-zkrs, which replace a download), the control id of every recursion program that
 /// succinct verification allows, and the root of that set. Returns (name, recomputed id, risc0's
 /// constant id) per program, the recomputed root and risc0's `ALLOWED_CONTROL_ROOT`: a succinct
 /// receipt is only as good as the programs that made it, and these came in a release candidate.
 #[pyfunction]
-fn recursion_control_ids(
-    py: Python<'_>,
-) -> PyResult<(Vec<(String, Vec<u8>, Vec<u8>)>, Vec<u8>, Vec<u8>)> {
+fn recursion_control_ids(py: Python<'_>) -> PyResult<(Vec<ProgramId>, Vec<u8>, Vec<u8>)> {
     use risc0_circuit_recursion::control_id::{MIN_LIFT_PO2, POSEIDON2_CONTROL_IDS};
     use risc0_circuit_recursion::prove::{zkr::get_all_zkrs, Program};
     use risc0_zkp::core::hash::poseidon2::Poseidon2HashSuite;

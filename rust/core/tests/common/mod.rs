@@ -1,7 +1,7 @@
 //! A small honest run, built with core's own rules, for tests and test vectors.
 #![allow(dead_code)]
 use veritrain_core::hash::{Sha2, Sha256};
-use veritrain_core::record::{self, encode_run_id, genesis_hash, Records, FLAG_STATE_DIGEST};
+use veritrain_core::record::{self, encode_run_id, genesis_hash, Records};
 use veritrain_core::schedule::hparams_digest;
 use veritrain_core::{
     merkle, sampler, Digest, EpochClaim, EpochInput, Guarantees, Schedule, StepRecord,
@@ -69,7 +69,6 @@ impl Run {
                     state = Sha2::tagged("test/state", &[&step.to_le_bytes()]);
                 }
                 let r = StepRecord {
-                    flags: if last { FLAG_STATE_DIGEST } else { 0 },
                     run_id: self.run_id,
                     epoch,
                     step,
@@ -86,7 +85,7 @@ impl Run {
                     loss_bits: (2.5f32 / (step + 1) as f32).to_bits(),
                     grad_norm_bits: 1.25f32.to_bits(),
                     param_digest: param,
-                    state_digest: if last { state } else { [0; 32] },
+                    state_digest: last.then_some(state),
                 };
                 prev_hash = r.hash::<Sha2>();
                 hashes.push(prev_hash);
