@@ -116,10 +116,7 @@ def cmd_attest(args) -> int:
 def cmd_sign_checkpoint(args) -> int:
     """Signs an epoch's end checkpoint with model_signing (pipeline/modelsign.py); the bundle's
     path is the last line."""
-    from pipeline.attest import object_uri, write_new_file
-    from pipeline.errors import ConflictError
-    from pipeline.modelsign import check_ec_key, sign_checkpoint
-    from pipeline.run import model_signature_key
+    from pipeline.modelsign import check_ec_key, sign_checkpoint, write_bundle
     from pipeline.verify import verify_run
 
     check_ec_key(args.key)
@@ -127,18 +124,7 @@ def cmd_sign_checkpoint(args) -> int:
     store, run_id = _open_run(args.run_uri)
     report = verify_run(store, run_id, args.epoch, replayable=replayable)
     bundle, checkpoint = sign_checkpoint(store, run_id, args.epoch, args.key, report)
-    if args.out is not None:
-        path = write_new_file(args.out, bundle, "--out")
-    else:
-        key = model_signature_key(run_id, args.epoch)
-        path = object_uri(store, key)
-        try:
-            store.create(key, bundle)
-        except ConflictError:
-            raise ConflictError(
-                f"{path}: epoch {args.epoch} was signed before and that bundle is kept; write "
-                "another with --out FILE"
-            ) from None
+    path = write_bundle(store, run_id, args.epoch, bundle, args.out)
     _err(f"epoch {args.epoch}: signed {checkpoint} with model_signing (verify with: "
          f"model_signing verify key --signature {path} --public_key PUB.pem CHECKPOINT)")
     print(path)

@@ -20,9 +20,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pipeline.attest import require_verified
-from pipeline.errors import IntegrityError, UsageError
-from pipeline.run import Manifest, epoch_entries, open_ledger, sha256_hex
+from pipeline.attest import object_uri, require_verified, write_new_file
+from pipeline.errors import ConflictError, IntegrityError, UsageError
+from pipeline.run import Manifest, epoch_entries, model_signature_key, open_ledger, sha256_hex
 from pipeline.store import Store
 from pipeline.verify import FINAL, PROVEN, RunReport
 
@@ -95,6 +95,24 @@ def sign_checkpoint(
             f"sha256 {end['checkpoint_sha256']}"
         )
     return out, end["checkpoint"]
+
+
+def write_bundle(store: Store, run_id: str, epoch: int, bundle: bytes, out: str | None) -> str:
+    """Writes to ``out`` (a local file) or, by default, beside the run's attestations in the
+    store; returns the path or URI written. ECDSA signatures differ each time, so a second
+    bundle of the same epoch never replaces the first (ConflictError)."""
+    if out is not None:
+        return write_new_file(out, bundle, "--out")
+    key = model_signature_key(run_id, epoch)
+    path = object_uri(store, key)
+    try:
+        store.create(key, bundle)
+    except ConflictError:
+        raise ConflictError(
+            f"{path}: epoch {epoch} was signed before and that bundle is kept; write another "
+            "with --out FILE"
+        ) from None
+    return path
 
 
 def signed_digest(bundle: bytes) -> str | None:
