@@ -93,8 +93,53 @@ def cmd_verify(args) -> int:
 
     replayable = _replayable(args)
     store, run_id = _open_run(args.run_uri)
+    if args.attestation is not None:
+        from pipeline.attest import read_attestation, verify_attestation
+
+        data = read_attestation(args.attestation, store, run_id)
+        report = verify_attestation(
+            store, run_id, data, args.attestation, args.epoch, replayable=replayable
+        )
+        return _report(report, args.json, "verification")
     report = verify_run(store, run_id, args.epoch, replayable=replayable)
     return _report(report, args.json, "verification")
+
+
+def cmd_attest(args) -> int:
+    """Writes an epoch's in-toto attestation (pipeline/attest.py); its path is the last line."""
+    from pipeline.attest import attest, write_attestation
+    from pipeline.verify import verify_run
+
+    replayable = _replayable(args)
+    store, run_id = _open_run(args.run_uri)
+    report = verify_run(store, run_id, args.epoch, replayable=replayable)
+    data, stmt = attest(store, run_id, args.epoch, report)
+    finality = stmt["predicate"]["finality"]
+    path = write_attestation(store, run_id, args.epoch, finality, data, args.out)
+    subject = stmt["subject"][0]
+    _err(f"epoch {args.epoch} ({finality}): {subject['name']} sha256 "
+         f"{subject['digest']['sha256'][:16]}…, signed with the run's key")
+    print(path)
+    return EXIT_OK
+
+
+def cmd_sign_checkpoint(args) -> int:
+    """Signs an epoch's end checkpoint with model_signing (pipeline/modelsign.py); the bundle's
+    path is the last line."""
+    _require("sign", "sign-checkpoint")
+    from pipeline.modelsign import check_ec_key, sign_checkpoint, write_bundle
+    from pipeline.verify import verify_run
+
+    check_ec_key(args.key)
+    replayable = _replayable(args)
+    store, run_id = _open_run(args.run_uri)
+    report = verify_run(store, run_id, args.epoch, replayable=replayable)
+    bundle, checkpoint = sign_checkpoint(store, run_id, args.epoch, args.key, report)
+    path = write_bundle(store, run_id, args.epoch, bundle, args.out)
+    _err(f"epoch {args.epoch}: signed {checkpoint} with model_signing (verify with: "
+         f"model_signing verify key --signature {path} --public_key PUB.pem CHECKPOINT)")
+    print(path)
+    return EXIT_OK
 
 
 def cmd_audit(args) -> int:
@@ -361,8 +406,42 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("run_uri")
     v.add_argument("--epoch", type=int)
     v.add_argument("--json", action="store_true")
+    v.add_argument(
+        "--attestation", metavar="FILE",
+        help="check an in-toto attestation (from attest; a local file or an object under "
+        "RUN_URI) against the epoch it names, which is verified too",
+    )
     _replayable_flag(v)
     v.set_defaults(fn=cmd_verify)
+    at = sub.add_parser(
+        "attest",
+        help="write a verified epoch's in-toto attestation (a DSSE envelope signed with the "
+        "run's key); its path is the last stdout line",
+    )
+    at.add_argument("run_uri")
+    at.add_argument("--epoch", type=int, required=True)
+    at.add_argument(
+        "--out", metavar="FILE",
+        help="local file to write (default: "
+        "RUN_URI/attestations/epoch-<N:06d>.<state>.intoto.json)",
+    )
+    _replayable_flag(at)
+    at.set_defaults(fn=cmd_attest)
+    sg = sub.add_parser(
+        "sign-checkpoint",
+        help="sign a proven or final epoch's end checkpoint with OpenSSF model_signing (EC key); "
+        "the bundle's path is the last stdout line",
+    )
+    sg.add_argument("run_uri")
+    sg.add_argument("--epoch", type=int, required=True)
+    sg.add_argument("--key", required=True, metavar="EC_PEM",
+                    help="unencrypted PEM private key on P-256, P-384 or P-521")
+    sg.add_argument(
+        "--out", metavar="BUNDLE",
+        help="local file to write (default: RUN_URI/attestations/epoch-<N:06d>.model-signing.sig)",
+    )
+    _replayable_flag(sg)
+    sg.set_defaults(fn=cmd_sign_checkpoint)
     a = sub.add_parser(
         "audit",
         help="pull one epoch's checkpoint, receipt, journal, records, manifest and ledger into "

@@ -2,7 +2,8 @@
 schema); training, replaying steps and checking fraud proofs need the ``train`` extra (the training
 stack, Prefect for ``run``, and the report's plotting for the flow's report artifact); a prove
 pool's workers and ``deploy-prove`` need the ``prove`` extra (Prefect alone: provers never train);
-``report`` needs the ``report`` extra (matplotlib and jinja2).
+``report`` needs the ``report`` extra (matplotlib and jinja2), ``sign-checkpoint`` the ``sign``
+extra (OpenSSF model_signing).
 
 A command that needs an extra says so in one line before it starts, instead of failing on an
 import halfway through.
@@ -23,6 +24,7 @@ EXTRAS = {
     },
     "prove": {"prefect": "prefect"},
     "report": {"matplotlib": "matplotlib", "jinja2": "jinja2"},
+    "sign": {"model-signing": "model_signing"},
 }
 
 

@@ -50,9 +50,32 @@ def key_dir() -> Path:
     return Path(os.environ.get("VERITRAIN_KEYS", Path.home() / ".local/share/veritrain/keys"))
 
 
+def key_path(run_id: str) -> Path:
+    return key_dir() / f"{run_id}.ed25519.pem"
+
+
+def load_key(run_id: str) -> Ed25519PrivateKey:
+    """The run's existing signing key (attestations are signed with it, pipeline/attest.py)."""
+    path = key_path(run_id)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise StorageError(
+            f"{path}: no key of run {run_id} here (it stays on the trainer's machine, in "
+            "$VERITRAIN_KEYS or ~/.local/share/veritrain/keys)"
+        ) from None
+    except OSError as e:
+        raise StorageError(f"{path}: cannot read the run key: {e.strerror}") from None
+    except (ValueError, TypeError) as e:
+        raise StorageError(f"{path}: not an unencrypted PEM private key ({e})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise StorageError(f"{path}: not an Ed25519 key")
+    return key
+
+
 def load_or_create_key(run_id: str) -> Ed25519PrivateKey:
     """The run's signing key, kept outside the store (the store only ever holds the public half)."""
-    path = key_dir() / f"{run_id}.ed25519.pem"
+    path = key_path(run_id)
     try:
         if path.exists():
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)

@@ -104,6 +104,17 @@ def part_receipt_key(prefix: str, first: int, end: int) -> str:
     return f"{prefix}/join-{first:04d}-{end:04d}.receipt"
 
 
+def attestation_key(run_id: str, epoch: int, finality: str) -> str:
+    """An epoch's in-toto attestation (pipeline/attest.py), one per finality state it was made
+    in: the store is write-once and an epoch's state moves on (proven, then final)."""
+    return f"runs/{run_id}/attestations/epoch-{epoch:06d}.{finality}.intoto.json"
+
+
+def model_signature_key(run_id: str, epoch: int) -> str:
+    """The model_signing bundle of an epoch's end checkpoint (pipeline/modelsign.py)."""
+    return f"runs/{run_id}/attestations/epoch-{epoch:06d}.model-signing.sig"
+
+
 def prover_note_key(receipt_key: str) -> str:
     """Who made a receipt and how long it took (informational; nothing trusts it)."""
     return receipt_key.removesuffix(".receipt") + ".prover.json"
