@@ -78,12 +78,25 @@ def _replayable(args):
     return [p for path in args.replayable_profile for p in load_profiles(path)]
 
 
+def _policy(args):
+    """The trust roots and requirements of --policy and the flags, which add to the file."""
+    from pipeline.policy import Policy, image_id_arg, load_policy, trainer_key_arg
+
+    policy = load_policy(args.policy) if args.policy else Policy()
+    return policy.with_flags(
+        [image_id_arg(v) for v in args.image_id or []],
+        [trainer_key_arg(v) for v in args.trainer_key or []],
+        args.require_pinned,
+    )
+
+
 def cmd_verify(args) -> int:
     from pipeline.verify import verify_run
 
     replayable = _replayable(args)
+    policy = _policy(args)
     store, run_id = _open_run(args.run_uri)
-    report = verify_run(store, run_id, args.epoch, replayable=replayable)
+    report = verify_run(store, run_id, args.epoch, replayable=replayable, policy=policy)
     return _report(report, args.json, "verification")
 
 
@@ -93,8 +106,11 @@ def cmd_audit(args) -> int:
     from pipeline.audit import audit_epoch
 
     replayable = _replayable(args)
+    policy = _policy(args)
     store, run_id = _open_run(args.run_uri)
-    report = audit_epoch(store, run_id, args.epoch, args.out, log=_err, replayable=replayable)
+    report = audit_epoch(
+        store, run_id, args.epoch, args.out, log=_err, replayable=replayable, policy=policy
+    )
     return _report(report, args.json, f"audit of {args.out}")
 
 
@@ -106,6 +122,7 @@ def _report(report, as_json: bool, what: str) -> int:
     if as_json:
         print(json.dumps(report.to_json(), indent=1))
     else:
+        print(f"trust: {_trust_line(report.trust)}")
         for c in report.checks:
             print(f"{'ok  ' if c.ok else 'FAIL'} run: {c.name} {c.detail}")
         for e in report.epochs:
@@ -120,6 +137,24 @@ def _report(report, as_json: bool, what: str) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _trust_line(trust: dict) -> str:
+    """verify --json's ``trust`` in one line: the accepted guests, the trainer, what is
+    required."""
+    parts = [
+        "guest " + " or ".join(i[:16] + "…" for i in trust["image_ids"]),
+        f"trainer: {trust['trainer']}"
+        + ("" if trust["trainer"] == "unpinned"
+           else f" ({len(trust['trainer_keys'])} key{'s' * (len(trust['trainer_keys']) > 1)})"),
+    ]
+    if trust["require_pinned"]:
+        parts.append("pinned trainer required")
+    if trust["required_status"]:
+        parts.append(f"every epoch {trust['required_status']}")
+    if trust["required_guarantees"]:
+        parts.append("guarantees " + ", ".join(trust["required_guarantees"]))
+    return "; ".join(parts)
+
+
 def cmd_status(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -127,11 +162,12 @@ def cmd_status(args) -> int:
     from pipeline.verify import verify_run
 
     replayable = _replayable(args)
+    policy = _policy(args)
     store, run_id = _open_run(args.run_uri)
-    report = verify_run(store, run_id, replayable=replayable)
+    report = verify_run(store, run_id, replayable=replayable, policy=policy)
     failed_run = [f"{c.name}: {c.detail}" for c in report.checks if not c.ok]
     table = Table(
-        title=f"run {run_id}  image {report.image_id[:16]}…",
+        title=f"run {run_id}  image {report.image_id[:16]}…\ntrust: {_trust_line(report.trust)}",
         caption="FAIL " + "; ".join(failed_run) if failed_run else None,
     )
     for col in ("epoch", "state", "steps", "end state digest", "checks"):
@@ -244,10 +280,13 @@ def cmd_deploy_prove(args) -> int:
 
 
 def cmd_schema(args) -> int:
+    from pipeline.policy import policy_json_schema
     from pipeline.spec import spec_json_schema
     from pipeline.verify import VERIFY_JSON_SCHEMA
 
-    print(json.dumps(spec_json_schema() if args.which == "spec" else VERIFY_JSON_SCHEMA, indent=1))
+    schemas = {"spec": spec_json_schema, "verify": lambda: VERIFY_JSON_SCHEMA,
+               "policy": policy_json_schema}
+    print(json.dumps(schemas[args.which](), indent=1))
     return EXIT_OK
 
 
@@ -292,6 +331,30 @@ def _replayable_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _trust_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--policy", metavar="FILE",
+        help="YAML file of trust roots and requirements (veritrain schema policy); the flags "
+        "below add to it",
+    )
+    p.add_argument(
+        "--image-id", action="append", metavar="HEX",
+        help="accept receipts of the guest with this image id (repeatable; 'installed' names "
+        "this installation's). Default: this installation's guest only; once any is named, "
+        "exactly the named ones",
+    )
+    p.add_argument(
+        "--trainer-key", action="append", metavar="FILE|HEX",
+        help="accept a run only if its ledger is signed by this Ed25519 public key: 64 hex "
+        "digits (as run.json's public_key), or a file holding a PEM public key or them "
+        "(repeatable). Default: unpinned, the run's own key",
+    )
+    p.add_argument(
+        "--require-pinned", action="store_true",
+        help="fail when no trainer key is pinned (for CI)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="veritrain", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -322,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--epoch", type=int)
     v.add_argument("--json", action="store_true")
     _replayable_flag(v)
+    _trust_flags(v)
     v.set_defaults(fn=cmd_verify)
     a = sub.add_parser(
         "audit",
@@ -336,10 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--json", action="store_true")
     _replayable_flag(a)
+    _trust_flags(a)
     a.set_defaults(fn=cmd_audit)
     s = sub.add_parser("status", help="a table of epochs and their states")
     s.add_argument("run_uri")
     _replayable_flag(s)
+    _trust_flags(s)
     s.set_defaults(fn=cmd_status)
     ch = sub.add_parser(
         "challenge",
@@ -374,8 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="work pool for veritrain-prove itself, which waits for its parts (default: --pool)",
     )
     dp.set_defaults(fn=cmd_deploy_prove)
-    sc = sub.add_parser("schema", help="print a JSON Schema: the run spec or verify --json output")
-    sc.add_argument("which", choices=["spec", "verify"])
+    sc = sub.add_parser(
+        "schema", help="print a JSON Schema: the run spec, verify --json output or a policy file"
+    )
+    sc.add_argument("which", choices=["spec", "verify", "policy"])
     sc.set_defaults(fn=cmd_schema)
     b = sub.add_parser("bench", help="run the benchmarks of bench/ (ratios against baselines)")
     b.add_argument("--json", action="store_true")

@@ -29,3 +29,8 @@ class UsageError(VeritrainError):
 
 class WorkerError(VeritrainError):
     """Work handed to a pool's worker failed or was lost (the message names the flow run)."""
+
+
+class TrustError(VeritrainError):
+    """A run's guest or trainer is not one the verifier trusts, or an epoch falls short of what
+    the verifier's policy requires (the message names both sides)."""
