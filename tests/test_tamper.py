@@ -527,6 +527,27 @@ def test_a_run_no_verifier_can_replay_is_never_plainly_final(week_run, tmp_path,
     assert report.ok and [e.status for e in report.epochs] == ["final"]
 
 
+def test_a_policy_requiring_final_fails_an_epoch_inside_its_window(week_run, tmp_path, capsys):
+    """pipeline/policy.py's required status, on a proven epoch whose 7-day window has not
+    passed (the tiny run's window is 0: its epochs are final at once)."""
+    src, run_id, profile = week_run
+    profiles = tmp_path / "profiles.json"
+    profiles.write_text(json.dumps([profile]))
+    argv = ["verify", f"{src}/runs/{run_id}", "--json", "--replayable-profile", str(profiles)]
+    for required, code in (("proven", 0), ("final", 1)):
+        policy = tmp_path / f"{required}.yaml"
+        policy.write_text(f"required_status: {required}\n")
+        assert main([*argv, "--policy", str(policy)]) == code
+        out, err = capsys.readouterr()
+        doc = json.loads(out)
+        jsonschema.validate(doc, SCHEMA)
+        assert [e["status"] for e in doc["epochs"]] == ["proven"]
+    assert err.splitlines() == [
+        "veritrain: verification failed: epoch 0: required_status: proven, not final as the "
+        "policy requires: its challenge window has not passed"
+    ]
+
+
 def test_the_run_as_made_is_replayable_here(tiny_run, capsys):
     code, doc, _ = _verify(capsys, tiny_run[0], tiny_run[1])
     assert code == 0
