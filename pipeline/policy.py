@@ -44,10 +44,18 @@ _HEX64 = re.compile("[0-9a-fA-F]{64}")
 _PEM = re.compile(r"\s*-----BEGIN PUBLIC KEY-----[\s\S]+-----END PUBLIC KEY-----\s*")
 
 
+def _need_str(value: Any) -> str:
+    if not isinstance(value, str):
+        # ValueError, not TypeError: pydantic reports only a ValueError as the field's error.
+        raise ValueError(  # noqa: TRY004
+            f"not a string but {type(value).__name__} (quote hex digits in YAML)"
+        )
+    return value
+
+
 def image_id_hex(value: Any) -> str:
     """A guest's image id as a policy names it: 64 hex digits (lowercased) or ``installed``."""
-    if not isinstance(value, str):
-        raise ValueError(f"not a string but {type(value).__name__} (quote hex digits in YAML)")
+    value = _need_str(value)
     if value != INSTALLED and not _HEX64.fullmatch(value):
         raise ValueError(f"not an image id: 64 hex digits or {INSTALLED!r}")
     return value.lower()
@@ -56,9 +64,7 @@ def image_id_hex(value: Any) -> str:
 def trainer_key_hex(value: Any) -> str:
     """A trainer's Ed25519 public key in run.json's form (``public_key``: the raw 32 bytes as 64
     lowercase hex digits), from that form or a PEM public key."""
-    if not isinstance(value, str):
-        raise ValueError(f"not a string but {type(value).__name__} (quote hex digits in YAML)")
-    text = value.strip()
+    text = _need_str(value).strip()
     if _HEX64.fullmatch(text):
         return text.lower()
     if "PRIVATE KEY-----" in text:
@@ -72,7 +78,9 @@ def trainer_key_hex(value: Any) -> str:
     except ValueError:
         raise ValueError("not a readable PEM public key") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise ValueError("a PEM public key, but not an Ed25519 one (run keys are Ed25519)")
+        raise ValueError(  # noqa: TRY004 - as in _need_str
+            "a PEM public key, but not an Ed25519 one (run keys are Ed25519)"
+        )
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
 
 
@@ -120,9 +128,7 @@ Guarantee = Literal[tuple(GUARANTEE_NAMES.values())]
 class Policy(BaseModel):
     """What a verifier trusts and requires; the content of a ``--policy`` file."""
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, title="veritrain verification policy"
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, title="veritrain verification policy")
 
     image_ids: Annotated[list[ImageId], Field(min_length=1)] | None = Field(
         None,
@@ -148,11 +154,13 @@ class Policy(BaseModel):
         """This policy with the command line's additions (already checked by the *_arg
         functions)."""
         ids = list(dict.fromkeys([*(self.image_ids or []), *image_ids]))
-        return self.model_copy(update={
-            "image_ids": ids or None,
-            "trainer_keys": list(dict.fromkeys([*self.trainer_keys, *trainer_keys])),
-            "require_pinned": self.require_pinned or require_pinned,
-        })
+        return self.model_copy(
+            update={
+                "image_ids": ids or None,
+                "trainer_keys": list(dict.fromkeys([*self.trainer_keys, *trainer_keys])),
+                "require_pinned": self.require_pinned or require_pinned,
+            }
+        )
 
     def accepted_image_ids(self) -> list[str]:
         installed = installed_image_id().hex()

@@ -92,17 +92,24 @@ def test_a_wholesale_replaced_run_is_accepted_only_under_the_key_that_signed_it(
     code, doc, err = _run(capsys, "verify", forged)
     assert code == 0, err
     assert doc["trust"]["trainer"] == "unpinned"
-    assert _check(doc, "trainer_key")["detail"].startswith(f"trainer: unpinned (the run is "
-                                                           f"signed by {forger}")
+    assert _check(doc, "trainer_key")["detail"].startswith(
+        f"trainer: unpinned (the run is signed by {forger}"
+    )
     assert main(["verify", forged]) == 0
     assert "trainer: unpinned" in capsys.readouterr().out
 
     # Pinned to the original trainer, by hex, by a PEM file or by a policy: refused.
     pem = tmp_path / "trainer.pub"
-    pem.write_bytes(Ed25519PublicKey.from_public_bytes(bytes.fromhex(original)).public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    for pin in (["--trainer-key", original], ["--trainer-key", str(pem)],
-                ["--policy", _policy_file(tmp_path, {"trainer_keys": [original]})]):
+    pem.write_bytes(
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(original)).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    for pin in (
+        ["--trainer-key", original],
+        ["--trainer-key", str(pem)],
+        ["--policy", _policy_file(tmp_path, {"trainer_keys": [original]})],
+    ):
         code, doc, err = _run(capsys, "verify", forged, *pin)
         assert code == 1, pin
         assert doc["trust"]["trainer"] == "pinned" and doc["epochs"] == []
@@ -127,8 +134,10 @@ def test_a_run_of_a_guest_the_verifier_does_not_accept_fails_naming_both_ids(
     assert [c["name"] for c in doc["checks"] if not c["ok"]] == ["image_id"]
     assert len(err) == 1 and OTHER_GUEST in err[0] and run_guest in err[0]
     # Accepted once named: by its id, as "installed", or beside another; flags add to a file.
-    for accept in (["--image-id", run_guest], ["--image-id", OTHER_GUEST, "--image-id",
-                                               "installed"]):
+    for accept in (
+        ["--image-id", run_guest],
+        ["--image-id", OTHER_GUEST, "--image-id", "installed"],
+    ):
         code, doc, _ = _run(capsys, "verify", uri, *accept)
         assert code == 0 and run_guest in doc["trust"]["image_ids"]
     others = _policy_file(tmp_path, {"image_ids": [OTHER_GUEST]})
@@ -159,8 +168,9 @@ def test_the_policy_holds_every_epoch_to_its_status_and_guarantees(
 ):
     _, _, uri = tiny_run
     store, run_id, _ = replaced
-    final = _policy_file(tmp_path, {"required_status": "final",
-                                    "required_guarantees": ["structure", "lineage"]})
+    final = _policy_file(
+        tmp_path, {"required_status": "final", "required_guarantees": ["structure", "lineage"]}
+    )
     # The tiny spec's challenge window is 0: its proven epochs are final at once.
     code, doc, _ = _run(capsys, "verify", uri, "--policy", final)
     assert code == 0 and [e["status"] for e in doc["epochs"]] == ["final", "final"]
@@ -173,16 +183,19 @@ def test_the_policy_holds_every_epoch_to_its_status_and_guarantees(
     assert "epoch 1: required_status: committed, not proven" in err[0]
     arithmetic = _policy_file(tmp_path, {"required_guarantees": ["arithmetic"]}, "a.yaml")
     code, doc, err = _run(capsys, "verify", uri, "--policy", arithmetic)
-    assert code == 1 and {e["epoch"] for e in doc["epochs"]
-                          if not _check(e, "required_guarantees")["ok"]} == {0, 1}
+    assert code == 1 and {
+        e["epoch"] for e in doc["epochs"] if not _check(e, "required_guarantees")["ok"]
+    } == {0, 1}
     assert "carries structure, sampler, schedule, lineage (15), not arithmetic" in err[0]
 
 
 @pytest.mark.parametrize("status", ["committed", "proven", "unreplayable", "disputed", "final"])
 def test_which_statuses_reach_a_required_one(status):
     """An unreplayable epoch is proven, but nobody could have challenged it: not final."""
-    for required, reaching in (("proven", {"proven", "unreplayable", "final"}),
-                               ("final", {"final"})):
+    for required, reaching in (
+        ("proven", {"proven", "unreplayable", "final"}),
+        ("final", {"final"}),
+    ):
         policy = Policy(required_status=required)
         if status in reaching:
             assert policy.check_status(status).startswith(status)
@@ -198,17 +211,29 @@ def test_audit_verifies_its_folder_under_the_policy_offline_too(tiny_run, tmp_pa
     shutil.copytree(src, store)
     uri, out, key = f"{store}/runs/{run_id}", tmp_path / "audit", _public_key(src, run_id)
     stranger = public_key_hex(Ed25519PrivateKey.generate())
-    code, doc, err = _run(capsys, "audit", uri, "--epoch", "1", "--out", str(out),
-                          "--trainer-key", stranger)
+    code, doc, err = _run(
+        capsys, "audit", uri, "--epoch", "1", "--out", str(out), "--trainer-key", stranger
+    )
     assert code == 1 and [c["name"] for c in doc["checks"] if not c["ok"]] == ["trainer_key"]
     assert (out / "audit.json").exists()
     # The store is gone; the folder is re-verified from itself, under each policy given.
     shutil.rmtree(store)
-    code, doc, err = _run(capsys, "audit", uri, "--epoch", "1", "--out", str(out),
-                          "--trainer-key", key, "--require-pinned")
+    code, doc, err = _run(
+        capsys,
+        "audit",
+        uri,
+        "--epoch",
+        "1",
+        "--out",
+        str(out),
+        "--trainer-key",
+        key,
+        "--require-pinned",
+    )
     assert code == 0 and "re-verifying" in err[0] and doc["trust"]["trainer"] == "pinned"
-    code, doc, _ = _run(capsys, "audit", uri, "--epoch", "1", "--out", str(out),
-                        "--image-id", OTHER_GUEST)
+    code, doc, _ = _run(
+        capsys, "audit", uri, "--epoch", "1", "--out", str(out), "--image-id", OTHER_GUEST
+    )
     assert code == 1 and not _check(doc, "image_id")["ok"]
 
 
@@ -221,8 +246,10 @@ MALFORMED = {
     "unquoted-number": ("image_ids: [1234]\n", "image_ids.0: not a string but int"),
     "no-image-ids": ("image_ids: []\n", "image_ids: List should have at least 1 item"),
     "bad-trainer-key": ("trainer_keys: ['zz']\n", "trainer_keys.0: not a trainer key"),
-    "private-key": ('trainer_keys: ["-----BEGIN PRIVATE KEY-----\\nMC4=\\n-----END PRIVATE KEY'
-                    '-----"]\n', "trainer_keys.0: holds a private key"),
+    "private-key": (
+        'trainer_keys: ["-----BEGIN PRIVATE KEY-----\\nMC4=\\n-----END PRIVATE KEY-----"]\n',
+        "trainer_keys.0: holds a private key",
+    ),
     "bad-status": ("required_status: done\n", "required_status: Input should be 'proven' or"),
     "bad-guarantee": ("required_guarantees: [speed]\n", "required_guarantees.0: Input should be"),
     "bad-flag": ("require_pinned: perhaps\n", "require_pinned: Input should be a valid boolean"),
@@ -241,12 +268,15 @@ def test_a_malformed_policy_is_exit_2_with_one_line_naming_the_file(case, tmp_pa
     assert err[0].startswith(f"veritrain: {path}: {problem}"), err[0]
 
 
-@pytest.mark.parametrize("flags, problem", [
-    (["--image-id", "f71a"], "--image-id f71a: not an image id"),
-    (["--trainer-key", "nowhere.pub"], "--trainer-key nowhere.pub: neither 64 hex digits nor"),
-    (["--trainer-key", "README.md"], "--trainer-key README.md: not a trainer key"),
-    (["--policy", "nowhere.yaml"], "nowhere.yaml: cannot read the policy"),
-])
+@pytest.mark.parametrize(
+    "flags, problem",
+    [
+        (["--image-id", "f71a"], "--image-id f71a: not an image id"),
+        (["--trainer-key", "nowhere.pub"], "--trainer-key nowhere.pub: neither 64 hex digits nor"),
+        (["--trainer-key", "README.md"], "--trainer-key README.md: not a trainer key"),
+        (["--policy", "nowhere.yaml"], "nowhere.yaml: cannot read the policy"),
+    ],
+)
 def test_a_bad_trust_flag_is_exit_2_with_one_line(flags, problem, tmp_path):
     r = veritrain("verify", f"{tmp_path}/store/runs/r", *flags)
     lines = r.stderr.splitlines()
@@ -255,9 +285,11 @@ def test_a_bad_trust_flag_is_exit_2_with_one_line(flags, problem, tmp_path):
 
 def test_a_pem_trainer_key_is_read_as_run_json_spells_it(tmp_path):
     key = Ed25519PrivateKey.generate()
-    pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     doc = {"trainer_keys": [pem]}
     jsonschema.validate(doc, POLICY_SCHEMA)
     assert load_policy(_policy_file(tmp_path, doc)).trainer_keys == [public_key_hex(key)]
@@ -307,7 +339,10 @@ def test_the_guest_check_answers_for_the_installed_guest_and_a_runs_pinned_id(
         r = subprocess.run(
             ["bash", str(ROOT / "scripts" / "check-reproducible-guest.sh"), *args],
             env={**os.environ, "VERITRAIN_PYTHON": sys.executable},
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         return r.returncode, r.stdout + r.stderr
 

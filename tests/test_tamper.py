@@ -542,10 +542,10 @@ def test_a_policy_requiring_final_fails_an_epoch_inside_its_window(week_run, tmp
         doc = json.loads(out)
         jsonschema.validate(doc, SCHEMA)
         assert [e["status"] for e in doc["epochs"]] == ["proven"]
-    assert err.splitlines() == [
+    assert err.splitlines() == [(
         "veritrain: verification failed: epoch 0: required_status: proven, not final as the "
         "policy requires: its challenge window has not passed"
-    ]
+    )]
 
 
 def test_the_run_as_made_is_replayable_here(tiny_run, capsys):
