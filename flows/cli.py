@@ -140,11 +140,11 @@ def _report(report, as_json: bool, what: str) -> int:
 def _trust_line(trust: dict) -> str:
     """verify --json's ``trust`` in one line: the accepted guests, the trainer, what is
     required."""
+    pinned = len(trust["trainer_keys"])
     parts = [
         "guest " + " or ".join(i[:16] + "…" for i in trust["image_ids"]),
-        f"trainer: {trust['trainer']}"
-        + ("" if trust["trainer"] == "unpinned"
-           else f" ({len(trust['trainer_keys'])} key{'s' * (len(trust['trainer_keys']) > 1)})"),
+        f"trainer: {trust['trainer']}" + (f" ({pinned} key{'s' if pinned > 1 else ''})"
+                                          if pinned else ""),
     ]
     if trust["require_pinned"]:
         parts.append("pinned trainer required")
