@@ -88,20 +88,45 @@ def _replayable(args):
     return [p for path in args.replayable_profile for p in load_profiles(path)]
 
 
+def _trust_words(args) -> list[str]:
+    """The trust flags as given, to repeat them in the commands a report prints."""
+    words = ["--policy", args.policy] if args.policy else []
+    for v in args.image_id or []:
+        words += ["--image-id", v]
+    for v in args.trainer_key or []:
+        words += ["--trainer-key", v]
+    return words + (["--require-pinned"] if args.require_pinned else [])
+
+
+def _policy(args):
+    """The trust roots and requirements of --policy and the flags, which add to the file."""
+    from pipeline.policy import Policy, image_id_arg, load_policy, trainer_key_arg
+
+    policy = load_policy(args.policy) if args.policy else Policy()
+    return policy.with_flags(
+        [image_id_arg(v) for v in args.image_id or []],
+        [trainer_key_arg(v) for v in args.trainer_key or []],
+        args.require_pinned,
+    )
+
+
 def cmd_verify(args) -> int:
     from pipeline.verify import verify_run
 
     replayable = _replayable(args)
+    policy = _policy(args)
     store, run_id = _open_run(args.run_uri)
     if args.attestation is not None:
         from pipeline.attest import read_attestation, verify_attestation
 
         data = read_attestation(args.attestation, store, run_id)
         report = verify_attestation(
-            store, run_id, data, args.attestation, args.epoch, replayable=replayable
+            store, run_id, data, args.attestation, args.epoch,
+            trainer_keys=[bytes.fromhex(k) for k in policy.trainer_keys] or None,
+            replayable=replayable, policy=policy,
         )
         return _report(report, args.json, "verification")
-    report = verify_run(store, run_id, args.epoch, replayable=replayable)
+    report = verify_run(store, run_id, args.epoch, replayable=replayable, policy=policy)
     return _report(report, args.json, "verification")
 
 
@@ -111,8 +136,9 @@ def cmd_attest(args) -> int:
     from pipeline.verify import verify_run
 
     replayable = _replayable(args)
+    policy = _policy(args)
     store, run_id = _open_run(args.run_uri)
-    report = verify_run(store, run_id, args.epoch, replayable=replayable)
+    report = verify_run(store, run_id, args.epoch, replayable=replayable, policy=policy)
     data, stmt = attest(store, run_id, args.epoch, report)
     finality = stmt["predicate"]["finality"]
     path = write_attestation(store, run_id, args.epoch, finality, data, args.out)
@@ -132,8 +158,9 @@ def cmd_sign_checkpoint(args) -> int:
 
     check_ec_key(args.key)
     replayable = _replayable(args)
+    policy = _policy(args)
     store, run_id = _open_run(args.run_uri)
-    report = verify_run(store, run_id, args.epoch, replayable=replayable)
+    report = verify_run(store, run_id, args.epoch, replayable=replayable, policy=policy)
     bundle, checkpoint = sign_checkpoint(store, run_id, args.epoch, args.key, report)
     path = write_bundle(store, run_id, args.epoch, bundle, args.out)
     _err(f"epoch {args.epoch}: signed {checkpoint} with model_signing (verify with: "
@@ -148,8 +175,11 @@ def cmd_audit(args) -> int:
     from pipeline.audit import audit_epoch
 
     replayable = _replayable(args)
+    policy = _policy(args)
     store, run_id = _open_run(args.run_uri)
-    report = audit_epoch(store, run_id, args.epoch, args.out, log=_err, replayable=replayable)
+    report = audit_epoch(
+        store, run_id, args.epoch, args.out, log=_err, replayable=replayable, policy=policy
+    )
     return _report(report, args.json, f"audit of {args.out}")
 
 
@@ -161,6 +191,7 @@ def _report(report, as_json: bool, what: str) -> int:
     if as_json:
         print(json.dumps(report.to_json(), indent=1))
     else:
+        print(f"trust: {_trust_line(report.trust)}")
         for c in report.checks:
             print(f"{'ok  ' if c.ok else 'FAIL'} run: {c.name} {c.detail}")
         for e in report.epochs:
@@ -175,6 +206,24 @@ def _report(report, as_json: bool, what: str) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _trust_line(trust: dict) -> str:
+    """verify --json's ``trust`` in one line: the accepted guests, the trainer, what is
+    required."""
+    pinned = len(trust["trainer_keys"])
+    parts = [
+        "guest " + " or ".join(i[:16] + "…" for i in trust["image_ids"]),
+        f"trainer: {trust['trainer']}" + (f" ({pinned} key{'s' if pinned > 1 else ''})"
+                                          if pinned else ""),
+    ]
+    if trust["require_pinned"]:
+        parts.append("pinned trainer required")
+    if trust["required_status"]:
+        parts.append(f"every epoch {trust['required_status']}")
+    if trust["required_guarantees"]:
+        parts.append("guarantees " + ", ".join(trust["required_guarantees"]))
+    return "; ".join(parts)
+
+
 def cmd_status(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -182,11 +231,12 @@ def cmd_status(args) -> int:
     from pipeline.verify import verify_run
 
     replayable = _replayable(args)
+    policy = _policy(args)
     store, run_id = _open_run(args.run_uri)
-    report = verify_run(store, run_id, replayable=replayable)
+    report = verify_run(store, run_id, replayable=replayable, policy=policy)
     failed_run = [f"{c.name}: {c.detail}" for c in report.checks if not c.ok]
     table = Table(
-        title=f"run {run_id}  image {report.image_id[:16]}…",
+        title=f"run {run_id}  image {report.image_id[:16]}…\ntrust: {_trust_line(report.trust)}",
         caption="FAIL " + "; ".join(failed_run) if failed_run else None,
     )
     for col in ("epoch", "state", "steps", "end state digest", "checks"):
@@ -210,11 +260,13 @@ def cmd_report(args) -> int:
     from pipeline.report import build_report, check_out_dir, write_report
 
     replayable = _replayable(args)
+    policy = _policy(args)
     store, run_id = _open_run(args.run_uri)
     out = Path(args.out)
     check_out_dir(out, run_id)
     report = build_report(store, run_id, replayable=replayable,
-                          replayable_files=args.replayable_profile)
+                          replayable_files=args.replayable_profile, policy=policy,
+                          flags=_trust_words(args))
     page = write_report(report, out)
     v = report.verification
     failed = [("run", c) for c in v.checks if not c.ok]
@@ -329,10 +381,13 @@ def cmd_deploy_prove(args) -> int:
 
 
 def cmd_schema(args) -> int:
+    from pipeline.policy import policy_json_schema
     from pipeline.spec import spec_json_schema
     from pipeline.verify import VERIFY_JSON_SCHEMA
 
-    print(json.dumps(spec_json_schema() if args.which == "spec" else VERIFY_JSON_SCHEMA, indent=1))
+    schemas = {"spec": spec_json_schema, "verify": lambda: VERIFY_JSON_SCHEMA,
+               "policy": policy_json_schema}
+    print(json.dumps(schemas[args.which](), indent=1))
     return EXIT_OK
 
 
@@ -377,6 +432,30 @@ def _replayable_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _trust_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--policy", metavar="FILE",
+        help="YAML file of trust roots and requirements (veritrain schema policy); the flags "
+        "below add to it",
+    )
+    p.add_argument(
+        "--image-id", action="append", metavar="HEX",
+        help="accept receipts of the guest with this image id (repeatable; 'installed' names "
+        "this installation's). Default: this installation's guest only; once any is named, "
+        "exactly the named ones",
+    )
+    p.add_argument(
+        "--trainer-key", action="append", metavar="FILE|HEX",
+        help="accept a run only if its ledger is signed by this Ed25519 public key: 64 hex "
+        "digits (as run.json's public_key), or a file holding a PEM public key or them "
+        "(repeatable). Default: unpinned, the run's own key",
+    )
+    p.add_argument(
+        "--require-pinned", action="store_true",
+        help="fail when no trainer key is pinned (for CI)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="veritrain", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -412,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
         "RUN_URI) against the epoch it names, which is verified too",
     )
     _replayable_flag(v)
+    _trust_flags(v)
     v.set_defaults(fn=cmd_verify)
     at = sub.add_parser(
         "attest",
@@ -426,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
         "RUN_URI/attestations/epoch-<N:06d>.<state>.intoto.json)",
     )
     _replayable_flag(at)
+    _trust_flags(at)
     at.set_defaults(fn=cmd_attest)
     sg = sub.add_parser(
         "sign-checkpoint",
@@ -441,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="local file to write (default: RUN_URI/attestations/epoch-<N:06d>.model-signing.sig)",
     )
     _replayable_flag(sg)
+    _trust_flags(sg)
     sg.set_defaults(fn=cmd_sign_checkpoint)
     a = sub.add_parser(
         "audit",
@@ -455,10 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--json", action="store_true")
     _replayable_flag(a)
+    _trust_flags(a)
     a.set_defaults(fn=cmd_audit)
     s = sub.add_parser("status", help="a table of epochs and their states")
     s.add_argument("run_uri")
     _replayable_flag(s)
+    _trust_flags(s)
     s.set_defaults(fn=cmd_status)
     rp = sub.add_parser(
         "report",
@@ -472,6 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="empty or new folder (or one holding a report of this run, which is rewritten)",
     )
     _replayable_flag(rp)
+    _trust_flags(rp)
     rp.set_defaults(fn=cmd_report)
     ch = sub.add_parser(
         "challenge",
@@ -506,8 +591,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="work pool for veritrain-prove itself, which waits for its parts (default: --pool)",
     )
     dp.set_defaults(fn=cmd_deploy_prove)
-    sc = sub.add_parser("schema", help="print a JSON Schema: the run spec or verify --json output")
-    sc.add_argument("which", choices=["spec", "verify"])
+    sc = sub.add_parser(
+        "schema", help="print a JSON Schema: the run spec, verify --json output or a policy file"
+    )
+    sc.add_argument("which", choices=["spec", "verify", "policy"])
     sc.set_defaults(fn=cmd_schema)
     b = sub.add_parser("bench", help="run the benchmarks of bench/ (ratios against baselines)")
     b.add_argument("--json", action="store_true")

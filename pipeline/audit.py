@@ -31,6 +31,7 @@ from pathlib import Path
 
 from pipeline.determinism import DeterminismProfile
 from pipeline.errors import StorageError, UsageError
+from pipeline.policy import Policy
 from pipeline.run import keys, sha256_hex
 from pipeline.store import LocalStore, NotFoundError, Store, run_uri
 from pipeline.verify import RunReport, verify_run
@@ -46,6 +47,7 @@ def audit_epoch(
     now: float | None = None,
     log: Callable[[str], None] = lambda _: None,
     replayable: list[DeterminismProfile] | None = None,
+    policy: Policy | None = None,
 ) -> RunReport:
     """Pulls epoch ``epoch`` of the run into ``out`` and verifies it from ``out`` alone.
 
@@ -57,7 +59,7 @@ def audit_epoch(
         log(f"{out}: re-verifying the audit of run {run_id} epoch {epoch} already there")
     else:
         pull_epoch(store, run_id, epoch, out, log)
-    return verify_audit(out, run_id, epoch, now, replayable)
+    return verify_audit(out, run_id, epoch, now, replayable, policy)
 
 
 def verify_audit(
@@ -66,12 +68,16 @@ def verify_audit(
     epoch: int,
     now: float | None = None,
     replayable: list[DeterminismProfile] | None = None,
+    policy: Policy | None = None,
 ) -> RunReport:
     """Verifies an audit folder: manifest, ledger chain and signatures, the epoch's claim against
     the manifest, its records against the guest's rules (with the previous epoch's claim for the
     link), its receipt against the pinned image id, the journal file, and the end checkpoint's
-    recomputed state digest against the receipt's journal (``replayable``: as verify_run's)."""
-    return verify_run(LocalStore(out), run_id, epoch, now, audit=True, replayable=replayable)
+    recomputed state digest against the receipt's journal (``replayable`` and ``policy``: as
+    verify_run's; the folder's run.json is no more trusted than the store's)."""
+    return verify_run(
+        LocalStore(out), run_id, epoch, now, audit=True, replayable=replayable, policy=policy
+    )
 
 
 def pull_epoch(

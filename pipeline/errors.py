@@ -33,3 +33,8 @@ class WorkerError(VeritrainError):
 
 class MissingExtraError(VeritrainError):
     """This installation lacks an extra a command needs (the message says what to install)."""
+
+
+class TrustError(VeritrainError):
+    """A run's guest or trainer is not one the verifier trusts, or an epoch falls short of what
+    the verifier's policy requires (the message names both sides)."""

@@ -23,6 +23,7 @@ from pipeline.errors import IntegrityError, UsageError
 from pipeline.finality import Sighting, first_sightings, window_start
 from pipeline.finalize import load_epoch_records
 from pipeline.ledger import Entry
+from pipeline.policy import Policy
 from pipeline.report_render import PLOTS, data_uri, render_html, render_markdown, render_plots
 from pipeline.run import (
     Manifest,
@@ -56,15 +57,23 @@ class TrustRoots:
 
 
 def trust_roots(report: RunReport, manifest: Manifest | None) -> TrustRoots:
-    """The trust roots of a verification as verify exposes them today: the run's own
-    ``run.json`` (its pinned image id and public key), which the verifier did not choose."""
-    key = manifest.doc.get("public_key", "") if manifest is not None else ""
+    """The trust roots the verification ran under (its policy, pipeline/policy.py): the guests
+    the verifier accepts, and the trainer keys it pinned or, unpinned, the run's own key."""
+    trust = report.trust
+    pinned = trust.get("trainer") == "pinned"
+    if pinned:
+        keys_ = tuple(trust["trainer_keys"])
+        source = "named by the verifier (--policy, --image-id, --trainer-key)"
+    else:
+        key = manifest.doc.get("public_key", "") if manifest is not None else ""
+        keys_ = (key,) if key else ()
+        source = (f"guests named by the verifier; the trainer key is the run's own "
+                  f"{keys(report.run_id)['manifest']}: the store's word, not pinned")
     return TrustRoots(
-        image_ids=(report.image_id,) if report.image_id else (),
-        trainer_keys=(key,) if key else (),
-        trainer_pinned=False,
-        source=f"the run's own {keys(report.run_id)['manifest']}: the store's word, "
-        "not named by the verifier",
+        image_ids=tuple(trust.get("image_ids", ())),
+        trainer_keys=keys_,
+        trainer_pinned=pinned,
+        source=source,
     )
 
 
@@ -115,14 +124,19 @@ def build_report(
     *,
     replayable: list[DeterminismProfile] | None = None,
     replayable_files: list[str] | None = None,
+    policy: Policy | None = None,
+    flags: list[str] | None = None,
     now: float | None = None,
     state: Path | None = None,
 ) -> Report:
-    """Verifies the run (as ``veritrain verify`` does, with the same ``replayable`` profiles and
-    verifier ``state``) and gathers what the report shows. ``replayable_files`` are the files
-    those profiles came from, for the re-verify commands."""
+    """Verifies the run (as ``veritrain verify`` does, with the same ``replayable`` profiles,
+    ``policy`` and verifier ``state``) and gathers what the report shows. ``replayable_files``
+    are the files those profiles came from and ``flags`` the trust flags the policy came from, for
+    the re-verify commands."""
     now = time.time() if now is None else now
-    verification = verify_run(store, run_id, now=now, replayable=replayable, state=state)
+    verification = verify_run(
+        store, run_id, now=now, replayable=replayable, state=state, policy=policy
+    )
     uri = run_uri(store, run_id)
     manifest = entries = None
     notes: list[str] = []
@@ -151,16 +165,17 @@ def build_report(
         report.guarantees = {
             e: claim_of(entry).guarantee_names for e, entry in epoch_entries(entries).items()
         }
-    report.commands = reverify_commands(uri, verification, replayable_files or [])
+    report.commands = reverify_commands(uri, verification, replayable_files or [], flags or [])
     return report
 
 
 def reverify_commands(
-    uri: str, verification: RunReport, replayable_files: list[str]
+    uri: str, verification: RunReport, replayable_files: list[str], flags: list[str] = ()
 ) -> list[tuple[str, str]]:
     """The commands that repeat this verification, as (what it does, command line), with the
-    flags it was made with."""
+    flags it was made with (``flags``: the trust flags, already split into words)."""
     extra = "".join(f" --replayable-profile {shlex.quote(f)}" for f in replayable_files)
+    extra += "".join(f" {shlex.quote(f)}" for f in flags)
     q = shlex.quote(uri)
     cmds = [
         ("verify every epoch: ledger, records, receipts, checkpoints; exit 0 only if all pass",

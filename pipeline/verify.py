@@ -16,6 +16,7 @@ from pipeline.errors import DeterminismError, IntegrityError, StorageError
 from pipeline.finality import Sighting, first_sightings, window_start
 from pipeline.finalize import load_epoch_records
 from pipeline.ledger import Entry
+from pipeline.policy import Policy
 from pipeline.run import (
     Manifest,
     claim_digest,
@@ -46,6 +47,7 @@ COMMITTED, PROVEN, FINAL, DISPUTED = "committed", "proven", "final", "disputed"
 # profile could have challenged it: the optimistic guarantee did not hold (docs/OPERATIONS.md).
 UNREPLAYABLE = "unreplayable"
 
+_HEX = "^[0-9a-f]{64}$"
 _CHECK = {
     "type": "object",
     "required": ["name", "ok", "detail"],
@@ -56,12 +58,27 @@ VERIFY_JSON_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "veritrain verify --json",
     "type": "object",
-    "required": ["ok", "run_id", "image_id", "checks", "epochs"],
+    "required": ["ok", "run_id", "image_id", "trust", "checks", "epochs"],
     "properties": {
         "ok": {"type": "boolean"},
         "run_id": {"type": "string"},
         # Empty when the run's manifest cannot be read (its "manifest" check says why).
         "image_id": {"type": "string", "pattern": "^([0-9a-f]{64})?$"},
+        # What the verifier trusted and required (pipeline/policy.py); the checks image_id,
+        # trainer_key, required_status and required_guarantees apply it.
+        "trust": {
+            "type": "object",
+            "required": ["image_ids", "trainer", "trainer_keys", "require_pinned",
+                         "required_status", "required_guarantees"],
+            "properties": {
+                "image_ids": {"type": "array", "items": {"type": "string", "pattern": _HEX}},
+                "trainer": {"enum": ["pinned", "unpinned"]},
+                "trainer_keys": {"type": "array", "items": {"type": "string", "pattern": _HEX}},
+                "require_pinned": {"type": "boolean"},
+                "required_status": {"enum": ["proven", "final", None]},
+                "required_guarantees": {"type": "array", "items": {"type": "string"}},
+            },
+        },
         "checks": {"type": "array", "items": _CHECK},
         "epochs": {
             "type": "array",
@@ -111,6 +128,7 @@ class EpochReport:
 class RunReport:
     run_id: str
     image_id: str
+    trust: dict = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     epochs: list[EpochReport] = field(default_factory=list)
 
@@ -123,6 +141,7 @@ class RunReport:
             "ok": self.ok,
             "run_id": self.run_id,
             "image_id": self.image_id,
+            "trust": self.trust,
             "checks": [asdict(c) for c in self.checks],
             "epochs": [e.to_json() for e in self.epochs],
         }
@@ -154,6 +173,7 @@ def verify_run(
     audit: bool = False,
     replayable: list[DeterminismProfile] | None = None,
     state: Path | None = None,
+    policy: Policy | None = None,
 ) -> RunReport:
     """Verifies a run, or one epoch of it. With ``audit`` the store is an audit folder
     (pipeline/audit.py): only the epoch-end checkpoint is expected, and an epoch without a
@@ -162,13 +182,29 @@ def verify_run(
     ``replayable`` are the determinism profiles the verifier can replay (or trusts someone to):
     by default this machine's. A proven epoch past its window is ``final`` only if one of them
     replays the run's profile, else ``unreplayable``. ``state`` is the verifier's state folder
-    (pipeline/finality.py) where it keeps when it first saw each receipt."""
+    (pipeline/finality.py) where it keeps when it first saw each receipt.
+
+    ``policy`` names the guests and trainers the verifier trusts and what it requires of each
+    epoch (pipeline/policy.py); by default this installation's guest and any trainer. A run
+    whose guest or trainer it does not trust is not verified further: nothing its receipts or
+    signatures say would count."""
     now = time.time() if now is None else now
-    report = RunReport(run_id=run_id, image_id="")
+    policy = Policy() if policy is None else policy
+    report = RunReport(run_id=run_id, image_id="", trust=policy.trust_json())
     manifest = _run_check(report.checks, "manifest", lambda: _load_manifest(store, run_id))
     if not manifest:
         return report
     report.image_id = manifest.image_id.hex()
+    where = keys(run_id)["manifest"]
+    trainer = bytes.fromhex(manifest.doc["public_key"]).hex()
+    trusted = [
+        _run_check(report.checks, "image_id",
+                   lambda: policy.check_image_id(manifest.image_id, where)),
+        _run_check(report.checks, "trainer_key",
+                   lambda: policy.check_trainer_key(trainer, where)),
+    ]
+    if not all(trusted):
+        return report
     entries = _run_check(report.checks, "ledger", lambda: _open_checked_ledger(store, manifest))
     if not entries:
         return report
@@ -193,8 +229,25 @@ def verify_run(
         rep.checks.append(Check("challenges", ok, detail))
         if disputed:
             rep.status = DISPUTED
+        _check_requirements(rep, policy, claim_of(epochs[rep.epoch]))
         report.epochs.append(rep)
+    if policy.required_status and not reports:
+        report.checks.append(Check(
+            "required_status", False,
+            f"the run has no committed epoch, so none is {policy.required_status}",
+        ))
     return report
+
+
+def _check_requirements(rep: EpochReport, policy: Policy, claim: EpochClaim) -> None:
+    """What the policy requires of every verified epoch, once its status is settled. The claim
+    is the ledger's, which the receipt's journal equals where the epoch is proven."""
+    if policy.required_status:
+        _run_check(rep.checks, "required_status", lambda: policy.check_status(rep.status))
+    if policy.required_guarantees:
+        _run_check(
+            rep.checks, "required_guarantees", lambda: policy.check_guarantees(claim.guarantees)
+        )
 
 
 def _check_replayable(manifest: Manifest, profiles: list[DeterminismProfile] | None) -> str:

@@ -58,11 +58,12 @@ def _snapshot(root: Path) -> dict[str, str]:
     }
 
 
-def _verify(capsys, store: Path, run_id: str) -> tuple[int, dict, list[str]]:
-    """`veritrain verify RUN --json` in-process: (exit code, document, stderr lines). Asserts
-    that nothing in the store changed and that the document follows the published schema."""
+def _verify(capsys, store: Path, run_id: str, *flags: str) -> tuple[int, dict, list[str]]:
+    """`veritrain verify RUN --json [flags]` in-process: (exit code, document, stderr lines).
+    Asserts that nothing in the store changed and that the document follows the published
+    schema."""
     before = _snapshot(store)
-    code = main(["verify", f"{store}/runs/{run_id}", "--json"])
+    code = main(["verify", f"{store}/runs/{run_id}", "--json", *flags])
     out, err = capsys.readouterr()
     assert _snapshot(store) == before, "verify modified the store"
     doc = json.loads(out)
@@ -299,23 +300,27 @@ def _edit_image_id(store: Path, run_id: str) -> str:
 
 
 def test_an_unknown_image_id_is_refused(tiny_run, tmp_path, capsys):
-    """Editing the pinned image id breaks the manifest's binding to ledger entry 0."""
+    """Editing the pinned image id names a guest the verifier does not accept; and even for a
+    verifier that accepts it, it breaks the manifest's binding to ledger entry 0."""
     src, run_id, _ = tiny_run
     store = _copy(src, tmp_path)
-    _edit_image_id(store, run_id)
+    image = _edit_image_id(store, run_id)
     code, doc, err = _verify(capsys, store, run_id)
+    assert code == 1 and set(_failed(doc)) == {("run", "image_id")}
+    assert f"proven by guest {image}, not by one this verifier accepts" in err[0]
+    code, doc, err = _verify(capsys, store, run_id, "--image-id", image)
     assert code == 1 and set(_failed(doc)) == {("run", "ledger")}
     assert "run.json: does not match ledger entry 0" in err[0] and len(err) == 1
 
 
 def test_an_unknown_image_id_with_a_resigned_ledger_is_refused(tiny_run, tmp_path, capsys):
-    """Even with the ledger re-signed over the edited manifest, no claim names that image id and
-    no receipt verifies under it."""
+    """Even with the ledger re-signed over the edited manifest, and a verifier that accepts that
+    guest, no claim names that image id and no receipt verifies under it."""
     src, run_id, _ = tiny_run
     store = _copy(src, tmp_path)
     image = _edit_image_id(store, run_id)
     _resign(store, run_id)
-    code, doc, _ = _verify(capsys, store, run_id)
+    code, doc, _ = _verify(capsys, store, run_id, "--image-id", image)
     assert code == 1 and doc["image_id"] == image
     failed = _failed(doc)
     # The checkpoints hold the digest of the manifest as it was (test below).
@@ -525,6 +530,27 @@ def test_a_run_no_verifier_can_replay_is_never_plainly_final(week_run, tmp_path,
         replayable=[DeterminismProfile.model_validate(profile)],
     )
     assert report.ok and [e.status for e in report.epochs] == ["final"]
+
+
+def test_a_policy_requiring_final_fails_an_epoch_inside_its_window(week_run, tmp_path, capsys):
+    """pipeline/policy.py's required status, on a proven epoch whose 7-day window has not
+    passed (the tiny run's window is 0: its epochs are final at once)."""
+    src, run_id, profile = week_run
+    profiles = tmp_path / "profiles.json"
+    profiles.write_text(json.dumps([profile]))
+    argv = ["verify", f"{src}/runs/{run_id}", "--json", "--replayable-profile", str(profiles)]
+    for required, code in (("proven", 0), ("final", 1)):
+        policy = tmp_path / f"{required}.yaml"
+        policy.write_text(f"required_status: {required}\n")
+        assert main([*argv, "--policy", str(policy)]) == code
+        out, err = capsys.readouterr()
+        doc = json.loads(out)
+        jsonschema.validate(doc, SCHEMA)
+        assert [e["status"] for e in doc["epochs"]] == ["proven"]
+    assert err.splitlines() == [(
+        "veritrain: verification failed: epoch 0: required_status: proven, not final as the "
+        "policy requires: its challenge window has not passed"
+    )]
 
 
 def test_the_run_as_made_is_replayable_here(tiny_run, capsys):
