@@ -36,11 +36,15 @@ from pipeline.spec import parse_spec
 from pipeline.store import LocalStore
 from pipeline.train import open_trainer, train
 
-TINY = {"model": {"kind": "mlp", "hidden": [8]},
-        "dataset": {"kind": "synthetic", "samples": 800, "features": 4, "classes": 2}}
+TINY = {
+    "model": {"kind": "mlp", "hidden": [8]},
+    "dataset": {"kind": "synthetic", "samples": 800, "features": 4, "classes": 2},
+}
 # The model of bench/commit_bench.py: 64 -> 1024 -> 960 -> 10, about 1.06M parameters.
-MLP_1M = {"model": {"kind": "mlp", "hidden": [1024, 960]},
-          "dataset": {"kind": "synthetic", "samples": 2560, "features": 64, "classes": 10}}
+MLP_1M = {
+    "model": {"kind": "mlp", "hidden": [1024, 960]},
+    "dataset": {"kind": "synthetic", "samples": 2560, "features": 64, "classes": 10},
+}
 PROBE_K = 10  # checkpoint_every of the probe runs
 
 
@@ -59,9 +63,15 @@ class FromStepOn:
 
 def _spec(base: dict, steps: int, batch: int, k: int) -> dict:
     spe = base["dataset"]["samples"] // batch
-    return {**base, "optimizer": {"kind": "sgd", "momentum": 0.9}, "batch_size": batch,
-            "epochs": max(1, steps // spe), "state_every": k, "checkpoint_every": k,
-            "finalize_every": 0}
+    return {
+        **base,
+        "optimizer": {"kind": "sgd", "momentum": 0.9},
+        "batch_size": batch,
+        "epochs": max(1, steps // spe),
+        "state_every": k,
+        "checkpoint_every": k,
+        "finalize_every": 0,
+    }
 
 
 def probes(n: int, frac: float, root: Path) -> dict:
@@ -83,14 +93,22 @@ def probes(n: int, frac: float, root: Path) -> dict:
     assert lin.finding and lin.finding.step == d, "linear replay missed the dishonest step"
     assert bis.finding and bis.finding.step == d, "bisection missed the dishonest step"
     assert bis.probes <= bis.probe_bound <= math.ceil(math.log2(n)) + 1
-    return {"n": n, "wrong_step": d, "checkpoint_every": PROBE_K,
-            "linear_probes": lin.probes, "linear_replayed": lin.replayed_steps,
-            "bisect_probes": bis.probes, "probe_bound": bis.probe_bound,
-            "ceil_log2_n": math.ceil(math.log2(n)),
-            "bisect_replayed": bis.replayed_steps,
-            "probe_ratio": round(lin.probes / bis.probes, 1),
-            "replay_ratio": round(lin.replayed_steps / bis.replayed_steps, 1),
-            "linear_s": round(lin_s, 3), "bisect_s": round(bis_s, 3), "train_s": round(trained, 1)}
+    return {
+        "n": n,
+        "wrong_step": d,
+        "checkpoint_every": PROBE_K,
+        "linear_probes": lin.probes,
+        "linear_replayed": lin.replayed_steps,
+        "bisect_probes": bis.probes,
+        "probe_bound": bis.probe_bound,
+        "ceil_log2_n": math.ceil(math.log2(n)),
+        "bisect_replayed": bis.replayed_steps,
+        "probe_ratio": round(lin.probes / bis.probes, 1),
+        "replay_ratio": round(lin.replayed_steps / bis.replayed_steps, 1),
+        "linear_s": round(lin_s, 3),
+        "bisect_s": round(bis_s, 3),
+        "train_s": round(trained, 1),
+    }
 
 
 def cost_model(name: str, base: dict, batch: int, steps: int, root: Path) -> dict:
@@ -116,17 +134,25 @@ def cost_model(name: str, base: dict, batch: int, steps: int, root: Path) -> dic
     n = 10_000
     rows = []
     for k in (10, 100, 1000):
-        rows.append({
-            "checkpoint_every": k,
-            "storage_mb_per_10k_steps": round(size * n / k / 1e6, 1),
-            "checkpoint_write_share": round(write / (k * train_step), 4),
-            "bisect_worst_replay_s": round(math.ceil(math.log2(n + 1)) * k * step_s, 2),
-            "proof_check_worst_s": round(k * step_s, 3),
-        })
-    return {"model": name, "params": params, "checkpoint_bytes": size,
-            "checkpoint_write_s": round(write, 4), "train_step_s": round(train_step, 5),
-            "replay_step_s": round(step_s, 5), "full_challenge_10k_steps_s": round(n * step_s, 1),
-            "by_checkpoint_every": rows}
+        rows.append(
+            {
+                "checkpoint_every": k,
+                "storage_mb_per_10k_steps": round(size * n / k / 1e6, 1),
+                "checkpoint_write_share": round(write / (k * train_step), 4),
+                "bisect_worst_replay_s": round(math.ceil(math.log2(n + 1)) * k * step_s, 2),
+                "proof_check_worst_s": round(k * step_s, 3),
+            }
+        )
+    return {
+        "model": name,
+        "params": params,
+        "checkpoint_bytes": size,
+        "checkpoint_write_s": round(write, 4),
+        "train_step_s": round(train_step, 5),
+        "replay_step_s": round(step_s, 5),
+        "full_challenge_10k_steps_s": round(n * step_s, 1),
+        "by_checkpoint_every": rows,
+    }
 
 
 def main() -> None:

@@ -77,8 +77,13 @@ def overhead(steps: int) -> dict:
         committed = time.perf_counter() - t0
         plain2 = plain_loop(open_trainer(spec, LocalStore(root), "plain2"), steps)
     baseline = min(plain, plain2)
-    return {"params": params, "steps": steps, "plain_s": round(baseline, 3),
-            "veritrain_s": round(committed, 3), "overhead_ratio": round(committed / baseline, 4)}
+    return {
+        "params": params,
+        "steps": steps,
+        "plain_s": round(baseline, 3),
+        "veritrain_s": round(committed, 3),
+        "overhead_ratio": round(committed / baseline, 4),
+    }
 
 
 def throughput(mib: int) -> dict:
@@ -107,9 +112,17 @@ def throughput(mib: int) -> dict:
             ms = time.perf_counter() - t0
         except ImportError:
             pass
-    gbs = lambda s: round(total / s / 1e9, 3)
-    out = {"bytes": total, "cores": os.cpu_count(), "veritrain_gb_s": gbs(ours),
-           "hashlib_1core_gb_s": gbs(hl), "ratio_vs_hashlib": round(hl / ours, 3)}
+
+    def gbs(s: float) -> float:
+        return round(total / s / 1e9, 3)
+
+    out = {
+        "bytes": total,
+        "cores": os.cpu_count(),
+        "veritrain_gb_s": gbs(ours),
+        "hashlib_1core_gb_s": gbs(hl),
+        "ratio_vs_hashlib": round(hl / ours, 3),
+    }
     if ms is not None:
         out |= {"model_signing_gb_s": gbs(ms), "ratio_vs_model_signing": round(ms / ours, 3)}
     return out

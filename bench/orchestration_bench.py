@@ -46,12 +46,19 @@ def s3_round_trips() -> dict:
     port = _port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         endpoint = f"http://127.0.0.1:{port}"
-        os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
-                           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"})
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": endpoint,
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+        )
         for _ in range(300):
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
@@ -61,14 +68,20 @@ def s3_round_trips() -> dict:
         boto3.client("s3").create_bucket(Bucket="bench")
         store = S3Store("s3://bench/runs-bench")
         calls = {"n": 0}
-        store._s3.meta.events.register("before-send.s3", lambda **_: calls.__setitem__("n", calls["n"] + 1))
+        store._s3.meta.events.register(
+            "before-send.s3", lambda **_: calls.__setitem__("n", calls["n"] + 1)
+        )
         spec = parse_spec(SPEC)
         t = open_trainer(spec, store, "s3bench")
         before = calls["n"]
         train(t)
         steps = spec.epochs * t.spe
-        return {"steps": steps, "requests_open": before, "requests_training": calls["n"] - before,
-                "requests_per_step": round((calls["n"] - before) / steps, 3)}
+        return {
+            "steps": steps,
+            "requests_open": before,
+            "requests_training": calls["n"] - before,
+            "requests_per_step": round((calls["n"] - before) / steps, 3),
+        }
     finally:
         server.terminate()
         server.wait()
@@ -91,10 +104,14 @@ def prefect_overhead() -> dict:
         train_flow(SPEC, d, "flow2")
         flow = time.perf_counter() - t0
     tasks = 1 + SPEC["epochs"]  # commit-dataset + one train-epoch per epoch
-    return {"direct_s": round(direct, 2), "flow_s": round(flow, 2),
-            "first_flow_with_ephemeral_api_s": round(first, 2), "tasks": tasks,
-            "overhead_per_task_s": round((flow - direct) / tasks, 3),
-            "ratio": round(flow / direct, 3)}
+    return {
+        "direct_s": round(direct, 2),
+        "flow_s": round(flow, 2),
+        "first_flow_with_ephemeral_api_s": round(first, 2),
+        "tasks": tasks,
+        "overhead_per_task_s": round((flow - direct) / tasks, 3),
+        "ratio": round(flow / direct, 3),
+    }
 
 
 def main() -> None:

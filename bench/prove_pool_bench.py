@@ -1,7 +1,7 @@
 """Wall time to prove one epoch split into segments, with 1 worker against 2 (issue 12).
 
-    ~/.cache/veritrain/venv/bin/python -m bench.prove_pool_bench [--example examples/digits-mlp.yaml]
-        [--po2 16] [--workers 1 2] [--threads N]
+    ~/.cache/veritrain/venv/bin/python -m bench.prove_pool_bench \
+        [--example examples/digits-mlp.yaml] [--po2 16] [--workers 1 2] [--threads N]
 
 The spec's first epoch is trained once, copied into one store per measurement, executed there
 into segments of 2^po2 cycles (pipeline/proving.py), and then proven by N worker processes that
@@ -62,9 +62,15 @@ def prove_with(root: str, po2: int, workers: int, threads: int | None) -> dict:
     os.environ.pop("RAYON_NUM_THREADS", None)
     proving.finish(store, RUN_ID, 0, po2)
     wall = time.perf_counter() - t0
-    return {"workers": workers, "threads_per_worker": threads or "all", "po2": po2,
-            "segments": len(ex.segments), "total_cycles": ex.total_cycles,
-            "execute_s": round(executed, 2), "prove_wall_s": round(wall, 1)}
+    return {
+        "workers": workers,
+        "threads_per_worker": threads or "all",
+        "po2": po2,
+        "segments": len(ex.segments),
+        "total_cycles": ex.total_cycles,
+        "execute_s": round(executed, 2),
+        "prove_wall_s": round(wall, 1),
+    }
 
 
 def main() -> None:
@@ -88,9 +94,11 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["prove_wall_s"]
     for r in rows[1:]:
-        print(f"{r['segments']} segments of 2^{args.po2} cycles: {r['workers']} workers prove the "
-              f"epoch in {r['prove_wall_s']} s, {rows[0]['workers']} in {base} s: "
-              f"{base / r['prove_wall_s']:.2f}x")
+        print(
+            f"{r['segments']} segments of 2^{args.po2} cycles: {r['workers']} workers prove the "
+            f"epoch in {r['prove_wall_s']} s, {rows[0]['workers']} in {base} s: "
+            f"{base / r['prove_wall_s']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Guest cycles per step and per sample, prove time, peak memory, receipt size and verify time.
 
-    ~/.cache/veritrain/venv/bin/python -m bench.prover_bench [--steps 8 64 512] [--batch 8] [--no-prove]
-        [--example examples/digits-mlp.yaml]
+    ~/.cache/veritrain/venv/bin/python -m bench.prover_bench [--steps 8 64 512] [--batch 8] \
+        [--no-prove] [--example examples/digits-mlp.yaml]
 
 Each epoch is real training of a tiny MLP. Cycle costs are slopes, which remove the fixed cost
 (decoding the claims, the sampler's key, the commit):
@@ -65,10 +65,16 @@ def example_epoch(path: str, root: str) -> dict:
     inp = first_epoch_input(spec, root, "bench-example")
     ex = prover.execute(inp)
     r = prover.prove_epoch(inp)
-    return {"example": path, "steps": ex.claim.step_count,
-            "batch": spec.batch_size, "user_cycles": ex.stats.user_cycles,
-            "paging_cycles": ex.stats.paging_cycles, "total_cycles": ex.stats.total_cycles,
-            "prove_s": round(r.stats.seconds, 1), "receipt_bytes": len(r.receipt)}
+    return {
+        "example": path,
+        "steps": ex.claim.step_count,
+        "batch": spec.batch_size,
+        "user_cycles": ex.stats.user_cycles,
+        "paging_cycles": ex.stats.paging_cycles,
+        "total_cycles": ex.stats.total_cycles,
+        "prove_s": round(r.stats.seconds, 1),
+        "receipt_bytes": len(r.receipt),
+    }
 
 
 def peak_rss_mib() -> float:
@@ -89,17 +95,25 @@ def main() -> None:
         for n in steps:
             inp = epoch_input_for(n, 1, root)
             ex = prover.execute(inp)
-            row = {"steps": n, "batch": 1, "user_cycles": ex.stats.user_cycles,
-                   "paging_cycles": ex.stats.paging_cycles,
-                   "total_cycles": ex.stats.total_cycles, "segments": ex.stats.segments,
-                   "execute_s": round(ex.stats.seconds, 3)}
+            row = {
+                "steps": n,
+                "batch": 1,
+                "user_cycles": ex.stats.user_cycles,
+                "paging_cycles": ex.stats.paging_cycles,
+                "total_cycles": ex.stats.total_cycles,
+                "segments": ex.stats.segments,
+                "execute_s": round(ex.stats.seconds, 3),
+            }
             if not args.no_prove:
                 r = prover.prove_epoch(inp)
                 t0 = time.perf_counter()
                 prover.verify_receipt(r.receipt, prover.image_id())
-                row |= {"prove_s": round(r.stats.seconds, 1), "receipt_bytes": len(r.receipt),
-                        "verify_s": round(time.perf_counter() - t0, 3),
-                        "peak_rss_mib_so_far": round(peak_rss_mib())}
+                row |= {
+                    "prove_s": round(r.stats.seconds, 1),
+                    "receipt_bytes": len(r.receipt),
+                    "verify_s": round(time.perf_counter() - t0, 3),
+                    "peak_rss_mib_so_far": round(peak_rss_mib()),
+                }
             rows.append(row)
             print(json.dumps(row), flush=True)
         n = steps[-2] if len(steps) > 1 else steps[0]
@@ -114,9 +128,11 @@ def main() -> None:
     for a, b in itertools.pairwise(rows):
         slope = (b["user_cycles"] - a["user_cycles"]) / (b["steps"] - a["steps"])
         per_step = slope - per_sample
-        print(f"per step ({a['steps']}->{b['steps']} steps): {per_step:.0f} user cycles "
-              f"(goal <= {GOAL_CYCLES_PER_STEP}: {per_step / GOAL_CYCLES_PER_STEP:.2f} of it); "
-              f"{slope:.0f} with its one sample")
+        print(
+            f"per step ({a['steps']}->{b['steps']} steps): {per_step:.0f} user cycles "
+            f"(goal <= {GOAL_CYCLES_PER_STEP}: {per_step / GOAL_CYCLES_PER_STEP:.2f} of it); "
+            f"{slope:.0f} with its one sample"
+        )
 
 
 if __name__ == "__main__":

@@ -51,20 +51,29 @@ def main() -> None:
         report = build_report(store, RUN_ID)
         first_write = _seconds(lambda: write_report(report, out))
         verify_s = statistics.median(_seconds(lambda: verify_run(store, RUN_ID)) for _ in range(3))
-        build_s = statistics.median(
-            _seconds(lambda: build_report(store, RUN_ID)) for _ in range(3)
-        )
+        build_s = statistics.median(_seconds(lambda: build_report(store, RUN_ID)) for _ in range(3))
         write_s = statistics.median(_seconds(lambda: write_report(report, out)) for _ in range(3))
-        print(json.dumps({
-            "steps": len(report.points), "verify_run_s": round(verify_s, 3),
-            "build_report_s": round(build_s, 3), "write_report_s": round(write_s, 3),
-            "build_over_verify": round(build_s / verify_s, 2),
-            "write_over_verify": round(write_s / verify_s, 2),
-        }))
-        print(json.dumps({
-            "first_write_s": round(first_write, 3), "later_write_s": round(write_s, 3),
-            "first_over_later": round(first_write / write_s, 2),
-        }))
+        print(
+            json.dumps(
+                {
+                    "steps": len(report.points),
+                    "verify_run_s": round(verify_s, 3),
+                    "build_report_s": round(build_s, 3),
+                    "write_report_s": round(write_s, 3),
+                    "build_over_verify": round(build_s / verify_s, 2),
+                    "write_over_verify": round(write_s / verify_s, 2),
+                }
+            )
+        )
+        print(
+            json.dumps(
+                {
+                    "first_write_s": round(first_write, 3),
+                    "later_write_s": round(write_s, 3),
+                    "first_over_later": round(first_write / write_s, 2),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -49,9 +49,7 @@ def _median_seconds(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def proven_run(
-    root: Path, spec: RunSpec, run_id: str = RUN_ID
-) -> tuple[LocalStore, float, float]:
+def proven_run(root: Path, spec: RunSpec, run_id: str = RUN_ID) -> tuple[LocalStore, float, float]:
     """Trains ``spec`` here, then proves its epochs in order: (store, train s, prove s)."""
     spec = spec.model_copy(update={"finalize_every": 0})
     store = LocalStore(root)
@@ -99,18 +97,40 @@ def main() -> None:
         for epoch in (0, args.short, args.epochs - 1):
             data = store.read(receipts[epoch].body["receipt"])
             seconds = _median_seconds(lambda d=data: prover.verify_receipt(d, manifest.image_id), 5)
-            print(json.dumps({"epoch": epoch, "lineage": epoch + 1, "kind": prover.receipt_kind(data),
-                              "receipt_bytes": len(data), "verify_receipt_s": round(seconds, 4)}))
+            print(
+                json.dumps(
+                    {
+                        "epoch": epoch,
+                        "lineage": epoch + 1,
+                        "kind": prover.receipt_kind(data),
+                        "receipt_bytes": len(data),
+                        "verify_receipt_s": round(seconds, 4),
+                    }
+                )
+            )
         short = truncated_copy(root / "long", root / "short", args.short)
         long_s = _median_seconds(lambda: verify_run(store, RUN_ID), 3)
         short_s = _median_seconds(lambda: verify_run(short, RUN_ID), 3)
         assert verify_run(store, RUN_ID).ok and verify_run(short, RUN_ID).ok
-        print(json.dumps({"verify_run_s": {args.epochs: round(long_s, 3), args.short: round(short_s, 3)},
-                          "ratio": round(long_s / short_s, 2),
-                          "epochs_ratio": round(args.epochs / args.short, 2)}))
-        print(json.dumps({"train_s": round(train_s, 2), "prove_s": round(prove_s, 1),
-                          "prove_per_epoch_s": round(prove_s / args.epochs, 2),
-                          "prove_over_train": round(prove_s / train_s, 1)}))
+        print(
+            json.dumps(
+                {
+                    "verify_run_s": {args.epochs: round(long_s, 3), args.short: round(short_s, 3)},
+                    "ratio": round(long_s / short_s, 2),
+                    "epochs_ratio": round(args.epochs / args.short, 2),
+                }
+            )
+        )
+        print(
+            json.dumps(
+                {
+                    "train_s": round(train_s, 2),
+                    "prove_s": round(prove_s, 1),
+                    "prove_per_epoch_s": round(prove_s / args.epochs, 2),
+                    "prove_over_train": round(prove_s / train_s, 1),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -55,7 +55,11 @@ def _imports(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
     pydantic models it builds, counts for its own package)."""
     r = subprocess.run(
         [sys.executable, "-X", "importtime", *cmd[1:]],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     by_package: dict[str, float] = {}
     for line in r.stderr.splitlines():
@@ -73,8 +77,11 @@ def _make_run(root: Path) -> str:
 
     run_id = "bench-verify-startup"
     _, train_s, prove_s = proven_run(root, load_spec(DIGITS), run_id)
-    print(f"made {root}/runs/{run_id}: trained in {train_s:.0f} s, proved in {prove_s:.0f} s",
-          file=sys.stderr, flush=True)
+    print(
+        f"made {root}/runs/{run_id}: trained in {train_s:.0f} s, proved in {prove_s:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return f"{root}/runs/{run_id}"
 
 
@@ -96,18 +103,36 @@ def main() -> None:
             verify_s.append(_wall(verify, env))
             pass_s.append(_wall(baseline, env))
         v, p = statistics.median(verify_s), statistics.median(pass_s)
-        print(json.dumps({"run": uri, "verify_s": round(v, 3), "python_pass_s": round(p, 3),
-                          "ratio": round(v / p, 1), "target_s": TARGET_S,
-                          "under_target": v < TARGET_S}))
+        print(
+            json.dumps(
+                {
+                    "run": uri,
+                    "verify_s": round(v, 3),
+                    "python_pass_s": round(p, 3),
+                    "ratio": round(v / p, 1),
+                    "target_s": TARGET_S,
+                    "under_target": v < TARGET_S,
+                }
+            )
+        )
         imports = _imports(verify, env)
-        print(json.dumps({"import_s": {k: round(s, 3) for k, s in list(imports.items())[:8]},
-                          "import_total_s": round(sum(imports.values()), 3),
-                          "imported": [m for m in HEAVY if m in imports]}))
+        print(
+            json.dumps(
+                {
+                    "import_s": {k: round(s, 3) for k, s in list(imports.items())[:8]},
+                    "import_total_s": round(sum(imports.values()), 3),
+                    "imported": [m for m in HEAVY if m in imports],
+                }
+            )
+        )
         torch_s = statistics.median(
             _wall([sys.executable, "-c", "import torch"], env) for _ in range(3)
         )
-        print(json.dumps({"import_torch_s": round(torch_s, 3),
-                          "over_python_pass": round(torch_s / p, 1)}))
+        print(
+            json.dumps(
+                {"import_torch_s": round(torch_s, 3), "over_python_pass": round(torch_s / p, 1)}
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,12 @@ def challenge_flow(run_uri: str, steps: str | None = None, bisect: bool = False)
     when it found fraud, also the verdict of checking the filed proof independently."""
     log = get_run_logger()
     result = challenge_task(run_uri, steps, bisect)
-    log.info("%s: %d probes, %d steps replayed", result["method"], result["probes"],
-             result["replayed_steps"])
+    log.info(
+        "%s: %d probes, %d steps replayed",
+        result["method"],
+        result["probes"],
+        result["replayed_steps"],
+    )
     if not result["fraud"]:
         return result
     verdict = check_fraud_proof_task(run_uri, result["proof_id"])

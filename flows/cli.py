@@ -52,8 +52,13 @@ def cmd_run(args) -> int:
     process.quiet_known_errors()
     started = time.perf_counter()
     with process.prefect_api(stopper), progress.bars():
-        uri = train_flow(plan.spec.model_dump(mode="json"), plan.store_uri, plan.run_id,
-                         args.prove_pool, args.segment_po2)
+        uri = train_flow(
+            plan.spec.model_dump(mode="json"),
+            plan.store_uri,
+            plan.run_id,
+            args.prove_pool,
+            args.segment_po2,
+        )
     code = EXIT_OK
     if args.verify:
         from pipeline.verify import verify_run
@@ -62,11 +67,15 @@ def cmd_run(args) -> int:
         report = verify_run(store, run_id)
         for e in report.epochs:
             failed = ", ".join(c.name for c in e.checks if not c.ok)
-            print(f"epoch {e.epoch}: steps {e.first_step}..{e.first_step + e.step_count - 1}, "
-                  f"{e.status}, end state {e.end_state_digest[:16]}… "
-                  + ("verified" if e.ok else f"FAILED: {failed}"))
-        print(f"run {run_id}: {'verified' if report.ok else 'verification FAILED'} "
-              f"(image id {report.image_id}, {time.perf_counter() - started:.0f} s)")
+            print(
+                f"epoch {e.epoch}: steps {e.first_step}..{e.first_step + e.step_count - 1}, "
+                f"{e.status}, end state {e.end_state_digest[:16]}… "
+                + ("verified" if e.ok else f"FAILED: {failed}")
+            )
+        print(
+            f"run {run_id}: {'verified' if report.ok else 'verification FAILED'} "
+            f"(image id {report.image_id}, {time.perf_counter() - started:.0f} s)"
+        )
         code = EXIT_OK if report.ok else EXIT_FAILED
     print(uri)
     return code
@@ -121,9 +130,14 @@ def cmd_verify(args) -> int:
 
         data = read_attestation(args.attestation, store, run_id)
         report = verify_attestation(
-            store, run_id, data, args.attestation, args.epoch,
+            store,
+            run_id,
+            data,
+            args.attestation,
+            args.epoch,
             trainer_keys=[bytes.fromhex(k) for k in policy.trainer_keys] or None,
-            replayable=replayable, policy=policy,
+            replayable=replayable,
+            policy=policy,
         )
         return _report(report, args.json, "verification")
     report = verify_run(store, run_id, args.epoch, replayable=replayable, policy=policy)
@@ -143,8 +157,10 @@ def cmd_attest(args) -> int:
     finality = stmt["predicate"]["finality"]
     path = write_attestation(store, run_id, args.epoch, finality, data, args.out)
     subject = stmt["subject"][0]
-    _err(f"epoch {args.epoch} ({finality}): {subject['name']} sha256 "
-         f"{subject['digest']['sha256'][:16]}…, signed with the run's key")
+    _err(
+        f"epoch {args.epoch} ({finality}): {subject['name']} sha256 "
+        f"{subject['digest']['sha256'][:16]}…, signed with the run's key"
+    )
     print(path)
     return EXIT_OK
 
@@ -163,8 +179,10 @@ def cmd_sign_checkpoint(args) -> int:
     report = verify_run(store, run_id, args.epoch, replayable=replayable, policy=policy)
     bundle, checkpoint = sign_checkpoint(store, run_id, args.epoch, args.key, report)
     path = write_bundle(store, run_id, args.epoch, bundle, args.out)
-    _err(f"epoch {args.epoch}: signed {checkpoint} with model_signing (verify with: "
-         f"model_signing verify key --signature {path} --public_key PUB.pem CHECKPOINT)")
+    _err(
+        f"epoch {args.epoch}: signed {checkpoint} with model_signing (verify with: "
+        f"model_signing verify key --signature {path} --public_key PUB.pem CHECKPOINT)"
+    )
     print(path)
     return EXIT_OK
 
@@ -212,8 +230,8 @@ def _trust_line(trust: dict) -> str:
     pinned = len(trust["trainer_keys"])
     parts = [
         "guest " + " or ".join(i[:16] + "…" for i in trust["image_ids"]),
-        f"trainer: {trust['trainer']}" + (f" ({pinned} key{'s' if pinned > 1 else ''})"
-                                          if pinned else ""),
+        f"trainer: {trust['trainer']}"
+        + (f" ({pinned} key{'s' if pinned > 1 else ''})" if pinned else ""),
     ]
     if trust["require_pinned"]:
         parts.append("pinned trainer required")
@@ -244,8 +262,11 @@ def cmd_status(args) -> int:
     for e in report.epochs:
         failed = [c.name for c in e.checks if not c.ok]
         table.add_row(
-            str(e.epoch), e.status, f"{e.first_step}..{e.first_step + e.step_count - 1}",
-            e.end_state_digest[:16] + "…", "ok" if not failed else "FAIL: " + ", ".join(failed),
+            str(e.epoch),
+            e.status,
+            f"{e.first_step}..{e.first_step + e.step_count - 1}",
+            e.end_state_digest[:16] + "…",
+            "ok" if not failed else "FAIL: " + ", ".join(failed),
         )
     Console().print(table)
     if failed_run:
@@ -264,9 +285,14 @@ def cmd_report(args) -> int:
     store, run_id = _open_run(args.run_uri)
     out = Path(args.out)
     check_out_dir(out, run_id)
-    report = build_report(store, run_id, replayable=replayable,
-                          replayable_files=args.replayable_profile, policy=policy,
-                          flags=_trust_words(args))
+    report = build_report(
+        store,
+        run_id,
+        replayable=replayable,
+        replayable_files=args.replayable_profile,
+        policy=policy,
+        flags=_trust_words(args),
+    )
     page = write_report(report, out)
     v = report.verification
     failed = [("run", c) for c in v.checks if not c.ok]
@@ -274,8 +300,7 @@ def cmd_report(args) -> int:
     if failed:
         where, c = failed[0]
         _err(f"verification failed: {where}: {c.name}: {c.detail}")
-    print(f"run {run_id}: {len(v.epochs)} epochs, "
-          f"{'verified' if v.ok else 'verification FAILED'}")
+    print(f"run {run_id}: {len(v.epochs)} epochs, {'verified' if v.ok else 'verification FAILED'}")
     print(page)
     return EXIT_OK if v.ok else EXIT_FAILED
 
@@ -294,8 +319,10 @@ def cmd_challenge(args) -> int:
     doc["proof_uri"] = uri
     first, end = doc["steps"]
     bound = f" (bound {doc['probe_bound']})" if args.bisect else ""
-    _err(f"{doc['method']} of steps {first}..{end - 1}: {doc['probes']} probes{bound}, "
-         f"{doc['replayed_steps']} steps replayed")
+    _err(
+        f"{doc['method']} of steps {first}..{end - 1}: {doc['probes']} probes{bound}, "
+        f"{doc['replayed_steps']} steps replayed"
+    )
     for note in doc["notes"]:
         _err(note)
     if args.json:
@@ -304,8 +331,10 @@ def cmd_challenge(args) -> int:
         if not args.json:
             print(f"no fraud found in steps {first}..{end - 1}")
         return EXIT_OK
-    _err(f"fraud: step {doc['step']} (epoch {doc['epoch']}) re-executes to another "
-         f"{', '.join(doc['fields'])} than the run committed; proof {doc['proof_id']}")
+    _err(
+        f"fraud: step {doc['step']} (epoch {doc['epoch']}) re-executes to another "
+        f"{', '.join(doc['fields'])} than the run committed; proof {doc['proof_id']}"
+    )
     if not args.json:
         # Alone on the last line, for scripts.
         print(uri)
@@ -348,8 +377,14 @@ def cmd_demo(args) -> int:
 
     spec = Path(__file__).resolve().parent.parent / "examples" / "tiny.yaml"
     store_dir = args.store if args.store is not None else tempfile.mkdtemp(prefix="veritrain-demo-")
-    ns = argparse.Namespace(spec=str(spec), store=store_dir, run_id=None, verify=False,
-                            prove_pool=None, segment_po2=None)
+    ns = argparse.Namespace(
+        spec=str(spec),
+        store=store_dir,
+        run_id=None,
+        verify=False,
+        prove_pool=None,
+        segment_po2=None,
+    )
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = cmd_run(ns)
@@ -364,8 +399,11 @@ def cmd_demo(args) -> int:
     receipt = store.read(receipt_entries(entries)[last].body["receipt"])
     journal = verify_receipt(receipt, manifest.image_id)
     print(json.dumps(journal.journal_json(), indent=1))
-    print(f"receipt for epoch {last} verified against image id {manifest.image_id.hex()}"
-          if report.ok else "verification FAILED")
+    print(
+        f"receipt for epoch {last} verified against image id {manifest.image_id.hex()}"
+        if report.ok
+        else "verification FAILED"
+    )
     print(uri)
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -385,15 +423,24 @@ def cmd_schema(args) -> int:
     from pipeline.spec import spec_json_schema
     from pipeline.verify import VERIFY_JSON_SCHEMA
 
-    schemas = {"spec": spec_json_schema, "verify": lambda: VERIFY_JSON_SCHEMA,
-               "policy": policy_json_schema}
+    schemas = {
+        "spec": spec_json_schema,
+        "verify": lambda: VERIFY_JSON_SCHEMA,
+        "policy": policy_json_schema,
+    }
     print(json.dumps(schemas[args.which](), indent=1))
     return EXIT_OK
 
 
 BENCHES = (
-    "commit_bench", "prover_bench", "orchestration_bench", "challenge_bench", "verify_bench",
-    "prove_pool_bench", "report_bench", "verify_startup_bench",
+    "commit_bench",
+    "prover_bench",
+    "orchestration_bench",
+    "challenge_bench",
+    "verify_bench",
+    "prove_pool_bench",
+    "report_bench",
+    "verify_startup_bench",
 )
 
 
@@ -407,11 +454,15 @@ def cmd_bench(args) -> int:
     for name in names:
         print(f"bench {name} ...", file=sys.stderr)
         r = subprocess.run(
-            [sys.executable, "-m", f"bench.{name}"], cwd=root, capture_output=True, text=True,
+            [sys.executable, "-m", f"bench.{name}"],
+            cwd=root,
+            capture_output=True,
+            text=True,
             check=False,
         )
         if r.returncode != 0:
-            _err(f"bench/{name}.py failed: {r.stderr.strip().splitlines()[-1] if r.stderr else r.returncode}")
+            last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode
+            _err(f"bench/{name}.py failed: {last}")
             return EXIT_ENV
         lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
         results[name] = [json.loads(ln) if ln.startswith("{") else ln for ln in lines]
@@ -424,8 +475,10 @@ def cmd_bench(args) -> int:
 
 def _replayable_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--replayable-profile", action="append", metavar="FILE",
-        help="JSON file with a determinism profile (as in run.json's \"determinism\") or a list "
+        "--replayable-profile",
+        action="append",
+        metavar="FILE",
+        help='JSON file with a determinism profile (as in run.json\'s "determinism") or a list '
         "of them, that you can replay (repeatable; default: this machine's). A proven epoch "
         "past its window is final only if one of them replays the run's profile, else "
         "unreplayable",
@@ -434,24 +487,30 @@ def _replayable_flag(p: argparse.ArgumentParser) -> None:
 
 def _trust_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--policy", metavar="FILE",
+        "--policy",
+        metavar="FILE",
         help="YAML file of trust roots and requirements (veritrain schema policy); the flags "
         "below add to it",
     )
     p.add_argument(
-        "--image-id", action="append", metavar="HEX",
+        "--image-id",
+        action="append",
+        metavar="HEX",
         help="accept receipts of the guest with this image id (repeatable; 'installed' names "
         "this installation's). Default: this installation's guest only; once any is named, "
         "exactly the named ones",
     )
     p.add_argument(
-        "--trainer-key", action="append", metavar="FILE|HEX",
+        "--trainer-key",
+        action="append",
+        metavar="FILE|HEX",
         help="accept a run only if its ledger is signed by this Ed25519 public key: 64 hex "
         "digits (as run.json's public_key), or a file holding a PEM public key or them "
         "(repeatable). Default: unpinned, the run's own key",
     )
     p.add_argument(
-        "--require-pinned", action="store_true",
+        "--require-pinned",
+        action="store_true",
         help="fail when no trainer key is pinned (for CI)",
     )
 
@@ -471,12 +530,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--verify", action="store_true", help="verify the run when it is done")
     r.add_argument(
-        "--prove-pool", metavar="POOL",
+        "--prove-pool",
+        metavar="POOL",
         help="prove epochs in parts on this Prefect work pool's workers (see deploy-prove) and "
         "adopt their receipts (default: prove in this process)",
     )
     r.add_argument(
-        "--segment-po2", type=int, metavar="N",
+        "--segment-po2",
+        type=int,
+        metavar="N",
         help="prove in segments of 2^N cycles, 14..22: smaller uses less memory per prover, "
         "larger fewer segments and joins (default: risc0's)",
     )
@@ -486,7 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--epoch", type=int)
     v.add_argument("--json", action="store_true")
     v.add_argument(
-        "--attestation", metavar="FILE",
+        "--attestation",
+        metavar="FILE",
         help="check an in-toto attestation (from attest; a local file or an object under "
         "RUN_URI) against the epoch it names, which is verified too",
     )
@@ -501,7 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("run_uri")
     at.add_argument("--epoch", type=int, required=True)
     at.add_argument(
-        "--out", metavar="FILE",
+        "--out",
+        metavar="FILE",
         help="local file to write (default: "
         "RUN_URI/attestations/epoch-<N:06d>.<state>.intoto.json)",
     )
@@ -515,10 +579,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sg.add_argument("run_uri")
     sg.add_argument("--epoch", type=int, required=True)
-    sg.add_argument("--key", required=True, metavar="EC_PEM",
-                    help="unencrypted PEM private key on P-256, P-384 or P-521")
     sg.add_argument(
-        "--out", metavar="BUNDLE",
+        "--key",
+        required=True,
+        metavar="EC_PEM",
+        help="unencrypted PEM private key on P-256, P-384 or P-521",
+    )
+    sg.add_argument(
+        "--out",
+        metavar="BUNDLE",
         help="local file to write (default: RUN_URI/attestations/epoch-<N:06d>.model-signing.sig)",
     )
     _replayable_flag(sg)
@@ -532,7 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("run_uri")
     a.add_argument("--epoch", type=int, required=True)
     a.add_argument(
-        "--out", required=True,
+        "--out",
+        required=True,
         help="empty or new folder (or one holding exactly this audit, which is re-verified)",
     )
     a.add_argument("--json", action="store_true")
@@ -552,7 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("run_uri")
     rp.add_argument(
-        "--out", required=True,
+        "--out",
+        required=True,
         help="empty or new folder (or one holding a report of this run, which is rewritten)",
     )
     _replayable_flag(rp)
@@ -566,7 +637,8 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("run_uri")
     ch.add_argument("--steps", metavar="A:B", help="global steps A..B-1 (default: all committed)")
     ch.add_argument(
-        "--bisect", action="store_true",
+        "--bisect",
+        action="store_true",
         help="binary search (O(log n) probes from the nearest checkpoints) instead of replaying "
         "every step; finds a deviation that persists to the end of the range",
     )
@@ -587,7 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dp.add_argument("--pool", default="prove", help="work pool of the provers (default: prove)")
     dp.add_argument(
-        "--flow-pool", metavar="POOL",
+        "--flow-pool",
+        metavar="POOL",
         help="work pool for veritrain-prove itself, which waits for its parts (default: --pool)",
     )
     dp.set_defaults(fn=cmd_deploy_prove)
@@ -640,8 +713,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # users get one line, never a traceback
         if os.environ.get("VERITRAIN_DEBUG"):
             raise
-        _err(f"internal error ({type(e).__name__}: {e}); this is a bug, please report it "
-             "(VERITRAIN_DEBUG=1 shows the traceback)")
+        _err(
+            f"internal error ({type(e).__name__}: {e}); this is a bug, please report it "
+            "(VERITRAIN_DEBUG=1 shows the traceback)"
+        )
         return EXIT_ENV
 
 

@@ -59,8 +59,11 @@ class Stopper:
             if bar is not None:
                 bar.stop()  # the last frame stays, the cursor comes back, the line below is ours
         name = signal.Signals(signum).name
-        print(f"veritrain: stopped by {name}; rerun the same command to resume",
-              file=sys.stderr, flush=True)
+        print(
+            f"veritrain: stopped by {name}; rerun the same command to resume",
+            file=sys.stderr,
+            flush=True,
+        )
         os._exit(EXIT_SIGNAL[signum])
 
     def _kill_server(self) -> None:
@@ -75,8 +78,9 @@ class Stopper:
         """Signals reach this thread directly inside the block (through ``stop``), so that a
         subprocess started here inherits no blocked signals: the Prefect server must still stop
         on the SIGTERM Prefect sends it at exit."""
-        previous = {s: signal.signal(s, lambda signum, _frame: self.stop(signum))
-                    for s in STOP_SIGNALS}
+        previous = {
+            s: signal.signal(s, lambda signum, _frame: self.stop(signum)) for s in STOP_SIGNALS
+        }
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         try:
             yield
@@ -141,7 +145,10 @@ class _KnownErrors(logging.Filter):
 
 # The loggers Prefect's engines report task and flow failures on.
 _PREFECT_RUN_LOGGERS = (
-    "prefect.task_runs", "prefect.flow_runs", "prefect.task_engine", "prefect.flow_engine",
+    "prefect.task_runs",
+    "prefect.flow_runs",
+    "prefect.task_engine",
+    "prefect.flow_engine",
 )
 
 

@@ -26,7 +26,11 @@ from pipeline.errors import UsageError, WorkerError
 from pipeline.run import receipt_key
 from pipeline.store import open_store
 
-SEGMENT_FLOW, JOIN_FLOW, PROVE_FLOW = "veritrain-prove-segment", "veritrain-prove-join", "veritrain-prove"
+SEGMENT_FLOW, JOIN_FLOW, PROVE_FLOW = (
+    "veritrain-prove-segment",
+    "veritrain-prove-join",
+    "veritrain-prove",
+)
 
 
 def _note() -> dict[str, Any]:
@@ -34,7 +38,9 @@ def _note() -> dict[str, Any]:
 
 
 @flow(name=SEGMENT_FLOW)
-def prove_segment_flow(store_uri: str, run_id: str, epoch: int, po2: int | None, segment: int) -> bool:
+def prove_segment_flow(
+    store_uri: str, run_id: str, epoch: int, po2: int | None, segment: int
+) -> bool:
     """Proves and lifts one segment of an executed epoch (a prove pool's unit of work)."""
     return proving.prove_segment(open_store(store_uri), run_id, epoch, po2, segment, _note())
 
@@ -71,8 +77,9 @@ def execute_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None) -> i
     if store.exists(receipt_key(run_id, epoch)):
         return 0
     ex = proving.execute(store, run_id, epoch, po2)
-    get_run_logger().info("epoch %d executed: %d segments, %d cycles", epoch, len(ex.segments),
-                          ex.total_cycles)
+    get_run_logger().info(
+        "epoch %d executed: %d segments, %d cycles", epoch, len(ex.segments), ex.total_cycles
+    )
     return len(ex.segments)
 
 
@@ -80,7 +87,13 @@ def execute_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None) -> i
 def prove_segment(
     store_uri: str, run_id: str, epoch: int, po2: int | None, segment: int, pool: str | None
 ) -> None:
-    params = {"store_uri": store_uri, "run_id": run_id, "epoch": epoch, "po2": po2, "segment": segment}
+    params = {
+        "store_uri": store_uri,
+        "run_id": run_id,
+        "epoch": epoch,
+        "po2": po2,
+        "segment": segment,
+    }
     if pool:
         _on_pool(pool, SEGMENT_FLOW, params)
     else:
@@ -89,11 +102,24 @@ def prove_segment(
 
 @task(name="join-receipts", retries=1, retry_delay_seconds=2)
 def join_receipts(
-    store_uri: str, run_id: str, epoch: int, po2: int | None, first: int, mid: int, end: int,
+    store_uri: str,
+    run_id: str,
+    epoch: int,
+    po2: int | None,
+    first: int,
+    mid: int,
+    end: int,
     pool: str | None,
 ) -> None:
-    params = {"store_uri": store_uri, "run_id": run_id, "epoch": epoch, "po2": po2,
-              "first": first, "mid": mid, "end": end}
+    params = {
+        "store_uri": store_uri,
+        "run_id": run_id,
+        "epoch": epoch,
+        "po2": po2,
+        "first": first,
+        "mid": mid,
+        "end": end,
+    }
     if pool:
         _on_pool(pool, JOIN_FLOW, params)
     else:
@@ -104,15 +130,27 @@ def join_receipts(
 def finish_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None) -> dict[str, Any]:
     """Resolves the previous epoch's receipt and stores this epoch's (verified) receipt."""
     r = proving.finish(open_store(store_uri), run_id, epoch, po2)
-    stats = {"epoch": epoch, "stored": r is not None,
-             "receipt_bytes": len(r.receipt) if r is not None else 0}
-    get_run_logger().info("epoch %d: %s", epoch, f"receipt stored ({stats['receipt_bytes']} bytes)"
-                          if r is not None else "its stored receipt verifies")
+    stats = {
+        "epoch": epoch,
+        "stored": r is not None,
+        "receipt_bytes": len(r.receipt) if r is not None else 0,
+    }
+    get_run_logger().info(
+        "epoch %d: %s",
+        epoch,
+        f"receipt stored ({stats['receipt_bytes']} bytes)"
+        if r is not None
+        else "its stored receipt verifies",
+    )
     return stats
 
 
 def submit_epoch_proof(
-    store_uri: str, run_id: str, epoch: int, po2: int | None, pool: str | None,
+    store_uri: str,
+    run_id: str,
+    epoch: int,
+    po2: int | None,
+    pool: str | None,
     after: Sequence[PrefectFuture] = (),
 ) -> list[PrefectFuture]:
     """Executes the epoch now, then submits its segment proofs, its join tree and its finish
@@ -136,7 +174,14 @@ def submit_epoch_proof(
     for level in proving.join_tree(n):
         for first, mid, end in level:
             parts[(first, end)] = join_receipts.submit(
-                store_uri, run_id, epoch, po2, first, mid, end, pool,
+                store_uri,
+                run_id,
+                epoch,
+                po2,
+                first,
+                mid,
+                end,
+                pool,
                 wait_for=[parts[(first, mid)], parts[(mid, end)], *chain()],
             )
     finish = finish_epoch.submit(store_uri, run_id, epoch, po2, wait_for=[parts[(0, n)], *after])

@@ -36,13 +36,22 @@ def open_run(spec_json: dict[str, Any], store_uri: str, run_id: str) -> dict[str
     m = t.manifest.doc
     get_run_logger().info(
         "run %s: dataset root %s (%d samples), image id %s",
-        run_id, m["dataset_root"], m["dataset_len"], m["image_id"],
+        run_id,
+        m["dataset_root"],
+        m["dataset_len"],
+        m["image_id"],
     )
-    return {"run_uri": run_uri(t.store, run_id), "steps_per_epoch": t.spe, "image_id": m["image_id"]}
+    return {
+        "run_uri": run_uri(t.store, run_id),
+        "steps_per_epoch": t.spe,
+        "image_id": m["image_id"],
+    }
 
 
 @task(name="train-epoch", retries=2, retry_delay_seconds=2)
-def train_epoch(spec_json: dict[str, Any], store_uri: str, run_id: str, epoch: int) -> dict[str, Any]:
+def train_epoch(
+    spec_json: dict[str, Any], store_uri: str, run_id: str, epoch: int
+) -> dict[str, Any]:
     """Trains one epoch (resuming from the run's last checkpoint); returns the epoch's claim."""
     log = get_run_logger()
     t = open_trainer(_spec(spec_json), open_store(store_uri), run_id)
@@ -61,8 +70,13 @@ def train_epoch(spec_json: dict[str, Any], store_uri: str, run_id: str, epoch: i
     t.on_step = on_step
     train(t, epoch + 1)
     claim = epoch_entries(t.entries)[epoch].body["claim"]
-    log.info("epoch %d committed: steps %d..%d, end state %s", epoch, claim["first_step"],
-             claim["first_step"] + claim["step_count"] - 1, claim["end_state_digest"])
+    log.info(
+        "epoch %d committed: steps %d..%d, end state %s",
+        epoch,
+        claim["first_step"],
+        claim["first_step"] + claim["step_count"] - 1,
+        claim["end_state_digest"],
+    )
     return claim
 
 
@@ -82,16 +96,23 @@ def prove_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None = None)
     if r is not None and r.stats is not None:  # None: a receipt found in the store was adopted
         stats |= {"seconds": round(r.stats.seconds, 1), "cycles": r.stats.total_cycles}
     if bar is not None:
-        bar.update(task_id, total=1, completed=1,
-                   info=f"{stats['cycles']} cycles, {stats['receipt_bytes']} bytes")
+        bar.update(
+            task_id,
+            total=1,
+            completed=1,
+            info=f"{stats['cycles']} cycles, {stats['receipt_bytes']} bytes",
+        )
     get_run_logger().info("epoch %d proven: %s", epoch, stats)
     return stats
 
 
 @flow(name="veritrain-train")
 def train_flow(
-    spec: dict[str, Any], store: str | None = None, run_id: str | None = None,
-    prove_pool: str | None = None, segment_po2: int | None = None,
+    spec: dict[str, Any],
+    store: str | None = None,
+    run_id: str | None = None,
+    prove_pool: str | None = None,
+    segment_po2: int | None = None,
 ) -> str:
     """Trains a spec with per-step commitments; proving epoch e overlaps training epoch e+1.
 
@@ -116,7 +137,12 @@ def train_flow(
                 after = [previous] if previous else []
                 if prove_pool:
                     parts += submit_epoch_proof(
-                        store_uri, run_id, e, segment_po2, prove_pool, [finished] if finished else []
+                        store_uri,
+                        run_id,
+                        e,
+                        segment_po2,
+                        prove_pool,
+                        [finished] if finished else [],
                     )
                     finished = parts[-1]
                     after.append(finished)
@@ -144,13 +170,16 @@ def publish_report(store_uri: str, run_id: str) -> str:
     report = build_report(open_store(store_uri), run_id)
     key = artifact_key(run_id, "report")
     create_markdown_artifact(
-        markdown_standalone(report), key=key,
+        markdown_standalone(report),
+        key=key,
         description=f"Audit report of run {run_id} (veritrain report)",
     )
     return key
 
 
-def _summarize(store_uri: str, run_id: str, info: dict[str, Any], stats: list[dict[str, Any]]) -> None:
+def _summarize(
+    store_uri: str, run_id: str, info: dict[str, Any], stats: list[dict[str, Any]]
+) -> None:
     store = open_store(store_uri)
     manifest = Manifest.load(store, run_id)
     _, entries = open_ledger(store, manifest)
@@ -158,15 +187,20 @@ def _summarize(store_uri: str, run_id: str, info: dict[str, Any], stats: list[di
     rows = []
     for e, entry in sorted(epoch_entries(entries).items()):
         c = entry.body["claim"]
-        rows.append({
-            "epoch": e,
-            "state": "proven" if e in receipts else "committed",
-            "steps": f"{c['first_step']}..{c['first_step'] + c['step_count'] - 1}",
-            "end state digest": c["end_state_digest"][:16],
-            "receipt": f"{info['run_uri']}/receipts/epoch-{e:06d}.receipt" if e in receipts else "",
-        })
-    create_table_artifact(rows, key=artifact_key(run_id, "epochs"),
-                          description=f"Epochs of run {run_id}")
+        rows.append(
+            {
+                "epoch": e,
+                "state": "proven" if e in receipts else "committed",
+                "steps": f"{c['first_step']}..{c['first_step'] + c['step_count'] - 1}",
+                "end state digest": c["end_state_digest"][:16],
+                "receipt": f"{info['run_uri']}/receipts/epoch-{e:06d}.receipt"
+                if e in receipts
+                else "",
+            }
+        )
+    create_table_artifact(
+        rows, key=artifact_key(run_id, "epochs"), description=f"Epochs of run {run_id}"
+    )
     proving = sum(s["seconds"] for s in stats)
     create_markdown_artifact(
         f"# veritrain run `{run_id}`\n\n"

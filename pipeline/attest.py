@@ -118,7 +118,9 @@ def statement(
             "buildDefinition": {
                 "buildType": BUILD_TYPE,
                 "externalParameters": {
-                    "run_id": run_id, "epoch": epoch, "spec": manifest.doc["spec"],
+                    "run_id": run_id,
+                    "epoch": epoch,
+                    "spec": manifest.doc["spec"],
                 },
                 "internalParameters": {"determinism": manifest.doc["determinism"]},
                 "resolvedDependencies": [
@@ -180,8 +182,9 @@ def attest(store: Store, run_id: str, epoch: int, report: RunReport) -> tuple[by
     return sign_statement(stmt, key), stmt
 
 
-def write_attestation(store: Store, run_id: str, epoch: int, finality: str, data: bytes,
-                      out: str | None) -> str:
+def write_attestation(
+    store: Store, run_id: str, epoch: int, finality: str, data: bytes, out: str | None
+) -> str:
     """Writes to ``out`` (a local file) or, by default, to the run's attestations/ in the store;
     returns the path or URI written. Never replaces other bytes (ConflictError)."""
     if out is not None:
@@ -314,8 +317,7 @@ def check_attestation(
         expected["predicate"]["finality"] = PROVEN
     elif stated in ATTESTABLE and stated != rep.status:
         raise IntegrityError(
-            f"{source}: attests epoch {rep.epoch} {stated}, but this verifier finds it "
-            f"{rep.status}"
+            f"{source}: attests epoch {rep.epoch} {stated}, but this verifier finds it {rep.status}"
         )
     diff = _first_difference(stmt, expected)
     if diff is not None:
@@ -376,7 +378,8 @@ def verify_attestation(
     report = verify_run(store, run_id, wanted, **verify_args)
     target = next((r.checks for r in report.epochs if r.epoch == wanted), report.checks)
     _run_check(
-        target, "attestation",
+        target,
+        "attestation",
         lambda: check_attestation(store, report, data, source, trainer_keys),
     )
     return report

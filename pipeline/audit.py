@@ -201,7 +201,8 @@ def _evidence_keys(
     wanted += [records[e] for e in range(max(c - 1, 0) // spe, step // spe + 1) if e in records]
     open_epoch = len(records)
     wanted += [
-        cp["pending_records"] for s, cp in checkpoints.items()
+        cp["pending_records"]
+        for s, cp in checkpoints.items()
         if s // spe == open_epoch and "pending_records" in cp
     ]
     return [k for k in wanted if isinstance(k, str)]

@@ -126,7 +126,6 @@ def bisect_range(r: Replay, first: int, end: int) -> ChallengeResult:
     return result
 
 
-
 def challenge(
     store: Store, run_id: str, steps: str | None = None, bisect: bool = False
 ) -> ChallengeResult:
@@ -148,4 +147,3 @@ def challenge(
             )
         result.proof_id, result.proof_key = file_fraud_proof(store, proof)
     return result
-

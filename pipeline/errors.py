@@ -8,7 +8,8 @@ class SpecError(VeritrainError):
 
 
 class DeterminismError(VeritrainError):
-    """The environment's determinism profile differs from the run's (the message names the field)."""
+    """The environment's determinism profile differs from the run's (the message names the
+    field)."""
 
 
 class StorageError(VeritrainError):

@@ -19,8 +19,12 @@ from pipeline.errors import MissingExtraError
 # (tests/test_slim.py checks the two agree).
 EXTRAS = {
     "train": {
-        "torch": "torch", "numpy": "numpy", "scikit-learn": "sklearn", "prefect": "prefect",
-        "matplotlib": "matplotlib", "jinja2": "jinja2",
+        "torch": "torch",
+        "numpy": "numpy",
+        "scikit-learn": "sklearn",
+        "prefect": "prefect",
+        "matplotlib": "matplotlib",
+        "jinja2": "jinja2",
     },
     "prove": {"prefect": "prefect"},
     "report": {"matplotlib": "matplotlib", "jinja2": "jinja2"},

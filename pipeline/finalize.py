@@ -36,7 +36,12 @@ def unproven_epochs(entries: list[Entry]) -> list[int]:
 
 
 def finalize_epoch(
-    store: Store, manifest: Manifest, ledger: Ledger, entries: list[Entry], key, epoch: int,
+    store: Store,
+    manifest: Manifest,
+    ledger: Ledger,
+    entries: list[Entry],
+    key,
+    epoch: int,
     po2: int | None = None,
 ) -> EpochReceipt | None:
     """Proves ``epoch`` (its predecessor must already have a receipt) in segments of 2^``po2``
@@ -88,7 +93,8 @@ def finalize_epoch(
             "proven_at": int(time.time()),
         },
         entries,
-        # The trainer may be appending the next epochs meanwhile; another receipt is a second prover.
+        # The trainer may be appending the next epochs meanwhile; another receipt is a second
+        # prover.
         tolerate=frozenset({"checkpoint", "epoch"}),
     )
     return result

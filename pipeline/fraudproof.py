@@ -212,12 +212,17 @@ def check_fraud_proof(store: Store, proof: Any, run_id: str | None = None) -> Ve
     body = r.checkpoints[c]
     pre = p.pre_state
     if (pre.checkpoint_step, pre.checkpoint, pre.checkpoint_sha256, pre.state_digest) != (
-        c, body["checkpoint"], body["checkpoint_sha256"], body["state_digest"]
+        c,
+        body["checkpoint"],
+        body["checkpoint_sha256"],
+        body["state_digest"],
     ):
         # The nearest checkpoint bounds a checker's work by checkpoint_every steps.
         return reject(
             f"the pre-state is not the run's nearest checkpoint at or before step {s} "
-            f"(step {c}, {body['checkpoint']})", e, s,
+            f"(step {c}, {body['checkpoint']})",
+            e,
+            s,
         )
     if len(p.records) != s - c:
         return reject(f"the proof must carry the {s - c} records of steps {c}..{s - 1}", e, s)
@@ -240,7 +245,9 @@ def check_fraud_proof(store: Store, proof: Any, run_id: str | None = None) -> Ve
             return reject(
                 f"step {t}, before step {s}, already re-executes differently "
                 f"({', '.join(differing(r.claimed(t), rec))}): a proof names the first step "
-                "that differs", e, s,
+                "that differs",
+                e,
+                s,
             )
     recomputed = r.step(s)
     if recomputed == claimed:
@@ -248,9 +255,13 @@ def check_fraud_proof(store: Store, proof: Any, run_id: str | None = None) -> Ve
     if p.recomputed != record_view(recomputed) or p.differs != differing(claimed, recomputed):
         return reject(f"its recomputed record is not what step {s} re-executes to", e, s)
     return Verdict(
-        pid, p.run_id, True,
+        pid,
+        p.run_id,
+        True,
         f"step {s} (epoch {e}) re-executes from checkpoint step {c} to another "
-        f"{', '.join(p.differs)} than the run committed", e, s,
+        f"{', '.join(p.differs)} than the run committed",
+        e,
+        s,
     )
 
 
@@ -279,8 +290,13 @@ def read_proof(store: Store, run_id: str, pid: str) -> Any:
 def check_filed_proof(store: Store, run_id: str, pid: str) -> Verdict:
     doc = read_proof(store, run_id, pid)
     if doc is None:
-        return Verdict(pid, run_id, False, f"{proof_key(run_id, pid)}: not JSON, or not the "
-                       "proof its id names (a proof's id is its content's hash)")
+        return Verdict(
+            pid,
+            run_id,
+            False,
+            f"{proof_key(run_id, pid)}: not JSON, or not the "
+            "proof its id names (a proof's id is its content's hash)",
+        )
     v = check_fraud_proof(store, doc, run_id)
     v.proof_id = pid
     return v

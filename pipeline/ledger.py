@@ -85,7 +85,9 @@ def load_or_create_key(run_id: str) -> Ed25519PrivateKey:
         path.parent.mkdir(parents=True, exist_ok=True)
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
@@ -108,7 +110,9 @@ class Ledger:
         try:
             self.public_key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key))
         except ValueError:
-            raise IntegrityError(f"runs/{run_id}/run.json: public_key is not an Ed25519 key") from None
+            raise IntegrityError(
+                f"runs/{run_id}/run.json: public_key is not an Ed25519 key"
+            ) from None
 
     def entries(self) -> list[Entry]:
         """All entries, each checked: file name, sequence, chain, hash and signature."""
@@ -129,11 +133,21 @@ class Ledger:
         try:
             d = json.loads(data)
             entry = Entry(
-                seq=d["seq"], kind=d["kind"], body=d["body"], prev=d["prev"],
-                entry_hash=d["entry_hash"], signature=d["signature"],
+                seq=d["seq"],
+                kind=d["kind"],
+                body=d["body"],
+                prev=d["prev"],
+                entry_hash=d["entry_hash"],
+                signature=d["signature"],
             )
             if d["run_id"] != self.run_id or set(d) != {
-                "seq", "run_id", "prev", "kind", "body", "entry_hash", "signature"
+                "seq",
+                "run_id",
+                "prev",
+                "kind",
+                "body",
+                "entry_hash",
+                "signature",
             }:
                 raise ValueError("wrong run or fields")
             expected = _entry_hash(self.run_id, entry.seq, entry.prev, entry.kind, entry.body)
@@ -167,21 +181,35 @@ class Ledger:
             prev = entries[-1].entry_hash if entries else ""
             h = _entry_hash(self.run_id, seq, prev, kind, body)
             entry = Entry(
-                seq=seq, kind=kind, body=body, prev=prev, entry_hash=h.hex(), signature=key.sign(h).hex()
+                seq=seq,
+                kind=kind,
+                body=body,
+                prev=prev,
+                entry_hash=h.hex(),
+                signature=key.sign(h).hex(),
             )
             doc = {
-                "seq": seq, "run_id": self.run_id, "prev": prev, "kind": kind, "body": body,
-                "entry_hash": entry.entry_hash, "signature": entry.signature,
+                "seq": seq,
+                "run_id": self.run_id,
+                "prev": prev,
+                "kind": kind,
+                "body": body,
+                "entry_hash": entry.entry_hash,
+                "signature": entry.signature,
             }
             try:
-                self.store.create(f"{self.prefix}{seq:012d}.json", json.dumps(doc, indent=1, sort_keys=True).encode())
+                self.store.create(
+                    f"{self.prefix}{seq:012d}.json",
+                    json.dumps(doc, indent=1, sort_keys=True).encode(),
+                )
             except ConflictError:
                 fresh = self.entries()
                 foreign = fresh[len(entries) :]
                 if not foreign or any(e.kind not in tolerate for e in foreign):
                     raise ConflictError(
                         f"{self.prefix}{seq:012d}.json: another writer appended to run "
-                        f"{self.run_id} first ({', '.join(e.kind for e in foreign) or 'same seq'}); "
+                        f"{self.run_id} first "
+                        f"({', '.join(e.kind for e in foreign) or 'same seq'}); "
                         "only one trainer may write a run"
                     ) from None
                 entries[:] = fresh

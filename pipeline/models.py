@@ -30,7 +30,9 @@ def _mlp(in_features: int, classes: int, hidden: list[int]) -> nn.Module:
 def _cnn(in_features: int, classes: int, channels: list[int]) -> nn.Module:
     side = math.isqrt(in_features)
     if side * side != in_features:
-        raise SpecError(f"model.kind cnn needs square single-channel images, got {in_features} features")
+        raise SpecError(
+            f"model.kind cnn needs square single-channel images, got {in_features} features"
+        )
     layers: list[nn.Module] = [nn.Unflatten(1, (1, side, side))]
     c_in = 1
     for c in channels:
@@ -88,7 +90,9 @@ def _build(spec: ModelSpec, in_features: int, classes: int) -> nn.Module:
             raise
         raise SpecError(f"model.factory: {spec.factory!r} raised {_one_line(e)}") from None
     if not isinstance(model, nn.Module):
-        raise SpecError(f"model.factory: {spec.factory!r} returned {type(model).__name__}, not a torch Module")
+        raise SpecError(
+            f"model.factory: {spec.factory!r} returned {type(model).__name__}, not a torch Module"
+        )
     return model
 
 
@@ -117,7 +121,9 @@ def parameter_bytes(spec: ModelSpec, in_features: int, classes: int) -> int | No
 def build_optimizer(spec, params) -> torch.optim.Optimizer:
     """The learning rate is set per step from the schedule; the value here is a placeholder."""
     if spec.kind == "sgd":
-        return torch.optim.SGD(params, lr=0.0, momentum=spec.momentum, weight_decay=spec.weight_decay)
+        return torch.optim.SGD(
+            params, lr=0.0, momentum=spec.momentum, weight_decay=spec.weight_decay
+        )
     return torch.optim.Adam(
         params, lr=0.0, betas=tuple(spec.betas), eps=spec.eps, weight_decay=spec.weight_decay
     )

@@ -95,14 +95,18 @@ class ExecutionRecord:
         return json.dumps(self.__dict__, indent=1, sort_keys=True).encode()
 
     @classmethod
-    def parse(cls, key: str, data: bytes, run_id: str, epoch: int, po2: int | None) -> ExecutionRecord:
+    def parse(
+        cls, key: str, data: bytes, run_id: str, epoch: int, po2: int | None
+    ) -> ExecutionRecord:
         try:
             ex = cls(**json.loads(data))
             if (ex.run_id, ex.epoch, ex.po2) != (run_id, epoch, po2):
                 raise ValueError(f"it is of run {ex.run_id}, epoch {ex.epoch}, po2 {ex.po2}")
             if not re.fullmatch(r"[0-9a-f]{16}", str(ex.id)):
                 raise ValueError("id is not 16 hex digits")
-            if not ex.segments or not all(re.fullmatch(r"[0-9a-f]{64}", str(d)) for d in ex.segments):
+            if not ex.segments or not all(
+                re.fullmatch(r"[0-9a-f]{64}", str(d)) for d in ex.segments
+            ):
                 raise ValueError("segments is not a non-empty list of sha256 digests")
         except (ValueError, TypeError) as e:
             raise IntegrityError(f"{key}: not an execution record ({e})") from None
@@ -144,8 +148,13 @@ def _read_checked(store: Store, key: str, sha256: str) -> bytes:
 
 def _note(store: Store, receipt: str, started: float, extra: dict[str, Any] | None) -> None:
     host = socket.gethostname()
-    doc = {"prover": os.environ.get(PROVER_ENV) or host, "hostname": host, "pid": os.getpid(),
-           "seconds": round(time.perf_counter() - started, 3), **(extra or {})}
+    doc = {
+        "prover": os.environ.get(PROVER_ENV) or host,
+        "hostname": host,
+        "pid": os.getpid(),
+        "seconds": round(time.perf_counter() - started, 3),
+        **(extra or {}),
+    }
     # The note of the prover whose receipt was stored; a racer's note would contradict it.
     try:
         store.create(prover_note_key(receipt), json.dumps(doc, indent=1, sort_keys=True).encode())
@@ -158,7 +167,9 @@ def _committed(store: Store, run_id: str, epoch: int) -> tuple[Manifest, dict, E
     _, entries = open_ledger(store, manifest)
     epochs = epoch_entries(entries)
     if epoch not in epochs:
-        raise UsageError(f"run {run_id}: epoch {epoch} is not committed (its ledger has no such epoch)")
+        raise UsageError(
+            f"run {run_id}: epoch {epoch} is not committed (its ledger has no such epoch)"
+        )
     return manifest, epochs, claim_of(epochs[epoch])
 
 
@@ -189,9 +200,14 @@ def execute(store: Store, run_id: str, epoch: int, po2: int | None) -> Execution
         raise IntegrityError(f"epoch {epoch}: the guest's journal is not the committed claim")
     digests = [sha256_hex(s) for s in ex.segments]
     record = ExecutionRecord(
-        run_id=run_id, epoch=epoch, po2=po2, id=sha256_hex("".join(digests).encode())[:16],
-        claim_sha256=sha256_hex(claim.to_bytes()), segments=digests,
-        user_cycles=ex.stats.user_cycles, total_cycles=ex.stats.total_cycles,
+        run_id=run_id,
+        epoch=epoch,
+        po2=po2,
+        id=sha256_hex("".join(digests).encode())[:16],
+        claim_sha256=sha256_hex(claim.to_bytes()),
+        segments=digests,
+        user_cycles=ex.stats.user_cycles,
+        total_cycles=ex.stats.total_cycles,
     )
     for k, segment in enumerate(ex.segments):
         store.create(segment_key(record.prefix, k), segment)
@@ -212,7 +228,11 @@ def _any_receipt(key: str) -> Callable[[bytes], None]:
 
 
 def prove_segment(
-    store: Store, run_id: str, epoch: int, po2: int | None, segment: int,
+    store: Store,
+    run_id: str,
+    epoch: int,
+    po2: int | None,
+    segment: int,
     note: dict[str, Any] | None = None,
 ) -> bool:
     """Proves and lifts one segment of an executed epoch. True if this call stored its receipt,
@@ -232,15 +252,23 @@ def prove_segment(
 
 
 def join(
-    store: Store, run_id: str, epoch: int, po2: int | None, first: int, mid: int, end: int,
+    store: Store,
+    run_id: str,
+    epoch: int,
+    po2: int | None,
+    first: int,
+    mid: int,
+    end: int,
     note: dict[str, Any] | None = None,
 ) -> bool:
     """Joins the receipts of segments first..mid-1 and mid..end-1 (both must be stored). True if
     this call stored the joined receipt, False if it was there already."""
     ex = load_execution(store, run_id, epoch, po2)
     if not 0 <= first < mid < end <= len(ex.segments):
-        raise UsageError(f"epoch {epoch} has {len(ex.segments)} segments: cannot join "
-                         f"{first}..{mid - 1} with {mid}..{end - 1}")
+        raise UsageError(
+            f"epoch {epoch} has {len(ex.segments)} segments: cannot join "
+            f"{first}..{mid - 1} with {mid}..{end - 1}"
+        )
     rkey = part_receipt_key(ex.prefix, first, end)
     if store.exists(rkey):
         return False
@@ -283,8 +311,9 @@ def finish(store: Store, run_id: str, epoch: int, po2: int | None) -> prover.Epo
         pk = receipt_key(run_id, epoch - 1)
         if not store.exists(pk):
             raise UsageError(f"{pk}: epoch {epoch - 1} has no receipt yet; finish it first")
-        prev = _verified(store, pk, manifest, claim_of(epochs[epoch - 1]),
-                         f"epoch {epoch - 1}'s committed claim")
+        prev = _verified(
+            store, pk, manifest, claim_of(epochs[epoch - 1]), f"epoch {epoch - 1}'s committed claim"
+        )
     result = prover.finish_epoch(store.read(root), claim, prev)
     if result.claim != claim:
         raise IntegrityError(f"epoch {epoch}: the receipt's journal is not the committed claim")
@@ -293,4 +322,3 @@ def finish(store: Store, run_id: str, epoch: int, po2: int | None) -> prover.Epo
         _verified(store, rk, manifest, claim, f"epoch {epoch}'s committed claim")
 
     return result if _create_or_keep(store, rk, result.receipt, keep) else None
-

@@ -91,7 +91,8 @@ class Replay:
             else:
                 recs = []
                 inside = [
-                    b for s, b in self.checkpoints.items()
+                    b
+                    for s, b in self.checkpoints.items()
                     if epoch * self.spe < s < (epoch + 1) * self.spe and "pending_records" in b
                 ]
                 if inside:
@@ -132,8 +133,9 @@ class Replay:
         data = self.store.read(key)
         if sha256_hex(data) != body["checkpoint_sha256"]:
             raise IntegrityError(f"{key}: does not match its ledger entry")
-        layout.check_tensors(self.spec, c, layout.read_header(data, key), data, key,
-                             self.manifest.digest)
+        layout.check_tensors(
+            self.spec, c, layout.read_header(data, key), data, key, self.manifest.digest
+        )
         tensors = st.load_checkpoint(data, key)
         digest = st.digest_tensors(tensors)
         if digest.hex() != body["state_digest"]:
@@ -187,4 +189,3 @@ class Replay:
                     s, s // self.spe, c, differing(claimed, recomputed), claimed, recomputed
                 )
         return None
-

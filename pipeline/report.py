@@ -67,8 +67,10 @@ def trust_roots(report: RunReport, manifest: Manifest | None) -> TrustRoots:
     else:
         key = manifest.doc.get("public_key", "") if manifest is not None else ""
         keys_ = (key,) if key else ()
-        source = (f"guests named by the verifier; the trainer key is the run's own "
-                  f"{keys(report.run_id)['manifest']}: the store's word, not pinned")
+        source = (
+            f"guests named by the verifier; the trainer key is the run's own "
+            f"{keys(report.run_id)['manifest']}: the store's word, not pinned"
+        )
     return TrustRoots(
         image_ids=tuple(trust.get("image_ids", ())),
         trainer_keys=keys_,
@@ -146,8 +148,9 @@ def build_report(
         manifest = Manifest.load(store, run_id)
         _, entries = open_ledger(store, manifest)
     else:
-        notes.append("The manifest or the ledger did not verify (see the run's checks): no "
-                     "curves or times.")
+        notes.append(
+            "The manifest or the ledger did not verify (see the run's checks): no curves or times."
+        )
     report = Report(
         run_uri=uri,
         verification=verification,
@@ -178,18 +181,25 @@ def reverify_commands(
     extra += "".join(f" {shlex.quote(f)}" for f in flags)
     q = shlex.quote(uri)
     cmds = [
-        ("verify every epoch: ledger, records, receipts, checkpoints; exit 0 only if all pass",
-         f"veritrain verify {q}{extra}"),
+        (
+            "verify every epoch: ledger, records, receipts, checkpoints; exit 0 only if all pass",
+            f"veritrain verify {q}{extra}",
+        ),
         ("the same as one JSON document", f"veritrain verify {q} --json{extra}"),
     ]
     proven = [e.epoch for e in verification.epochs if _receipt_ok(e)]
     if proven:
         last = max(proven)
-        cmds.append((
-            (f"pull epoch {last} (its receipt speaks for the lineage before it) into a folder and "
-            "verify it from there alone"),
-            f"veritrain audit {q} --epoch {last} --out {shlex.quote(f'audit-epoch-{last}')}{extra}",
-        ))
+        cmds.append(
+            (
+                (
+                    f"pull epoch {last} (its receipt speaks for the lineage before it) into a "
+                    "folder and verify it from there alone"
+                ),
+                f"veritrain audit {q} --epoch {last} "
+                f"--out {shlex.quote(f'audit-epoch-{last}')}{extra}",
+            )
+        )
     cmds.append(("regenerate this report", f"veritrain report {q} --out report{extra}"))
     return cmds
 
@@ -216,9 +226,12 @@ def _points(
     spe = manifest.steps_per_epoch
     open_epoch = len(epochs)
     pending = [
-        x.body for x in entries
-        if x.kind == "checkpoint" and "pending_records" in x.body
-        and isinstance(x.body.get("step"), int) and x.body["step"] // spe == open_epoch
+        x.body
+        for x in entries
+        if x.kind == "checkpoint"
+        and "pending_records" in x.body
+        and isinstance(x.body.get("step"), int)
+        and x.body["step"] // spe == open_epoch
     ]
     if pending:
         body = max(pending, key=lambda b: b["step"])
@@ -243,8 +256,10 @@ def _points(
                 lr = None
             points.append(Point(rec["step"], e, rec["loss"], lr, is_pending))
     if any(p.lr is None for p in points):
-        notes.append("Some records commit to another learning rate than the schedule's; those "
-                     "steps have no rate in the plot (the records check says which).")
+        notes.append(
+            "Some records commit to another learning rate than the schedule's; those "
+            "steps have no rate in the plot (the records check says which)."
+        )
     return points
 
 
@@ -289,6 +304,7 @@ def _one_line(e: Exception) -> str:
 
 
 # -- the folder ----------------------------------------------------------------------------------
+
 
 def check_out_dir(out: Path, run_id: str) -> None:
     """``out`` is missing, empty, or holds a report of this run and nothing else (it is then

@@ -55,10 +55,17 @@ def render_plots(report: Report) -> dict[str, bytes]:
 
     out: dict[str, bytes] = {}
     pts = report.points
-    boundaries = sorted({p.step for p in pts if report.steps_per_epoch
-                         and p.step % report.steps_per_epoch == 0 and p.step > 0})
-    for name, label, value in (("loss", "loss", lambda p: p.loss), ("lr", "learning rate",
-                                                                    lambda p: p.lr)):
+    boundaries = sorted(
+        {
+            p.step
+            for p in pts
+            if report.steps_per_epoch and p.step % report.steps_per_epoch == 0 and p.step > 0
+        }
+    )
+    for name, label, value in (
+        ("loss", "loss", lambda p: p.loss),
+        ("lr", "learning rate", lambda p: p.lr),
+    ):
         shown = [p for p in pts if value(p) is not None]
         if not shown:
             continue
@@ -67,9 +74,14 @@ def render_plots(report: Report) -> dict[str, bytes]:
         for pending, style in ((False, "-"), (True, "--")):
             part = [p for p in shown if p.pending == pending]
             if part:
-                ax.plot([p.step for p in part], [value(p) for p in part], style,
-                        marker="." if len(part) < 60 else None, color="#1f77b4",
-                        label="open epoch (not yet claimed)" if pending else "claimed epochs")
+                ax.plot(
+                    [p.step for p in part],
+                    [value(p) for p in part],
+                    style,
+                    marker="." if len(part) < 60 else None,
+                    color="#1f77b4",
+                    label="open epoch (not yet claimed)" if pending else "claimed epochs",
+                )
         for b in boundaries:
             ax.axvline(b - 0.5, color="#cccccc", linewidth=0.8, zorder=0)
         ax.set_xlabel("global step (grey lines: epoch boundaries)")
@@ -97,8 +109,9 @@ def _timeline(report: Report):
 
     rows = [(e.epoch, e.status, report.times.get(e.epoch)) for e in report.verification.epochs]
     rows = [r for r in rows if r[2] is not None][-TIMELINE_ROWS:]
-    if all(t.committed is None and t.proven_at is None and t.first_seen is None
-           for _, _, t in rows):
+    if all(
+        t.committed is None and t.proven_at is None and t.first_seen is None for _, _, t in rows
+    ):
         return None
     fig = Figure(figsize=(7.5, 1.6 + 0.45 * len(rows)), layout="constrained")
     ax = fig.add_subplot()
@@ -116,11 +129,23 @@ def _timeline(report: Report):
         color = _STATUS_COLORS.get(status, "#000000")
         if t.first_seen is not None and t.window_end is not None:
             start = window_start(t.first_seen, t.receipt_stored)
-            ax.plot([start / day, t.window_end / day], [i, i], color=color, linewidth=6,
-                    solid_capstyle="butt", alpha=0.6)
+            ax.plot(
+                [start / day, t.window_end / day],
+                [i, i],
+                color=color,
+                linewidth=6,
+                solid_capstyle="butt",
+                alpha=0.6,
+            )
         mark(t.committed, i, marker="^", color="#8c8c8c", label="committed (server)")
-        mark(t.proven_at, i, marker="o", markerfacecolor="none", color="#555555",
-             label="proven (trainer's clock)")
+        mark(
+            t.proven_at,
+            i,
+            marker="o",
+            markerfacecolor="none",
+            color="#555555",
+            label="proven (trainer's clock)",
+        )
         mark(t.receipt_stored, i, marker="s", color="#9467bd", label="receipt stored (server)")
         mark(t.first_seen, i, marker="D", color="#000000", label="first seen (this verifier)")
         mark(t.window_end, i, marker="|", markersize=14, color=color, label="window ends")
@@ -142,22 +167,39 @@ def _timeline(report: Report):
 
 _NO_TIME = "—"
 LEGEND = [
-    ("committed", ("the store server's write time of the epoch's ledger entry (S3's "
-     "LastModified); a local folder keeps none, its file times being the writer's")),
-    ("proven (trainer)", ("the receipt entry's proven_at: the trainer's own clock, signed by the "
-     "trainer, so it decides nothing")),
+    (
+        "committed",
+        (
+            "the store server's write time of the epoch's ledger entry (S3's "
+            "LastModified); a local folder keeps none, its file times being the writer's"
+        ),
+    ),
+    (
+        "proven (trainer)",
+        (
+            "the receipt entry's proven_at: the trainer's own clock, signed by the "
+            "trainer, so it decides nothing"
+        ),
+    ),
     ("receipt stored", "the store server's write time of the receipt"),
     ("first seen", "when this verifier (its state folder) first saw the receipt verify"),
-    ("window ends", ("the later of first seen and receipt stored, plus the run's challenge "
-     "window: a proven epoch is final from then on if no fraud proof is upheld and the run's "
-     "determinism profile is one the verifier can replay (else unreplayable)")),
+    (
+        "window ends",
+        (
+            "the later of first seen and receipt stored, plus the run's challenge "
+            "window: a proven epoch is final from then on if no fraud proof is upheld and the "
+            "run's determinism profile is one the verifier can replay (else unreplayable)"
+        ),
+    ),
 ]
 STATUS_MEANING = [
     (COMMITTED, "the trainer's signed claim and records are in the ledger; no verified receipt"),
     (PROVEN, "its receipt verifies against the image id; the challenge window is still open"),
     (FINAL, "proven, the window has passed, no upheld fraud proof, and replayable"),
-    (UNREPLAYABLE, ("proven and past the window, but no replayable profile could have "
-     "challenged it")),
+    (
+        UNREPLAYABLE,
+        ("proven and past the window, but no replayable profile could have challenged it"),
+    ),
     (DISPUTED, "an upheld fraud proof names it or an earlier epoch"),
 ]
 
@@ -186,19 +228,21 @@ def _view(report: Report) -> dict:
     for e in v.epochs:
         t = report.times.get(e.epoch)
         failed = [c.name for c in e.checks if not c.ok]
-        epochs.append({
-            "epoch": str(e.epoch),
-            "steps": f"{e.first_step}..{e.first_step + e.step_count - 1}",
-            "status": e.status,
-            "committed": _utc(t.committed) if t else _NO_TIME,
-            "proven_at": _utc(t.proven_at) if t else _NO_TIME,
-            "receipt_stored": _utc(t.receipt_stored) if t else _NO_TIME,
-            "first_seen": _utc(t.first_seen) if t else _NO_TIME,
-            "window_end": _until(t.window_end, report.generated_at) if t else _NO_TIME,
-            "guarantees": ", ".join(report.guarantees.get(e.epoch, [])) or _NO_TIME,
-            "checks": "ok" if not failed else "FAILED: " + ", ".join(failed),
-            "ok": e.ok,
-        })
+        epochs.append(
+            {
+                "epoch": str(e.epoch),
+                "steps": f"{e.first_step}..{e.first_step + e.step_count - 1}",
+                "status": e.status,
+                "committed": _utc(t.committed) if t else _NO_TIME,
+                "proven_at": _utc(t.proven_at) if t else _NO_TIME,
+                "receipt_stored": _utc(t.receipt_stored) if t else _NO_TIME,
+                "first_seen": _utc(t.first_seen) if t else _NO_TIME,
+                "window_end": _until(t.window_end, report.generated_at) if t else _NO_TIME,
+                "guarantees": ", ".join(report.guarantees.get(e.epoch, [])) or _NO_TIME,
+                "checks": "ok" if not failed else "FAILED: " + ", ".join(failed),
+                "ok": e.ok,
+            }
+        )
     checks = [("run", c.name, c.ok, c.detail) for c in v.checks]
     checks += [(f"epoch {e.epoch}", c.name, c.ok, c.detail) for e in v.epochs for c in e.checks]
     roots = report.roots
@@ -209,8 +253,10 @@ def _view(report: Report) -> dict:
     summary = [
         ("verification", "passed" if v.ok else "FAILED"),
         ("epochs", ", ".join(f"{n} {s}" for s, n in counts.items()) or "none committed"),
-        ("steps per epoch", _NO_TIME if report.steps_per_epoch is None
-         else str(report.steps_per_epoch)),
+        (
+            "steps per epoch",
+            _NO_TIME if report.steps_per_epoch is None else str(report.steps_per_epoch),
+        ),
         ("steps plotted", str(len(report.points))),
         ("challenge window", _NO_TIME if window is None else f"{window:g} s"),
         ("report made", _utc(report.generated_at)),
@@ -222,8 +268,11 @@ def _view(report: Report) -> dict:
         "summary": summary,
         "roots": [
             ("guest image id", ", ".join(roots.image_ids) or _NO_TIME, bool(roots.image_ids)),
-            ("trainer key (Ed25519)", ", ".join(roots.trainer_keys) or _NO_TIME,
-             bool(roots.trainer_keys)),
+            (
+                "trainer key (Ed25519)",
+                ", ".join(roots.trainer_keys) or _NO_TIME,
+                bool(roots.trainer_keys),
+            ),
             ("trainer", "pinned" if roots.trainer_pinned else "unpinned", False),
             ("taken from", roots.source, False),
         ],
@@ -237,14 +286,25 @@ def _view(report: Report) -> dict:
 
 
 _PLOT_TEXT = {
-    "loss": ("Loss per step",
-             "The loss each step's record commits to (f32 bits in the signed record)."),
-    "lr": ("Learning rate per step",
-           ("The schedule's rate at each step, shown where the record's hyperparameter digest "
-           "commits to exactly that rate (the guest checks this for proven epochs).")),
-    "finality": ("Finality timeline", (f"Per epoch (the newest {TIMELINE_ROWS}): the challenge "
-                 "window as a bar coloured by status, from its start to its end, with the times "
-                 "of the table below; the dotted red line is when this report was made.")),
+    "loss": (
+        "Loss per step",
+        "The loss each step's record commits to (f32 bits in the signed record).",
+    ),
+    "lr": (
+        "Learning rate per step",
+        (
+            "The schedule's rate at each step, shown where the record's hyperparameter digest "
+            "commits to exactly that rate (the guest checks this for proven epochs)."
+        ),
+    ),
+    "finality": (
+        "Finality timeline",
+        (
+            f"Per epoch (the newest {TIMELINE_ROWS}): the challenge "
+            "window as a bar coloured by status, from its start to its end, with the times "
+            "of the table below; the dotted red line is when this report was made."
+        ),
+    ),
 }
 
 
@@ -252,13 +312,19 @@ def render_html(report: Report, plots: dict[str, bytes]) -> str:
     """The self-contained page: styles and PNGs inline, no scripts, every value escaped."""
     import jinja2
 
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True)
+    env = jinja2.Environment(
+        autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
     template = env.from_string(_TEMPLATE.read_text())
     images = [
-        {"name": name, "title": _PLOT_TEXT[name][0], "caption": _PLOT_TEXT[name][1],
-         "src": data_uri(plots[name])}
-        for name in PLOTS if name in plots
+        {
+            "name": name,
+            "title": _PLOT_TEXT[name][0],
+            "caption": _PLOT_TEXT[name][1],
+            "src": data_uri(plots[name]),
+        }
+        for name in PLOTS
+        if name in plots
     ]
     missing = [_PLOT_TEXT[name][0] for name in PLOTS if name not in plots]
     return template.render(**_view(report), images=images, missing=missing)
@@ -271,12 +337,15 @@ def render_markdown(
     file beside report.md, or a data URI where the markdown must stand alone (an artifact)."""
     images = {name: link(name, png) for name, png in plots.items()}
     v = _view(report)
-    out = [f"# veritrain audit report: run {_code(v['run_id'])}", "",
-           f"Run URI: {_code(v['run_uri'])}", ""]
+    out = [
+        f"# veritrain audit report: run {_code(v['run_id'])}",
+        "",
+        f"Run URI: {_code(v['run_uri'])}",
+        "",
+    ]
     out += _md_table(["", ""], [[k, val] for k, val in v["summary"]])
     out += ["", "## Trust roots", ""]
-    out += _md_table(["", ""], [[k, _code(val) if code else val]
-                                for k, val, code in v["roots"]])
+    out += _md_table(["", ""], [[k, _code(val) if code else val] for k, val, code in v["roots"]])
     out += ["", "## Training curves", ""]
     for name in ("loss", "lr"):
         title, caption = _PLOT_TEXT[name]
@@ -287,16 +356,38 @@ def render_markdown(
     out += ["## Finality timeline", ""]
     if "finality" in images:
         out += [f"![{_md(_PLOT_TEXT['finality'][0])}]({images['finality']})", ""]
-    cols = ["epoch", "steps", "status", "committed", "proven (trainer)", "receipt stored",
-            "first seen", "window ends", "guarantees", "checks"]
-    keys_ = ["epoch", "steps", "status", "committed", "proven_at", "receipt_stored", "first_seen",
-             "window_end", "guarantees", "checks"]
+    cols = [
+        "epoch",
+        "steps",
+        "status",
+        "committed",
+        "proven (trainer)",
+        "receipt stored",
+        "first seen",
+        "window ends",
+        "guarantees",
+        "checks",
+    ]
+    keys_ = [
+        "epoch",
+        "steps",
+        "status",
+        "committed",
+        "proven_at",
+        "receipt_stored",
+        "first_seen",
+        "window_end",
+        "guarantees",
+        "checks",
+    ]
     out += _md_table(cols, [[e[k] for k in keys_] for e in v["epochs"]])
     out += ["", "Times are UTC. " + " ".join(f"*{_md(k)}*: {_md(m)}." for k, m in v["legend"]), ""]
     out += ["Statuses: " + " ".join(f"*{s}*: {_md(m)}." for s, m in v["statuses"]), ""]
     out += ["## Verification checks", ""]
-    out += _md_table(["where", "check", "result", "detail"],
-                     [[w, n, "ok" if ok else "FAIL", d] for w, n, ok, d in v["checks"]])
+    out += _md_table(
+        ["where", "check", "result", "detail"],
+        [[w, n, "ok" if ok else "FAIL", d] for w, n, ok, d in v["checks"]],
+    )
     out += ["", "## Re-verify", ""]
     for what, cmd in v["commands"]:
         fence = "`" * max(3, _longest_backticks(cmd) + 1)
@@ -307,8 +398,7 @@ def render_markdown(
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(_md(h) for h in header) + " |",
-             "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(_md(h) for h in header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         lines.append("| " + " | ".join(c if c.startswith("`") else _md(c) for c in row) + " |")
     return lines

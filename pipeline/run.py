@@ -43,7 +43,9 @@ def manifest_digest(doc: dict[str, Any]) -> bytes:
 
 def optimizer_digest(spec: RunSpec) -> bytes:
     """Digest of the constant optimizer settings; each step's hparams digest binds it."""
-    return hashlib.sha256(OPTIMIZER_TAG + canonical_json(spec.optimizer.model_dump(mode="json"))).digest()
+    return hashlib.sha256(
+        OPTIMIZER_TAG + canonical_json(spec.optimizer.model_dump(mode="json"))
+    ).digest()
 
 
 def keys(run_id: str) -> dict[str, str]:
@@ -156,8 +158,13 @@ class Manifest:
             if doc["run_id"] != run_id:
                 raise ValueError(f"names run {doc['run_id']!r}")
             parse_spec(doc["spec"], key)
-            digests = ("image_id", "public_key", "genesis_state_digest", "dataset_root",
-                       "optimizer_digest")
+            digests = (
+                "image_id",
+                "public_key",
+                "genesis_state_digest",
+                "dataset_root",
+                "optimizer_digest",
+            )
             for field in digests:
                 if len(bytes.fromhex(doc[field])) != 32:
                     raise ValueError(f"{field} is not 32 bytes")
@@ -184,7 +191,11 @@ def claim_of(entry: Entry) -> EpochClaim:
 def open_ledger(store: Store, manifest: Manifest) -> tuple[Ledger, list[Entry]]:
     ledger = Ledger(store, manifest.run_id, manifest.doc["public_key"])
     entries = ledger.entries()
-    if not entries or entries[0].kind != "run" or entries[0].body.get("manifest_sha256") != sha256_hex(manifest.raw):
+    if (
+        not entries
+        or entries[0].kind != "run"
+        or entries[0].body.get("manifest_sha256") != sha256_hex(manifest.raw)
+    ):
         raise IntegrityError(f"runs/{manifest.run_id}/run.json: does not match ledger entry 0")
     return ledger, entries
 

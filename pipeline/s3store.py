@@ -70,15 +70,28 @@ _EXISTS_CODES = {"PreconditionFailed", "412"}
 _IN_FLIGHT_CODES = {"ConditionalRequestConflict", "409"}
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 _DENIED_CODES = {
-    "AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
-    "InvalidToken", "AllAccessDisabled",
+    "AccessDenied",
+    "403",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "AllAccessDisabled",
 }
 # Servers without the Object Lock API answer these; such a bucket simply has no lock.
 _NO_LOCK_CODES = {
-    "ObjectLockConfigurationNotFoundError", "NotImplemented", "501", "MethodNotAllowed", "405",
+    "ObjectLockConfigurationNotFoundError",
+    "NotImplemented",
+    "501",
+    "MethodNotAllowed",
+    "405",
 }
 _CHECKSUM_FIELDS = (
-    "ChecksumCRC32", "ChecksumCRC32C", "ChecksumSHA1", "ChecksumSHA256", "ChecksumCRC64NVME",
+    "ChecksumCRC32",
+    "ChecksumCRC32C",
+    "ChecksumSHA1",
+    "ChecksumSHA256",
+    "ChecksumCRC64NVME",
 )
 
 
@@ -109,7 +122,9 @@ class S3Store:
             # from, and the flow may open stores from several threads.
             self._s3 = client or boto3.session.Session().client("s3", config=_CONFIG)
         except (BotoCoreError, ValueError) as e:
-            raise StorageError(f"{self.uri}: cannot set up the S3 client ({_one_line(e)})") from None
+            raise StorageError(
+                f"{self.uri}: cannot set up the S3 client ({_one_line(e)})"
+            ) from None
         self._lock_checked = False
         self._locked = False
         self._lock_mutex = threading.Lock()
@@ -133,8 +148,9 @@ class S3Store:
                 f"no usable S3 credentials ({_one_line(e)}); set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
             )
-        elif isinstance(e, BotoConnectionError | HTTPClientError | ResponseStreamingError
-                        | IncompleteReadError):
+        elif isinstance(
+            e, BotoConnectionError | HTTPClientError | ResponseStreamingError | IncompleteReadError
+        ):
             cause = f"cannot reach the S3 endpoint {endpoint} ({_one_line(e)})"
         elif isinstance(e, ClientError):
             code = str(e.response.get("Error", {}).get("Code", ""))
@@ -198,9 +214,13 @@ class S3Store:
             return
         version = {"VersionId": head["VersionId"]} if head.get("VersionId") else {}
         self._s3.put_object_retention(
-            Bucket=self.bucket, Key=obj, **version,
-            Retention={"Mode": lock["ObjectLockMode"],
-                       "RetainUntilDate": lock["ObjectLockRetainUntilDate"]},
+            Bucket=self.bucket,
+            Key=obj,
+            **version,
+            Retention={
+                "Mode": lock["ObjectLockMode"],
+                "RetainUntilDate": lock["ObjectLockRetainUntilDate"],
+            },
         )
 
     # -- the Store protocol ------------------------------------------------------------------
@@ -278,16 +298,23 @@ class S3Store:
             parts = []
             for number, offset in enumerate(range(0, len(data), PART_SIZE), start=1):
                 r = self._s3.upload_part(
-                    Bucket=self.bucket, Key=obj, UploadId=upload_id, PartNumber=number,
-                    Body=data[offset : offset + PART_SIZE], ChecksumAlgorithm="CRC32",
+                    Bucket=self.bucket,
+                    Key=obj,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data[offset : offset + PART_SIZE],
+                    ChecksumAlgorithm="CRC32",
                 )
                 part = {"PartNumber": number, "ETag": r["ETag"]}
                 part.update({f: r[f] for f in _CHECKSUM_FIELDS if r.get(f)})
                 parts.append(part)
             try:
                 self._s3.complete_multipart_upload(
-                    Bucket=self.bucket, Key=obj, UploadId=upload_id,
-                    MultipartUpload={"Parts": parts}, IfNoneMatch="*",
+                    Bucket=self.bucket,
+                    Key=obj,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                    IfNoneMatch="*",
                 )
             except ClientError as e:
                 self._raise_if_taken(e)

@@ -37,7 +37,8 @@ class CnnModel(_Strict):
 
 
 class ImportedModel(_Strict):
-    """``factory`` is ``package.module:function``, called as ``function(in_features, classes, **kwargs)``."""
+    """``factory`` is ``package.module:function``, called as
+    ``function(in_features, classes, **kwargs)``."""
 
     kind: Literal["import"] = "import"
     factory: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
@@ -75,7 +76,10 @@ class SgdOptimizer(_Strict):
 
 class AdamOptimizer(_Strict):
     kind: Literal["adam"] = "adam"
-    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
+        0.9,
+        0.999,
+    )
     eps: Annotated[float, Field(gt=0)] = 1e-8
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
 
@@ -129,8 +133,10 @@ def check_sizes(spec: RunSpec, dataset_len: int) -> None:
         )
     steps = spec.epochs * _native.steps_per_epoch(dataset_len, spec.batch_size)
     if steps > U64_MAX:
-        raise SpecError(f"epochs: {spec.epochs} epochs make {steps} steps, more than a step "
-                        "number (u64) can hold")
+        raise SpecError(
+            f"epochs: {spec.epochs} epochs make {steps} steps, more than a step "
+            "number (u64) can hold"
+        )
 
 
 def parse_spec(data: Any, source: str = "spec") -> RunSpec:

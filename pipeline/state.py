@@ -109,7 +109,7 @@ def _require_fits(model: nn.Module, tensors: dict[str, torch.Tensor], source: st
         if want is None and name.startswith(("param/", "buffer/")):
             raise IntegrityError(f"{source}: not a state of the run's model: it has {name}")
     n = len(live) - sum(1 for k in live if k.startswith("buffer/"))
-    for name, t in tensors.items():
+    for name in tensors:
         if name.startswith("optim/"):
             _, idx, _ = name.split("/", 2)
             if not idx.isdigit() or int(idx) >= n:

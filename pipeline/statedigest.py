@@ -26,7 +26,7 @@ def digest_named(items: Sequence[NamedTensor], threads: int | None = None) -> by
     """State digest (Merkle root of tensor digests sorted by name), hashed in parallel in Rust on
     ``threads`` threads (default: all cores)."""
     digests = _native.tensor_digests(list(items), threads)
-    return _native.state_digest([(name, d) for (name, *_), d in zip(items, digests)])
+    return _native.state_digest([(name, d) for (name, *_), d in zip(items, digests, strict=True)])
 
 
 def read_checkpoint(data: bytes, source: str) -> list[NamedTensor]:

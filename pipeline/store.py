@@ -69,8 +69,10 @@ def store_uri_problem(uri: str) -> str | None:
         if not bucket:
             return "no bucket name; an S3 store is s3://bucket[/prefix]"
         if not _BUCKET.match(bucket):
-            return (f"bucket name {bucket!r} is not 1-255 of [A-Za-z0-9._-] starting with a "
-                    "letter or digit")
+            return (
+                f"bucket name {bucket!r} is not 1-255 of [A-Za-z0-9._-] starting with a "
+                "letter or digit"
+            )
         if prefix and any(seg in ("", ".", "..") for seg in prefix.split("/")):
             return "the prefix after the bucket has an empty, '.' or '..' segment"
         return None

@@ -97,7 +97,9 @@ class Trainer:
 
     def append(self, kind: str, body: dict) -> Entry:
         # The prover may append receipts concurrently; anything else is a second trainer.
-        return self.ledger.append(self.key, kind, body, self.entries, tolerate=frozenset({"receipt"}))
+        return self.ledger.append(
+            self.key, kind, body, self.entries, tolerate=frozenset({"receipt"})
+        )
 
 
 def _setup(
@@ -119,9 +121,7 @@ def check_resumable(manifest: Manifest, spec: RunSpec) -> None:
     same guest."""
     mkey = keys(manifest.run_id)["manifest"]
     if manifest.spec != spec:
-        raise SpecError(
-            f"{mkey}: run {manifest.run_id} exists with another spec; use a new run id"
-        )
+        raise SpecError(f"{mkey}: run {manifest.run_id} exists with another spec; use a new run id")
     DeterminismProfile.current(spec.threads).require_same(
         DeterminismProfile.model_validate(manifest.doc["determinism"])
     )
@@ -216,7 +216,9 @@ def _epoch_link(t: Trainer, epoch: int) -> tuple[bytes, bytes]:
         start = bytes.fromhex(m["genesis_state_digest"])
         link = _native.genesis_hash(t.run_id, start, bytes.fromhex(m["dataset_root"]), t.spec.seed)
         return link, start
-    prev = claim_of(next(e for e in t.entries if e.kind == "epoch" and e.body["epoch"] == epoch - 1))
+    prev = claim_of(
+        next(e for e in t.entries if e.kind == "epoch" and e.body["epoch"] == epoch - 1)
+    )
     return prev.last_record_hash, prev.end_state_digest
 
 
@@ -300,7 +302,8 @@ class Stepper:
 
 
 def train(t: Trainer, until_epoch: int | None = None) -> int:
-    """Trains up to (not including) ``until_epoch`` (default: all epochs); returns the epochs done."""
+    """Trains up to (not including) ``until_epoch`` (default: all epochs); returns the epochs
+    done."""
     spec, spe = t.spec, t.spe
     end_epoch = spec.epochs if until_epoch is None else min(until_epoch, spec.epochs)
     step, pending = _resume_point(t)
@@ -386,8 +389,12 @@ def _close_epoch(
         schedule=t.spec.schedule,
         image_id=bytes.fromhex(m["image_id"]),
     )
-    prev = None if epoch == 0 else claim_of(
-        next(e for e in t.entries if e.kind == "epoch" and e.body["epoch"] == epoch - 1)
+    prev = (
+        None
+        if epoch == 0
+        else claim_of(
+            next(e for e in t.entries if e.kind == "epoch" and e.body["epoch"] == epoch - 1)
+        )
     )
     check_epoch(epoch_input(claim, prev, records))  # our own records must pass the guest's rules
     blob = b"".join(records)

@@ -51,7 +51,11 @@ _HEX = "^[0-9a-f]{64}$"
 _CHECK = {
     "type": "object",
     "required": ["name", "ok", "detail"],
-    "properties": {"name": {"type": "string"}, "ok": {"type": "boolean"}, "detail": {"type": "string"}},
+    "properties": {
+        "name": {"type": "string"},
+        "ok": {"type": "boolean"},
+        "detail": {"type": "string"},
+    },
 }
 # The document `veritrain verify --json` prints (docs/schemas/verify.schema.json).
 VERIFY_JSON_SCHEMA = {
@@ -68,8 +72,14 @@ VERIFY_JSON_SCHEMA = {
         # trainer_key, required_status and required_guarantees apply it.
         "trust": {
             "type": "object",
-            "required": ["image_ids", "trainer", "trainer_keys", "require_pinned",
-                         "required_status", "required_guarantees"],
+            "required": [
+                "image_ids",
+                "trainer",
+                "trainer_keys",
+                "require_pinned",
+                "required_status",
+                "required_guarantees",
+            ],
             "properties": {
                 "image_ids": {"type": "array", "items": {"type": "string", "pattern": _HEX}},
                 "trainer": {"enum": ["pinned", "unpinned"]},
@@ -198,10 +208,10 @@ def verify_run(
     where = keys(run_id)["manifest"]
     trainer = bytes.fromhex(manifest.doc["public_key"]).hex()
     trusted = [
-        _run_check(report.checks, "image_id",
-                   lambda: policy.check_image_id(manifest.image_id, where)),
-        _run_check(report.checks, "trainer_key",
-                   lambda: policy.check_trainer_key(trainer, where)),
+        _run_check(
+            report.checks, "image_id", lambda: policy.check_image_id(manifest.image_id, where)
+        ),
+        _run_check(report.checks, "trainer_key", lambda: policy.check_trainer_key(trainer, where)),
     ]
     if not all(trusted):
         return report
@@ -232,10 +242,13 @@ def verify_run(
         _check_requirements(rep, policy, claim_of(epochs[rep.epoch]))
         report.epochs.append(rep)
     if policy.required_status and not reports:
-        report.checks.append(Check(
-            "required_status", False,
-            f"the run has no committed epoch, so none is {policy.required_status}",
-        ))
+        report.checks.append(
+            Check(
+                "required_status",
+                False,
+                f"the run has no committed epoch, so none is {policy.required_status}",
+            )
+        )
     return report
 
 
@@ -269,8 +282,10 @@ def _check_replayable(manifest: Manifest, profiles: list[DeterminismProfile] | N
         why = f"no profile is replayable here ({source})"
     else:
         field = profiles[0].machine_difference(recorded)
-        why = (f"it differs in {field} ({getattr(recorded, field)!r}) from {source} "
-               f"({', '.join(repr(getattr(p, field)) for p in profiles)})")
+        why = (
+            f"it differs in {field} ({getattr(recorded, field)!r}) from {source} "
+            f"({', '.join(repr(getattr(p, field)) for p in profiles)})"
+        )
     raise DeterminismError(
         f"{where}: the run's determinism profile cannot be replayed: {why}; no challenge could "
         "re-execute its steps, so its epochs are not final (declare the profiles you can "
@@ -403,7 +418,9 @@ def _verify_epoch(
 ) -> EpochReport:
     entry = epochs[e]
     claim = claim_of(entry)
-    rep = EpochReport(e, COMMITTED, claim.first_step, claim.step_count, claim.end_state_digest.hex())
+    rep = EpochReport(
+        e, COMMITTED, claim.first_step, claim.step_count, claim.end_state_digest.hex()
+    )
     checks = rep.checks
     prev = claim_of(epochs[e - 1]) if e > 0 else None
     _run_check(checks, "claim", lambda: _check_claim(manifest, claim))
@@ -565,8 +582,10 @@ def _check_checkpoints(
             raise IntegrityError(
                 f"{key}: its parameters differ in names, dtypes or shapes from {found[0][0]}'s"
             )
-    return (f"{steps}; model: import, so tensor names, dtypes and shapes were only checked "
-            "for consistency across these checkpoints")
+    return (
+        f"{steps}; model: import, so tensor names, dtypes and shapes were only checked "
+        "for consistency across these checkpoints"
+    )
 
 
 def _mid_epoch_digest(x: Entry, records: list[bytes] | None, first: int) -> bytes:

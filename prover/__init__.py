@@ -65,7 +65,9 @@ def image_id() -> bytes:
 
 def epoch_input(claim: EpochClaim, prev: EpochClaim | None, records: Sequence[bytes]) -> bytes:
     """The guest's input for one epoch: its claim, the previous epoch's claim, its records."""
-    return _native.encode_epoch_input(claim.native(), prev.native() if prev else None, list(records))
+    return _native.encode_epoch_input(
+        claim.native(), prev.native() if prev else None, list(records)
+    )
 
 
 def check_epoch(input: bytes) -> None:
@@ -74,7 +76,9 @@ def check_epoch(input: bytes) -> None:
 
 
 def _stats(d: dict) -> ProverStats:
-    return ProverStats(**{k: d[k] for k in ("user_cycles", "paging_cycles", "total_cycles", "segments", "seconds")})
+    return ProverStats(
+        **{k: d[k] for k in ("user_cycles", "paging_cycles", "total_cycles", "segments", "seconds")}
+    )
 
 
 def execute(input: bytes, *, po2: int | None = None) -> ExecuteResult:
@@ -92,7 +96,9 @@ def execute_epoch(input: bytes, *, po2: int | None = None) -> Execution:
     """
     out = _native.execute(input, po2, True)
     return Execution(
-        claim=EpochClaim.from_bytes(out["journal"]), segments=out["segment_blobs"], stats=_stats(out)
+        claim=EpochClaim.from_bytes(out["journal"]),
+        segments=out["segment_blobs"],
+        stats=_stats(out),
     )
 
 
@@ -128,7 +134,11 @@ def finish_epoch(joined: bytes, claim: EpochClaim, prev_receipt: bytes | None) -
 
 
 def prove_epoch(
-    input: bytes, prev_receipt: bytes | None = None, *, po2: int | None = None, precheck: bool = True
+    input: bytes,
+    prev_receipt: bytes | None = None,
+    *,
+    po2: int | None = None,
+    precheck: bool = True,
 ) -> EpochReceipt:
     """Proves one epoch locally: execute, prove every segment, join, resolve the lineage.
 

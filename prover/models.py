@@ -21,7 +21,9 @@ def _to_digest(v: Any) -> bytes:
     return bytes(v)
 
 
-Digest = Annotated[bytes, PlainValidator(_to_digest), PlainSerializer(lambda b: b.hex(), return_type=str)]
+Digest = Annotated[
+    bytes, PlainValidator(_to_digest), PlainSerializer(lambda b: b.hex(), return_type=str)
+]
 
 GUARANTEE_NAMES = {
     1 << 0: "structure",
@@ -48,10 +50,15 @@ class Schedule(_Frozen):
 
     @model_validator(mode="after")
     def _fields_match_kind(self) -> Schedule:
-        needs = {"constant": set(), "step_decay": {"step_size", "gamma"}, "linear_warmup": {"warmup_steps"}}
+        needs = {
+            "constant": set(),
+            "step_decay": {"step_size", "gamma"},
+            "linear_warmup": {"warmup_steps"},
+        }
         given = {k for k in ("step_size", "gamma", "warmup_steps") if getattr(self, k) is not None}
         if given != needs[self.kind]:
-            raise ValueError(f"schedule kind {self.kind!r} takes exactly {sorted(needs[self.kind]) or 'no'} extra fields")
+            extra = sorted(needs[self.kind]) or "no"
+            raise ValueError(f"schedule kind {self.kind!r} takes exactly {extra} extra fields")
         _native.schedule_lr(self.native(), 0)  # validates ranges with the core's rules
         return self
 

@@ -25,7 +25,20 @@ if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "install ok ins
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >&2
 fi
 
+# House rules first (seconds on warm caches): formatting and lints, Rust and Python. The host's
+# clippy shares the release build's cache (its build scripts, risc0's kernels among them, are not
+# rerun), so it checks only the crate itself.
+say "rustfmt, clippy, ruff"
 cd "$REPO/rust"
+cargo fmt --check
+CARGO_TARGET_DIR="$CACHE/target-core" cargo clippy -p veritrain-core --all-targets --quiet \
+  -- -D warnings
+GUEST_ELF="$(bash "$REPO/scripts/build-guest.sh" 2>/dev/null)"
+VERITRAIN_GUEST_ELF="$GUEST_ELF" CARGO_TARGET_DIR="$CACHE/target" cargo clippy --release \
+  -p veritrain-host --features pyo3/extension-module --quiet -- -D warnings
+"$CACHE/venv/bin/ruff" check "$REPO"
+"$CACHE/venv/bin/ruff" format --check "$REPO"
+
 CARGO_TARGET_DIR="$CACHE/target-core" cargo test -p veritrain-core --quiet
 cd "$REPO"
 "$CACHE/venv/bin/python" -m pytest -q "$@"

@@ -46,7 +46,11 @@ def veritrain(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     """Runs the installed command line as a user would, in a separate process."""
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", *args],
-        check=False, capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
     )
 
 
@@ -95,7 +99,9 @@ def prefect_server(tmp_path):
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 120
@@ -122,7 +128,10 @@ def process_worker(env: dict[str, str], pool: str, log: Path, *args: str) -> Ite
     with open(log, "w") as out:
         worker = subprocess.Popen(
             [PREFECT, "worker", "start", "--pool", pool, "--type", "process", *args],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         try:
             yield
@@ -141,7 +150,9 @@ def wheel(tmp_path_factory) -> Path:
     cache = Path(os.environ.get("VERITRAIN_CACHE", Path.home() / ".cache" / "veritrain"))
     guest = subprocess.run(
         ["bash", str(ROOT / "scripts" / "build-guest.sh")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert guest.returncode == 0, guest.stderr[-3000:]
     out = tmp_path_factory.mktemp("wheel")
@@ -154,9 +165,20 @@ def wheel(tmp_path_factory) -> Path:
         "VERITRAIN_GUEST_ELF": guest.stdout.strip(),
     }
     r = subprocess.run(
-        [str(bin_dir / "maturin"), "build", "--release", "--interpreter", sys.executable,
-         "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+        [
+            str(bin_dir / "maturin"),
+            "build",
+            "--release",
+            "--interpreter",
+            sys.executable,
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     (built,) = out.glob("veritrain-*.whl")

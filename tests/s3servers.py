@@ -78,7 +78,10 @@ class S3Server:
     def start(self, timeout: float = 90.0) -> None:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C in the test run must not hit it first
             )
         # Readiness is the port accepting connections: both servers bind only once they can
@@ -97,8 +100,9 @@ class S3Server:
             except OSError:
                 time.sleep(0.1)
         self.stop()
-        pytest.fail(f"{self.name} did not listen on port {self.port} within {timeout:.0f} s",
-                    pytrace=False)
+        pytest.fail(
+            f"{self.name} did not listen on port {self.port} within {timeout:.0f} s", pytrace=False
+        )
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -119,8 +123,11 @@ class S3Server:
         from botocore.config import Config
 
         return boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY, region_name=REGION,
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name=REGION,
             config=Config(retries={"mode": "standard", "max_attempts": 3}),
         )
 
@@ -152,8 +159,16 @@ def s3s_fs_server(tmp: Path, root: Path | None = None) -> S3Server:
     root = root or tmp / "s3s-root"
     root.mkdir(parents=True, exist_ok=True)
     argv = [
-        str(binary), "--host", "127.0.0.1", "--port", str(port),
-        "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, str(root),
+        str(binary),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--access-key",
+        ACCESS_KEY,
+        "--secret-key",
+        SECRET_KEY,
+        str(root),
     ]
     return S3Server("s3s-fs", argv, port, tmp / "s3s-fs.log", root=root)
 

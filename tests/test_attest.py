@@ -46,8 +46,11 @@ def _ledger(store: Path, run_id: str) -> list[dict]:
 
 
 def _epoch_body(store: Path, run_id: str, epoch: int, kind: str = "epoch") -> dict:
-    return next(e["body"] for e in _ledger(store, run_id)
-                if e["kind"] == kind and e["body"]["epoch"] == epoch)
+    return next(
+        e["body"]
+        for e in _ledger(store, run_id)
+        if e["kind"] == kind and e["body"]["epoch"] == epoch
+    )
 
 
 def _one_line_error(r: subprocess.CompletedProcess, code: int, *words: str) -> str:
@@ -113,8 +116,10 @@ def test_an_attestation_verifies_with_securesystemslib_and_parses_with_in_toto(t
     assert deps["dataset"] == {"veritrainDatasetRoot": manifest["dataset_root"]}
     receipt = _epoch_body(store, run_id, 1, "receipt")
     by = {d.name: dict(d.digest) for d in run.byproducts}
-    assert by[receipt["receipt"]]["sha256"] == hashlib.sha256(
-        (store / receipt["receipt"]).read_bytes()).hexdigest()
+    assert (
+        by[receipt["receipt"]]["sha256"]
+        == hashlib.sha256((store / receipt["receipt"]).read_bytes()).hexdigest()
+    )
     assert predicate["claim"] == json.loads((store / receipt["journal"]).read_text())
     assert predicate["finality"] == status
 
@@ -135,8 +140,12 @@ def test_an_attestation_verifies_with_securesystemslib_and_parses_with_in_toto(t
     with pytest.raises(VerificationError):
         Envelope.from_dict(json.loads(json.dumps(forged))).verify([key], 1)
     (tmp_path / "forged.json").write_text(json.dumps(forged))
-    _one_line_error(veritrain("verify", uri, "--attestation", str(tmp_path / "forged.json")), 1,
-                    "attestation", "not signed by")
+    _one_line_error(
+        veritrain("verify", uri, "--attestation", str(tmp_path / "forged.json")),
+        1,
+        "attestation",
+        "not signed by",
+    )
 
     # The same statement signed by another Ed25519 key: a foreign attestation.
     foreign = Envelope(envelope.payload, envelope.payload_type, {})
@@ -145,8 +154,12 @@ def test_an_attestation_verifies_with_securesystemslib_and_parses_with_in_toto(t
     with pytest.raises(VerificationError):
         foreign.verify([key], 1)
     (tmp_path / "foreign.json").write_text(json.dumps(foreign.to_dict()))
-    _one_line_error(veritrain("verify", uri, "--attestation", str(tmp_path / "foreign.json")), 1,
-                    "not signed by", other.public_key.keyid[:16])
+    _one_line_error(
+        veritrain("verify", uri, "--attestation", str(tmp_path / "foreign.json")),
+        1,
+        "not signed by",
+        other.public_key.keyid[:16],
+    )
 
     # A lie signed with the run's own key (the trainer's): the statement is compared with
     # what the store says, field by field.
@@ -154,8 +167,11 @@ def test_an_attestation_verifies_with_securesystemslib_and_parses_with_in_toto(t
     lie.sign(CryptoSigner(_private_run_key(run_id)))
     assert list(lie.verify([key], 1)) == [key.keyid]
     (tmp_path / "lie.json").write_text(json.dumps(lie.to_dict()))
-    _one_line_error(veritrain("verify", uri, "--attestation", str(tmp_path / "lie.json")), 1,
-                    "statement.subject[0].digest.sha256 differs")
+    _one_line_error(
+        veritrain("verify", uri, "--attestation", str(tmp_path / "lie.json")),
+        1,
+        "statement.subject[0].digest.sha256 differs",
+    )
 
     # An attestation made while the epoch was proven stays true once it is final.
     if status == "final":
@@ -185,12 +201,22 @@ def test_attest_refuses_what_does_not_verify_and_bad_input(tiny_run, unproven_ru
     attestations = store / "runs" / run_id / "attestations"
     _one_line_error(veritrain("attest", uri, "--epoch", "7"), 2, "--epoch 7", "no epoch 7")
     other_store, other_id = unproven_run
-    _one_line_error(veritrain("attest", f"{other_store}/runs/{other_id}", "--epoch", "0"), 2,
-                    "--epoch 0", "committed, not proven")
+    _one_line_error(
+        veritrain("attest", f"{other_store}/runs/{other_id}", "--epoch", "0"),
+        2,
+        "--epoch 0",
+        "committed, not proven",
+    )
     # No run key on this machine (a verifier's, say): attest signs with the trainer's key.
     env = {**os.environ, "VERITRAIN_KEYS": str(tmp_path / "no-keys")}
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "attest", uri, "--epoch", "0"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "attest", uri, "--epoch", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     _one_line_error(r, 3, f"{run_id}.ed25519.pem", "no key of run")
     # The receipt of epoch 0 replaced by a copy of epoch 1's: it proves another claim.
     r0 = _epoch_body(store, run_id, 0, "receipt")["receipt"]
@@ -212,23 +238,40 @@ def test_attest_refuses_what_does_not_verify_and_bad_input(tiny_run, unproven_ru
     last = json.loads(ledger[-1].read_text())
     assert (last["kind"], last["body"]["epoch"]) == ("receipt", 1)
     ledger[-1].unlink()
-    _one_line_error(veritrain("verify", uri, "--attestation", str(tmp_path / "new.json")), 1,
-                    "attests epoch 1, which is committed here")
-    _one_line_error(veritrain("verify", uri, "--attestation", str(tmp_path / "missing.json")), 2,
-                    "--attestation", "cannot read")
+    _one_line_error(
+        veritrain("verify", uri, "--attestation", str(tmp_path / "new.json")),
+        1,
+        "attests epoch 1, which is committed here",
+    )
+    _one_line_error(
+        veritrain("verify", uri, "--attestation", str(tmp_path / "missing.json")),
+        2,
+        "--attestation",
+        "cannot read",
+    )
     (tmp_path / "junk.json").write_text("not json")
-    _one_line_error(veritrain("verify", uri, "--attestation", str(tmp_path / "junk.json")), 1,
-                    "not a DSSE envelope")
+    _one_line_error(
+        veritrain("verify", uri, "--attestation", str(tmp_path / "junk.json")),
+        1,
+        "not a DSSE envelope",
+    )
 
 
 def _ec_key(tmp_path: Path, curve: ec.EllipticCurve, name: str) -> tuple[Path, Path]:
     key = ec.generate_private_key(curve)
     priv, pub = tmp_path / f"{name}.pem", tmp_path / f"{name}.pub.pem"
-    priv.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    priv.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    pub.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     return priv, pub
 
 
@@ -254,7 +297,9 @@ def test_a_signed_checkpoint_verifies_with_model_signing(tiny_run, tmp_path):
     # Its manifest's digest of the file is the ledger's checkpoint_sha256, which is also the
     # attestation's subject digest: one object.
     assert _signed_resource(bundle) == {
-        "name": ".", "algorithm": "sha256", "digest": end["checkpoint_sha256"],
+        "name": ".",
+        "algorithm": "sha256",
+        "digest": end["checkpoint_sha256"],
     }
     a = veritrain("attest", uri, "--epoch", "1")
     assert a.returncode == 0, a.stderr
@@ -266,7 +311,8 @@ def test_a_signed_checkpoint_verifies_with_model_signing(tiny_run, tmp_path):
     _, other_pub = _ec_key(tmp_path, ec.SECP256R1(), "other")
     with pytest.raises(ValueError):
         verifying.Config().use_elliptic_key_verifier(public_key=other_pub).verify(
-            checkpoint, bundle)
+            checkpoint, bundle
+        )
     tampered = tmp_path / "tampered" / checkpoint.name
     tampered.parent.mkdir()
     data = bytearray(checkpoint.read_bytes())
@@ -277,8 +323,12 @@ def test_a_signed_checkpoint_verifies_with_model_signing(tiny_run, tmp_path):
 
     # Signing again: the store keeps the first bundle; --out writes another (P-384 here).
     before = bundle.read_bytes()
-    _one_line_error(veritrain("sign-checkpoint", uri, "--epoch", "1", "--key", str(priv)), 3,
-                    "signed before", "--out")
+    _one_line_error(
+        veritrain("sign-checkpoint", uri, "--epoch", "1", "--key", str(priv)),
+        3,
+        "signed before",
+        "--out",
+    )
     assert bundle.read_bytes() == before
     p384, p384_pub = _ec_key(tmp_path, ec.SECP384R1(), "p384")
     out = tmp_path / "p384.sig"
@@ -294,14 +344,22 @@ def test_sign_checkpoint_bad_input(tiny_run, unproven_run, tmp_path):
     store, run_id, uri = _copy(tiny_run, tmp_path)
     priv, _ = _ec_key(tmp_path, ec.SECP256R1(), "p256")
     ed = tmp_path / "ed25519.pem"
-    ed.write_bytes(Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    ed.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     k1, _ = _ec_key(tmp_path, ec.SECP256K1(), "k1")
     enc = tmp_path / "encrypted.pem"
-    enc.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(b"secret")))
+    enc.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
     junk = tmp_path / "junk.pem"
     junk.write_text("not a key")
     for key, words in [
@@ -313,19 +371,25 @@ def test_sign_checkpoint_bad_input(tiny_run, unproven_run, tmp_path):
     ]:
         r = veritrain("sign-checkpoint", uri, "--epoch", "1", "--key", str(key))
         _one_line_error(r, 2, f"--key {key}", *words)
-    _one_line_error(veritrain("sign-checkpoint", uri, "--epoch", "5", "--key", str(priv)), 2,
-                    "--epoch 5")
+    _one_line_error(
+        veritrain("sign-checkpoint", uri, "--epoch", "5", "--key", str(priv)), 2, "--epoch 5"
+    )
     other_store, other_id = unproven_run
-    r = veritrain("sign-checkpoint", f"{other_store}/runs/{other_id}", "--epoch", "0",
-                  "--key", str(priv))
+    r = veritrain(
+        "sign-checkpoint", f"{other_store}/runs/{other_id}", "--epoch", "0", "--key", str(priv)
+    )
     _one_line_error(r, 2, "committed, not proven")
     # A changed end checkpoint: verification fails, nothing is signed.
     end = store / _epoch_body(store, run_id, 1)["checkpoint"]["checkpoint"]
     data = bytearray(end.read_bytes())
     data[-1] ^= 1
     end.write_bytes(data)
-    _one_line_error(veritrain("sign-checkpoint", uri, "--epoch", "1", "--key", str(priv)), 1,
-                    "epoch 1", "checkpoint")
+    _one_line_error(
+        veritrain("sign-checkpoint", uri, "--epoch", "1", "--key", str(priv)),
+        1,
+        "epoch 1",
+        "checkpoint",
+    )
     assert not (store / "runs" / run_id / "attestations").exists()
 
 
@@ -338,8 +402,9 @@ def test_attest_and_sign_on_s3(tiny_run, moto_s3, monkeypatch, tmp_path):  # noq
     client = moto_s3.client()
     for path in sorted(store.rglob("*")):
         if path.is_file():
-            client.put_object(Bucket=bucket, Key=f"team/{path.relative_to(store)}",
-                              Body=path.read_bytes())
+            client.put_object(
+                Bucket=bucket, Key=f"team/{path.relative_to(store)}", Body=path.read_bytes()
+            )
     uri = f"s3://{bucket}/team/runs/{run_id}"
     r = veritrain("attest", uri, "--epoch", "1")
     assert r.returncode == 0, r.stderr
@@ -347,8 +412,12 @@ def test_attest_and_sign_on_s3(tiny_run, moto_s3, monkeypatch, tmp_path):  # noq
     assert attestation.startswith(f"{uri}/attestations/epoch-000001.")
     r = veritrain("verify", uri, "--attestation", attestation)
     assert r.returncode == 0, r.stdout + r.stderr
-    _one_line_error(veritrain("verify", uri, "--attestation", f"s3://{bucket}/elsewhere.json"), 2,
-                    "--attestation", "neither a local file nor an object under")
+    _one_line_error(
+        veritrain("verify", uri, "--attestation", f"s3://{bucket}/elsewhere.json"),
+        2,
+        "--attestation",
+        "neither a local file nor an object under",
+    )
 
     priv, pub = _ec_key(tmp_path, ec.SECP521R1(), "p521")
     r = veritrain("sign-checkpoint", uri, "--epoch", "1", "--key", str(priv))

@@ -147,8 +147,13 @@ except VerificationFailed as e:
 print(json.dumps([ok["ok"], audit["ok"], failed]))
 """
     r = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=600,
-        check=False, env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        check=False,
+        env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
     )
     assert r.returncode == 0, r.stderr[-3000:]
     ok, audit, failed = json.loads(r.stdout.strip().splitlines()[-1])

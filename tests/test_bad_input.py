@@ -29,7 +29,7 @@ SPEC: dict[str, Any] = {
 }
 
 # A module for the `import` model kind, on the subprocess's PYTHONPATH.
-FACTORIES = '''
+FACTORIES = """
 import torch
 
 def one_arg(n):
@@ -48,7 +48,7 @@ def raises(in_features, classes):
     raise ValueError("no such layer")
 
 answer = 42
-'''
+"""
 BROKEN_MODULE = "raise RuntimeError('import-time failure')\n"
 
 
@@ -68,96 +68,264 @@ def run_case(*argv: str) -> tuple[str, ...]:
 
 CASES = [
     # -- the spec --------------------------------------------------------------------------------
-    Case("spec-not-utf8", run_case(), 2, ("{spec}", "not UTF-8", "0xe9"),
-         spec=b"epochs: 1\n# caf\xe9\n"),
-    Case("epochs-beyond-u64", run_case(), 2, ("{spec}", "epochs", "18446744073709551615"),
-         spec={"epochs": 10**30}),
-    Case("steps-beyond-u64", run_case(), 2, ("{spec}", "epochs", "u64"),
-         spec={"epochs": 2**64 - 1}),
-    Case("batch-beyond-u32", run_case(), 2, ("{spec}", "batch_size", "4294967295"),
-         spec={"batch_size": 2**40}),
-    Case("batch-larger-than-dataset", run_case(), 2, ("{spec}", "batch_size", "64 samples"),
-         spec={"batch_size": 100}),
-    Case("infinite-challenge-window", run_case(), 2, ("{spec}", "challenge_window", "finite"),
-         spec={"challenge_window": float("inf")}),
-    Case("negative-dataset-seed", run_case(), 2, ("{spec}", "dataset.synthetic.seed"),
-         spec={"dataset": {"kind": "synthetic", "seed": -1}}),
-    Case("dataset-file-missing", run_case(), 2, ("{spec}", "{tmp}/nowhere.npz", "No such file"),
-         spec={"dataset": {"kind": "file", "path": "{tmp}/nowhere.npz"}}),
-    Case("dataset-file-garbage", run_case(), 2, ("{spec}", "{tmp}/garbage.npz", "not a dataset"),
-         spec={"dataset": {"kind": "file", "path": "{tmp}/garbage.npz"}}),
-    Case("dataset-file-without-y", run_case(), 2, ("{spec}", "{tmp}/only-x.npz", "no array 'y'"),
-         spec={"dataset": {"kind": "file", "path": "{tmp}/only-x.npz"}}),
-    Case("factory-module-missing", run_case(), 2, ("{spec}", "model.factory", "cannot import"),
-         spec={"model": {"kind": "import", "factory": "no_such_module_vt:f"}}),
-    Case("factory-module-raises", run_case(), 2, ("model.factory", "import-time failure"),
-         spec={"model": {"kind": "import", "factory": "vt_broken:f"}}),
-    Case("factory-not-callable", run_case(), 2, ("model.factory", "not callable"),
-         spec={"model": {"kind": "import", "factory": "vt_factories:answer"}}),
-    Case("factory-wrong-signature", run_case(), 2, ("model.factory", "cannot be called as"),
-         spec={"model": {"kind": "import", "factory": "vt_factories:one_arg"}}),
-    Case("factory-bad-kwargs", run_case(), 2, ("model.factory", "cannot be called as", "depth"),
-         spec={"model": {"kind": "import", "factory": "vt_factories:raises",
-                         "kwargs": {"depth": 3}}}),
-    Case("factory-raises", run_case(), 2, ("model.factory", "ValueError", "no such layer"),
-         spec={"model": {"kind": "import", "factory": "vt_factories:raises"}}),
-    Case("factory-returns-no-module", run_case(), 2, ("model.factory", "not a torch Module"),
-         spec={"model": {"kind": "import", "factory": "vt_factories:not_a_module"}}),
-    Case("model-input-width", run_case(), 2, ("{spec}", "forward pass", "shapes"),
-         spec={"model": {"kind": "import", "factory": "vt_factories:wrong_width"}}),
-    Case("model-output-shape", run_case(), 2, ("{spec}", "logits of shape (16, 4)"),
-         spec={"model": {"kind": "import", "factory": "vt_factories:wrong_output"}}),
-    Case("model-too-large", run_case(), 2, ("{spec}", "model", "GiB", "available"),
-         spec={"model": {"kind": "mlp", "hidden": [10**12]}}),
-    Case("spec-store-file-scheme", ("run", "{spec}"), 2, ("{spec}", "store", "file://"),
-         spec={"store": "file://{tmp}/s"}),
+    Case(
+        "spec-not-utf8",
+        run_case(),
+        2,
+        ("{spec}", "not UTF-8", "0xe9"),
+        spec=b"epochs: 1\n# caf\xe9\n",
+    ),
+    Case(
+        "epochs-beyond-u64",
+        run_case(),
+        2,
+        ("{spec}", "epochs", "18446744073709551615"),
+        spec={"epochs": 10**30},
+    ),
+    Case(
+        "steps-beyond-u64", run_case(), 2, ("{spec}", "epochs", "u64"), spec={"epochs": 2**64 - 1}
+    ),
+    Case(
+        "batch-beyond-u32",
+        run_case(),
+        2,
+        ("{spec}", "batch_size", "4294967295"),
+        spec={"batch_size": 2**40},
+    ),
+    Case(
+        "batch-larger-than-dataset",
+        run_case(),
+        2,
+        ("{spec}", "batch_size", "64 samples"),
+        spec={"batch_size": 100},
+    ),
+    Case(
+        "infinite-challenge-window",
+        run_case(),
+        2,
+        ("{spec}", "challenge_window", "finite"),
+        spec={"challenge_window": float("inf")},
+    ),
+    Case(
+        "negative-dataset-seed",
+        run_case(),
+        2,
+        ("{spec}", "dataset.synthetic.seed"),
+        spec={"dataset": {"kind": "synthetic", "seed": -1}},
+    ),
+    Case(
+        "dataset-file-missing",
+        run_case(),
+        2,
+        ("{spec}", "{tmp}/nowhere.npz", "No such file"),
+        spec={"dataset": {"kind": "file", "path": "{tmp}/nowhere.npz"}},
+    ),
+    Case(
+        "dataset-file-garbage",
+        run_case(),
+        2,
+        ("{spec}", "{tmp}/garbage.npz", "not a dataset"),
+        spec={"dataset": {"kind": "file", "path": "{tmp}/garbage.npz"}},
+    ),
+    Case(
+        "dataset-file-without-y",
+        run_case(),
+        2,
+        ("{spec}", "{tmp}/only-x.npz", "no array 'y'"),
+        spec={"dataset": {"kind": "file", "path": "{tmp}/only-x.npz"}},
+    ),
+    Case(
+        "factory-module-missing",
+        run_case(),
+        2,
+        ("{spec}", "model.factory", "cannot import"),
+        spec={"model": {"kind": "import", "factory": "no_such_module_vt:f"}},
+    ),
+    Case(
+        "factory-module-raises",
+        run_case(),
+        2,
+        ("model.factory", "import-time failure"),
+        spec={"model": {"kind": "import", "factory": "vt_broken:f"}},
+    ),
+    Case(
+        "factory-not-callable",
+        run_case(),
+        2,
+        ("model.factory", "not callable"),
+        spec={"model": {"kind": "import", "factory": "vt_factories:answer"}},
+    ),
+    Case(
+        "factory-wrong-signature",
+        run_case(),
+        2,
+        ("model.factory", "cannot be called as"),
+        spec={"model": {"kind": "import", "factory": "vt_factories:one_arg"}},
+    ),
+    Case(
+        "factory-bad-kwargs",
+        run_case(),
+        2,
+        ("model.factory", "cannot be called as", "depth"),
+        spec={
+            "model": {"kind": "import", "factory": "vt_factories:raises", "kwargs": {"depth": 3}}
+        },
+    ),
+    Case(
+        "factory-raises",
+        run_case(),
+        2,
+        ("model.factory", "ValueError", "no such layer"),
+        spec={"model": {"kind": "import", "factory": "vt_factories:raises"}},
+    ),
+    Case(
+        "factory-returns-no-module",
+        run_case(),
+        2,
+        ("model.factory", "not a torch Module"),
+        spec={"model": {"kind": "import", "factory": "vt_factories:not_a_module"}},
+    ),
+    Case(
+        "model-input-width",
+        run_case(),
+        2,
+        ("{spec}", "forward pass", "shapes"),
+        spec={"model": {"kind": "import", "factory": "vt_factories:wrong_width"}},
+    ),
+    Case(
+        "model-output-shape",
+        run_case(),
+        2,
+        ("{spec}", "logits of shape (16, 4)"),
+        spec={"model": {"kind": "import", "factory": "vt_factories:wrong_output"}},
+    ),
+    Case(
+        "model-too-large",
+        run_case(),
+        2,
+        ("{spec}", "model", "GiB", "available"),
+        spec={"model": {"kind": "mlp", "hidden": [10**12]}},
+    ),
+    Case(
+        "spec-store-file-scheme",
+        ("run", "{spec}"),
+        2,
+        ("{spec}", "store", "file://"),
+        spec={"store": "file://{tmp}/s"},
+    ),
     # -- the flags -------------------------------------------------------------------------------
     Case("run-id-empty", run_case("--run-id", ""), 2, ("--run-id", "1-32 characters")),
     Case("run-id-dot", run_case("--run-id", "."), 2, ("--run-id", "other than . and ..")),
     Case("run-id-dot-dot", run_case("--run-id", ".."), 2, ("--run-id", "other than . and ..")),
     Case("store-empty", ("run", "{spec}", "--store", ""), 2, ("--store", "empty")),
-    Case("store-s3-no-bucket", ("run", "{spec}", "--store", "s3://"), 2,
-         ("--store", "no bucket name")),
-    Case("store-s3-empty-bucket", ("run", "{spec}", "--store", "s3:///x"), 2,
-         ("--store", "s3:///x", "no bucket name")),
-    Case("store-s3-bad-bucket", ("run", "{spec}", "--store", "s3://a b/x"), 2,
-         ("--store", "bucket name 'a b'")),
-    Case("store-s3-dot-prefix", ("run", "{spec}", "--store", "s3://b/../x"), 2,
-         ("--store", "'..' segment")),
-    Case("store-file-scheme", ("run", "{spec}", "--store", "file://"), 2,
-         ("--store", "unsupported URI scheme file://")),
-    Case("store-gs-scheme", ("run", "{spec}", "--store", "gs://bucket/x"), 2,
-         ("--store", "unsupported URI scheme gs://")),
-    Case("store-http-scheme", ("run", "{spec}", "--store", "http://127.0.0.1:9/x"), 2,
-         ("--store", "unsupported URI scheme http://")),
-    Case("store-is-a-file", ("run", "{spec}", "--store", "{tmp}/a-file/store"), 3,
-         ("{tmp}/a-file", "not a folder")),
+    Case(
+        "store-s3-no-bucket",
+        ("run", "{spec}", "--store", "s3://"),
+        2,
+        ("--store", "no bucket name"),
+    ),
+    Case(
+        "store-s3-empty-bucket",
+        ("run", "{spec}", "--store", "s3:///x"),
+        2,
+        ("--store", "s3:///x", "no bucket name"),
+    ),
+    Case(
+        "store-s3-bad-bucket",
+        ("run", "{spec}", "--store", "s3://a b/x"),
+        2,
+        ("--store", "bucket name 'a b'"),
+    ),
+    Case(
+        "store-s3-dot-prefix",
+        ("run", "{spec}", "--store", "s3://b/../x"),
+        2,
+        ("--store", "'..' segment"),
+    ),
+    Case(
+        "store-file-scheme",
+        ("run", "{spec}", "--store", "file://"),
+        2,
+        ("--store", "unsupported URI scheme file://"),
+    ),
+    Case(
+        "store-gs-scheme",
+        ("run", "{spec}", "--store", "gs://bucket/x"),
+        2,
+        ("--store", "unsupported URI scheme gs://"),
+    ),
+    Case(
+        "store-http-scheme",
+        ("run", "{spec}", "--store", "http://127.0.0.1:9/x"),
+        2,
+        ("--store", "unsupported URI scheme http://"),
+    ),
+    Case(
+        "store-is-a-file",
+        ("run", "{spec}", "--store", "{tmp}/a-file/store"),
+        3,
+        ("{tmp}/a-file", "not a folder"),
+    ),
     # -- run URIs of the other commands ----------------------------------------------------------
-    Case("verify-not-a-run-uri", ("verify", "not-a-run-uri"), 2,
-         ("RUN_URI", "<store>/runs/<run_id>")),
-    Case("verify-run-id-dot-dot", ("verify", "{tmp}/runs/.."), 2,
-         ("RUN_URI", "other than . and ..")),
-    Case("verify-s3-empty-bucket", ("verify", "s3:///x/runs/r"), 2,
-         ("RUN_URI", "no bucket name")),
-    Case("verify-file-scheme", ("verify", "file://{tmp}/runs/r"), 2,
-         ("RUN_URI", "unsupported URI scheme file://")),
+    Case(
+        "verify-not-a-run-uri", ("verify", "not-a-run-uri"), 2, ("RUN_URI", "<store>/runs/<run_id>")
+    ),
+    Case(
+        "verify-run-id-dot-dot", ("verify", "{tmp}/runs/.."), 2, ("RUN_URI", "other than . and ..")
+    ),
+    Case("verify-s3-empty-bucket", ("verify", "s3:///x/runs/r"), 2, ("RUN_URI", "no bucket name")),
+    Case(
+        "verify-file-scheme",
+        ("verify", "file://{tmp}/runs/r"),
+        2,
+        ("RUN_URI", "unsupported URI scheme file://"),
+    ),
     Case("status-gs-scheme", ("status", "gs://b/runs/r"), 2, ("RUN_URI", "gs://")),
-    Case("audit-s3-no-bucket", ("audit", "s3:///runs/r", "--epoch", "0", "--out", "{tmp}/a"), 2,
-         ("RUN_URI", "no bucket name")),
-    Case("report-gs-scheme", ("report", "gs://b/runs/r", "--out", "{tmp}/r"), 2,
-         ("RUN_URI", "gs://")),
-    Case("report-out-is-a-file", ("report", "{store}/runs/r", "--out", "{tmp}/a-file"), 2,
-         ("--out", "{tmp}/a-file", "not a folder")),
-    Case("report-out-under-a-file", ("report", "{store}/runs/r", "--out", "{tmp}/a-file/r"), 2,
-         ("--out", "{tmp}/a-file", "not a folder")),
-    Case("report-no-such-run", ("report", "{store}/runs/r", "--out", "{tmp}/r"), 3,
-         ("{store}/runs/r", "no such run")),
-    Case("challenge-run-id-empty", ("challenge", "{tmp}/runs/"), 2,
-         ("RUN_URI", "<store>/runs/<run_id>")),
-    Case("check-fraud-proof-http", ("check-fraud-proof", "http://h/runs/r", "0" * 32), 2,
-         ("RUN_URI", "http://")),
-    Case("demo-file-scheme", ("demo", "--store", "file://"), 2,
-         ("--store", "unsupported URI scheme file://")),
+    Case(
+        "audit-s3-no-bucket",
+        ("audit", "s3:///runs/r", "--epoch", "0", "--out", "{tmp}/a"),
+        2,
+        ("RUN_URI", "no bucket name"),
+    ),
+    Case(
+        "report-gs-scheme", ("report", "gs://b/runs/r", "--out", "{tmp}/r"), 2, ("RUN_URI", "gs://")
+    ),
+    Case(
+        "report-out-is-a-file",
+        ("report", "{store}/runs/r", "--out", "{tmp}/a-file"),
+        2,
+        ("--out", "{tmp}/a-file", "not a folder"),
+    ),
+    Case(
+        "report-out-under-a-file",
+        ("report", "{store}/runs/r", "--out", "{tmp}/a-file/r"),
+        2,
+        ("--out", "{tmp}/a-file", "not a folder"),
+    ),
+    Case(
+        "report-no-such-run",
+        ("report", "{store}/runs/r", "--out", "{tmp}/r"),
+        3,
+        ("{store}/runs/r", "no such run"),
+    ),
+    Case(
+        "challenge-run-id-empty",
+        ("challenge", "{tmp}/runs/"),
+        2,
+        ("RUN_URI", "<store>/runs/<run_id>"),
+    ),
+    Case(
+        "check-fraud-proof-http",
+        ("check-fraud-proof", "http://h/runs/r", "0" * 32),
+        2,
+        ("RUN_URI", "http://"),
+    ),
+    Case(
+        "demo-file-scheme",
+        ("demo", "--store", "file://"),
+        2,
+        ("--store", "unsupported URI scheme file://"),
+    ),
     Case("demo-s3-no-bucket", ("demo", "--store", "s3://"), 2, ("--store", "no bucket name")),
 ]
 
@@ -175,8 +343,13 @@ def _fill_spec(spec: Any, tmp: Path) -> Any:
 def cli(argv: list[str], tmp: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp / "modules"), str(ROOT)])}
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *argv], cwd=tmp, env=env, capture_output=True,
-        text=True, timeout=timeout, check=False,
+        [sys.executable, "-m", "flows.cli", *argv],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

@@ -76,9 +76,19 @@ def _run(spec, tmp_path, run_id, **env_extra):
     path.write_text(yaml.safe_dump(spec))
     env = {**os.environ, **env_extra}
     return subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "crash_runner.py"), str(path), str(tmp_path / "store"),
-         run_id],
-        check=False, env=env, capture_output=True, text=True, cwd=ROOT, timeout=600,
+        [
+            sys.executable,
+            str(ROOT / "tests" / "crash_runner.py"),
+            str(path),
+            str(tmp_path / "store"),
+            run_id,
+        ],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
 
 

@@ -32,7 +32,8 @@ def test_deployment_runs_on_a_process_worker(prefect_server, tmp_path):
         trigger = (
             "import json, sys\n"
             "from prefect.deployments import run_deployment\n"
-            "fr = run_deployment('veritrain-train/tiny', timeout=600, parameters=json.loads(sys.argv[1]))\n"
+            "fr = run_deployment('veritrain-train/tiny', timeout=600,\n"
+            "                    parameters=json.loads(sys.argv[1]))\n"
             "print(fr.state.type.value)\n"
         )
         params = json.dumps({"spec": spec, "store": str(store), "run_id": "deployed"})

@@ -48,13 +48,15 @@ def test_part_keys_sort_by_epoch_and_name_their_segments():
     assert part_receipt_key(prefix, 2, 3) == f"{prefix}/segment-0002.receipt"
     assert part_receipt_key(prefix, 0, 4) == f"{prefix}/join-0000-0004.receipt"
     assert execution_prefix("r", 3, None, "0123456789abcdef").startswith(
-        "runs/r/proving/epoch-000003/po2-default/")
+        "runs/r/proving/epoch-000003/po2-default/"
+    )
     assert proving_prefix("r", 9, 16) < proving_prefix("r", 10, 16)
 
 
 def test_a_segment_size_risc0_cannot_lift_is_a_usage_error(tmp_path):
-    r = veritrain("run", str(ROOT / "examples" / "tiny.yaml"), "--store", str(tmp_path),
-                  "--segment-po2", "13")
+    r = veritrain(
+        "run", str(ROOT / "examples" / "tiny.yaml"), "--store", str(tmp_path), "--segment-po2", "13"
+    )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "veritrain: --segment-po2: 13 is not a segment size risc0 can lift (log2 of cycles, 14..22)"
@@ -66,25 +68,58 @@ def test_a_prove_pool_needs_a_prefect_server(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
     r = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", str(ROOT / "examples" / "tiny.yaml"),
-         "--store", str(tmp_path / "store"), "--prove-pool", "prove"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            str(ROOT / "examples" / "tiny.yaml"),
+            "--store",
+            str(tmp_path / "store"),
+            "--prove-pool",
+            "prove",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [(
-        "veritrain: --prove-pool prove: PREFECT_API_URL is not set; point it at the Prefect "
-        "server the pool's workers poll"
-    )]
+    assert r.stderr.strip().splitlines() == [
+        (
+            "veritrain: --prove-pool prove: PREFECT_API_URL is not set; point it at the Prefect "
+            "server the pool's workers poll"
+        )
+    ]
     assert not (tmp_path / "store").exists()
 
 
 def test_a_pool_without_the_deployments_fails_naming_them(prefect_server, tmp_path):
     store = tmp_path / "store"
     r = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", str(ROOT / "examples" / "tiny.yaml"),
-         "--store", str(store), "--run-id", "no-pool", "--prove-pool", "nowhere",
-         "--segment-po2", str(PO2)],
-        env=prefect_server, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            str(ROOT / "examples" / "tiny.yaml"),
+            "--store",
+            str(store),
+            "--run-id",
+            "no-pool",
+            "--prove-pool",
+            "nowhere",
+            "--segment-po2",
+            str(PO2),
+        ],
+        env=prefect_server,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert r.returncode == 3, r.stderr[-3000:]
     assert r.stderr.strip().splitlines()[-1] == (
@@ -114,27 +149,60 @@ def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
     r = run(sys.executable, "-m", "flows.cli", "deploy-prove", "--pool", "prove")
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.splitlines()[-3:] == [
-        "veritrain-prove-segment/prove", "veritrain-prove-join/prove", "veritrain-prove/prove"
+        "veritrain-prove-segment/prove",
+        "veritrain-prove-join/prove",
+        "veritrain-prove/prove",
     ]
     logs = {name: tmp_path / f"{name}.log" for name in ("worker-a", "worker-b")}
     with (
-        process_worker({**env, proving.PROVER_ENV: "worker-a"}, "prove", logs["worker-a"],
-                       "--name", "worker-a", "--limit", "1"),
-        process_worker({**env, proving.PROVER_ENV: "worker-b"}, "prove", logs["worker-b"],
-                       "--name", "worker-b", "--limit", "1"),
+        process_worker(
+            {**env, proving.PROVER_ENV: "worker-a"},
+            "prove",
+            logs["worker-a"],
+            "--name",
+            "worker-a",
+            "--limit",
+            "1",
+        ),
+        process_worker(
+            {**env, proving.PROVER_ENV: "worker-b"},
+            "prove",
+            logs["worker-b"],
+            "--name",
+            "worker-b",
+            "--limit",
+            "1",
+        ),
     ):
-        r = run(sys.executable, "-m", "flows.cli", "run", str(ROOT / "examples" / "tiny.yaml"),
-                "--store", str(store), "--run-id", "pooled", "--prove-pool", "prove",
-                "--segment-po2", str(PO2), timeout=3600)
-    assert r.returncode == 0, r.stderr[-3000:] + "".join(p.read_text()[-2000:] for p in logs.values())
+        r = run(
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            str(ROOT / "examples" / "tiny.yaml"),
+            "--store",
+            str(store),
+            "--run-id",
+            "pooled",
+            "--prove-pool",
+            "prove",
+            "--segment-po2",
+            str(PO2),
+            timeout=3600,
+        )
+    assert r.returncode == 0, r.stderr[-3000:] + "".join(
+        p.read_text()[-2000:] for p in logs.values()
+    )
 
     s = LocalStore(store)
     provers = {}
     for epoch in (0, 1):
         ex = proving.load_execution(s, "pooled", epoch, PO2)
         assert len(ex.segments) >= 2
-        notes = [json.loads(s.read(prover_note_key(part_receipt_key(ex.prefix, k, k + 1))))
-                 for k in range(len(ex.segments))]
+        notes = [
+            json.loads(s.read(prover_note_key(part_receipt_key(ex.prefix, k, k + 1))))
+            for k in range(len(ex.segments))
+        ]
         assert [n["segment"] for n in notes] == list(range(len(ex.segments)))
         provers[epoch] = {n["prover"] for n in notes}
         assert s.exists(part_receipt_key(ex.prefix, 0, len(ex.segments)))

@@ -103,10 +103,10 @@ def test_segments_prove_apart_join_in_order_and_resolve_only_with_their_predeces
     trained, proven
 ):
     """Epoch 1 of the trained run cut into segments of 2^16 cycles (three; at 2^14 there would be
-    about twenty, each a recursion proof), each proven on its own and joined as a tree, with no receipt of epoch 0 yet: a receipt
-    conditional on epoch 0's claim. Joining out of order, finishing without resolving the
-    assumption, and resolving it with a receipt of another claim are all refused. (The
-    successful finish is in the tiny run and tests/test_prove_pool.py.)"""
+    about twenty, each a recursion proof), each proven on its own and joined as a tree, with no
+    receipt of epoch 0 yet: a receipt conditional on epoch 0's claim. Joining out of order,
+    finishing without resolving the assumption, and resolving it with a receipt of another claim
+    are all refused. (The successful finish is in the tiny run and tests/test_prove_pool.py.)"""
     claim, prev, records = _epoch(trained, 1)
     ex = prover.execute_epoch(epoch_input(claim, prev, records), po2=16)
     assert len(ex.segments) >= 2

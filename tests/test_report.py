@@ -52,8 +52,9 @@ class _Dom(HTMLParser):
             el["text"] += data
 
     def find(self, tag: str, within: str | None = None) -> list[dict]:
-        return [e for e in self.elements
-                if e["tag"] == tag and (within is None or within in e["ids"])]
+        return [
+            e for e in self.elements if e["tag"] == tag and (within is None or within in e["ids"])
+        ]
 
     def by_id(self, id_: str) -> dict:
         (el,) = [e for e in self.elements if e["attrs"].get("id") == id_]
@@ -64,9 +65,19 @@ def _chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     assert CHROMIUM, "chromium is not installed (scripts/test.sh installs it)"
     return subprocess.run(
         # --no-sandbox: the tests may run as root, where Chromium's sandbox refuses to start.
-        [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
-         f"--user-data-dir={cwd / 'chromium-profile'}", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=180, check=False,
+        [
+            CHROMIUM,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={cwd / 'chromium-profile'}",
+            *args,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
 
 
@@ -157,7 +168,7 @@ def test_report_of_a_proven_run_renders_in_chromium(tiny_run, tmp_path):
 def _cells(dom: _Dom, row: dict) -> list[dict]:
     i = dom.elements.index(row)
     cells = []
-    for el in dom.elements[i + 1:]:
+    for el in dom.elements[i + 1 :]:
         if el["tag"] == "tr":
             break
         if el["tag"] == "td":
@@ -256,8 +267,14 @@ def test_report_imports_neither_torch_nor_prefect(unproven_run, tmp_path):
         "assert rc == 0, rc\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'prefect')))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "[]"
 
@@ -288,7 +305,8 @@ def test_the_training_flow_publishes_the_report_as_a_markdown_artifact(
     assert artifact["type"] == "markdown"
     md = artifact["data"]
     assert re.findall(r"^\| (\d+) \| \d+\.\.\d+ \| (\w+) \|", md, re.MULTILINE) == [
-        ("0", "final"), ("1", "final")
+        ("0", "final"),
+        ("1", "final"),
     ]
     inline = re.findall(r"!\[[^\]]*\]\(data:image/png;base64,([^)]+)\)", md)
     assert len(inline) == 3
@@ -311,12 +329,15 @@ def test_report_on_s3_shows_the_server_times(tiny_run, moto_s3, monkeypatch, tmp
     r = _report(uri, out)
     assert r.returncode == 0, r.stderr
     md = (out / "report.md").read_text()
-    rows = re.findall(r"^\| (\d+) \| [^|]+ \| (\w+) \| ([^|]+) \| [^|]+ \| ([^|]+) \|", md,
-                      re.MULTILINE)
+    rows = re.findall(
+        r"^\| (\d+) \| [^|]+ \| (\w+) \| ([^|]+) \| [^|]+ \| ([^|]+) \|", md, re.MULTILINE
+    )
     assert [(e, status) for e, status, _, _ in rows] == [("0", "final"), ("1", "final")]
-    ledger = {json.loads(p.read_text())["body"].get("epoch"): p.name
-              for p in sorted((src / "runs" / run_id / "ledger").iterdir())
-              if json.loads(p.read_text())["kind"] == "epoch"}
+    ledger = {
+        json.loads(p.read_text())["body"].get("epoch"): p.name
+        for p in sorted((src / "runs" / run_id / "ledger").iterdir())
+        if json.loads(p.read_text())["kind"] == "epoch"
+    }
     for e, _, committed, stored in rows:
         head = client.head_object(Bucket=bucket, Key=f"p/runs/{run_id}/ledger/{ledger[int(e)]}")
         assert committed.strip() == head["LastModified"].strftime("%Y-%m-%d %H:%M:%SZ")

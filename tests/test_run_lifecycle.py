@@ -39,8 +39,12 @@ PROGRESS_TIMEOUT = 600
 
 def _start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -87,13 +91,15 @@ def _stop(proc: subprocess.Popen, signum: int) -> tuple[str, str, set[int]]:
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        pytest.fail(f"still running {STOP_TIMEOUT} s after {signal.Signals(signum).name}: "
-                    f"{err[-2000:]}")
+        pytest.fail(
+            f"still running {STOP_TIMEOUT} s after {signal.Signals(signum).name}: {err[-2000:]}"
+        )
     return out, err, children
 
 
-def _assert_stopped(err: str, code: int, expected: int, name: str, children: set[int],
-                    store: Path) -> None:
+def _assert_stopped(
+    err: str, code: int, expected: int, name: str, children: set[int], store: Path
+) -> None:
     assert code == expected, (code, err[-3000:])
     assert err.strip().splitlines()[-1] == (
         f"veritrain: stopped by {name}; rerun the same command to resume"
@@ -135,8 +141,9 @@ def test_stop_mid_training_then_resume(tmp_path, signum, code):
 def test_sigint_mid_proving_then_resume(tmp_path):
     """The proof runs inside the native extension for minutes; the run stops all the same."""
     store = tmp_path / "store"
-    proc = _start("run", str(ROOT / "examples" / "tiny.yaml"), "--store", str(store),
-                  "--run-id", "prove-stop")
+    proc = _start(
+        "run", str(ROOT / "examples" / "tiny.yaml"), "--store", str(store), "--run-id", "prove-stop"
+    )
     run = store / "runs" / "prove-stop"
     # Epoch 0 is committed and its proof (minutes on 2 cores) has not finished.
     _wait_for(proc, lambda: (run / "records" / "epoch-000001.bin").exists(), "epoch 1's records")
@@ -145,8 +152,15 @@ def test_sigint_mid_proving_then_resume(tmp_path):
     _assert_stopped(err, proc.returncode, 130, "SIGINT", children, store)
     assert not list((run / "receipts").glob("*.receipt"))
 
-    r = veritrain("run", str(ROOT / "examples" / "tiny.yaml"), "--store", str(store),
-                  "--run-id", "prove-stop", "--verify")
+    r = veritrain(
+        "run",
+        str(ROOT / "examples" / "tiny.yaml"),
+        "--store",
+        str(store),
+        "--run-id",
+        "prove-stop",
+        "--verify",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "run prove-stop: verified" in r.stdout
     assert len(list((run / "receipts").glob("*.receipt"))) == 2
@@ -171,8 +185,9 @@ def test_run_with_every_core_busy(tmp_path):
     spec = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text()) | {"finalize_every": 0}
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     with _busy_cores():
-        r = veritrain("run", str(tmp_path / "spec.yaml"), "--store", str(tmp_path / "store"),
-                      timeout=1800)
+        r = veritrain(
+            "run", str(tmp_path / "spec.yaml"), "--store", str(tmp_path / "store"), timeout=1800
+        )
     assert r.returncode == 0, r.stderr[-3000:]
     uri = r.stdout.strip().splitlines()[-1]
     r = veritrain("verify", uri)
@@ -183,8 +198,13 @@ def test_prefect_server_that_does_not_start_in_time(tmp_path):
     """A wait that runs out (here: no wait at all) is one line naming the setting, exit 3."""
     spec = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text()) | {"finalize_every": 0}
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    proc = _start("run", str(tmp_path / "spec.yaml"), "--store", str(tmp_path / "store"),
-                  env={"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0"})
+    proc = _start(
+        "run",
+        str(tmp_path / "spec.yaml"),
+        "--store",
+        str(tmp_path / "store"),
+        env={"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0"},
+    )
     _out, err = proc.communicate(timeout=STOP_TIMEOUT * 5)
     assert proc.returncode == 3, err[-3000:]
     last = err.strip().splitlines()[-1]

@@ -28,7 +28,11 @@ SPEC = {
 def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -50,8 +54,17 @@ def test_cli_run_and_verify_on_an_object_lock_bucket(moto_s3, monkeypatch, tmp_p
 
 def _runner(spec_path, store_uri):
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "crash_runner.py"), str(spec_path), store_uri, "kill"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(ROOT / "tests" / "crash_runner.py"),
+            str(spec_path),
+            store_uri,
+            "kill",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -63,9 +76,17 @@ def test_server_killed_mid_run_then_resume(s3s_fs_own, monkeypatch, tmp_path):  
     spec_path.write_text(yaml.safe_dump(SPEC))
     # Reference: the same spec, uninterrupted, on a local folder.
     ref = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "crash_runner.py"), str(spec_path),
-         str(tmp_path / "local"), "kill"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            str(ROOT / "tests" / "crash_runner.py"),
+            str(spec_path),
+            str(tmp_path / "local"),
+            "kill",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert ref.returncode == 0, ref.stderr
     proc = _runner(spec_path, f"s3://{bucket}")
@@ -81,9 +102,17 @@ def test_server_killed_mid_run_then_resume(s3s_fs_own, monkeypatch, tmp_path):  
     assert err.strip().count("\n") == 0 and "StorageError" in err and f"s3://{bucket}" in err, err
     server.start()
     r = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "crash_runner.py"), str(spec_path), f"s3://{bucket}",
-         "kill"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            str(ROOT / "tests" / "crash_runner.py"),
+            str(spec_path),
+            f"s3://{bucket}",
+            "kill",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert r.returncode == 0, r.stderr
     client = server.client()

@@ -208,7 +208,10 @@ def test_the_wheel_without_extras_verifies_in_a_fresh_venv(wheel, tiny_run, tmp_
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = subprocess.run(
         [str(venv / "bin" / "pip"), "install", "-q", str(wheel)],
-        capture_output=True, text=True, timeout=1200, check=False,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
     )
     assert pip.returncode == 0, pip.stderr[-3000:]
     python = str(venv / "bin" / "python")
@@ -219,7 +222,11 @@ def test_the_wheel_without_extras_verifies_in_a_fresh_venv(wheel, tiny_run, tmp_
     def veritrain(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [str(venv / "bin" / "veritrain"), *args],
-            cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
 
     r = veritrain("verify", uri, "--replayable-profile", _profile_of(store, run_id, tmp_path))

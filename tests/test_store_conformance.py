@@ -142,15 +142,20 @@ def test_empty_object(store):
 
 def test_list_is_sorted_complete_and_scoped_to_the_folder(store):
     keys = [
-        "runs/b/ledger/000000000002.json", "runs/b/ledger/000000000000.json",
-        "runs/b/records/epoch-000000.bin", "runs/b/run.json", "runs/bc/run.json", "runs/a/run.json",
+        "runs/b/ledger/000000000002.json",
+        "runs/b/ledger/000000000000.json",
+        "runs/b/records/epoch-000000.bin",
+        "runs/b/run.json",
+        "runs/bc/run.json",
+        "runs/a/run.json",
     ]
     for k in keys:
         store.create(k, k.encode())
     assert store.list("runs/b") == sorted(k for k in keys if k.startswith("runs/b/"))
     assert store.list("runs/b/") == store.list("runs/b")
     assert store.list("runs/b/ledger") == [
-        "runs/b/ledger/000000000000.json", "runs/b/ledger/000000000002.json",
+        "runs/b/ledger/000000000000.json",
+        "runs/b/ledger/000000000002.json",
     ]
     assert store.list("") == sorted(keys)
     assert store.list("runs/zzz") == []

@@ -93,8 +93,11 @@ def _artifact(store: Path, run_id: str, kind: str, epoch: int) -> Path:
         if body.get("epoch") != epoch:
             continue
         if doc["kind"] == "epoch":
-            key = {"ledger": None, "records": body["records"],
-                   "checkpoint": body["checkpoint"]["checkpoint"]}.get(kind, "")
+            key = {
+                "ledger": None,
+                "records": body["records"],
+                "checkpoint": body["checkpoint"]["checkpoint"],
+            }.get(kind, "")
             if key is None:
                 return path
         elif doc["kind"] == "receipt":
@@ -125,8 +128,12 @@ def _swap(a: Path, b: Path) -> None:
 
 
 # The check that must fail, per artifact kind; a swap between epochs fails it in both epochs.
-EPOCH_CHECK = {"checkpoint": "checkpoint", "records": "records", "receipt": "receipt",
-               "journal": "journal"}
+EPOCH_CHECK = {
+    "checkpoint": "checkpoint",
+    "records": "records",
+    "receipt": "receipt",
+    "journal": "journal",
+}
 
 
 def _expected(kind: str, mutation: str) -> set[tuple]:
@@ -237,8 +244,14 @@ def test_a_receipt_from_another_run_is_refused(tiny_run, unproven_run, tmp_path,
     ls.create(rk, receipt)
     ls.create(jk, json.dumps(claim.journal_json()).encode())
     ledger, entries = open_ledger(ls, Manifest.load(ls, run_id))
-    body = {"epoch": 0, "receipt": rk, "receipt_sha256": sha256_hex(receipt), "journal": jk,
-            "claim_digest": claim_digest(claim), "proven_at": 0}
+    body = {
+        "epoch": 0,
+        "receipt": rk,
+        "receipt_sha256": sha256_hex(receipt),
+        "journal": jk,
+        "claim_digest": claim_digest(claim),
+        "proven_at": 0,
+    }
     ledger.append(load_or_create_key(run_id), "receipt", body, entries)
     code, doc, err = _verify(capsys, store, run_id)
     assert code == 1
@@ -461,9 +474,13 @@ def week_run(tmp_path_factory, tiny_spec) -> tuple[Path, str, dict]:
     store = tmp_path_factory.mktemp("week-store")
     spec = tiny_spec.model_copy(update={"epochs": 1, "challenge_window": WEEK})
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(DeterminismProfile, "current", classmethod(
-            lambda cls, threads: real(threads).model_copy(update={"torch_version": FAKE_TORCH})
-        ))
+        mp.setattr(
+            DeterminismProfile,
+            "current",
+            classmethod(
+                lambda cls, threads: real(threads).model_copy(update={"torch_version": FAKE_TORCH})
+            ),
+        )
         train(open_trainer(spec, LocalStore(store), "week-run"))
     ls = LocalStore(store)
     manifest = Manifest.load(ls, "week-run")
@@ -526,7 +543,10 @@ def test_a_run_no_verifier_can_replay_is_never_plainly_final(week_run, tmp_path,
     code = main(["verify", uri, "--json", "--replayable-profile", str(path)])
     assert code == 0 and json.loads(capsys.readouterr().out)["ok"]
     report = pipeline.verify.verify_run(
-        ls, run_id, now=t0 + WEEK, state=state,
+        ls,
+        run_id,
+        now=t0 + WEEK,
+        state=state,
         replayable=[DeterminismProfile.model_validate(profile)],
     )
     assert report.ok and [e.status for e in report.epochs] == ["final"]
@@ -547,10 +567,12 @@ def test_a_policy_requiring_final_fails_an_epoch_inside_its_window(week_run, tmp
         doc = json.loads(out)
         jsonschema.validate(doc, SCHEMA)
         assert [e["status"] for e in doc["epochs"]] == ["proven"]
-    assert err.splitlines() == [(
-        "veritrain: verification failed: epoch 0: required_status: proven, not final as the "
-        "policy requires: its challenge window has not passed"
-    )]
+    assert err.splitlines() == [
+        (
+            "veritrain: verification failed: epoch 0: required_status: proven, not final as the "
+            "policy requires: its challenge window has not passed"
+        )
+    ]
 
 
 def test_the_run_as_made_is_replayable_here(tiny_run, capsys):
@@ -562,8 +584,11 @@ def test_the_run_as_made_is_replayable_here(tiny_run, capsys):
 
 @pytest.mark.parametrize(
     ("content", "words"),
-    [(None, "cannot read"), ("{", "not JSON"),
-     ('{"torch_version": 1}', "not a determinism profile")],
+    [
+        (None, "cannot read"),
+        ("{", "not JSON"),
+        ('{"torch_version": 1}', "not a determinism profile"),
+    ],
 )
 def test_a_bad_replayable_profile_file_is_a_usage_error(tiny_run, tmp_path, capsys, content, words):
     path = tmp_path / "profile.json"

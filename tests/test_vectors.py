@@ -72,16 +72,15 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
 # --- run id ----------------------------------------------------------------------------------
 
 RUN_ID_LEN = 32
-RUN_ID_CHARS = frozenset(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
-)
+RUN_ID_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
 def encode_run_id(run_id: str) -> bytes:
     raw = run_id.encode("utf-8")
     if not 1 <= len(raw) <= RUN_ID_LEN or not set(raw) <= RUN_ID_CHARS or raw in (b".", b".."):
-        raise ValueError(f"run id {run_id!r} is not 1-32 characters of [A-Za-z0-9._-], "
-                         "other than . and ..")
+        raise ValueError(
+            f"run id {run_id!r} is not 1-32 characters of [A-Za-z0-9._-], other than . and .."
+        )
     return raw.ljust(RUN_ID_LEN, b"\x00")
 
 
@@ -165,8 +164,11 @@ def genesis_hash(run_id: str, start_state: bytes, dataset_root: bytes, seed: int
 
 SCHEDULE_LEN = 40
 KIND_CONSTANT, KIND_STEP_DECAY, KIND_LINEAR_WARMUP = 0, 1, 2
-KIND_NAMES = {KIND_CONSTANT: "constant", KIND_STEP_DECAY: "step_decay",
-              KIND_LINEAR_WARMUP: "linear_warmup"}
+KIND_NAMES = {
+    KIND_CONSTANT: "constant",
+    KIND_STEP_DECAY: "step_decay",
+    KIND_LINEAR_WARMUP: "linear_warmup",
+}
 # kind, reserved, base_lr, step_size, gamma, warmup_steps
 SCHEDULE_STRUCT = struct.Struct("<IIdQdQ")
 assert SCHEDULE_STRUCT.size == SCHEDULE_LEN
@@ -200,11 +202,14 @@ class Schedule:
         # Canonical: reserved and unused fields are zero (compared as bytes, so -0.0 is refused).
         if s.encode() != data:
             raise ValueError("schedule: unused fields must be zero")
-        ok = _finite_positive(base_lr) and {
-            KIND_CONSTANT: True,
-            KIND_STEP_DECAY: step_size > 0 and _finite_positive(gamma),
-            KIND_LINEAR_WARMUP: warmup > 0,
-        }[kind]
+        ok = (
+            _finite_positive(base_lr)
+            and {
+                KIND_CONSTANT: True,
+                KIND_STEP_DECAY: step_size > 0 and _finite_positive(gamma),
+                KIND_LINEAR_WARMUP: warmup > 0,
+            }[kind]
+        )
         if not ok:
             raise ValueError("schedule: rates must be finite and positive, periods non-zero")
         return s
@@ -375,12 +380,16 @@ def tensor_digest(name: str, dtype: str, shape: Sequence[int], data: bytes) -> b
         for i in range(0, len(data), CHUNK_LEN)
     ]
     name_b, dtype_b = name.encode("utf-8"), dtype.encode("utf-8")
-    header = b"".join([
-        struct.pack("<I", len(name_b)), name_b,
-        struct.pack("<I", len(dtype_b)), dtype_b,
-        struct.pack(f"<I{len(shape)}Q", len(shape), *shape),
-        struct.pack("<Q", len(data)),
-    ])
+    header = b"".join(
+        [
+            struct.pack("<I", len(name_b)),
+            name_b,
+            struct.pack("<I", len(dtype_b)),
+            dtype_b,
+            struct.pack(f"<I{len(shape)}Q", len(shape), *shape),
+            struct.pack("<Q", len(data)),
+        ]
+    )
     return tagged(TAG_TENSOR, header, merkle_root(chunks))
 
 
@@ -431,8 +440,11 @@ class EpochInput:
         (count,) = struct.unpack("<I", take(4))
         # Each record travels inside its hash message: tag || 0x00 || record || SHA-256 padding.
         head = TAG_RECORD.encode() + b"\x00"
-        tail = b"\x80" + bytes(SLOT_LEN - len(head) - RECORD_LEN - 9) + struct.pack(
-            ">Q", 8 * (len(head) + RECORD_LEN))
+        tail = (
+            b"\x80"
+            + bytes(SLOT_LEN - len(head) - RECORD_LEN - 9)
+            + struct.pack(">Q", 8 * (len(head) + RECORD_LEN))
+        )
         records = []
         for _ in range(count):
             slot = take(SLOT_LEN)
@@ -447,8 +459,17 @@ class EpochInput:
 def check_link(prev: Claim, c: Claim) -> None:
     same_run = all(
         getattr(prev, f) == getattr(c, f)
-        for f in ("run_id", "dataset_root", "dataset_len", "sampler_seed", "batch_size",
-                  "optimizer_digest", "schedule", "image_id", "guarantees")
+        for f in (
+            "run_id",
+            "dataset_root",
+            "dataset_len",
+            "sampler_seed",
+            "batch_size",
+            "optimizer_digest",
+            "schedule",
+            "image_id",
+            "guarantees",
+        )
     )
     if (
         not same_run
@@ -520,8 +541,7 @@ def big_tensor_data(n: int) -> bytes:
 
 
 def record_from_vector(values: dict[str, Any]) -> Record:
-    digests = ("prev_record_hash", "batch_digest", "hparams_digest", "param_digest",
-               "state_digest")
+    digests = ("prev_record_hash", "batch_digest", "hparams_digest", "param_digest", "state_digest")
     return Record(**{k: unhex(v) if k in digests else v for k, v in values.items()})
 
 
@@ -649,7 +669,8 @@ def test_genesis_hash():
 
 
 def test_xoshiro128starstar_first_output_by_hand():
-    # From state (1, 2, 3, 4): rotl(2 * 5, 7) * 9 = 1280 * 9; the permutation vectors check the rest.
+    # From state (1, 2, 3, 4): rotl(2 * 5, 7) * 9 = 1280 * 9; the permutation vectors check the
+    # rest.
     assert Xoshiro128StarStar([1, 2, 3, 4]).next_u32() == 11520
 
 
