@@ -691,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         UsageError,
         WorkerError,
     )
-    from prover import VeritrainError
+    from prover.errors import VeritrainError, message
 
     try:
         return args.fn(args)
@@ -702,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
         _err(str(e))
         return EXIT_ENV
     except VeritrainError as e:
-        _err(str(e.args[0]) if e.args else type(e).__name__)
+        _err(message(e))
         return EXIT_FAILED
     except KeyboardInterrupt:
         _err("interrupted; rerun the same command to resume")

@@ -37,6 +37,7 @@ from pipeline.run import (
 from pipeline.store import NotFoundError, Store, run_uri
 from pipeline.verify import RunReport, verify_run
 from prover import VeritrainError, _native
+from prover.errors import message
 
 HTML_FILE, MARKDOWN_FILE = "index.html", "report.md"
 REPORT_FILES = frozenset({HTML_FILE, MARKDOWN_FILE, *PLOTS.values()})
@@ -300,7 +301,7 @@ def _times(
 
 
 def _one_line(e: Exception) -> str:
-    return " ".join(str(e.args[0] if e.args else type(e).__name__).split())[:200]
+    return " ".join(message(e).split())[:200]
 
 
 # -- the folder ----------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from prover import (
     receipt_kind,
     verify_receipt,
 )
+from prover.errors import message
 
 COMMITTED, PROVEN, FINAL, DISPUTED = "committed", "proven", "final", "disputed"
 # Proven and past its window, but no one the verifier trusts to replay the run's determinism
@@ -168,7 +169,7 @@ def _run_check(checks: list[Check], name: str, fn) -> object:
     except StorageError:
         raise
     except VeritrainError as e:
-        checks.append(Check(name, False, str(e.args[0]) if e.args else type(e).__name__))
+        checks.append(Check(name, False, message(e)))
         return None
     checks.append(Check(name, True, result if isinstance(result, str) else ""))
     return result if result is not None else True
@@ -484,7 +485,7 @@ def _check_records(
     try:
         check_epoch(epoch_input(claim, prev, records))
     except VeritrainError as e:
-        msg = str(e.args[0]) if e.args else type(e).__name__
+        msg = message(e)
         if manifest.image_id != image_id():
             # Records are checked with this build's rules; a run made by another guest may
             # follow another protocol version's rules.
@@ -501,7 +502,7 @@ def _check_receipt(store: Store, manifest: Manifest, rbody: dict, claim: EpochCl
     try:
         journal = verify_receipt(data, manifest.image_id)
     except VeritrainError as e:
-        raise IntegrityError(f"{key}: {e.args[0] if e.args else type(e).__name__}") from None
+        raise IntegrityError(f"{key}: {message(e)}") from None
     if (journal.run_id, journal.epoch) != (claim.run_id, claim.epoch):
         raise IntegrityError(
             f"{key}: proves run {journal.run_id} epoch {journal.epoch}, "

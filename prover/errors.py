@@ -11,6 +11,12 @@ from prover._native import (
     VeritrainError,
 )
 
+
+def message(e: BaseException) -> str:
+    """An error's one-line message: its text, or its type's name when it has none."""
+    return str(e) or type(e).__name__
+
+
 __all__ = [
     "EncodingError",
     "EpochCheckError",
@@ -20,4 +26,5 @@ __all__ = [
     "ReceiptFormatError",
     "ReceiptVerificationError",
     "VeritrainError",
+    "message",
 ]
