@@ -19,9 +19,10 @@ from prefect.states import Completed, Failed, State
 from pipeline.audit import holds_audit, pull_epoch, verify_audit
 from pipeline.store import open_store, split_run_uri
 from pipeline.verify import verify_run
+from prover.errors import VeritrainError
 
 
-class VerificationFailed(Exception):
+class VerificationFailed(VeritrainError):
     """A verify or audit flow found a failed check; ``report`` is the verify --json document."""
 
     def __init__(self, message: str, report: dict[str, Any]):
