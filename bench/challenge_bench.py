@@ -1,4 +1,4 @@
-"""Challenge cost (issue 6): bisection against a naive linear replay, and the numbers behind the
+"""Challenge cost: bisection against a naive linear replay, and the numbers behind the
 choice of ``checkpoint_every``, measured in the same run.
 
     ~/.cache/veritrain/venv/bin/python -m bench.challenge_bench [--sizes 100 1000 10000]

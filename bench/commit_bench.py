@@ -1,4 +1,4 @@
-"""Commitment overhead and state digest throughput (issue 3), as ratios against baselines measured
+"""Commitment overhead and state digest throughput, as ratios against baselines measured
 in the same process.
 
     ~/.cache/veritrain/venv/bin/python -m bench.commit_bench [--steps 400] [--mib 256]

@@ -1,4 +1,4 @@
-"""S3 round trips per step and Prefect's overhead per task (issue 5), in one process.
+"""S3 round trips per step and Prefect's overhead per task, in one process.
 
     ~/.cache/veritrain/venv/bin/python -m bench.orchestration_bench
 

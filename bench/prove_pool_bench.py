@@ -1,4 +1,4 @@
-"""Wall time to prove one epoch split into segments, with 1 worker against 2 (issue 12).
+"""Wall time to prove one epoch split into segments, with 1 worker against 2.
 
     ~/.cache/veritrain/venv/bin/python -m bench.prove_pool_bench \
         [--example examples/digits-mlp.yaml] [--po2 16] [--workers 1 2] [--threads N]

@@ -12,7 +12,7 @@ Each epoch is real training of a tiny MLP. Cycle costs are slopes, which remove 
 - per sample: the slope over batch size at a fixed number of steps (--batch against 1), i.e. the
   sampler check's share that grows with the batch: drawing the permutation and hashing the index.
 
-The goal of issue 4 is at most 1,500 cycles per step, the per-sample cost reported beside it; the
+The goal is at most 1,500 cycles per step, the per-sample cost reported beside it; the
 per-step line prints the ratio to the goal. ``--example SPEC`` also trains that spec's first epoch
 and executes and proves it: the prove time per epoch of the examples.
 """

@@ -3,8 +3,8 @@
     ~/.cache/veritrain/venv/bin/python -m bench.verify_startup_bench [--run RUN_URI] [--repeat 9]
 
 A CI job that verifies runs pays, per run, the interpreter's start, veritrain's imports and the
-checks themselves (three succinct receipts, the records, every checkpoint's state digest). Target
-(issue 13): under 1 s of wall time. Without ``--run`` the bench makes the run first: it trains
+checks themselves (three succinct receipts, the records, every checkpoint's state digest). Target:
+under 1 s of wall time. Without ``--run`` the bench makes the run first: it trains
 examples/digits-mlp.yaml in this process and proves its three epochs (as bench/verify_bench.py
 does; about a quarter of an hour on 2 cores) in a temporary store. ``--run`` takes a proven run
 instead, e.g. the one `veritrain run examples/digits-mlp.yaml` leaves; nothing is written to it.

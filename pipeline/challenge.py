@@ -1,5 +1,5 @@
-"""Optimistic challenges (DESIGN.md "Challenges"): searching a range of a run's committed steps
-for a wrong one, by replay (pipeline/replay.py), and filing a fraud proof for it
+"""Optimistic challenges (docs/OPERATIONS.md "Challenges"): searching a range of a run's
+committed steps for a wrong one, by replay (pipeline/replay.py), and filing a fraud proof for it
 (pipeline/fraudproof.py).
 
 - ``replay_range`` is the complete check: it replays every step of a range, so "no fraud found"

@@ -89,7 +89,7 @@ def finalize_epoch(
             "receipt_sha256": sha256_hex(result.receipt),
             "journal": jk,
             "claim_digest": claim_digest(claim),
-            # Starts the challenge window (DESIGN.md: final = proven + window passed).
+            # Starts the challenge window (final = proven + window passed, docs/OPERATIONS.md).
             "proven_at": int(time.time()),
         },
         entries,

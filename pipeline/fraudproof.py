@@ -1,4 +1,5 @@
-"""Fraud proofs (DESIGN.md "Challenges"): the document, building it, filing it, and checking it.
+"""Fraud proofs (docs/OPERATIONS.md "Challenges"): the document, building it, filing it, and
+checking it.
 
 A fraud proof (``challenges/<id>.json``, write-once, id = its content's hash) names the agreed
 pre-state (the nearest checkpoint at or before the step, with its state digest), the records from

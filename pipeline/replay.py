@@ -1,4 +1,4 @@
-"""Replay (DESIGN.md "Challenges"): re-executing a run's committed steps.
+"""Replay (docs/OPERATIONS.md "Challenges"): re-executing a run's committed steps.
 
 A challenger re-executes committed steps with the trainer's own step function
 (``pipeline.train.Stepper``), starting from a checkpoint named in the run's signed ledger, under

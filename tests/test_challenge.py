@@ -1,6 +1,7 @@
-"""Challenges against a dishonest trainer (DESIGN.md "Challenges"): replay finds exactly the step
-it lied at, the fraud proof is upheld from the store alone and disputes that epoch and every later
-one, and tampered or baseless proofs are rejected. No proving here (finalize_every: 0)."""
+"""Challenges against a dishonest trainer (docs/OPERATIONS.md "Challenges"): replay finds exactly
+the step it lied at, the fraud proof is upheld from the store alone and disputes that epoch and
+every later one, and tampered or baseless proofs are rejected. No proving here (finalize_every:
+0)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Proving in parts on a Prefect prove pool (issue 12): a real `prefect server`, a `prove` process
-pool with two workers, the tiny run's epochs executed once, their segments proven and joined by
-both workers, the receipts adopted by the trainer and the run verified."""
+"""Proving in parts on a Prefect prove pool (docs/OPERATIONS.md "The prove pool"): a real
+`prefect server`, a `prove` process pool with two workers, the tiny run's epochs executed once,
+their segments proven and joined by both workers, the receipts adopted by the trainer and the run
+verified."""
 
 from __future__ import annotations
 
