@@ -13,21 +13,18 @@ from pipeline.run import (
     claim_of,
     epoch_entries,
     journal_key,
+    read_committed,
     receipt_entries,
     receipt_key,
     sha256_hex,
+    split_records,
 )
 from pipeline.store import Store
-from prover import EpochReceipt, _native, epoch_input, prove_epoch, verify_receipt
+from prover import EpochReceipt, epoch_input, prove_epoch, verify_receipt
 
 
 def load_epoch_records(store: Store, entry: Entry) -> list[bytes]:
-    key = entry.body["records"]
-    blob = store.read(key)
-    if sha256_hex(blob) != entry.body["records_sha256"]:
-        raise IntegrityError(f"{key}: does not match its ledger entry")
-    n = _native.RECORD_LEN
-    return [blob[i : i + n] for i in range(0, len(blob), n)]
+    return split_records(read_committed(store, entry.body["records"], entry.body["records_sha256"]))
 
 
 def unproven_epochs(entries: list[Entry]) -> list[int]:

@@ -22,7 +22,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.attest import object_uri, require_verified, write_new_file
 from pipeline.errors import ConflictError, IntegrityError, UsageError
-from pipeline.run import Manifest, epoch_entries, model_signature_key, open_ledger, sha256_hex
+from pipeline.run import (
+    Manifest,
+    epoch_entries,
+    model_signature_key,
+    open_ledger,
+    read_committed,
+)
 from pipeline.store import Store
 from pipeline.verify import FINAL, PROVEN, RunReport
 
@@ -73,9 +79,8 @@ def sign_checkpoint(
     manifest = Manifest.load(store, run_id)
     _, entries = open_ledger(store, manifest)
     end = epoch_entries(entries)[epoch].body["checkpoint"]
-    data = store.read(end["checkpoint"])
-    if sha256_hex(data) != end["checkpoint_sha256"]:
-        raise IntegrityError(f"{end['checkpoint']}: changed since it was verified")
+    # The ledger's word again: the file may have changed since verify read it.
+    data = read_committed(store, end["checkpoint"], end["checkpoint_sha256"])
     with tempfile.TemporaryDirectory(prefix="veritrain-sign-") as tmp:
         model = Path(tmp) / Path(end["checkpoint"]).name
         model.write_bytes(data)

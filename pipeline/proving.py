@@ -41,6 +41,7 @@ from pipeline.run import (
     open_ledger,
     part_receipt_key,
     prover_note_key,
+    read_committed,
     read_or_none,
     receipt_key,
     segment_key,
@@ -137,13 +138,6 @@ def _create_or_keep(store: Store, key: str, data: bytes, keep: Callable[[bytes],
     except ConflictError:
         keep(store.read(key))
         return False
-
-
-def _read_checked(store: Store, key: str, sha256: str) -> bytes:
-    data = store.read(key)
-    if sha256_hex(data) != sha256:
-        raise IntegrityError(f"{key}: does not match its execution record")
-    return data
 
 
 def _note(store: Store, receipt: str, started: float, extra: dict[str, Any] | None) -> None:
@@ -244,7 +238,8 @@ def prove_segment(
     if store.exists(rkey):
         return False
     started = time.perf_counter()
-    data = _read_checked(store, segment_key(ex.prefix, segment), ex.segments[segment])
+    key = segment_key(ex.prefix, segment)
+    data = read_committed(store, key, ex.segments[segment], "its execution record")
     stored = _create_or_keep(store, rkey, prover.prove_segment(data), _any_receipt(rkey))
     if stored:
         _note(store, rkey, started, {"segment": segment, **(note or {})})

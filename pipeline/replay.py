@@ -19,9 +19,16 @@ from pipeline.determinism import DeterminismProfile
 from pipeline.errors import DeterminismError, IntegrityError
 from pipeline.finalize import load_epoch_records
 from pipeline.fraudproof import differing
-from pipeline.run import Manifest, epoch_entries, keys, open_ledger, sha256_hex
+from pipeline.run import (
+    Manifest,
+    epoch_entries,
+    keys,
+    open_ledger,
+    read_committed,
+    split_records,
+)
 from pipeline.store import Store
-from pipeline.train import RECORD_LEN, Stepper, _setup, commitments
+from pipeline.train import Stepper, _setup, commitments
 from prover import _native
 
 
@@ -101,11 +108,9 @@ class Replay:
         return self._records[epoch]
 
     def _pending(self, body: dict) -> list[bytes]:
-        key = body["pending_records"]
-        blob = self.store.read(key)
-        if sha256_hex(blob) != body["pending_sha256"]:
-            raise IntegrityError(f"{key}: does not match its ledger entry")
-        return [blob[i : i + RECORD_LEN] for i in range(0, len(blob), RECORD_LEN)]
+        return split_records(
+            read_committed(self.store, body["pending_records"], body["pending_sha256"])
+        )
 
     def committed_steps(self) -> int:
         """Steps with a committed record (records are contiguous from step 0)."""
@@ -130,9 +135,7 @@ class Replay:
         ledger and the record before it state, pending records against the epoch's."""
         body = self.checkpoints[c]
         key = body["checkpoint"]
-        data = self.store.read(key)
-        if sha256_hex(data) != body["checkpoint_sha256"]:
-            raise IntegrityError(f"{key}: does not match its ledger entry")
+        data = read_committed(self.store, key, body["checkpoint_sha256"])
         layout.check_tensors(
             self.spec, c, layout.read_header(data, key), data, key, self.manifest.digest
         )

@@ -31,8 +31,9 @@ from pipeline.run import (
     epoch_entries,
     keys,
     open_ledger,
+    read_committed,
     receipt_entries,
-    sha256_hex,
+    split_records,
 )
 from pipeline.store import NotFoundError, Store, run_uri
 from pipeline.verify import RunReport, verify_run
@@ -237,11 +238,8 @@ def _points(
     if pending:
         body = max(pending, key=lambda b: b["step"])
         try:
-            blob = store.read(body["pending_records"])
-            if sha256_hex(blob) != body.get("pending_sha256"):
-                raise IntegrityError(f"{body['pending_records']}: does not match its ledger entry")
-            n = _native.RECORD_LEN
-            blobs.append((open_epoch, [blob[i : i + n] for i in range(0, len(blob), n)], True))
+            blob = read_committed(store, body["pending_records"], body.get("pending_sha256"))
+            blobs.append((open_epoch, split_records(blob), True))
         except (IntegrityError, NotFoundError) as err:
             notes.append(f"Epoch {open_epoch} (open): records not plotted ({_one_line(err)}).")
     points = []

@@ -28,6 +28,23 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def read_committed(
+    store: Store, key: str, sha256: str, named_by: str = "its ledger entry"
+) -> bytes:
+    """The object at ``key``, whose bytes must be the ones ``sha256`` (hex) names: the ledger's
+    word for every object it points to. Raises IntegrityError naming the object otherwise."""
+    data = store.read(key)
+    if sha256_hex(data) != sha256:
+        raise IntegrityError(f"{key}: does not match {named_by}")
+    return data
+
+
+def split_records(blob: bytes) -> list[bytes]:
+    """A records object (records/epoch-*.bin, pending records): the step records end to end."""
+    n = _native.RECORD_LEN
+    return [blob[i : i + n] for i in range(0, len(blob), n)]
+
+
 def claim_digest(claim: EpochClaim) -> str:
     """``H("veritrain/claim/v1", claim bytes)`` in hex: a receipt entry's ``claim_digest``."""
     return _native.claim_digest(claim.to_bytes()).hex()

@@ -40,6 +40,7 @@ from pipeline.run import (
     pending_records_key,
     records_key,
     sha256_hex,
+    split_records,
 )
 from pipeline.spec import RunSpec, check_sizes
 from pipeline.store import Store
@@ -205,7 +206,7 @@ def _resume_point(t: Trainer) -> tuple[int, list[bytes]]:
         blob = t.store.read(body["pending_records"])
         if sha256_hex(blob) != body["pending_sha256"]:
             raise IntegrityError(f"{body['pending_records']}: does not match its ledger entry")
-        pending = [blob[i : i + RECORD_LEN] for i in range(0, len(blob), RECORD_LEN)]
+        pending = split_records(blob)
     return step, pending
 
 

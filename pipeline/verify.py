@@ -25,6 +25,7 @@ from pipeline.run import (
     keys,
     open_ledger,
     optimizer_digest,
+    read_committed,
     receipt_entries,
     sha256_hex,
 )
@@ -607,9 +608,7 @@ def _check_pending_records(
     if "pending_records" not in body:
         return
     key = body["pending_records"]
-    blob = store.read(key)
-    if sha256_hex(blob) != body["pending_sha256"]:
-        raise IntegrityError(f"{key}: does not match its ledger entry")
+    blob = read_committed(store, key, body["pending_sha256"])
     if records is not None and blob != b"".join(records[: body["step"] - first]):
         raise IntegrityError(f"{key}: not the epoch's records up to step {body['step']}")
 
@@ -620,9 +619,7 @@ def _check_checkpoint(
     """The file is the ledger's, holds the tensors the spec builds at its step (a trainer could
     re-sign a manifest whose spec builds another model), and has the stated state digest."""
     key = body["checkpoint"]
-    data = store.read(key)
-    if sha256_hex(data) != body["checkpoint_sha256"]:
-        raise IntegrityError(f"{key}: does not match its ledger entry")
+    data = read_committed(store, key, body["checkpoint_sha256"])
     found = layout.read_header(data, key)
     layout.check_tensors(spec, body["step"], found, data, key, digest_of_manifest)
     digest = checkpoint_digest(data, key)
