@@ -39,7 +39,7 @@ def cmd_run(args) -> int:
     process.configure_prefect()
     from pipeline.preflight import preflight
 
-    plan = preflight(args.spec, args.store, args.run_id)
+    plan = preflight(args.spec, args.store, args.run_id, args.key)
     from flows import progress
     from flows.training import train_flow
     from pipeline.proving import check_segment_po2
@@ -527,6 +527,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-id",
         help="1-32 of [A-Za-z0-9._-], not . or .. (default: derived from the spec); rerunning "
         "resumes the run",
+    )
+    r.add_argument(
+        "--key",
+        metavar="FILE",
+        help="sign the run with this Ed25519 private key (PEM), the trainer's identity across "
+        "runs that verifiers pin with --trainer-key (default: a key made for the run)",
     )
     r.add_argument("--verify", action="store_true", help="verify the run when it is done")
     r.add_argument(

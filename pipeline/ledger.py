@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from pipeline.errors import ConflictError, IntegrityError, StorageError
+from pipeline.errors import ConflictError, IntegrityError, StorageError, UsageError
 from pipeline.store import Store
 
 TAG = b"veritrain/ledger/v1\x00"
@@ -71,6 +71,45 @@ def load_key(run_id: str) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise StorageError(f"{path}: not an Ed25519 key")
     return key
+
+
+def read_trainer_key(source: str) -> Ed25519PrivateKey:
+    """``run --key FILE``: an unencrypted PEM Ed25519 private key, the trainer's own identity
+    across runs (verifiers pin its public half with ``--trainer-key``). UsageError names FILE."""
+    try:
+        key = serialization.load_pem_private_key(Path(source).read_bytes(), password=None)
+    except OSError as e:
+        raise UsageError(f"--key {source}: cannot read it: {e.strerror}") from None
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"--key {source}: not an unencrypted PEM private key ({e})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise UsageError(
+            f"--key {source}: not an Ed25519 key (run keys are Ed25519: "
+            "openssl genpkey -algorithm ed25519 -out FILE)"
+        )
+    return key
+
+
+def install_run_key(run_id: str, key: Ed25519PrivateKey, source: str) -> None:
+    """Makes ``key`` the run's signing key (its key file, which training, resuming and attest
+    read). A run that has a key file already keeps it, and only if it is the same key."""
+    path = key_path(run_id)
+    if path.exists():
+        if public_key_hex(load_key(run_id)) != public_key_hex(key):
+            raise UsageError(f"--key {source}: run {run_id} already has another key ({path})")
+        return
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+    except OSError as e:
+        raise StorageError(f"{path}: cannot write the run key: {e.strerror}") from None
 
 
 def load_or_create_key(run_id: str) -> Ed25519PrivateKey:

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline.data import load_dataset
-from pipeline.errors import SpecError
+from pipeline.errors import SpecError, UsageError
+from pipeline.ledger import install_run_key, public_key_hex, read_trainer_key
 from pipeline.models import parameter_bytes
 from pipeline.run import Manifest, default_run_id, keys
 from pipeline.spec import RunSpec, check_sizes, load_spec
@@ -30,9 +32,16 @@ class Plan:
     run_id: str
 
 
-def preflight(spec_path: str | Path, store: str | None = None, run_id: str | None = None) -> Plan:
-    """Checks a run before it starts. ``store`` and ``run_id`` are the command line's ``--store``
-    and ``--run-id`` (None when not given)."""
+def preflight(
+    spec_path: str | Path,
+    store: str | None = None,
+    run_id: str | None = None,
+    key: str | None = None,
+) -> Plan:
+    """Checks a run before it starts. ``store``, ``run_id`` and ``key`` are the command line's
+    ``--store``, ``--run-id`` and ``--key`` (None when not given). The one thing written, once
+    every check passed: ``--key``'s key as the run's key file."""
+    trainer_key = read_trainer_key(key) if key is not None else None
     spec = load_spec(spec_path)
     run_id = default_run_id(spec) if run_id is None else check_run_id(run_id, "--run-id")
     if store is None:
@@ -45,7 +54,9 @@ def preflight(spec_path: str | Path, store: str | None = None, run_id: str | Non
         _dry_run(spec)
     except SpecError as e:
         raise SpecError(f"{spec_path}: {e}") from None
-    _check_existing(opened, spec, run_id)
+    _check_existing(opened, spec, run_id, trainer_key, key)
+    if trainer_key is not None:
+        install_run_key(run_id, trainer_key, key)
     return Plan(spec, store_uri, run_id)
 
 
@@ -102,7 +113,20 @@ def _dry_run(spec: RunSpec) -> None:
         ) from None
 
 
-def _check_existing(store: Store, spec: RunSpec, run_id: str) -> None:
-    """A run that exists must be resumable here (the same checks as opening it to train)."""
+def _check_existing(
+    store: Store,
+    spec: RunSpec,
+    run_id: str,
+    trainer_key: Ed25519PrivateKey | None,
+    source: str | None,
+) -> None:
+    """A run that exists must be resumable here (the same checks as opening it to train), and
+    signed by ``--key``'s key when one is given."""
     if store.exists(keys(run_id)["manifest"]):
-        check_resumable(Manifest.load(store, run_id), spec)
+        manifest = Manifest.load(store, run_id)
+        check_resumable(manifest, spec)
+        if trainer_key is not None and public_key_hex(trainer_key) != manifest.doc["public_key"]:
+            raise UsageError(
+                f"--key {source}: run {run_id} is signed by another key "
+                f"({manifest.doc['public_key']}); resume it without --key or use a new run id"
+            )

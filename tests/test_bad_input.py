@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import yaml
 from conftest import ROOT
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from s3servers import closed_port, moto_s3, set_s3_env  # noqa: F401 - fixture
 
 # Trains in well under a second; each row changes what it tests.
@@ -113,6 +115,15 @@ CASES = [
         ("{spec}", "dataset.synthetic.seed"),
         spec={"dataset": {"kind": "synthetic", "seed": -1}},
     ),
+    # -- the trainer key -------------------------------------------------------------------------
+    Case("key-missing", run_case("--key", "{tmp}/no-key.pem"), 2, ("--key", "cannot read it")),
+    Case(
+        "key-not-pem",
+        run_case("--key", "{tmp}/a-file"),
+        2,
+        ("--key", "{tmp}/a-file", "not an unencrypted PEM private key"),
+    ),
+    Case("key-not-ed25519", run_case("--key", "{tmp}/ec.pem"), 2, ("--key", "not an Ed25519 key")),
     Case(
         "dataset-file-missing",
         run_case(),
@@ -362,6 +373,13 @@ def workspace(tmp_path) -> Path:
     (tmp_path / "garbage.npz").write_bytes(b"this is not a zip file")
     np.savez(tmp_path / "only-x.npz", x=np.zeros((8, 4), dtype=np.float32))
     (tmp_path / "a-file").write_text("in the way")
+    (tmp_path / "ec.pem").write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return tmp_path
 
 
@@ -388,7 +406,7 @@ def test_bad_input(case: Case, workspace: Path):
     # Nothing written: no store, and no folder a store URI could have been misread as.
     assert not store.exists()
     made = {p.name for p in workspace.iterdir()}
-    assert made <= {"modules", "garbage.npz", "only-x.npz", "a-file", "spec.yaml"}, made
+    assert made <= {"modules", "garbage.npz", "only-x.npz", "a-file", "ec.pem", "spec.yaml"}, made
 
 
 # -- the store's reachability, before anything starts ---------------------------------------------

@@ -355,3 +355,58 @@ def test_the_guest_check_answers_for_the_installed_guest_and_a_runs_pinned_id(
     assert code == 16 and f"pinned image id: NO MATCH ({OTHER_GUEST})" in out
     assert check("--elf", str(tmp_path / "none.elf"))[0] == 2
     assert check("--elf", str(guest), f"{tmp_path}/nowhere/runs/x")[0] == 3
+
+
+def test_runs_signed_with_one_trainer_key_verify_pinned_to_it(tmp_path, capsys, monkeypatch):
+    """`run --key FILE`: the trainer's own key signs every run it is given to, so one pinned key
+    speaks for all of them; a run signed by another key is refused before anything starts."""
+    from pipeline.preflight import preflight
+    from pipeline.train import open_trainer, train
+
+    monkeypatch.setenv("VERITRAIN_KEYS", str(tmp_path / "keys"))
+    trainer = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "trainer.pem"
+    key_file.write_bytes(
+        trainer.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"kind": "mlp", "hidden": [8]},
+                "dataset": {"kind": "synthetic", "samples": 32, "features": 8, "classes": 2},
+                "epochs": 1,
+                "batch_size": 16,
+                "finalize_every": 0,
+                "challenge_window": 0,
+            }
+        )
+    )
+    store = tmp_path / "store"
+    for run_id in ("first", "second"):
+        plan = preflight(spec, str(store), run_id, str(key_file))
+        train(open_trainer(plan.spec, LocalStore(store), plan.run_id))
+        assert _public_key(store, run_id) == public_key_hex(trainer)
+        code, doc, err = _run(
+            capsys, "verify", f"{store}/runs/{run_id}", "--trainer-key", public_key_hex(trainer)
+        )
+        assert code == 0, err
+        assert doc["trust"]["trainer"] == "pinned"
+
+    other = tmp_path / "other.pem"
+    other.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    before = sorted(store.rglob("*"))
+    r = veritrain("run", str(spec), "--store", str(store), "--run-id", "first", "--key", str(other))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().startswith(f"veritrain: --key {other}: run first is signed by another")
+    assert sorted(store.rglob("*")) == before
