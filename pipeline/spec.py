@@ -37,8 +37,7 @@ class CnnModel(_Strict):
 
 
 class ImportedModel(_Strict):
-    """``factory`` is ``package.module:function``, called as
-    ``function(in_features, classes, **kwargs)``."""
+    """``package.module:function``, called as ``function(in_features, classes, **kwargs)``."""
 
     kind: Literal["import"] = "import"
     factory: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
