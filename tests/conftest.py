@@ -136,8 +136,14 @@ def process_worker(env: dict[str, str], pool: str, log: Path, *args: str) -> Ite
         try:
             yield
         finally:
+            # Prefect's worker shuts down gracefully on SIGTERM, which takes well over 30 s on a
+            # loaded machine; how long is not what these tests are about.
             worker.terminate()
-            worker.wait(timeout=30)
+            try:
+                worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
 
 
 @pytest.fixture(scope="session")
