@@ -381,6 +381,7 @@ def cmd_demo(args) -> int:
         spec=str(spec),
         store=store_dir,
         run_id=None,
+        key=None,
         verify=False,
         prove_pool=None,
         segment_po2=None,
