@@ -98,18 +98,23 @@ def install_run_key(run_id: str, key: Ed25519PrivateKey, source: str) -> None:
         if public_key_hex(load_key(run_id)) != public_key_hex(key):
             raise UsageError(f"--key {source}: run {run_id} already has another key ({path})")
         return
+    try:
+        _write_key(path, key)
+    except OSError as e:
+        raise StorageError(f"{path}: cannot write the run key: {e.strerror}") from None
+
+
+def _write_key(path: Path, key: Ed25519PrivateKey) -> None:
+    """A new key file, readable by its owner only; never overwrites one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-    except OSError as e:
-        raise StorageError(f"{path}: cannot write the run key: {e.strerror}") from None
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
 
 
 def load_or_create_key(run_id: str) -> Ed25519PrivateKey:
@@ -121,16 +126,8 @@ def load_or_create_key(run_id: str) -> Ed25519PrivateKey:
             if not isinstance(key, Ed25519PrivateKey):
                 raise IntegrityError(f"{path}: not an Ed25519 key")
             return key
-        path.parent.mkdir(parents=True, exist_ok=True)
         key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
+        _write_key(path, key)
         return key
     except OSError as e:
         raise StorageError(f"{path}: cannot read or create the run key: {e.strerror}") from None

@@ -364,15 +364,20 @@ def test_runs_signed_with_one_trainer_key_verify_pinned_to_it(tmp_path, capsys, 
     from pipeline.train import open_trainer, train
 
     monkeypatch.setenv("VERITRAIN_KEYS", str(tmp_path / "keys"))
-    trainer = Ed25519PrivateKey.generate()
-    key_file = tmp_path / "trainer.pem"
-    key_file.write_bytes(
-        trainer.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+
+    def key_file(name: str) -> tuple[Ed25519PrivateKey, Path]:
+        key = Ed25519PrivateKey.generate()
+        path = tmp_path / name
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
         )
-    )
+        return key, path
+
+    trainer, trainer_file = key_file("trainer.pem")
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         yaml.safe_dump(
@@ -388,7 +393,7 @@ def test_runs_signed_with_one_trainer_key_verify_pinned_to_it(tmp_path, capsys, 
     )
     store = tmp_path / "store"
     for run_id in ("first", "second"):
-        plan = preflight(spec, str(store), run_id, str(key_file))
+        plan = preflight(spec, str(store), run_id, str(trainer_file))
         train(open_trainer(plan.spec, LocalStore(store), plan.run_id))
         assert _public_key(store, run_id) == public_key_hex(trainer)
         code, doc, err = _run(
@@ -397,14 +402,7 @@ def test_runs_signed_with_one_trainer_key_verify_pinned_to_it(tmp_path, capsys, 
         assert code == 0, err
         assert doc["trust"]["trainer"] == "pinned"
 
-    other = tmp_path / "other.pem"
-    other.write_bytes(
-        Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    _, other = key_file("other.pem")
     before = sorted(store.rglob("*"))
     r = veritrain("run", str(spec), "--store", str(store), "--run-id", "first", "--key", str(other))
     assert r.returncode == 2, r.stderr
