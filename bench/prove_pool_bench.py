@@ -99,7 +99,10 @@ def main() -> None:
     spec = load_spec(args.example).model_copy(update={"epochs": args.epochs, "finalize_every": 0})
     with tempfile.TemporaryDirectory() as tmp:
         trained = Path(tmp) / "trained"
+        t0 = time.perf_counter()
         train(open_trainer(spec, LocalStore(trained), RUN_ID))
+        train_s = time.perf_counter() - t0  # the baseline: training (and committing) the epochs
+        print(json.dumps({"epochs": args.epochs, "train_s": round(train_s, 2)}), flush=True)
         rows = []
         for n in args.workers:
             root = Path(tmp) / f"workers-{n}"
@@ -107,6 +110,11 @@ def main() -> None:
             rows.append(prove_with(str(root), po2, n, args.threads, args.epochs))
             print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["prove_wall_s"]
+    for r in rows:
+        print(
+            f"{r['workers']} workers: proving takes {r['prove_wall_s'] / train_s:.0f}x the "
+            f"training time of the same epochs ({train_s:.1f} s)"
+        )
     for r in rows[1:]:
         print(
             f"{r['epochs']} epochs, {r['segments']} segments of 2^{args.po2 or 20} cycles at most: "
