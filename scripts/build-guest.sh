@@ -19,8 +19,10 @@ export RUSTC_BOOTSTRAP=1
 unset RUSTC_WRAPPER
 # No absolute path may reach RUSTFLAGS: cargo hashes them into every crate's symbol names, so a
 # path there changes the ELF. Paths in the binary are trimmed by cargo's trim-paths instead.
+# -Zlocation-detail=none keeps source locations out of panic messages, so the image id changes
+# with what the code does, not with the line a function sits on.
 export RUSTFLAGS="-C passes=lower-atomic -C link-arg=-Ttext=0x00200800 -C link-arg=--fatal-warnings \
--C panic=abort --cfg getrandom_backend=\"custom\""
+-C panic=abort -Zlocation-detail=none --cfg getrandom_backend=\"custom\""
 export CARGO_PROFILE_RELEASE_TRIM_PATHS=all
 unset CARGO_ENCODED_RUSTFLAGS
 

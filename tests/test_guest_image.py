@@ -12,8 +12,8 @@ PINNED = Path(__file__).resolve().parent.parent / "rust" / "guest" / "image-id"
 def test_the_embedded_guest_is_the_pinned_release():
     pinned = PINNED.read_text().strip()
     assert prover.image_id().hex() == pinned, (
-        "the guest changed (rust/core, rust/guest, Cargo.lock or the toolchain; a moved line in "
-        "rust/core moves a panic location compiled into the guest): if that is intended, write the "
-        f"new id to {PINNED} and say in docs/PROTOCOL.md how runs of the old guest verify"
+        "the guest changed (rust/core, rust/guest, Cargo.lock, scripts/build-guest.sh or the "
+        "toolchain): if that is intended, write the new id to "
+        f"{PINNED} and say in docs/PROTOCOL.md how runs of the old guest verify"
     )
     assert _native.image_id_of(_native.guest_elf()) == prover.image_id()

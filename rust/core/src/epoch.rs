@@ -124,27 +124,27 @@ impl EpochInput {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, CheckError> {
-        let mut pos = 0;
-        let input = Self::read(bytes.len() / SLOT_LEN, |words| {
-            let n = 4 * words.len();
-            let src = bytes
-                .get(pos..pos + n)
-                .ok_or(encoding("input is truncated"))?;
-            load_words(words, src);
-            pos += n;
-            Ok(())
+        Self::read_from(&mut ByteStream { bytes, pos: 0 }, bytes.len() / SLOT_LEN)
+    }
+
+    /// Reads the whole input from `stream` and checks that it ends where the records do; the
+    /// guest reads its input this way and [`decode`](Self::decode) reads bytes this way, so both
+    /// accept exactly the same inputs. Inputs of more than `max_records` records are refused
+    /// before anything is allocated for them.
+    pub fn read_from(stream: &mut impl WordStream, max_records: usize) -> Result<Self, CheckError> {
+        let input = Self::read(max_records, |words| match stream.read_words(words) {
+            true => Ok(()),
+            false => Err(encoding("input is truncated")),
         })?;
-        if pos != bytes.len() {
+        if !stream.at_end() {
             return Err(encoding("trailing bytes after the records"));
         }
         Ok(input)
     }
 
-    /// Reads the encoding from a stream of words, which is how the guest reads its input: every
-    /// part is a whole number of words, and the records land word-aligned with no copy.
-    /// `read` fills its argument or fails; inputs of more than `max_records` records are refused
-    /// before anything is allocated for them.
-    pub fn read(
+    /// Reads the encoding from a stream of words: every part is a whole number of words, and the
+    /// records land word-aligned with no copy. `read` fills its argument or fails.
+    fn read(
         max_records: usize,
         mut read: impl FnMut(&mut [u32]) -> Result<(), CheckError>,
     ) -> Result<Self, CheckError> {
@@ -178,6 +178,38 @@ impl EpochInput {
             prev,
             records,
         })
+    }
+}
+
+/// Where the input comes from, a whole number of words at a time (the guest's stdin, or bytes).
+pub trait WordStream {
+    /// Fills `words` (little-endian words of the encoding) from the stream; false if it ends
+    /// first.
+    fn read_words(&mut self, words: &mut [u32]) -> bool;
+    /// True if the stream has nothing left.
+    fn at_end(&mut self) -> bool;
+}
+
+struct ByteStream<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl WordStream for ByteStream<'_> {
+    fn read_words(&mut self, words: &mut [u32]) -> bool {
+        let n = 4 * words.len();
+        match self.bytes.get(self.pos..self.pos + n) {
+            Some(src) => {
+                load_words(words, src);
+                self.pos += n;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn at_end(&mut self) -> bool {
+        self.pos == self.bytes.len()
     }
 }
 

@@ -22,7 +22,7 @@ pub mod schedule;
 pub mod tensor;
 
 pub use claim::{EpochClaim, Guarantees, CLAIM_LEN};
-pub use epoch::{check_epoch, check_link, CheckError, EpochInput, ErrorKind};
+pub use epoch::{check_epoch, check_link, CheckError, EpochInput, ErrorKind, WordStream};
 pub use hash::{Digest, Sha256};
 pub use record::{StepRecord, RECORD_LEN};
 pub use schedule::Schedule;

@@ -3,12 +3,12 @@
 //! All rules live in veritrain-core; a failed check panics, so no receipt can exist for it.
 use std::io::Read as _;
 
-use risc0_zkvm::guest::env;
+use risc0_zkvm::guest::env::{self, FdReader};
 use risc0_zkvm::serde::WordRead as _;
 use risc0_zkvm::sha::DIGEST_WORDS;
 use risc0_zkvm_platform::syscall::sys_sha_buffer;
 use veritrain_core::hash::{Block, DigestWords};
-use veritrain_core::{check_epoch, CheckError, EpochInput, ErrorKind, Sha256};
+use veritrain_core::{check_epoch, EpochInput, Sha256, WordStream};
 
 /// The zkVM's SHA-256 accelerator: one call compresses every block of a padded message, reading
 /// the words in place.
@@ -23,29 +23,23 @@ impl Sha256 for Accelerated {
     }
 }
 
-fn encoding(detail: &'static str) -> CheckError {
-    CheckError {
-        kind: ErrorKind::Encoding,
-        step: None,
-        detail,
+/// The input arrives as words, straight into place.
+struct Stdin(FdReader);
+
+impl WordStream for Stdin {
+    fn read_words(&mut self, words: &mut [u32]) -> bool {
+        self.0.read_words(words).is_ok()
+    }
+
+    fn at_end(&mut self) -> bool {
+        matches!(self.0.read(&mut [0u8]), Ok(0))
     }
 }
 
 fn main() {
-    // The input arrives as words (every part is a whole number of them), straight into place,
-    // and must end where the records do: the guest accepts what `EpochInput::decode` accepts.
-    let mut stdin = env::stdin();
-    let input = EpochInput::read(usize::MAX, |words| {
-        stdin
-            .read_words(words)
-            .map_err(|_| encoding("input is truncated"))
-    })
-    .and_then(|input| match stdin.read(&mut [0u8]) {
-        Ok(0) => Ok(input),
-        _ => Err(encoding("trailing bytes after the records")),
-    })
-    .unwrap_or_else(|e| panic!("epoch check failed: {e}"));
-    check_epoch::<Accelerated>(&input).unwrap_or_else(|e| panic!("epoch check failed: {e}"));
+    let input = EpochInput::read_from(&mut Stdin(env::stdin()), usize::MAX)
+        .and_then(|input| check_epoch::<Accelerated>(&input).map(|()| input))
+        .unwrap_or_else(|e| panic!("epoch check failed: {e}"));
     if let Some(prev) = &input.prev {
         // Lineage: the previous epoch's journal must be proven by this same guest.
         env::verify(input.claim.image_id, &prev.encode()).expect("previous epoch's receipt");
