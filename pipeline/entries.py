@@ -160,7 +160,7 @@ def describe(e: ValidationError, within: tuple[str, ...] = ()) -> str:
         for part in within:
             if loc[:1] == [part]:
                 loc.pop(0)
-        return ".".join(str(p) for p in loc) or "its fields"
+        return ".".join(str(p) for p in loc)
 
     errors = e.errors()
     missing = [where(err) for err in errors if err["type"] == "missing"]
@@ -169,4 +169,6 @@ def describe(e: ValidationError, within: tuple[str, ...] = ()) -> str:
     first = errors[0]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     why = first["msg"].removeprefix("Value error, ")
+    if not where(first):  # a rule across fields
+        return f"is malformed: {why}{more}"
     return f"has malformed {where(first)} ({why}){more}"
