@@ -11,7 +11,7 @@ Only ``finish`` waits for the previous epoch: its receipt (``receipts/epoch-<e-1
 the assumption the epoch's joined receipt is conditional on. Segments and joins of any number of
 epochs can be proven before that, in any order.
 
-Objects (keys in pipeline/run.py), under ``proving/epoch-<e>/po2-<N>/``: ``execution.json``
+Objects (keys in pipeline/keys.py), under ``proving/epoch-<e>/po2-<N>/``: ``execution.json``
 naming the one execution that is proven, and under ``execution-<id>/`` its ``segment-<k>.bin``
 (written before ``execution.json``), ``segment-<k>.receipt`` (a segment's lifted receipt),
 ``join-<a>-<b>.receipt`` (segments a..b-1 joined) and a ``.prover.json`` note beside each
