@@ -166,12 +166,10 @@ def checkpoint_bodies(entries: list[Entry]) -> dict[int, CheckpointBody]:
 def open_ledger(store: Store, manifest: Manifest) -> tuple[Ledger, list[Entry]]:
     ledger = Ledger(store, manifest.run_id, manifest.public_key.hex())
     entries = ledger.entries()
-    if (
-        not entries
-        or not isinstance(entries[0], RunEntry)
-        or entries[0].body.manifest_sha256 != sha256_hex(manifest.raw)
-    ):
-        raise IntegrityError(f"{manifest_key(manifest.run_id)}: does not match ledger entry 0")
+    key, named_by = manifest_key(manifest.run_id), "ledger entry 0"
+    if not entries or not isinstance(entries[0], RunEntry):
+        raise IntegrityError(f"{key}: does not match {named_by}")
+    check_committed(key, manifest.raw, entries[0].body.manifest_sha256, named_by)
     return ledger, entries
 
 
