@@ -159,7 +159,7 @@ def test_challenge_finds_exactly_the_dishonest_step(runs, name, tamper, step, fi
     r = Replay(store, rid)
     c = r.nearest_checkpoint(step)
     assert proof["pre_state"]["checkpoint_step"] == c and len(proof["records"]) == step - c
-    assert proof["pre_state"]["state_digest"] == r.checkpoints[c]["state_digest"]
+    assert proof["pre_state"]["state_digest"] == r.checkpoints[c].state_digest
     assert proof["differs"] == fields and proof["step"] == step
     assert proof["claimed"]["record"] == r.claimed(step).hex()
     assert proof["batch"]["indices_digest"] == proof["claimed"]["batch_digest"]
