@@ -29,7 +29,7 @@ import time
 
 import prover
 from pipeline.finalize import load_epoch_records
-from pipeline.run import claim_of, epoch_entries
+from pipeline.run import epoch_entries
 from pipeline.spec import load_spec, parse_spec
 from pipeline.store import LocalStore
 from pipeline.train import open_trainer, train
@@ -56,7 +56,7 @@ def first_epoch_input(spec, root: str, run_id: str) -> bytes:
     t = open_trainer(spec, LocalStore(root), run_id)
     train(t)
     entry = epoch_entries(t.entries)[0]
-    return prover.epoch_input(claim_of(entry), None, load_epoch_records(t.store, entry))
+    return prover.epoch_input(entry.body.claim, None, load_epoch_records(t.store, entry))
 
 
 def example_epoch(path: str, root: str) -> dict:

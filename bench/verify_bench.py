@@ -111,7 +111,7 @@ def main() -> None:
         _, entries = open_ledger(store, manifest)
         receipts = receipt_entries(entries)
         for epoch in (0, args.short, args.epochs - 1):
-            data = store.read(receipts[epoch].body["receipt"])
+            data = store.read(receipts[epoch].body.receipt)
             seconds = _median_seconds(lambda d=data: prover.verify_receipt(d, manifest.image_id), 5)
             print(
                 json.dumps(

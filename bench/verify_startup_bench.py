@@ -74,15 +74,17 @@ def _imports(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
 def _make_run(root: Path) -> str:
     from bench.verify_bench import proven_run
     from pipeline.spec import load_spec
+    from pipeline.store import run_uri
 
     run_id = "bench-verify-startup"
-    _, train_s, prove_s = proven_run(root, load_spec(DIGITS), run_id)
+    store, train_s, prove_s = proven_run(root, load_spec(DIGITS), run_id)
+    uri = run_uri(store, run_id)
     print(
-        f"made {root}/runs/{run_id}: trained in {train_s:.0f} s, proved in {prove_s:.0f} s",
+        f"made {uri}: trained in {train_s:.0f} s, proved in {prove_s:.0f} s",
         file=sys.stderr,
         flush=True,
     )
-    return f"{root}/runs/{run_id}"
+    return uri
 
 
 def main() -> None:

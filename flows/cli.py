@@ -310,12 +310,13 @@ def cmd_challenge(args) -> int:
     Prefect server, and Prefect's start-up would add about 10 s to every challenge."""
     _require("train", "challenge")
     from pipeline.challenge import challenge
-    from pipeline.store import run_uri
+    from pipeline.keys import proof_key
+    from pipeline.store import object_uri
 
     store, run_id = _open_run(args.run_uri)
     result = challenge(store, run_id, args.steps, bisect=args.bisect)
     doc = result.to_json()
-    uri = f"{run_uri(store, run_id)}/challenges/{doc['proof_id']}.json" if doc["fraud"] else None
+    uri = object_uri(store, proof_key(run_id, doc["proof_id"])) if doc["fraud"] else None
     doc["proof_uri"] = uri
     first, end = doc["steps"]
     bound = f" (bound {doc['probe_bound']})" if args.bisect else ""
@@ -371,7 +372,7 @@ def cmd_demo(args) -> int:
     import contextlib
     import io
 
-    from pipeline.run import Manifest, open_ledger, receipt_entries
+    from pipeline.run import Manifest, open_ledger, read_committed, receipt_entries
     from pipeline.verify import verify_run
     from prover import verify_receipt
 
@@ -396,8 +397,8 @@ def cmd_demo(args) -> int:
     report = verify_run(store, run_id)
     manifest = Manifest.load(store, run_id)
     _, entries = open_ledger(store, manifest)
-    last = max(receipt_entries(entries))
-    receipt = store.read(receipt_entries(entries)[last].body["receipt"])
+    last = receipt_entries(entries)[max(receipt_entries(entries))].body
+    receipt = read_committed(store, last.receipt, last.receipt_sha256)
     journal = verify_receipt(receipt, manifest.image_id)
     print(json.dumps(journal.journal_json(), indent=1))
     print(

@@ -23,7 +23,7 @@ from prefect.settings import PREFECT_API_URL
 
 from pipeline import proving
 from pipeline.errors import UsageError, WorkerError
-from pipeline.run import receipt_key
+from pipeline.keys import receipt_key
 from pipeline.store import open_store
 
 SEGMENT_FLOW, JOIN_FLOW, PROVE_FLOW = (

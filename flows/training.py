@@ -21,7 +21,7 @@ from pipeline.ledger import load_or_create_key
 from pipeline.proving import check_segment_po2
 from pipeline.run import Manifest, default_run_id, epoch_entries, open_ledger, receipt_entries
 from pipeline.spec import RunSpec, parse_spec
-from pipeline.store import open_store, run_uri
+from pipeline.store import object_uri, open_store, run_uri
 from pipeline.train import open_trainer, train
 
 
@@ -33,18 +33,18 @@ def _spec(spec_json: dict[str, Any]) -> RunSpec:
 def open_run(spec_json: dict[str, Any], store_uri: str, run_id: str) -> dict[str, Any]:
     """Creates (or reopens) the run: manifest with the dataset root, genesis checkpoint, ledger."""
     t = open_trainer(_spec(spec_json), open_store(store_uri), run_id)
-    m = t.manifest.doc
+    m = t.manifest
     get_run_logger().info(
         "run %s: dataset root %s (%d samples), image id %s",
         run_id,
-        m["dataset_root"],
-        m["dataset_len"],
-        m["image_id"],
+        m.dataset_root.hex(),
+        m.dataset_len,
+        m.image_id.hex(),
     )
     return {
         "run_uri": run_uri(t.store, run_id),
         "steps_per_epoch": t.spe,
-        "image_id": m["image_id"],
+        "image_id": m.image_id.hex(),
     }
 
 
@@ -69,15 +69,15 @@ def train_epoch(
 
     t.on_step = on_step
     train(t, epoch + 1)
-    claim = epoch_entries(t.entries)[epoch].body["claim"]
+    claim = epoch_entries(t.entries)[epoch].body.claim
     log.info(
         "epoch %d committed: steps %d..%d, end state %s",
         epoch,
-        claim["first_step"],
-        claim["first_step"] + claim["step_count"] - 1,
-        claim["end_state_digest"],
+        claim.first_step,
+        claim.first_step + claim.step_count - 1,
+        claim.end_state_digest.hex(),
     )
-    return claim
+    return claim.model_dump(mode="json")
 
 
 @task(name="finalize-epoch", retries=1, retry_delay_seconds=2)
@@ -186,16 +186,14 @@ def _summarize(
     receipts = receipt_entries(entries)
     rows = []
     for e, entry in sorted(epoch_entries(entries).items()):
-        c = entry.body["claim"]
+        c = entry.body.claim
         rows.append(
             {
                 "epoch": e,
                 "state": "proven" if e in receipts else "committed",
-                "steps": f"{c['first_step']}..{c['first_step'] + c['step_count'] - 1}",
-                "end state digest": c["end_state_digest"][:16],
-                "receipt": f"{info['run_uri']}/receipts/epoch-{e:06d}.receipt"
-                if e in receipts
-                else "",
+                "steps": f"{c.first_step}..{c.first_step + c.step_count - 1}",
+                "end state digest": c.end_state_digest.hex()[:16],
+                "receipt": object_uri(store, receipts[e].body.receipt) if e in receipts else "",
             }
         )
     create_table_artifact(

@@ -24,19 +24,19 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import FormatError, VerificationError
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
+from pipeline.entries import CheckpointBody, Entry, EpochEntry
 from pipeline.errors import ConflictError, IntegrityError, StorageError, UsageError
-from pipeline.ledger import Entry, canonical_json, load_key, public_key_hex
+from pipeline.keys import attestation_key, manifest_key, run_prefix
+from pipeline.ledger import canonical_json, load_key, public_key_hex
 from pipeline.run import (
     Manifest,
-    attestation_key,
-    claim_of,
+    checkpoint_bodies,
     epoch_entries,
-    keys,
     open_ledger,
     receipt_entries,
     sha256_hex,
 )
-from pipeline.store import LocalStore, NotFoundError, Store, run_uri
+from pipeline.store import LocalStore, NotFoundError, Store, object_uri, run_uri
 from pipeline.verify import (
     COMMITTED,
     FINAL,
@@ -92,12 +92,14 @@ def require_verified(
     return rep
 
 
-def _parent_checkpoint(entries: list[Entry], epochs: dict[int, Entry], epoch: int) -> dict:
+def _parent_checkpoint(
+    entries: list[Entry], epochs: dict[int, EpochEntry], epoch: int
+) -> CheckpointBody:
     """The ledger's entry for the checkpoint an epoch starts from: the genesis checkpoint for
     epoch 0, else the previous epoch's end checkpoint."""
     if epoch > 0:
-        return epochs[epoch - 1].body["checkpoint"]
-    return next(e.body for e in entries if e.kind == "checkpoint" and e.body.get("step") == 0)
+        return epochs[epoch - 1].body.checkpoint
+    return checkpoint_bodies(entries)[0]
 
 
 def statement(
@@ -106,13 +108,13 @@ def statement(
     """The in-toto Statement about epoch ``epoch``'s end checkpoint, from a verified ledger."""
     run_id = manifest.run_id
     entry = epoch_entries(entries)[epoch]
-    claim = claim_of(entry)
-    end = entry.body["checkpoint"]
+    claim = entry.body.claim
+    end = entry.body.checkpoint
     parent = _parent_checkpoint(entries, epoch_entries(entries), epoch)
     receipt = receipt_entries(entries)[epoch].body
     return {
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": end["checkpoint"], "digest": {"sha256": end["checkpoint_sha256"]}}],
+        "subject": [{"name": end.checkpoint, "digest": {"sha256": end.checkpoint_sha256}}],
         "predicateType": PREDICATE_TYPE,
         "predicate": {
             "buildDefinition": {
@@ -120,12 +122,12 @@ def statement(
                 "externalParameters": {
                     "run_id": run_id,
                     "epoch": epoch,
-                    "spec": manifest.doc["spec"],
+                    "spec": manifest.content["spec"],
                 },
-                "internalParameters": {"determinism": manifest.doc["determinism"]},
+                "internalParameters": {"determinism": manifest.content["determinism"]},
                 "resolvedDependencies": [
                     {
-                        "name": keys(run_id)["manifest"],
+                        "name": manifest_key(run_id),
                         "digest": {"sha256": sha256_hex(manifest.raw)},
                     },
                     {
@@ -133,9 +135,9 @@ def statement(
                         "digest": {"veritrainDatasetRoot": claim.dataset_root.hex()},
                     },
                     {
-                        "name": parent["checkpoint"],
+                        "name": parent.checkpoint,
                         "digest": {
-                            "sha256": parent["checkpoint_sha256"],
+                            "sha256": parent.checkpoint_sha256,
                             "veritrainStateDigest": claim.start_state_digest.hex(),
                         },
                     },
@@ -144,11 +146,8 @@ def statement(
             "runDetails": {
                 "builder": {"id": GUEST_ID_PREFIX + claim.image_id.hex()},
                 "byproducts": [
-                    {"name": receipt["receipt"], "digest": {"sha256": receipt["receipt_sha256"]}},
-                    {
-                        "name": entry.body["records"],
-                        "digest": {"sha256": entry.body["records_sha256"]},
-                    },
+                    {"name": receipt.receipt, "digest": {"sha256": receipt.receipt_sha256}},
+                    {"name": entry.body.records, "digest": {"sha256": entry.body.records_sha256}},
                 ],
             },
             "claim": claim.journal_json(),
@@ -173,10 +172,10 @@ def attest(store: Store, run_id: str, epoch: int, report: RunReport) -> tuple[by
     manifest = Manifest.load(store, run_id)
     _, entries = open_ledger(store, manifest)
     key = load_key(run_id)
-    if public_key_hex(key) != manifest.doc["public_key"]:
+    if public_key_hex(key) != manifest.public_key.hex():
         raise StorageError(
             f"the key of run {run_id} here (public {public_key_hex(key)[:16]}…) is not the one "
-            f"{keys(run_id)['manifest']} names ({manifest.doc['public_key'][:16]}…)"
+            f"{manifest_key(run_id)} names ({manifest.public_key.hex()[:16]}…)"
         )
     stmt = statement(manifest, entries, epoch, rep.status)
     return sign_statement(stmt, key), stmt
@@ -192,11 +191,6 @@ def write_attestation(
     key = attestation_key(run_id, epoch, finality)
     store.create(key, data)
     return object_uri(store, key)
-
-
-def object_uri(store: Store, key: str) -> str:
-    """Where an object is, for people: a path in a local store, s3://... otherwise."""
-    return f"{store.uri.rstrip('/')}/{key}"
 
 
 def write_new_file(path: str, data: bytes, flag: str) -> str:
@@ -222,7 +216,7 @@ def read_attestation(arg: str, store: Store, run_id: str) -> bytes:
             raise UsageError(
                 f"--attestation {arg}: neither a local file nor an object under {under}"
             )
-        key = f"{keys(run_id)['base']}/{arg.removeprefix(under)}"
+        key = f"{run_prefix(run_id)}/{arg.removeprefix(under)}"
         try:
             return store.read(key)
         except NotFoundError:
@@ -275,9 +269,7 @@ def check_attestation(
     run_id = report.run_id
     envelope = _envelope(data, source)
     manifest = Manifest.load(store, run_id)
-    raw_keys = (
-        trainer_keys if trainer_keys is not None else [bytes.fromhex(manifest.doc["public_key"])]
-    )
+    raw_keys = trainer_keys if trainer_keys is not None else [manifest.public_key]
     ssl_keys = [SSlibKey.from_crypto(Ed25519PublicKey.from_public_bytes(k)) for k in raw_keys]
     try:
         envelope.verify(ssl_keys, 1)

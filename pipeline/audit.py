@@ -30,9 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.determinism import DeterminismProfile
-from pipeline.errors import StorageError, UsageError
+from pipeline.entries import Entry, EpochEntry, ReceiptEntry, parse_entry
+from pipeline.errors import IntegrityError, StorageError, UsageError
+from pipeline.keys import challenges_prefix, ledger_prefix, manifest_key, run_prefix
 from pipeline.policy import Policy
-from pipeline.run import keys, sha256_hex
+from pipeline.run import Manifest, checkpoint_bodies, epoch_entries, sha256_hex
 from pipeline.store import LocalStore, NotFoundError, Store, run_uri
 from pipeline.verify import RunReport, verify_run
 
@@ -89,7 +91,7 @@ def pull_epoch(
     the store's ledger as it is, an object the store lacks is left out and reported by ``log``,
     and only keys inside the run are followed, so a forged ledger cannot make the pull read or
     write anywhere else."""
-    base = keys(run_id)["base"]
+    base = run_prefix(run_id)
     if not store.list(base + "/"):
         raise StorageError(f"{run_uri(store, run_id)}: no such run (no objects under it)")
     dest = LocalStore(out)
@@ -108,20 +110,19 @@ def pull_epoch(
         copied[key] = sha256_hex(data)
         return data
 
-    manifest = _lenient_json(copy(keys(run_id)["manifest"]))
+    manifest = _lenient_manifest(copy(manifest_key(run_id)), run_id)
     ledger = []
-    for key in store.list(f"{base}/ledger/"):
-        entry = _lenient_json(copy(key))
-        ledger.append(entry)
-        for wanted in _keys_named(entry, epoch):
-            if wanted not in copied:
-                copy(wanted)
-    proofs = store.list(f"{base}/challenges/")
-    index = _LedgerIndex(ledger) if proofs else None
-    for key in proofs:
+    for key in store.list(ledger_prefix(run_id)):
+        entry = _lenient_entry(copy(key), key)
+        if entry is not None:
+            ledger.append(entry)
+            for wanted in _keys_named(entry, epoch):
+                if wanted not in copied:
+                    copy(wanted)
+    for key in store.list(challenges_prefix(run_id)):
         proof = _lenient_json(copy(key))
         # What re-checking a fraud proof reads, so the folder can judge the disputes too.
-        for wanted in _evidence_keys(manifest, index, proof, epoch):
+        for wanted in _evidence_keys(manifest, ledger, proof, epoch):
             if wanted not in copied:
                 copy(wanted)
     doc = {
@@ -146,66 +147,56 @@ def _lenient_json(data: bytes | None) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _keys_named(entry: dict | None, epoch: int) -> list[str]:
-    """Keys of the epoch's objects that a ledger entry names."""
+def _lenient_entry(data: bytes | None, key: str) -> Entry | None:
+    """A ledger entry as its model reads it, unchecked (no chain, no signature), or None."""
+    doc = _lenient_json(data)
     try:
-        body = entry["body"]
-        if body.get("epoch") != epoch:
-            return []
-        if entry["kind"] == "epoch":
-            return [body["records"], body["checkpoint"]["checkpoint"]]
-        if entry["kind"] == "receipt":
-            return [body["receipt"], body["journal"]]
-    except (KeyError, TypeError, AttributeError):
-        pass
+        return parse_entry(doc, key) if doc is not None else None
+    except IntegrityError:
+        return None
+
+
+def _lenient_manifest(data: bytes | None, run_id: str) -> Manifest | None:
+    try:
+        return Manifest.parse(data, run_id) if data is not None else None
+    except IntegrityError:
+        return None
+
+
+def _keys_named(entry: Entry, epoch: int) -> list[str]:
+    """Keys of the epoch's objects that a ledger entry names."""
+    if isinstance(entry, EpochEntry) and entry.body.epoch == epoch:
+        return [entry.body.records, entry.body.checkpoint.checkpoint]
+    if isinstance(entry, ReceiptEntry) and entry.body.epoch == epoch:
+        return [entry.body.receipt, entry.body.journal]
     return []
 
 
-class _LedgerIndex:
-    """Records files by epoch and checkpoint entries by step, as pipeline.replay.Replay finds
-    them in the ledger; built once for all the run's fraud proofs."""
-
-    def __init__(self, ledger: list[dict | None]):
-        self.records: dict[int, str] = {}
-        self.checkpoints: dict[int, dict] = {}
-        for entry in ledger:
-            try:
-                kind, body = entry["kind"], entry["body"]
-                if kind == "epoch":
-                    self.records[int(body["epoch"])] = body["records"]
-                cp = body if kind == "checkpoint" else body.get("checkpoint")
-                if kind in ("checkpoint", "epoch") and isinstance(cp, dict):
-                    self.checkpoints.setdefault(int(cp["step"]), cp)
-            except (KeyError, TypeError, ValueError, AttributeError):
-                continue
-
-
 def _evidence_keys(
-    manifest: dict | None, index: _LedgerIndex, proof: dict | None, epoch: int
+    manifest: Manifest | None, ledger: list[Entry], proof: dict | None, epoch: int
 ) -> list[str]:
     """Keys a re-check of a fraud proof reads (pipeline.replay.Replay), for a proof that bears
     on ``epoch`` (it names that epoch or an earlier one): its pre-state checkpoint and that
     checkpoint's pending records, the records of every epoch from the one before the pre-state to
     the disputed step's, and the pending records of checkpoints in the run's open epoch (a replay
     counts the committed steps)."""
+    if manifest is None:
+        return []
+    spe = manifest.steps_per_epoch
     try:
-        spe = int(manifest["steps_per_epoch"])
         step, c = int(proof["step"]), int(proof["pre_state"]["checkpoint_step"])
-        if proof["epoch"] > epoch or not 0 <= c <= step or spe <= 0:
+        if proof["epoch"] > epoch or not 0 <= c <= step:
             return []
     except (KeyError, TypeError, ValueError):
         return []
-    records, checkpoints = index.records, index.checkpoints
-    pre = checkpoints.get(c, {})
-    wanted = [pre[k] for k in ("checkpoint", "pending_records") if k in pre]
+    records = {e: x.body.records for e, x in epoch_entries(ledger).items()}
+    checkpoints = checkpoint_bodies(ledger)
+    pre = checkpoints.get(c)
+    wanted = [pre.checkpoint, pre.pending_records] if pre is not None else []
     wanted += [records[e] for e in range(max(c - 1, 0) // spe, step // spe + 1) if e in records]
     open_epoch = len(records)
-    wanted += [
-        cp["pending_records"]
-        for s, cp in checkpoints.items()
-        if s // spe == open_epoch and "pending_records" in cp
-    ]
-    return [k for k in wanted if isinstance(k, str)]
+    wanted += [cp.pending_records for s, cp in checkpoints.items() if s // spe == open_epoch]
+    return [k for k in wanted if k is not None]
 
 
 def holds_audit(out: Path, run_id: str, epoch: int) -> bool:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipeline.errors import StorageError
-from pipeline.fraudproof import Verdict, challenges_prefix, check_filed_proof, read_proof
+from pipeline.fraudproof import Verdict, check_filed_proof, read_proof
+from pipeline.keys import challenges_prefix
 from pipeline.store import NotFoundError, Store
 from prover import VeritrainError
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import time
 
+from pipeline.entries import Entry, EpochEntry, ReceiptBody
 from pipeline.errors import IntegrityError
-from pipeline.ledger import Entry, Ledger
+from pipeline.keys import journal_key, receipt_key
+from pipeline.ledger import Ledger
 from pipeline.run import (
     Manifest,
     claim_digest,
-    claim_of,
     epoch_entries,
-    journal_key,
     read_committed,
     receipt_entries,
-    receipt_key,
     sha256_hex,
     split_records,
 )
@@ -23,8 +22,8 @@ from pipeline.store import Store
 from prover import EpochReceipt, epoch_input, prove_epoch, verify_receipt
 
 
-def load_epoch_records(store: Store, entry: Entry) -> list[bytes]:
-    return split_records(read_committed(store, entry.body["records"], entry.body["records_sha256"]))
+def load_epoch_records(store: Store, entry: EpochEntry) -> list[bytes]:
+    return split_records(read_committed(store, entry.body.records, entry.body.records_sha256))
 
 
 def unproven_epochs(entries: list[Entry]) -> list[int]:
@@ -55,7 +54,7 @@ def finalize_epoch(
         return None
     epochs = epoch_entries(entries)
     entry = epochs[epoch]
-    claim = claim_of(entry)
+    claim = entry.body.claim
     rk, jk = receipt_key(run_id, epoch), journal_key(run_id, epoch)
     if store.exists(rk):
         data = store.read(rk)
@@ -64,13 +63,14 @@ def finalize_epoch(
             raise IntegrityError(f"{rk}: receipt is not for the epoch's committed claim")
         result = EpochReceipt(receipt=data, claim=journal)
     else:
-        prev_claim = claim_of(epochs[epoch - 1]) if epoch > 0 else None
+        prev_claim = epochs[epoch - 1].body.claim if epoch > 0 else None
         prev_receipt = None
         if epoch > 0:
             receipts = receipt_entries(entries)
             if epoch - 1 not in receipts:
                 raise IntegrityError(f"epoch {epoch - 1} has no receipt yet; prove epochs in order")
-            prev_receipt = store.read(receipts[epoch - 1].body["receipt"])
+            prev = receipts[epoch - 1].body
+            prev_receipt = read_committed(store, prev.receipt, prev.receipt_sha256)
         records = load_epoch_records(store, entry)
         result = prove_epoch(epoch_input(claim, prev_claim, records), prev_receipt, po2=po2)
         if result.claim != claim:
@@ -79,16 +79,15 @@ def finalize_epoch(
     store.create(jk, json.dumps(result.claim.journal_json(), indent=1, sort_keys=True).encode())
     ledger.append(
         key,
-        "receipt",
-        {
-            "epoch": epoch,
-            "receipt": rk,
-            "receipt_sha256": sha256_hex(result.receipt),
-            "journal": jk,
-            "claim_digest": claim_digest(claim),
+        ReceiptBody(
+            epoch=epoch,
+            receipt=rk,
+            receipt_sha256=sha256_hex(result.receipt),
+            journal=jk,
+            claim_digest=claim_digest(claim),
             # Starts the challenge window (final = proven + window passed, docs/OPERATIONS.md).
-            "proven_at": int(time.time()),
-        },
+            proven_at=int(time.time()),
+        ),
         entries,
         # The trainer may be appending the next epochs meanwhile; another receipt is a second
         # prover.

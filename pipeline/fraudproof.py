@@ -23,8 +23,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.errors import ConflictError, IntegrityError
 from pipeline.extras import require_extra
+from pipeline.keys import proof_key, verdict_key
 from pipeline.ledger import canonical_json
-from pipeline.run import Manifest, keys
+from pipeline.run import Manifest
 from pipeline.store import Store
 from prover import _native
 
@@ -59,18 +60,6 @@ def record_view(record: bytes) -> dict[str, str]:
 
 def differing(claimed: bytes, recomputed: bytes) -> list[str]:
     return [n for n, (o, k) in RECORD_FIELDS.items() if claimed[o : o + k] != recomputed[o : o + k]]
-
-
-def challenges_prefix(run_id: str) -> str:
-    return f"{keys(run_id)['base']}/challenges/"
-
-
-def proof_key(run_id: str, proof_id: str) -> str:
-    return f"{challenges_prefix(run_id)}{proof_id}.json"
-
-
-def verdict_key(run_id: str, proof_id: str) -> str:
-    return f"{challenges_prefix(run_id)}{proof_id}.verdict.json"
 
 
 def proof_id(proof: dict[str, Any]) -> str:
@@ -132,9 +121,9 @@ def build_fraud_proof(r: Replay, step: int, recomputed: bytes | None = None) -> 
         # own records from it up to the disputed step, which re-execute as committed.
         "pre_state": {
             "checkpoint_step": c,
-            "checkpoint": body["checkpoint"],
-            "checkpoint_sha256": body["checkpoint_sha256"],
-            "state_digest": body["state_digest"],
+            "checkpoint": body.checkpoint,
+            "checkpoint_sha256": body.checkpoint_sha256,
+            "state_digest": body.state_digest,
         },
         "records": [r.claimed(s).hex() for s in range(c, step)],
         "batch": {
@@ -204,7 +193,7 @@ def check_fraud_proof(store: Store, proof: Any, run_id: str | None = None) -> Ve
     if run_id is not None and p.run_id != run_id:
         return reject(f"the proof is about run {p.run_id}, not {run_id}", e, s)
     manifest = Manifest.load(store, p.run_id)
-    if p.determinism != manifest.doc["determinism"]:
+    if p.determinism != manifest.determinism.model_dump():
         return reject("the proof names another determinism profile than the run's run.json", e, s)
     r = _replay(store, p.run_id)  # DeterminismError here: this environment cannot check it
     if not 0 <= s < r.committed_steps() or e != s // r.spe:
@@ -214,14 +203,14 @@ def check_fraud_proof(store: Store, proof: Any, run_id: str | None = None) -> Ve
     pre = p.pre_state
     if (pre.checkpoint_step, pre.checkpoint, pre.checkpoint_sha256, pre.state_digest) != (
         c,
-        body["checkpoint"],
-        body["checkpoint_sha256"],
-        body["state_digest"],
+        body.checkpoint,
+        body.checkpoint_sha256,
+        body.state_digest,
     ):
         # The nearest checkpoint bounds a checker's work by checkpoint_every steps.
         return reject(
             f"the pre-state is not the run's nearest checkpoint at or before step {s} "
-            f"(step {c}, {body['checkpoint']})",
+            f"(step {c}, {body.checkpoint})",
             e,
             s,
         )

@@ -1,11 +1,12 @@
 """The run's append-only, hash-chained, Ed25519-signed ledger.
 
 Entry ``ledger/<seq:012d>.json``: ``{"seq", "run_id", "prev", "kind", "body", "entry_hash",
-"signature"}``. ``entry_hash = SHA-256("veritrain/ledger/v1" || 0x00 || canonical JSON of
-{seq, run_id, prev, kind, body})`` where canonical JSON has sorted keys and no spaces; ``prev`` is
-the previous entry's hash ("" for seq 0); the signature is Ed25519 over the 32-byte entry hash by
-the run's key, whose public half is in the run manifest. Entries are created with a conditional
-create, so two writers cannot both append the same sequence number.
+"signature"}`` (its kinds and their bodies: pipeline/entries.py). ``entry_hash =
+SHA-256("veritrain/ledger/v1" || 0x00 || canonical JSON of {seq, run_id, prev, kind, body})``
+where canonical JSON has sorted keys and no spaces; ``prev`` is the previous entry's hash ("" for
+seq 0); the signature is Ed25519 over the 32-byte entry hash by the run's key, whose public half
+is in the run manifest. Entries are created with a conditional create, so two writers cannot both
+append the same sequence number.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from pipeline.entries import Body, Entry, parse_entry
 from pipeline.errors import ConflictError, IntegrityError, StorageError, UsageError
+from pipeline.keys import ledger_key, ledger_name, ledger_prefix, manifest_key
 from pipeline.store import Store
 
 TAG = b"veritrain/ledger/v1\x00"
@@ -31,14 +33,7 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@dataclass(frozen=True)
-class Entry:
-    seq: int
-    kind: str
-    body: dict[str, Any]
-    prev: str
-    entry_hash: str
-    signature: str
+_FIELDS = frozenset({"seq", "run_id", "prev", "kind", "body", "entry_hash", "signature"})
 
 
 def _entry_hash(run_id: str, seq: int, prev: str, kind: str, body: dict[str, Any]) -> bytes:
@@ -142,22 +137,22 @@ class Ledger:
     def __init__(self, store: Store, run_id: str, public_key: str):
         self.store = store
         self.run_id = run_id
-        self.prefix = f"runs/{run_id}/ledger/"
+        self.prefix = ledger_prefix(run_id)
         try:
             self.public_key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key))
         except ValueError:
             raise IntegrityError(
-                f"runs/{run_id}/run.json: public_key is not an Ed25519 key"
+                f"{manifest_key(run_id)}: public_key is not an Ed25519 key"
             ) from None
 
     def entries(self) -> list[Entry]:
-        """All entries, each checked: file name, sequence, chain, hash and signature."""
+        """All entries, each checked: file name, sequence, chain, hash, signature and body."""
         out: list[Entry] = []
         prev = ""
         for i, key in enumerate(self.store.list(self.prefix)):
             name = key.rsplit("/", 1)[-1]
-            if name != f"{i:012d}.json":
-                raise IntegrityError(f"{key}: unexpected ledger object (expected {i:012d}.json)")
+            if name != ledger_name(i):
+                raise IntegrityError(f"{key}: unexpected ledger object (expected {ledger_name(i)})")
             entry = self._parse(key, self.store.read(key))
             if entry.seq != i or entry.prev != prev:
                 raise IntegrityError(f"{key}: breaks the ledger chain")
@@ -168,44 +163,47 @@ class Ledger:
     def _parse(self, key: str, data: bytes) -> Entry:
         try:
             d = json.loads(data)
-            entry = Entry(
-                seq=d["seq"],
-                kind=d["kind"],
-                body=d["body"],
-                prev=d["prev"],
-                entry_hash=d["entry_hash"],
-                signature=d["signature"],
-            )
-            if d["run_id"] != self.run_id or set(d) != {
-                "seq",
-                "run_id",
-                "prev",
-                "kind",
-                "body",
-                "entry_hash",
-                "signature",
-            }:
-                raise ValueError("wrong run or fields")
-            expected = _entry_hash(self.run_id, entry.seq, entry.prev, entry.kind, entry.body)
-        except (ValueError, KeyError, TypeError) as e:
+            if not isinstance(d, dict) or set(d) != _FIELDS:
+                raise ValueError(f"its fields are not {', '.join(sorted(_FIELDS))}")
+            if d["run_id"] != self.run_id:
+                raise ValueError(f"names run {d['run_id']!r}")
+            expected = _entry_hash(self.run_id, d["seq"], d["prev"], d["kind"], d["body"])
+        except (ValueError, TypeError) as e:
             raise IntegrityError(f"{key}: not a valid ledger entry ({e})") from None
-        if expected.hex() != entry.entry_hash:
+        if expected.hex() != d["entry_hash"]:
             raise IntegrityError(f"{key}: entry hash does not match its content")
         try:
-            self.public_key.verify(bytes.fromhex(entry.signature), expected)
-        except (InvalidSignature, ValueError):
+            self.public_key.verify(bytes.fromhex(d["signature"]), expected)
+        except (InvalidSignature, ValueError, TypeError):
             raise IntegrityError(f"{key}: bad signature") from None
-        return entry
+        return parse_entry(d, key)
+
+    def document(
+        self, key: Ed25519PrivateKey, seq: int, prev: str, kind: str, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], bytes]:
+        """Ledger entry ``seq`` after the entry whose hash is ``prev``, signed with ``key``: the
+        document and the bytes stored. Nothing checks ``body`` here (see append)."""
+        h = _entry_hash(self.run_id, seq, prev, kind, body)
+        doc = {
+            "seq": seq,
+            "run_id": self.run_id,
+            "prev": prev,
+            "kind": kind,
+            "body": body,
+            "entry_hash": h.hex(),
+            "signature": key.sign(h).hex(),
+        }
+        return doc, json.dumps(doc, indent=1, sort_keys=True).encode()
 
     def append(
         self,
         key: Ed25519PrivateKey,
-        kind: str,
-        body: dict[str, Any],
+        body: Body,
         entries: list[Entry],
         tolerate: frozenset[str] = frozenset(),
     ) -> Entry:
-        """Appends after ``entries`` (the caller's view, updated in place).
+        """Appends ``body`` (its kind is its model's) after ``entries`` (the caller's view,
+        updated in place).
 
         If another writer appended first, the conditional create fails; when every entry it
         appended has a kind in ``tolerate`` (say the trainer's view meets the prover's "receipt"
@@ -214,37 +212,18 @@ class Ledger:
         """
         while True:
             seq = len(entries)
+            where = ledger_key(self.run_id, seq)
             prev = entries[-1].entry_hash if entries else ""
-            h = _entry_hash(self.run_id, seq, prev, kind, body)
-            entry = Entry(
-                seq=seq,
-                kind=kind,
-                body=body,
-                prev=prev,
-                entry_hash=h.hex(),
-                signature=key.sign(h).hex(),
-            )
-            doc = {
-                "seq": seq,
-                "run_id": self.run_id,
-                "prev": prev,
-                "kind": kind,
-                "body": body,
-                "entry_hash": entry.entry_hash,
-                "signature": entry.signature,
-            }
+            doc, data = self.document(key, seq, prev, body.KIND, body.model_dump(mode="json"))
+            entry = parse_entry(doc, where)
             try:
-                self.store.create(
-                    f"{self.prefix}{seq:012d}.json",
-                    json.dumps(doc, indent=1, sort_keys=True).encode(),
-                )
+                self.store.create(where, data)
             except ConflictError:
                 fresh = self.entries()
                 foreign = fresh[len(entries) :]
                 if not foreign or any(e.kind not in tolerate for e in foreign):
                     raise ConflictError(
-                        f"{self.prefix}{seq:012d}.json: another writer appended to run "
-                        f"{self.run_id} first "
+                        f"{where}: another writer appended to run {self.run_id} first "
                         f"({', '.join(e.kind for e in foreign) or 'same seq'}); "
                         "only one trainer may write a run"
                     ) from None

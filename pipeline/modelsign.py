@@ -20,16 +20,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pipeline.attest import object_uri, require_verified, write_new_file
+from pipeline.attest import require_verified, write_new_file
 from pipeline.errors import ConflictError, IntegrityError, UsageError
-from pipeline.run import (
-    Manifest,
-    epoch_entries,
-    model_signature_key,
-    open_ledger,
-    read_committed,
-)
-from pipeline.store import Store
+from pipeline.keys import model_signature_key
+from pipeline.run import Manifest, epoch_entries, open_ledger, read_committed
+from pipeline.store import Store, object_uri
 from pipeline.verify import FINAL, PROVEN, RunReport
 
 SIGNABLE = (PROVEN, FINAL)
@@ -78,11 +73,11 @@ def sign_checkpoint(
     require_verified(report, epoch, SIGNABLE, "only a proven or final epoch's checkpoint is signed")
     manifest = Manifest.load(store, run_id)
     _, entries = open_ledger(store, manifest)
-    end = epoch_entries(entries)[epoch].body["checkpoint"]
+    end = epoch_entries(entries)[epoch].body.checkpoint
     # The ledger's word again: the file may have changed since verify read it.
-    data = read_committed(store, end["checkpoint"], end["checkpoint_sha256"])
+    data = read_committed(store, end.checkpoint, end.checkpoint_sha256)
     with tempfile.TemporaryDirectory(prefix="veritrain-sign-") as tmp:
-        model = Path(tmp) / Path(end["checkpoint"]).name
+        model = Path(tmp) / Path(end.checkpoint).name
         model.write_bytes(data)
         bundle = Path(tmp) / "bundle.sig"
         files = hashing.Config().use_file_serialization(hashing_algorithm="sha256")
@@ -94,12 +89,12 @@ def sign_checkpoint(
             raise UsageError(f"--key {key_path}: model_signing refused it ({e})") from None
         out = bundle.read_bytes()
     signed = signed_digest(out)
-    if signed != end["checkpoint_sha256"]:
+    if signed != end.checkpoint_sha256:
         raise IntegrityError(
-            f"{end['checkpoint']}: model_signing's manifest holds {signed}, not the ledger's "
-            f"sha256 {end['checkpoint_sha256']}"
+            f"{end.checkpoint}: model_signing's manifest holds {signed}, not the ledger's "
+            f"sha256 {end.checkpoint_sha256}"
         )
-    return out, end["checkpoint"]
+    return out, end.checkpoint
 
 
 def write_bundle(store: Store, run_id: str, epoch: int, bundle: bytes, out: str | None) -> str:

@@ -15,9 +15,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline.data import load_dataset
 from pipeline.errors import SpecError, UsageError
+from pipeline.keys import manifest_key
 from pipeline.ledger import install_run_key, public_key_hex, read_trainer_key
 from pipeline.models import parameter_bytes
-from pipeline.run import Manifest, default_run_id, keys
+from pipeline.run import Manifest, default_run_id
 from pipeline.spec import RunSpec, check_sizes, load_spec
 from pipeline.store import Store, check_run_id, check_store_uri, open_store
 from pipeline.train import _setup, check_resumable
@@ -122,11 +123,12 @@ def _check_existing(
 ) -> None:
     """A run that exists must be resumable here (the same checks as opening it to train), and
     signed by ``--key``'s key when one is given."""
-    if store.exists(keys(run_id)["manifest"]):
+    if store.exists(manifest_key(run_id)):
         manifest = Manifest.load(store, run_id)
         check_resumable(manifest, spec)
-        if trainer_key is not None and public_key_hex(trainer_key) != manifest.doc["public_key"]:
+        signer = manifest.public_key.hex()
+        if trainer_key is not None and public_key_hex(trainer_key) != signer:
             raise UsageError(
                 f"--key {source}: run {run_id} is signed by another key "
-                f"({manifest.doc['public_key']}); resume it without --key or use a new run id"
+                f"({signer}); resume it without --key or use a new run id"
             )

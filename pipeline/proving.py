@@ -11,7 +11,7 @@ Only ``finish`` waits for the previous epoch: its receipt (``receipts/epoch-<e-1
 the assumption the epoch's joined receipt is conditional on. Segments and joins of any number of
 epochs can be proven before that, in any order.
 
-Objects (keys in pipeline/run.py), under ``proving/epoch-<e>/po2-<N>/``: ``execution.json``
+Objects (keys in pipeline/keys.py), under ``proving/epoch-<e>/po2-<N>/``: ``execution.json``
 naming the one execution that is proven, and under ``execution-<id>/`` its ``segment-<k>.bin``
 (written before ``execution.json``), ``segment-<k>.receipt`` (a segment's lifted receipt),
 ``join-<a>-<b>.receipt`` (segments a..b-1 joined) and a ``.prover.json`` note beside each
@@ -30,21 +30,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import prover
+from pipeline.entries import EpochEntry
 from pipeline.errors import ConflictError, IntegrityError, UsageError
 from pipeline.finalize import load_epoch_records
-from pipeline.run import (
-    Manifest,
-    claim_of,
-    epoch_entries,
+from pipeline.keys import (
     execution_key,
     execution_prefix,
-    open_ledger,
     part_receipt_key,
     prover_note_key,
-    read_committed,
-    read_or_none,
     receipt_key,
     segment_key,
+)
+from pipeline.run import (
+    Manifest,
+    epoch_entries,
+    open_ledger,
+    read_committed,
+    read_or_none,
     sha256_hex,
 )
 from pipeline.store import Store
@@ -156,7 +158,9 @@ def _note(store: Store, receipt: str, started: float, extra: dict[str, Any] | No
         pass
 
 
-def _committed(store: Store, run_id: str, epoch: int) -> tuple[Manifest, dict, EpochClaim]:
+def _committed(
+    store: Store, run_id: str, epoch: int
+) -> tuple[Manifest, dict[int, EpochEntry], EpochClaim]:
     manifest = Manifest.load(store, run_id)
     _, entries = open_ledger(store, manifest)
     epochs = epoch_entries(entries)
@@ -164,7 +168,7 @@ def _committed(store: Store, run_id: str, epoch: int) -> tuple[Manifest, dict, E
         raise UsageError(
             f"run {run_id}: epoch {epoch} is not committed (its ledger has no such epoch)"
         )
-    return manifest, epochs, claim_of(epochs[epoch])
+    return manifest, epochs, epochs[epoch].body.claim
 
 
 def load_execution(store: Store, run_id: str, epoch: int, po2: int | None) -> ExecutionRecord:
@@ -187,7 +191,7 @@ def execute(store: Store, run_id: str, epoch: int, po2: int | None) -> Execution
     if data is not None:
         return ExecutionRecord.parse(xkey, data, run_id, epoch, po2)
     _, epochs, claim = _committed(store, run_id, epoch)
-    prev = claim_of(epochs[epoch - 1]) if epoch > 0 else None
+    prev = epochs[epoch - 1].body.claim if epoch > 0 else None
     records = load_epoch_records(store, epochs[epoch])
     ex = prover.execute_epoch(prover.epoch_input(claim, prev, records), po2=po2)
     if ex.claim != claim:
@@ -306,9 +310,8 @@ def finish(store: Store, run_id: str, epoch: int, po2: int | None) -> prover.Epo
         pk = receipt_key(run_id, epoch - 1)
         if not store.exists(pk):
             raise UsageError(f"{pk}: epoch {epoch - 1} has no receipt yet; finish it first")
-        prev = _verified(
-            store, pk, manifest, claim_of(epochs[epoch - 1]), f"epoch {epoch - 1}'s committed claim"
-        )
+        prev_claim = epochs[epoch - 1].body.claim
+        prev = _verified(store, pk, manifest, prev_claim, f"epoch {epoch - 1}'s committed claim")
     result = prover.finish_epoch(store.read(root), claim, prev)
     if result.claim != claim:
         raise IntegrityError(f"epoch {epoch}: the receipt's journal is not the committed claim")

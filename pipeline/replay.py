@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pipeline import layout
 from pipeline import state as st
 from pipeline.determinism import DeterminismProfile
+from pipeline.entries import CheckpointBody
 from pipeline.errors import DeterminismError, IntegrityError
 from pipeline.finalize import load_epoch_records
 from pipeline.fraudproof import differing
+from pipeline.keys import manifest_key
 from pipeline.run import (
     Manifest,
+    checkpoint_bodies,
     epoch_entries,
-    keys,
     open_ledger,
     read_committed,
     split_records,
@@ -65,24 +67,25 @@ class Replay:
         self.run_id = run_id
         self.spec = self.manifest.spec
         self.spe = self.manifest.steps_per_epoch
-        self.profile = DeterminismProfile.model_validate(self.manifest.doc["determinism"])
+        self.profile = self.manifest.determinism
         DeterminismProfile.current(self.spec.threads).require_same(self.profile)
         _, dataset, self.model, self.optimizer = _setup(self.spec)
-        if dataset.root().hex() != self.manifest.doc["dataset_root"]:
+        if dataset.root() != self.manifest.dataset_root:
             raise ReplayEnvironmentError(
-                f"{keys(run_id)['manifest']}: the spec's dataset here does not have the run's "
+                f"{manifest_key(run_id)}: the spec's dataset here does not have the run's "
                 "dataset root; a replay needs the very samples the run trained on"
             )
-        opt_digest = bytes.fromhex(self.manifest.doc["optimizer_digest"])
         self.stepper = Stepper(
-            run_id, self.spec, self.spe, opt_digest, dataset, self.model, self.optimizer
+            run_id,
+            self.spec,
+            self.spe,
+            self.manifest.optimizer_digest,
+            dataset,
+            self.model,
+            self.optimizer,
         )
         # Checkpoint step -> its ledger body ("checkpoint" entries, and epoch ends in "epoch").
-        self.checkpoints: dict[int, dict] = {}
-        for e in self.entries:
-            body = e.body if e.kind == "checkpoint" else e.body.get("checkpoint")
-            if e.kind in ("checkpoint", "epoch") and isinstance(body, dict):
-                self.checkpoints.setdefault(int(body["step"]), body)
+        self.checkpoints = checkpoint_bodies(self.entries)
         self._epochs = epoch_entries(self.entries)
         self._records: dict[int, list[bytes]] = {}
         self.replayed = 0  # steps re-executed so far
@@ -100,17 +103,16 @@ class Replay:
                 inside = [
                     b
                     for s, b in self.checkpoints.items()
-                    if epoch * self.spe < s < (epoch + 1) * self.spe and "pending_records" in b
+                    if epoch * self.spe < s < (epoch + 1) * self.spe
+                    and b.pending_records is not None
                 ]
                 if inside:
-                    recs = self._pending(max(inside, key=lambda b: b["step"]))
+                    recs = self._pending(max(inside, key=lambda b: b.step))
             self._records[epoch] = recs
         return self._records[epoch]
 
-    def _pending(self, body: dict) -> list[bytes]:
-        return split_records(
-            read_committed(self.store, body["pending_records"], body["pending_sha256"])
-        )
+    def _pending(self, body: CheckpointBody) -> list[bytes]:
+        return split_records(read_committed(self.store, body.pending_records, body.pending_sha256))
 
     def committed_steps(self) -> int:
         """Steps with a committed record (records are contiguous from step 0)."""
@@ -134,26 +136,26 @@ class Replay:
         run committed to: file bytes against the ledger, tensors against the state digest the
         ledger and the record before it state, pending records against the epoch's."""
         body = self.checkpoints[c]
-        key = body["checkpoint"]
-        data = read_committed(self.store, key, body["checkpoint_sha256"])
+        key = body.checkpoint
+        data = read_committed(self.store, key, body.checkpoint_sha256)
         layout.check_tensors(
             self.spec, c, layout.read_header(data, key), data, key, self.manifest.digest
         )
         tensors = st.load_checkpoint(data, key)
         digest = st.digest_tensors(tensors)
-        if digest.hex() != body["state_digest"]:
+        if digest.hex() != body.state_digest:
             raise IntegrityError(f"{key}: recomputed state digest is not its ledger entry's")
         if c == 0:
-            stated = bytes.fromhex(self.manifest.doc["genesis_state_digest"])
+            stated = self.manifest.genesis_state_digest
         else:
             stated = _native.decode_record(self.claimed(c - 1))["state_digest"]
         if digest != stated:
             raise IntegrityError(f"{key}: not the state the record of step {c - 1} commits to")
-        if "pending_records" in body:
+        if body.pending_records is not None:
             epoch = c // self.spe
             if self._pending(body) != self._epoch_records(epoch)[: c - epoch * self.spe]:
                 raise IntegrityError(
-                    f"{body['pending_records']}: not the epoch's committed records up to step {c}"
+                    f"{body.pending_records}: not the epoch's committed records up to step {c}"
                 )
         if st.restore(self.model, self.optimizer, tensors, key) != c:
             raise IntegrityError(f"{key}: its step counter is not {c}")
@@ -162,12 +164,9 @@ class Replay:
         """The previous record hash the record of ``step`` must carry."""
         if step > 0:
             return _native.record_hash(self.claimed(step - 1))
-        m = self.manifest.doc
+        m = self.manifest
         return _native.genesis_hash(
-            self.run_id,
-            bytes.fromhex(m["genesis_state_digest"]),
-            bytes.fromhex(m["dataset_root"]),
-            self.spec.seed,
+            self.run_id, m.genesis_state_digest, m.dataset_root, self.spec.seed
         )
 
     def step(self, step: int) -> bytes:

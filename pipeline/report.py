@@ -19,17 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.determinism import DeterminismProfile
+from pipeline.entries import CheckpointEntry, Entry
 from pipeline.errors import IntegrityError, UsageError
 from pipeline.finality import Sighting, first_sightings, window_start
 from pipeline.finalize import load_epoch_records
-from pipeline.ledger import Entry
+from pipeline.keys import ledger_key, manifest_key
 from pipeline.policy import Policy
 from pipeline.report_render import PLOTS, data_uri, render_html, render_markdown, render_plots
 from pipeline.run import (
     Manifest,
-    claim_of,
     epoch_entries,
-    keys,
     open_ledger,
     read_committed,
     receipt_entries,
@@ -64,18 +63,17 @@ def trust_roots(report: RunReport, manifest: Manifest | None) -> TrustRoots:
     trust = report.trust
     pinned = trust.get("trainer") == "pinned"
     if pinned:
-        keys_ = tuple(trust["trainer_keys"])
+        keys = tuple(trust["trainer_keys"])
         source = "named by the verifier (--policy, --image-id, --trainer-key)"
     else:
-        key = manifest.doc.get("public_key", "") if manifest is not None else ""
-        keys_ = (key,) if key else ()
+        keys = (manifest.public_key.hex(),) if manifest is not None else ()
         source = (
             f"guests named by the verifier; the trainer key is the run's own "
-            f"{keys(report.run_id)['manifest']}: the store's word, not pinned"
+            f"{manifest_key(report.run_id)}: the store's word, not pinned"
         )
     return TrustRoots(
         image_ids=tuple(trust.get("image_ids", ())),
-        trainer_keys=keys_,
+        trainer_keys=keys,
         trainer_pinned=pinned,
         source=source,
     )
@@ -168,7 +166,7 @@ def build_report(
         report.points = _points(store, manifest, entries, notes)
         report.times = _times(store, manifest, entries, verification, now, state)
         report.guarantees = {
-            e: claim_of(entry).guarantee_names for e, entry in epoch_entries(entries).items()
+            e: entry.body.claim.guarantee_names for e, entry in epoch_entries(entries).items()
         }
     report.commands = reverify_commands(uri, verification, replayable_files or [], flags or [])
     return report
@@ -217,7 +215,7 @@ def _points(
     epoch's records stored with its newest mid-epoch checkpoint. The rate is the schedule's at
     the step where the record's hyperparameter digest commits to exactly that rate."""
     schedule = manifest.spec.schedule
-    optimizer = bytes.fromhex(manifest.doc["optimizer_digest"])
+    optimizer = manifest.optimizer_digest
     epochs = epoch_entries(entries)
     blobs: list[tuple[int, list[bytes], bool]] = []
     for e, entry in sorted(epochs.items()):
@@ -230,15 +228,14 @@ def _points(
     pending = [
         x.body
         for x in entries
-        if x.kind == "checkpoint"
-        and "pending_records" in x.body
-        and isinstance(x.body.get("step"), int)
-        and x.body["step"] // spe == open_epoch
+        if isinstance(x, CheckpointEntry)
+        and x.body.pending_records is not None
+        and x.body.step // spe == open_epoch
     ]
     if pending:
-        body = max(pending, key=lambda b: b["step"])
+        body = max(pending, key=lambda b: b.step)
         try:
-            blob = read_committed(store, body["pending_records"], body.get("pending_sha256"))
+            blob = read_committed(store, body.pending_records, body.pending_sha256)
             blobs.append((open_epoch, split_records(blob), True))
         except (IntegrityError, NotFoundError) as err:
             notes.append(f"Epoch {open_epoch} (open): records not plotted ({_one_line(err)}).")
@@ -273,10 +270,9 @@ def _times(
     """Per epoch, the times finality is decided on. First sightings are read back from the
     verifier's state, where verify_run has just recorded every receipt that verified; receipts
     that did not verify are not asked for, so none is recorded here."""
-    base = keys(manifest.run_id)["base"]
     epochs, receipts = epoch_entries(entries), receipt_entries(entries)
     seen = {
-        r.epoch: Sighting(manifest.run_id, r.epoch, receipts[r.epoch].body["receipt_sha256"])
+        r.epoch: Sighting(manifest.run_id, r.epoch, receipts[r.epoch].body.receipt_sha256)
         for r in verification.epochs
         if _receipt_ok(r) and r.epoch in receipts
     }
@@ -285,12 +281,11 @@ def _times(
     times = {}
     for e, entry in epochs.items():
         rbody = receipts[e].body if e in receipts else None
-        proven_at = rbody.get("proven_at") if rbody else None
-        stored = store.server_time(rbody["receipt"]) if rbody else None
+        stored = store.server_time(rbody.receipt) if rbody else None
         first_seen = first.get(seen[e].key) if e in seen else None
         times[e] = EpochTimes(
-            committed=store.server_time(f"{base}/ledger/{entry.seq:012d}.json"),
-            proven_at=float(proven_at) if isinstance(proven_at, (int, float)) else None,
+            committed=store.server_time(ledger_key(manifest.run_id, entry.seq)),
+            proven_at=float(rbody.proven_at) if rbody else None,
             receipt_stored=stored,
             first_seen=first_seen,
             window_end=None if first_seen is None else window_start(first_seen, stored) + window,

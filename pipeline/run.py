@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Annotated, Any
 
-from pipeline.errors import IntegrityError, SpecError
-from pipeline.ledger import Entry, Ledger, canonical_json
-from pipeline.spec import RunSpec, parse_spec
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from pipeline.determinism import DeterminismProfile
+from pipeline.entries import (
+    CheckpointBody,
+    CheckpointEntry,
+    Entry,
+    EpochEntry,
+    ReceiptEntry,
+    RunEntry,
+    describe,
+)
+from pipeline.errors import IntegrityError
+from pipeline.keys import manifest_key
+from pipeline.ledger import Ledger, canonical_json
+from pipeline.spec import RunSpec
 from pipeline.store import NotFoundError, Store
 from prover import EpochClaim, _native
+from prover.models import Digest
 
 OPTIMIZER_TAG = b"veritrain/optimizer/v1\x00"
 MANIFEST_TAG = b"veritrain/manifest/v1\x00"
@@ -33,7 +46,14 @@ def read_committed(
 ) -> bytes:
     """The object at ``key``, whose bytes must be the ones ``sha256`` (hex) names: the ledger's
     word for every object it points to. Raises IntegrityError naming the object otherwise."""
-    data = store.read(key)
+    return check_committed(key, store.read(key), sha256, named_by)
+
+
+def check_committed(
+    key: str, data: bytes, sha256: str, named_by: str = "its ledger entry"
+) -> bytes:
+    """``data``, read from ``key``, if ``sha256`` (hex) names it: read_committed's check, for a
+    reader that must look at the bytes first (verify says what a substituted receipt is)."""
     if sha256_hex(data) != sha256:
         raise IntegrityError(f"{key}: does not match {named_by}")
     return data
@@ -65,155 +85,91 @@ def optimizer_digest(spec: RunSpec) -> bytes:
     ).digest()
 
 
-def keys(run_id: str) -> dict[str, str]:
-    base = f"runs/{run_id}"
-    return {"base": base, "manifest": f"{base}/run.json"}
+class Manifest(BaseModel):
+    """``run.json``: spec, determinism profile, dataset root, image id, public key, genesis.
 
+    Parsed once, by ``load``; ``raw`` keeps the stored bytes (entry 0 of the ledger commits to
+    them) and ``content`` the JSON as stored, which the manifest digest and attestations quote
+    as it is, whatever this version's models would make of it."""
 
-def checkpoint_key(run_id: str, step: int) -> str:
-    return f"runs/{run_id}/checkpoints/step-{step:012d}.safetensors"
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-def pending_records_key(run_id: str, step: int) -> str:
-    """Records of the current epoch up to a mid-epoch checkpoint, so a resume loses none."""
-    return f"runs/{run_id}/checkpoints/step-{step:012d}.records.bin"
-
-
-def records_key(run_id: str, epoch: int) -> str:
-    return f"runs/{run_id}/records/epoch-{epoch:06d}.bin"
-
-
-def receipt_key(run_id: str, epoch: int) -> str:
-    return f"runs/{run_id}/receipts/epoch-{epoch:06d}.receipt"
-
-
-def journal_key(run_id: str, epoch: int) -> str:
-    return f"runs/{run_id}/receipts/epoch-{epoch:06d}.journal.json"
-
-
-def proving_prefix(run_id: str, epoch: int, po2: int | None) -> str:
-    """Scratch objects of one epoch's proof at one segment size (None: risc0's default).
-
-    The segment size is part of the key because the same epoch executes into other segments at
-    another size: provers using different sizes never meet, and whichever finishes first stores
-    the epoch's receipt. Nothing reads this prefix once the receipt is stored.
-    """
-    return f"runs/{run_id}/proving/epoch-{epoch:06d}/po2-{'default' if po2 is None else po2}"
-
-
-def execution_key(run_id: str, epoch: int, po2: int | None) -> str:
-    """Names the one execution whose segments are proven: the first executor to create it wins."""
-    return f"{proving_prefix(run_id, epoch, po2)}/execution.json"
-
-
-def execution_prefix(run_id: str, epoch: int, po2: int | None, execution: str) -> str:
-    """One execution's segments and receipts. Executions differ byte for byte (the executor is
-    not deterministic), so each has its own prefix, named by its content."""
-    return f"{proving_prefix(run_id, epoch, po2)}/execution-{execution}"
-
-
-def segment_key(prefix: str, segment: int) -> str:
-    return f"{prefix}/segment-{segment:04d}.bin"
-
-
-def part_receipt_key(prefix: str, first: int, end: int) -> str:
-    """The succinct receipt of segments ``first``..``end - 1``: a lifted segment or a join."""
-    if end - first == 1:
-        return f"{prefix}/segment-{first:04d}.receipt"
-    return f"{prefix}/join-{first:04d}-{end:04d}.receipt"
-
-
-def attestation_key(run_id: str, epoch: int, finality: str) -> str:
-    """An epoch's in-toto attestation (pipeline/attest.py), one per finality state it was made
-    in: the store is write-once and an epoch's state moves on (proven, then final)."""
-    return f"runs/{run_id}/attestations/epoch-{epoch:06d}.{finality}.intoto.json"
-
-
-def model_signature_key(run_id: str, epoch: int) -> str:
-    """The model_signing bundle of an epoch's end checkpoint (pipeline/modelsign.py)."""
-    return f"runs/{run_id}/attestations/epoch-{epoch:06d}.model-signing.sig"
-
-
-def prover_note_key(receipt_key: str) -> str:
-    """Who made a receipt and how long it took (informational; nothing trusts it)."""
-    return receipt_key.removesuffix(".receipt") + ".prover.json"
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """``run.json``: spec, determinism profile, dataset root, image id, public key, genesis."""
-
-    raw: bytes
-    doc: dict[str, Any]
+    protocol_version: int
+    run_id: str
+    spec: RunSpec
+    determinism: DeterminismProfile
+    dataset_root: Digest
+    dataset_len: Annotated[int, Field(strict=True, ge=0)]
+    steps_per_epoch: Annotated[int, Field(strict=True, gt=0)]
+    optimizer_digest: Digest
+    image_id: Digest
+    public_key: Digest
+    genesis_state_digest: Digest
+    _raw: bytes = PrivateAttr(b"")
+    _content: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @property
-    def run_id(self) -> str:
-        return self.doc["run_id"]
+    def raw(self) -> bytes:
+        return self._raw
 
     @property
-    def spec(self) -> RunSpec:
-        return parse_spec(self.doc["spec"], f"runs/{self.run_id}/run.json")
-
-    @property
-    def image_id(self) -> bytes:
-        return bytes.fromhex(self.doc["image_id"])
+    def content(self) -> dict[str, Any]:
+        return self._content
 
     @cached_property
     def digest(self) -> bytes:
-        return manifest_digest(self.doc)
+        return manifest_digest(self._content)
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return int(self.doc["steps_per_epoch"])
+    @classmethod
+    def parse(cls, raw: bytes, run_id: str) -> Manifest:
+        """The manifest of run ``run_id`` from run.json's bytes; IntegrityError naming the key."""
+        key = manifest_key(run_id)
+        try:
+            content = json.loads(raw)
+        except ValueError as e:
+            raise IntegrityError(f"{key}: not a valid run manifest (not JSON: {e})") from None
+        if not isinstance(content, dict):
+            raise IntegrityError(f"{key}: not a valid run manifest (not a JSON object)")
+        try:
+            manifest = cls.model_validate(content)
+        except ValidationError as e:
+            raise IntegrityError(f"{key}: not a valid run manifest ({describe(e)})") from None
+        if manifest.run_id != run_id:
+            raise IntegrityError(f"{key}: not a valid run manifest (names run {manifest.run_id!r})")
+        manifest._raw, manifest._content = raw, content
+        return manifest
 
     @classmethod
     def load(cls, store: Store, run_id: str) -> Manifest:
-        key = keys(run_id)["manifest"]
-        raw = store.read(key)
-        try:
-            doc = json.loads(raw)
-            if doc["run_id"] != run_id:
-                raise ValueError(f"names run {doc['run_id']!r}")
-            parse_spec(doc["spec"], key)
-            digests = (
-                "image_id",
-                "public_key",
-                "genesis_state_digest",
-                "dataset_root",
-                "optimizer_digest",
-            )
-            for field in digests:
-                if len(bytes.fromhex(doc[field])) != 32:
-                    raise ValueError(f"{field} is not 32 bytes")
-            for field in ("dataset_len", "steps_per_epoch"):
-                if not isinstance(doc[field], int):
-                    raise TypeError(f"{field} is not an integer")
-        except (ValueError, KeyError, TypeError, SpecError) as e:
-            raise IntegrityError(f"{key}: not a valid run manifest ({e})") from None
-        return cls(raw=raw, doc=doc)
+        return cls.parse(store.read(manifest_key(run_id)), run_id)
 
 
-def epoch_entries(entries: list[Entry]) -> dict[int, Entry]:
-    return {e.body["epoch"]: e for e in entries if e.kind == "epoch"}
+def epoch_entries(entries: list[Entry]) -> dict[int, EpochEntry]:
+    return {e.body.epoch: e for e in entries if isinstance(e, EpochEntry)}
 
 
-def receipt_entries(entries: list[Entry]) -> dict[int, Entry]:
-    return {e.body["epoch"]: e for e in entries if e.kind == "receipt"}
+def receipt_entries(entries: list[Entry]) -> dict[int, ReceiptEntry]:
+    return {e.body.epoch: e for e in entries if isinstance(e, ReceiptEntry)}
 
 
-def claim_of(entry: Entry) -> EpochClaim:
-    return EpochClaim.model_validate(entry.body["claim"])
+def checkpoint_bodies(entries: list[Entry]) -> dict[int, CheckpointBody]:
+    """Every checkpoint the ledger names by step: ``checkpoint`` entries and epoch ends (the
+    first entry of a step, should the ledger name one twice)."""
+    out: dict[int, CheckpointBody] = {}
+    for e in entries:
+        if isinstance(e, (CheckpointEntry, EpochEntry)):
+            body = e.body if isinstance(e, CheckpointEntry) else e.body.checkpoint
+            out.setdefault(body.step, body)
+    return out
 
 
 def open_ledger(store: Store, manifest: Manifest) -> tuple[Ledger, list[Entry]]:
-    ledger = Ledger(store, manifest.run_id, manifest.doc["public_key"])
+    ledger = Ledger(store, manifest.run_id, manifest.public_key.hex())
     entries = ledger.entries()
-    if (
-        not entries
-        or entries[0].kind != "run"
-        or entries[0].body.get("manifest_sha256") != sha256_hex(manifest.raw)
-    ):
-        raise IntegrityError(f"runs/{manifest.run_id}/run.json: does not match ledger entry 0")
+    key, named_by = manifest_key(manifest.run_id), "ledger entry 0"
+    if not entries or not isinstance(entries[0], RunEntry):
+        raise IntegrityError(f"{key}: does not match {named_by}")
+    check_committed(key, manifest.raw, entries[0].body.manifest_sha256, named_by)
     return ledger, entries
 
 

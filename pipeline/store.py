@@ -24,6 +24,7 @@ from typing import Protocol
 
 from pipeline import failpoints
 from pipeline.errors import ConflictError, StorageError, UsageError
+from pipeline.keys import RUNS, run_prefix
 from prover import _native
 
 
@@ -263,9 +264,9 @@ def split_run_uri(uri: str, source: str = "run URI") -> tuple[str, str]:
     """``<store>/runs/<run_id>`` -> (store URI, run id), both checked; UsageError names
     ``source``."""
     path = uri.rstrip("/")
-    head, sep, run_id = path.rpartition("/runs/")
-    if not sep and path.startswith("runs/"):
-        head, sep, run_id = ".", "/runs/", path.removeprefix("runs/")
+    head, sep, run_id = path.rpartition(f"/{RUNS}/")
+    if not sep and path.startswith(f"{RUNS}/"):
+        head, sep, run_id = ".", f"/{RUNS}/", path.removeprefix(f"{RUNS}/")
     if not sep or "/" in run_id:
         raise UsageError(f"{source} {uri!r}: a run URI looks like <store>/runs/<run_id>")
     head = head or "/"  # /runs/<id>: a store at the root folder
@@ -275,5 +276,10 @@ def split_run_uri(uri: str, source: str = "run URI") -> tuple[str, str]:
     return head, run_id
 
 
+def object_uri(store: Store, key: str) -> str:
+    """Where an object is, for people: a path in a local store, s3://... otherwise."""
+    return f"{store.uri.rstrip('/')}/{key}"
+
+
 def run_uri(store: Store, run_id: str) -> str:
-    return f"{store.uri.rstrip('/')}/runs/{run_id}"
+    return object_uri(store, run_prefix(run_id))

@@ -26,19 +26,26 @@ import torch.nn.functional as F
 from pipeline import state as st
 from pipeline.data import Dataset, load_dataset
 from pipeline.determinism import DeterminismProfile
+from pipeline.entries import (
+    Body,
+    CheckpointBody,
+    CheckpointEntry,
+    Entry,
+    EpochBody,
+    EpochEntry,
+    RunBody,
+)
 from pipeline.errors import IntegrityError, SpecError
-from pipeline.ledger import Entry, Ledger, load_or_create_key, public_key_hex
+from pipeline.keys import checkpoint_key, manifest_key, pending_records_key, records_key
+from pipeline.ledger import Ledger, load_or_create_key, public_key_hex
 from pipeline.models import build_model, build_optimizer
 from pipeline.run import (
     Manifest,
-    checkpoint_key,
-    claim_of,
-    keys,
+    epoch_entries,
     manifest_digest,
     open_ledger,
     optimizer_digest,
-    pending_records_key,
-    records_key,
+    read_committed,
     sha256_hex,
     split_records,
 )
@@ -96,11 +103,9 @@ class Trainer:
     def spe(self) -> int:
         return self.manifest.steps_per_epoch
 
-    def append(self, kind: str, body: dict) -> Entry:
+    def append(self, body: Body) -> Entry:
         # The prover may append receipts concurrently; anything else is a second trainer.
-        return self.ledger.append(
-            self.key, kind, body, self.entries, tolerate=frozenset({"receipt"})
-        )
+        return self.ledger.append(self.key, body, self.entries, tolerate=frozenset({"receipt"}))
 
 
 def _setup(
@@ -120,12 +125,10 @@ def _setup(
 def check_resumable(manifest: Manifest, spec: RunSpec) -> None:
     """Raises unless this environment may continue the run: same spec, same determinism profile,
     same guest."""
-    mkey = keys(manifest.run_id)["manifest"]
+    mkey = manifest_key(manifest.run_id)
     if manifest.spec != spec:
         raise SpecError(f"{mkey}: run {manifest.run_id} exists with another spec; use a new run id")
-    DeterminismProfile.current(spec.threads).require_same(
-        DeterminismProfile.model_validate(manifest.doc["determinism"])
-    )
+    DeterminismProfile.current(spec.threads).require_same(manifest.determinism)
     if manifest.image_id != image_id():
         raise IntegrityError(
             f"{mkey}: run pins guest image id {manifest.image_id.hex()}, "
@@ -138,7 +141,7 @@ def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
     Reopening checks that the spec, the determinism profile and the guest are the run's own."""
     profile, dataset, model, optimizer = _setup(spec)
     key = load_or_create_key(run_id)
-    mkey = keys(run_id)["manifest"]
+    mkey = manifest_key(run_id)
     if not store.exists(mkey):
         doc = {
             "protocol_version": _native.PROTOCOL_VERSION,
@@ -157,69 +160,63 @@ def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
         # Deterministic bytes: a crash between here and the ledger entry re-creates them equal.
         store.create(mkey, json.dumps(doc, indent=1, sort_keys=True).encode())
     manifest = Manifest.load(store, run_id)
-    if manifest.doc["public_key"] != public_key_hex(key):
+    if manifest.public_key.hex() != public_key_hex(key):
         raise IntegrityError(f"{mkey}: signed by another key than this machine's key for {run_id}")
-    ledger = Ledger(store, run_id, manifest.doc["public_key"])
+    ledger = Ledger(store, run_id, manifest.public_key.hex())
     entries = ledger.entries()
     if not entries:
-        ledger.append(key, "run", {"manifest_sha256": sha256_hex(manifest.raw)}, entries)
+        ledger.append(key, RunBody(manifest_sha256=sha256_hex(manifest.raw)), entries)
     ledger, entries = open_ledger(store, manifest)
     check_resumable(manifest, spec)
     t = Trainer(spec, store, manifest, ledger, entries, dataset, model, optimizer, key)
-    if not any(e.kind == "checkpoint" for e in entries):
+    if not any(isinstance(e, CheckpointEntry) for e in entries):
         tensors = st.state_tensors(model, optimizer, 0, manifest.digest)
-        t.append("checkpoint", _write_checkpoint(t, 0, tensors, [], None))
+        t.append(_write_checkpoint(t, 0, tensors, [], None))
     return t
 
 
 def _write_checkpoint(
     t: Trainer, step: int, tensors: dict, pending: list[bytes], state_digest: bytes | None
-) -> dict:
+) -> CheckpointBody:
     data = st.checkpoint_bytes(tensors)
     digest = state_digest or st.digest_tensors(tensors)
     ck = checkpoint_key(t.run_id, step)
     t.store.create(ck, data)
-    body = {
-        "step": step,
-        "state_digest": digest.hex(),
-        "checkpoint": ck,
-        "checkpoint_sha256": sha256_hex(data),
-    }
+    pk = blob_sha256 = None
     if pending:
         blob = b"".join(pending)
-        pk = pending_records_key(t.run_id, step)
+        pk, blob_sha256 = pending_records_key(t.run_id, step), sha256_hex(blob)
         t.store.create(pk, blob)
-        body |= {"pending_records": pk, "pending_sha256": sha256_hex(blob)}
-    return body
+    return CheckpointBody(
+        step=step,
+        state_digest=digest.hex(),
+        checkpoint=ck,
+        checkpoint_sha256=sha256_hex(data),
+        pending_records=pk,
+        pending_sha256=blob_sha256,
+    )
 
 
 def _resume_point(t: Trainer) -> tuple[int, list[bytes]]:
     """Restores the newest consistent state; returns (next step, this epoch's records so far)."""
-    last = next(e for e in reversed(t.entries) if e.kind in ("checkpoint", "epoch"))
-    body = last.body["checkpoint"] if last.kind == "epoch" else last.body
-    data = t.store.read(body["checkpoint"])
-    if sha256_hex(data) != body["checkpoint_sha256"]:
-        raise IntegrityError(f"{body['checkpoint']}: does not match its ledger entry")
-    step = st.restore(t.model, t.optimizer, st.load_checkpoint(data, body["checkpoint"]))
+    last = next(e for e in reversed(t.entries) if isinstance(e, (CheckpointEntry, EpochEntry)))
+    body = last.body.checkpoint if isinstance(last, EpochEntry) else last.body
+    data = read_committed(t.store, body.checkpoint, body.checkpoint_sha256)
+    step = st.restore(t.model, t.optimizer, st.load_checkpoint(data, body.checkpoint))
     pending: list[bytes] = []
-    if "pending_records" in body:
-        blob = t.store.read(body["pending_records"])
-        if sha256_hex(blob) != body["pending_sha256"]:
-            raise IntegrityError(f"{body['pending_records']}: does not match its ledger entry")
-        pending = split_records(blob)
+    if body.pending_records is not None:
+        pending = split_records(read_committed(t.store, body.pending_records, body.pending_sha256))
     return step, pending
 
 
 def _epoch_link(t: Trainer, epoch: int) -> tuple[bytes, bytes]:
     """(previous record hash, start state digest) of an epoch."""
     if epoch == 0:
-        m = t.manifest.doc
-        start = bytes.fromhex(m["genesis_state_digest"])
-        link = _native.genesis_hash(t.run_id, start, bytes.fromhex(m["dataset_root"]), t.spec.seed)
+        m = t.manifest
+        start = m.genesis_state_digest
+        link = _native.genesis_hash(t.run_id, start, m.dataset_root, t.spec.seed)
         return link, start
-    prev = claim_of(
-        next(e for e in t.entries if e.kind == "epoch" and e.body["epoch"] == epoch - 1)
-    )
+    prev = epoch_entries(t.entries)[epoch - 1].body.claim
     return prev.last_record_hash, prev.end_state_digest
 
 
@@ -308,7 +305,7 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
     spec, spe = t.spec, t.spe
     end_epoch = spec.epochs if until_epoch is None else min(until_epoch, spec.epochs)
     step, pending = _resume_point(t)
-    opt_digest = bytes.fromhex(t.manifest.doc["optimizer_digest"])
+    opt_digest = t.manifest.optimizer_digest
     stepper = Stepper(t.run_id, spec, spe, opt_digest, t.dataset, t.model, t.optimizer, t.tamper)
     total = spec.epochs * spe
     # A record waiting for its parameter digest: (fields, future).
@@ -353,7 +350,7 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
                         _close_epoch(t, epoch, link, start_state, pending, body)
                         pending = []
                     else:
-                        t.append("checkpoint", body)
+                        t.append(body)
             else:
                 waiting = (
                     fields,
@@ -366,10 +363,15 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
 
 
 def _close_epoch(
-    t: Trainer, epoch: int, link: bytes, start_state: bytes, records: list[bytes], checkpoint: dict
+    t: Trainer,
+    epoch: int,
+    link: bytes,
+    start_state: bytes,
+    records: list[bytes],
+    checkpoint: CheckpointBody,
 ) -> EpochClaim:
     """Writes the epoch's records and its claim; the ledger entry is the commit point."""
-    m = t.manifest.doc
+    m = t.manifest
     hashes = [_native.record_hash(r) for r in records]
     last = _native.decode_record(records[-1])
     claim = EpochClaim(
@@ -382,33 +384,26 @@ def _close_epoch(
         records_root=_native.merkle_root(hashes),
         start_state_digest=start_state,
         end_state_digest=last["state_digest"],
-        dataset_root=bytes.fromhex(m["dataset_root"]),
-        dataset_len=m["dataset_len"],
+        dataset_root=m.dataset_root,
+        dataset_len=m.dataset_len,
         sampler_seed=t.spec.seed,
         batch_size=t.spec.batch_size,
-        optimizer_digest=bytes.fromhex(m["optimizer_digest"]),
+        optimizer_digest=m.optimizer_digest,
         schedule=t.spec.schedule,
-        image_id=bytes.fromhex(m["image_id"]),
+        image_id=m.image_id,
     )
-    prev = (
-        None
-        if epoch == 0
-        else claim_of(
-            next(e for e in t.entries if e.kind == "epoch" and e.body["epoch"] == epoch - 1)
-        )
-    )
+    prev = None if epoch == 0 else epoch_entries(t.entries)[epoch - 1].body.claim
     check_epoch(epoch_input(claim, prev, records))  # our own records must pass the guest's rules
     blob = b"".join(records)
     rk = records_key(t.run_id, epoch)
     t.store.create(rk, blob)
     t.append(
-        "epoch",
-        {
-            "epoch": epoch,
-            "claim": claim.model_dump(mode="json"),
-            "records": rk,
-            "records_sha256": sha256_hex(blob),
-            "checkpoint": checkpoint,
-        },
+        EpochBody(
+            epoch=epoch,
+            claim=claim,
+            records=rk,
+            records_sha256=sha256_hex(blob),
+            checkpoint=checkpoint,
+        )
     )
     return claim

@@ -4,7 +4,6 @@ trainer. Nothing here writes to the store."""
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,22 +11,28 @@ from pathlib import Path
 from pipeline import layout
 from pipeline.determinism import DeterminismProfile, machine_profile
 from pipeline.disputes import disputes
+from pipeline.entries import (
+    CheckpointBody,
+    CheckpointEntry,
+    Entry,
+    EpochEntry,
+    ReceiptBody,
+    ReceiptEntry,
+)
 from pipeline.errors import DeterminismError, IntegrityError, StorageError
 from pipeline.finality import Sighting, first_sightings, window_start
 from pipeline.finalize import load_epoch_records
-from pipeline.ledger import Entry
+from pipeline.keys import ledger_key, manifest_key, run_prefix
 from pipeline.policy import Policy
 from pipeline.run import (
     Manifest,
+    check_committed,
     claim_digest,
-    claim_of,
     epoch_entries,
-    keys,
     open_ledger,
     optimizer_digest,
     read_committed,
     receipt_entries,
-    sha256_hex,
 )
 from pipeline.spec import RunSpec
 from pipeline.statedigest import checkpoint_digest
@@ -161,7 +166,9 @@ class RunReport:
 
 def _run_check(checks: list[Check], name: str, fn) -> object:
     """Runs one named check; integrity and prover errors fail it, storage errors propagate
-    (they mean "could not look", not "looked and it is wrong") except a missing object."""
+    (they mean "could not look", not "looked and it is wrong") except a missing object. Only
+    VeritrainError fails a check: anything else is a bug here, which must not read as tampering
+    (malformed stored data is an IntegrityError where it is parsed, pipeline/entries.py)."""
     try:
         result = fn()
     except NotFoundError as e:
@@ -207,8 +214,8 @@ def verify_run(
     if not manifest:
         return report
     report.image_id = manifest.image_id.hex()
-    where = keys(run_id)["manifest"]
-    trainer = bytes.fromhex(manifest.doc["public_key"]).hex()
+    where = manifest_key(run_id)
+    trainer = manifest.public_key.hex()
     trusted = [
         _run_check(
             report.checks, "image_id", lambda: policy.check_image_id(manifest.image_id, where)
@@ -241,7 +248,7 @@ def verify_run(
         rep.checks.append(Check("challenges", ok, detail))
         if disputed:
             rep.status = DISPUTED
-        _check_requirements(rep, policy, claim_of(epochs[rep.epoch]))
+        _check_requirements(rep, policy, epochs[rep.epoch].body.claim)
         report.epochs.append(rep)
     if policy.required_status and not reports:
         report.checks.append(
@@ -268,16 +275,13 @@ def _check_requirements(rep: EpochReport, policy: Policy, claim: EpochClaim) -> 
 def _check_replayable(manifest: Manifest, profiles: list[DeterminismProfile] | None) -> str:
     """The run's determinism profile is one the verifier can replay (MACHINE_FIELDS compared):
     otherwise no challenge could re-execute its steps."""
-    where = keys(manifest.run_id)["manifest"]
+    where = manifest_key(manifest.run_id)
     if profiles is None:
         mine, source = machine_profile()
         profiles = [mine] if mine else []
     else:
         source = "the profiles declared with --replayable-profile"
-    try:
-        recorded = DeterminismProfile.model_validate(manifest.doc.get("determinism"))
-    except ValueError as e:
-        raise IntegrityError(f"{where}: no valid determinism profile ({_first_line(e)})") from None
+    recorded = manifest.determinism
     if any(p.machine_difference(recorded) is None for p in profiles):
         return f"torch {recorded.torch_version}, {recorded.cpu_capability}: replayable by {source}"
     if not profiles:
@@ -298,7 +302,7 @@ def _check_replayable(manifest: Manifest, profiles: list[DeterminismProfile] | N
 def _settle_windows(
     store: Store,
     manifest: Manifest,
-    receipts: dict[int, Entry],
+    receipts: dict[int, ReceiptEntry],
     reports: list[EpochReport],
     now: float,
     state: Path | None,
@@ -309,13 +313,13 @@ def _settle_windows(
     wrote it later (pipeline/finality.py); never at the trainer's ``proven_at``."""
     proven = [r for r in reports if r.status == PROVEN]
     seen = {
-        r.epoch: Sighting(manifest.run_id, r.epoch, receipts[r.epoch].body["receipt_sha256"])
+        r.epoch: Sighting(manifest.run_id, r.epoch, receipts[r.epoch].body.receipt_sha256)
         for r in proven
     }
     first = first_sightings(list(seen.values()), now, state)
     window = manifest.spec.challenge_window
     for r in proven:
-        server = store.server_time(receipts[r.epoch].body["receipt"])
+        server = store.server_time(receipts[r.epoch].body.receipt)
         start = window_start(first[seen[r.epoch].key], server)
         if now >= start + window:
             r.status = FINAL if can_replay else UNREPLAYABLE
@@ -327,104 +331,48 @@ def _load_manifest(store: Store, run_id: str) -> Manifest:
     try:
         return Manifest.load(store, run_id)
     except NotFoundError as e:
-        if store.list(keys(run_id)["base"] + "/"):
+        if store.list(run_prefix(run_id) + "/"):
             raise
         raise StorageError(f"{run_uri(store, run_id)}: no such run ({e})") from None
 
 
-# Body fields verify reads, per entry kind (kinds not listed here are not read by verify).
-_CHECKPOINT_FIELDS = ("step", "state_digest", "checkpoint", "checkpoint_sha256")
-_ENTRY_FIELDS = {
-    "run": ("manifest_sha256",),
-    "checkpoint": _CHECKPOINT_FIELDS,
-    "epoch": ("epoch", "claim", "records", "records_sha256", "checkpoint"),
-    "receipt": ("epoch", "receipt", "receipt_sha256", "journal", "claim_digest"),
-}
-
-
 def _open_checked_ledger(store: Store, manifest: Manifest) -> list[Entry]:
-    """The ledger's entries, chained, signed and bound to the manifest (open_ledger), and well
-    formed: a signature only says the run's key wrote an entry, and a buggy or dishonest trainer
-    can sign anything, so the epoch checks must only ever meet entries they can read."""
+    """The ledger's entries, chained, signed, bound to the manifest and each well formed
+    (open_ledger), in an order verify can follow: epochs committed one after the other, and at
+    most one receipt per committed epoch."""
     _, entries = open_ledger(store, manifest)
     next_epoch, proven = 0, set()
     for entry in entries:
-        where = f"{keys(manifest.run_id)['base']}/ledger/{entry.seq:012d}.json"
-        body = entry.body
-        if not isinstance(body, dict):
-            raise IntegrityError(f"{where}: body is not an object")
-        missing = [f for f in _ENTRY_FIELDS.get(entry.kind, ()) if f not in body]
-        if entry.kind == "epoch" and "checkpoint" in body:
-            ck = body["checkpoint"]
-            missing += [
-                f"checkpoint.{f}"
-                for f in _CHECKPOINT_FIELDS
-                if not isinstance(ck, dict) or f not in ck
-            ]
-        if missing:
-            raise IntegrityError(f"{where}: {entry.kind} entry lacks {', '.join(missing)}")
-        malformed = _malformed(body, _ENTRY_FIELDS.get(entry.kind, ()))
-        if entry.kind == "checkpoint" and "pending_records" in body:
-            malformed += _malformed(body, ("pending_records", "pending_sha256"))
-        if entry.kind == "epoch":
-            ck = _malformed(body["checkpoint"], _CHECKPOINT_FIELDS)
-            malformed += [f"checkpoint.{f}" for f in ck]
-        if malformed:
-            raise IntegrityError(
-                f"{where}: {entry.kind} entry has malformed {', '.join(malformed)}"
-            )
-        if entry.kind == "epoch":
-            try:
-                claim = claim_of(entry)
-            except ValueError as e:
-                raise IntegrityError(f"{where}: not a valid claim ({_first_line(e)})") from None
-            if body["epoch"] != next_epoch or claim.epoch != next_epoch:
+        where = ledger_key(manifest.run_id, entry.seq)
+        if isinstance(entry, EpochEntry):
+            if entry.body.epoch != next_epoch:
                 raise IntegrityError(f"{where}: epochs out of order (expected epoch {next_epoch})")
             next_epoch += 1
-        elif entry.kind == "receipt":
-            e = body["epoch"]
-            if e in proven or not (isinstance(e, int) and e < next_epoch):
+        elif isinstance(entry, ReceiptEntry):
+            e = entry.body.epoch
+            if e in proven or e >= next_epoch:
                 raise IntegrityError(f"{where}: a second receipt, or one for an uncommitted epoch")
             proven.add(e)
     return entries
-
-
-def _malformed(body: dict, fields: tuple[str, ...]) -> list[str]:
-    """Fields whose values are not of their kind: counters, hex digests, object keys."""
-
-    def ok(name: str, v: object) -> bool:
-        if name in ("step", "epoch"):
-            return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-        if name.endswith(("sha256", "digest")):
-            return isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None
-        if name in ("checkpoint", "records", "receipt", "journal", "pending_records"):
-            return isinstance(v, str) or name == "checkpoint" and isinstance(v, dict)
-        return True
-
-    return [f for f in fields if not ok(f, body.get(f))]
-
-
-def _first_line(e: Exception) -> str:
-    return " ".join(str(e).split())[:200]
 
 
 def _verify_epoch(
     store: Store,
     manifest: Manifest,
     entries: list[Entry],
-    epochs: dict[int, Entry],
-    receipts: dict[int, Entry],
+    epochs: dict[int, EpochEntry],
+    receipts: dict[int, ReceiptEntry],
     e: int,
     *,
     audit: bool = False,
 ) -> EpochReport:
     entry = epochs[e]
-    claim = claim_of(entry)
+    claim = entry.body.claim
     rep = EpochReport(
         e, COMMITTED, claim.first_step, claim.step_count, claim.end_state_digest.hex()
     )
     checks = rep.checks
-    prev = claim_of(epochs[e - 1]) if e > 0 else None
+    prev = epochs[e - 1].body.claim if e > 0 else None
     _run_check(checks, "claim", lambda: _check_claim(manifest, claim))
     _run_check(checks, "records", lambda: _check_records(store, manifest, entry, claim, prev))
     proven = None
@@ -455,32 +403,36 @@ def _verify_epoch(
 def _check_claim(manifest: Manifest, claim: EpochClaim) -> str:
     """The ledger's claim is about this run as its manifest describes it (the guest checks each
     claim against its predecessor, never against the manifest)."""
-    m, spec = manifest.doc, manifest.spec
+    spec = manifest.spec
     expected = {
         "run_id": manifest.run_id,
         "image_id": manifest.image_id,
         "first_step": claim.epoch * manifest.steps_per_epoch,
         "step_count": manifest.steps_per_epoch,
-        "dataset_root": bytes.fromhex(m["dataset_root"]),
-        "dataset_len": m["dataset_len"],
+        "dataset_root": manifest.dataset_root,
+        "dataset_len": manifest.dataset_len,
         "sampler_seed": spec.seed,
         "batch_size": spec.batch_size,
         "optimizer_digest": optimizer_digest(spec),
         "schedule": spec.schedule,
     }
     if claim.epoch == 0:
-        expected["start_state_digest"] = bytes.fromhex(m["genesis_state_digest"])
+        expected["start_state_digest"] = manifest.genesis_state_digest
     wrong = [k for k, v in expected.items() if getattr(claim, k) != v]
     if wrong:
         raise IntegrityError(
-            f"{keys(manifest.run_id)['manifest']}: the ledger's claim of epoch {claim.epoch} "
+            f"{manifest_key(manifest.run_id)}: the ledger's claim of epoch {claim.epoch} "
             f"differs in {', '.join(wrong)}"
         )
     return ""
 
 
 def _check_records(
-    store: Store, manifest: Manifest, entry: Entry, claim: EpochClaim, prev: EpochClaim | None
+    store: Store,
+    manifest: Manifest,
+    entry: EpochEntry,
+    claim: EpochClaim,
+    prev: EpochClaim | None,
 ) -> str:
     records = load_epoch_records(store, entry)
     try:
@@ -491,14 +443,16 @@ def _check_records(
             # Records are checked with this build's rules; a run made by another guest may
             # follow another protocol version's rules.
             msg += f" (checked with this build's guest {image_id().hex()[:16]}…, not the run's)"
-        raise IntegrityError(f"{entry.body['records']}: {msg}") from None
+        raise IntegrityError(f"{entry.body.records}: {msg}") from None
     return f"{len(records)} records"
 
 
-def _check_receipt(store: Store, manifest: Manifest, rbody: dict, claim: EpochClaim) -> EpochClaim:
+def _check_receipt(
+    store: Store, manifest: Manifest, rbody: ReceiptBody, claim: EpochClaim
+) -> EpochClaim:
     """The proof first, so the detail says what is wrong with a substituted receipt (fake, not
     a receipt, another guest, another run or epoch); its bytes against the ledger last."""
-    key = rbody["receipt"]
+    key = rbody.receipt
     data = store.read(key)
     try:
         journal = verify_receipt(data, manifest.image_id)
@@ -519,9 +473,8 @@ def _check_receipt(store: Store, manifest: Manifest, rbody: dict, claim: EpochCl
             f"{key}: a {kind} receipt (protocol 1, made by veritrain before succinct receipts); "
             "this version verifies succinct receipts: verify the run with the version that made it"
         )
-    if sha256_hex(data) != rbody["receipt_sha256"]:
-        raise IntegrityError(f"{key}: does not match its ledger entry")
-    if rbody["claim_digest"] != claim_digest(claim):
+    check_committed(key, data, rbody.receipt_sha256)
+    if rbody.claim_digest != claim_digest(claim):
         raise IntegrityError(
             f"{key}: its ledger entry's claim_digest is not the claim's digest "
             '(H("veritrain/claim/v1", claim bytes), PROTOCOL.md §9)'
@@ -529,8 +482,8 @@ def _check_receipt(store: Store, manifest: Manifest, rbody: dict, claim: EpochCl
     return journal
 
 
-def _check_journal_file(store: Store, rbody: dict, journal: EpochClaim) -> str:
-    key = rbody["journal"]
+def _check_journal_file(store: Store, rbody: ReceiptBody, journal: EpochClaim) -> str:
+    key = rbody.journal
     try:
         doc = json.loads(store.read(key))
     except ValueError as e:
@@ -544,7 +497,7 @@ def _check_checkpoints(
     store: Store,
     manifest: Manifest,
     entries: list[Entry],
-    entry: Entry,
+    entry: EpochEntry,
     claim: EpochClaim,
     end_digest: bytes,
     *,
@@ -555,7 +508,7 @@ def _check_checkpoints(
     records and the claim give for that step. Mid-epoch resume records must be a prefix of the
     epoch's records."""
     first, end = claim.first_step, claim.first_step + claim.step_count
-    points: list[tuple[dict, bytes]] = [(entry.body["checkpoint"], end_digest)]
+    points: list[tuple[CheckpointBody, bytes]] = [(entry.body.checkpoint, end_digest)]
     if all_of_epoch:
         try:
             records = load_epoch_records(store, entry)
@@ -563,19 +516,18 @@ def _check_checkpoints(
             records = None  # the "records" check reports it; judge checkpoints by the ledger alone
         if records is not None and len(records) != claim.step_count:
             records = None
-        for x in entries:
-            step = x.body.get("step") if x.kind == "checkpoint" else None
-            if step == 0 and first == 0:
-                points.append((x.body, claim.start_state_digest))
-            elif step is not None and first < step < end:
-                points.append((x.body, _mid_epoch_digest(x, records, first)))
-                _check_pending_records(store, x.body, records, first)
+        for body in (x.body for x in entries if isinstance(x, CheckpointEntry)):
+            if body.step == 0 and first == 0:
+                points.append((body, claim.start_state_digest))
+            elif first < body.step < end:
+                points.append((body, _mid_epoch_digest(body, records, first)))
+                _check_pending_records(store, body, records, first)
     spec = manifest.spec
     found = [
-        (body["checkpoint"], _check_checkpoint(store, spec, manifest.digest, body, expected))
+        (body.checkpoint, _check_checkpoint(store, spec, manifest.digest, body, expected))
         for body, expected in points
     ]
-    steps = "steps " + ", ".join(str(s) for s in sorted(b["step"] for b, _ in points))
+    steps = "steps " + ", ".join(str(s) for s in sorted(b.step for b, _ in points))
     if spec.model.kind != "import":
         built = f"{spec.model.kind} and {spec.optimizer.kind}"
         return f"{steps}; tensors as the spec's {built} build them"
@@ -590,41 +542,41 @@ def _check_checkpoints(
     )
 
 
-def _mid_epoch_digest(x: Entry, records: list[bytes] | None, first: int) -> bytes:
-    stated = bytes.fromhex(x.body["state_digest"])
+def _mid_epoch_digest(body: CheckpointBody, records: list[bytes] | None, first: int) -> bytes:
+    stated = bytes.fromhex(body.state_digest)
     if records is not None:
-        rec = _native.decode_record(records[x.body["step"] - 1 - first])
+        rec = _native.decode_record(records[body.step - 1 - first])
         if rec["state_digest"] != stated:
             raise IntegrityError(
-                f"{x.body['checkpoint']}: its ledger entry's state digest is not the one the "
+                f"{body.checkpoint}: its ledger entry's state digest is not the one the "
                 f"record of step {rec['step']} states"
             )
     return stated
 
 
 def _check_pending_records(
-    store: Store, body: dict, records: list[bytes] | None, first: int
+    store: Store, body: CheckpointBody, records: list[bytes] | None, first: int
 ) -> None:
-    if "pending_records" not in body:
+    if body.pending_records is None:
         return
-    key = body["pending_records"]
-    blob = read_committed(store, key, body["pending_sha256"])
-    if records is not None and blob != b"".join(records[: body["step"] - first]):
-        raise IntegrityError(f"{key}: not the epoch's records up to step {body['step']}")
+    key = body.pending_records
+    blob = read_committed(store, key, body.pending_sha256)
+    if records is not None and blob != b"".join(records[: body.step - first]):
+        raise IntegrityError(f"{key}: not the epoch's records up to step {body.step}")
 
 
 def _check_checkpoint(
-    store: Store, spec: RunSpec, digest_of_manifest: bytes, body: dict, expected: bytes
+    store: Store, spec: RunSpec, digest_of_manifest: bytes, body: CheckpointBody, expected: bytes
 ) -> dict[str, layout.TensorInfo]:
     """The file is the ledger's, holds the tensors the spec builds at its step (a trainer could
     re-sign a manifest whose spec builds another model), and has the stated state digest."""
-    key = body["checkpoint"]
-    data = read_committed(store, key, body["checkpoint_sha256"])
+    key = body.checkpoint
+    data = read_committed(store, key, body.checkpoint_sha256)
     found = layout.read_header(data, key)
-    layout.check_tensors(spec, body["step"], found, data, key, digest_of_manifest)
+    layout.check_tensors(spec, body.step, found, data, key, digest_of_manifest)
     digest = checkpoint_digest(data, key)
-    if digest.hex() != body["state_digest"] or digest != expected:
+    if digest.hex() != body.state_digest or digest != expected:
         raise IntegrityError(
-            f"{key}: recomputed state digest is not the one stated for step {body['step']}"
+            f"{key}: recomputed state digest is not the one stated for step {body.step}"
         )
     return found

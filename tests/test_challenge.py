@@ -24,10 +24,9 @@ from pipeline.fraudproof import (
     check_filed_proof,
     check_fraud_proof,
     file_fraud_proof,
-    proof_key,
     record_view,
-    verdict_key,
 )
+from pipeline.keys import proof_key, verdict_key
 from pipeline.replay import Replay, ReplayEnvironmentError
 from pipeline.spec import parse_spec
 from pipeline.store import LocalStore
@@ -160,11 +159,11 @@ def test_challenge_finds_exactly_the_dishonest_step(runs, name, tamper, step, fi
     r = Replay(store, rid)
     c = r.nearest_checkpoint(step)
     assert proof["pre_state"]["checkpoint_step"] == c and len(proof["records"]) == step - c
-    assert proof["pre_state"]["state_digest"] == r.checkpoints[c]["state_digest"]
+    assert proof["pre_state"]["state_digest"] == r.checkpoints[c].state_digest
     assert proof["differs"] == fields and proof["step"] == step
     assert proof["claimed"]["record"] == r.claimed(step).hex()
     assert proof["batch"]["indices_digest"] == proof["claimed"]["batch_digest"]
-    assert proof["determinism"] == r.manifest.doc["determinism"]
+    assert proof["determinism"] == r.manifest.determinism.model_dump()
 
     verdict = check_filed_proof(store, rid, res.proof_id)
     assert verdict.upheld, verdict.reason

@@ -100,8 +100,8 @@ def _records(store_root: Path, run_id: str) -> dict[str, bytes]:
 
 def _final_state(store_root: Path, run_id: str) -> str:
     m = Manifest.load(LocalStore(store_root), run_id)
-    entries = Ledger(LocalStore(store_root), run_id, m.doc["public_key"]).entries()
-    return [e for e in entries if e.kind == "epoch"][-1].body["claim"]["end_state_digest"]
+    entries = Ledger(LocalStore(store_root), run_id, m.public_key.hex()).entries()
+    return [e for e in entries if e.kind == "epoch"][-1].body.claim.end_state_digest.hex()
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def test_tampered_ledger_entry_is_detected(reference, tmp_path):
     p.write_text(json.dumps(doc))
     m = Manifest.load(LocalStore(store), "ref")
     with pytest.raises(IntegrityError, match="000000000002.json"):
-        Ledger(LocalStore(store), "ref", m.doc["public_key"]).entries()
+        Ledger(LocalStore(store), "ref", m.public_key.hex()).entries()
 
 
 def test_in_process_training_matches_the_cli(reference, tmp_path):

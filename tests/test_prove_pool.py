@@ -15,7 +15,7 @@ import pytest
 from conftest import PREFECT, ROOT, in_env, process_worker, veritrain
 
 from pipeline import proving
-from pipeline.run import (
+from pipeline.keys import (
     execution_key,
     execution_prefix,
     part_receipt_key,

@@ -6,7 +6,7 @@ import pytest
 
 import prover
 from pipeline.finalize import load_epoch_records
-from pipeline.run import Manifest, claim_of, epoch_entries, open_ledger, receipt_entries
+from pipeline.run import Manifest, epoch_entries, open_ledger, receipt_entries
 from pipeline.store import LocalStore
 from pipeline.train import open_trainer, train
 from prover import (
@@ -33,8 +33,8 @@ def trained(tmp_path_factory, tiny_spec):
 
 def _epoch(t, e):
     entry = epoch_entries(t.entries)[e]
-    prev = claim_of(epoch_entries(t.entries)[e - 1]) if e else None
-    return claim_of(entry), prev, load_epoch_records(t.store, entry)
+    prev = epoch_entries(t.entries)[e - 1].body.claim if e else None
+    return entry.body.claim, prev, load_epoch_records(t.store, entry)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,8 @@ def proven(tiny_run):
     manifest = Manifest.load(store, run_id)
     _, entries = open_ledger(store, manifest)
     receipts = receipt_entries(entries)
-    claims = {e: claim_of(x) for e, x in epoch_entries(entries).items()}
-    return {e: (store.read(receipts[e].body["receipt"]), claims[e]) for e in (0, 1)}
+    claims = {e: x.body.claim for e, x in epoch_entries(entries).items()}
+    return {e: (store.read(receipts[e].body.receipt), claims[e]) for e in (0, 1)}
 
 
 def test_image_id_is_a_digest_and_stable():

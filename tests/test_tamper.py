@@ -22,16 +22,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import pipeline.verify
 from flows.cli import main
 from pipeline.determinism import DeterminismProfile
+from pipeline.entries import ReceiptBody
 from pipeline.errors import IntegrityError
+from pipeline.keys import journal_key, ledger_key, receipt_key
 from pipeline.ledger import Ledger, load_or_create_key, public_key_hex
 from pipeline.run import (
     Manifest,
     claim_digest,
-    claim_of,
     epoch_entries,
-    journal_key,
     open_ledger,
-    receipt_key,
     sha256_hex,
 )
 from pipeline.store import LocalStore
@@ -216,18 +215,21 @@ def test_removing_the_ledger_tail_only_makes_the_run_look_less_final(tiny_run, t
 
 def _resign(store: Path, run_id: str, edit=lambda kind, body: body, key=None) -> None:
     """Rewrites the run's ledger over its current manifest with the run's own key (or ``key``),
-    optionally editing bodies: what a dishonest trainer, who holds the key, can do."""
+    optionally editing bodies, malformed ones included: what a dishonest trainer, who holds the
+    key, can do."""
     old = [doc for _, doc in _entries(store, run_id)]
     shutil.rmtree(store / "runs" / run_id / "ledger")
     ls = LocalStore(store)
     manifest = Manifest.load(ls, run_id)
-    ledger = Ledger(ls, run_id, manifest.doc["public_key"])
-    key, entries = key or load_or_create_key(run_id), []
-    for doc in old:
+    ledger = Ledger(ls, run_id, manifest.public_key.hex())
+    key, prev = key or load_or_create_key(run_id), ""
+    for seq, doc in enumerate(old):
         body = doc["body"]
         if doc["kind"] == "run":
             body = {**body, "manifest_sha256": sha256_hex(manifest.raw)}
-        ledger.append(key, doc["kind"], edit(doc["kind"], body), entries)
+        signed, data = ledger.document(key, seq, prev, doc["kind"], edit(doc["kind"], body))
+        ls.create(ledger_key(run_id, seq), data)
+        prev = signed["entry_hash"]
 
 
 def test_a_receipt_from_another_run_is_refused(tiny_run, unproven_run, tmp_path, capsys):
@@ -240,19 +242,19 @@ def test_a_receipt_from_another_run_is_refused(tiny_run, unproven_run, tmp_path,
     rk, jk = receipt_key(run_id, 0), journal_key(run_id, 0)
     ls = LocalStore(store)
     _, entries = open_ledger(ls, Manifest.load(ls, run_id))
-    claim = claim_of(epoch_entries(entries)[0])
+    claim = epoch_entries(entries)[0].body.claim
     ls.create(rk, receipt)
     ls.create(jk, json.dumps(claim.journal_json()).encode())
     ledger, entries = open_ledger(ls, Manifest.load(ls, run_id))
-    body = {
-        "epoch": 0,
-        "receipt": rk,
-        "receipt_sha256": sha256_hex(receipt),
-        "journal": jk,
-        "claim_digest": claim_digest(claim),
-        "proven_at": 0,
-    }
-    ledger.append(load_or_create_key(run_id), "receipt", body, entries)
+    body = ReceiptBody(
+        epoch=0,
+        receipt=rk,
+        receipt_sha256=sha256_hex(receipt),
+        journal=jk,
+        claim_digest=claim_digest(claim),
+        proven_at=0,
+    )
+    ledger.append(load_or_create_key(run_id), body, entries)
     code, doc, err = _verify(capsys, store, run_id)
     assert code == 1
     failed = _failed(doc)
@@ -276,7 +278,7 @@ def _write_fake_receipt(store: Path, run_id: str) -> None:
     ls = LocalStore(store)
     manifest = Manifest.load(ls, run_id)
     _, entries = open_ledger(ls, manifest)
-    journal = claim_of(epoch_entries(entries)[0]).to_bytes()
+    journal = epoch_entries(entries)[0].body.claim.to_bytes()
     fake = _native._fake_receipt(journal, manifest.image_id)
     _artifact(store, run_id, "receipt", 0).write_bytes(fake)
 
@@ -486,7 +488,7 @@ def week_run(tmp_path_factory, tiny_spec) -> tuple[Path, str, dict]:
     manifest = Manifest.load(ls, "week-run")
     ledger, entries = open_ledger(ls, manifest)
     assert finalize_epoch(ls, manifest, ledger, entries, load_or_create_key("week-run"), 0)
-    return store, "week-run", manifest.doc["determinism"]
+    return store, "week-run", manifest.determinism.model_dump()
 
 
 def _backdate(kind: str, body: dict) -> dict:
@@ -606,7 +608,7 @@ def test_a_receipt_entry_must_name_its_claim_by_the_tagged_digest(tiny_run, tmp_
     store = _copy(src, tmp_path)
     ls = LocalStore(store)
     _, entries = open_ledger(ls, Manifest.load(ls, run_id))
-    claims = {e: claim_of(x) for e, x in epoch_entries(entries).items()}
+    claims = {e: x.body.claim for e, x in epoch_entries(entries).items()}
     for _, doc in _entries(store, run_id):
         if doc["kind"] == "receipt":
             assert doc["body"]["claim_digest"] == claim_digest(claims[doc["body"]["epoch"]])

@@ -143,13 +143,13 @@ def test_a_trained_runs_checkpoints_digest_as_its_ledger_says_without_torch(unpr
     store = LocalStore(root)
     _, entries = open_ledger(store, Manifest.load(store, run_id))
     bodies = [e.body for e in entries if e.kind == "checkpoint"]
-    bodies += [e.body["checkpoint"] for e in entries if e.kind == "epoch"]
+    bodies += [e.body.checkpoint for e in entries if e.kind == "epoch"]
     assert len(bodies) >= 2
     for body in bodies:
-        data = store.read(body["checkpoint"])
-        digest = checkpoint_digest(data, body["checkpoint"])
-        assert digest.hex() == body["state_digest"]
-        assert digest == st.digest_tensors(st.load_checkpoint(data, body["checkpoint"]))
+        data = store.read(body.checkpoint)
+        digest = checkpoint_digest(data, body.checkpoint)
+        assert digest.hex() == body.state_digest
+        assert digest == st.digest_tensors(st.load_checkpoint(data, body.checkpoint))
 
 
 @pytest.mark.parametrize(
