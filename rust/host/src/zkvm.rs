@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use veritrain_core::EpochInput;
 
-use crate::codec::digest_arg;
+use crate::types::digest_arg;
 use crate::errors::{
     EncodingError, FakeReceiptError, GuestError, ImageIdMismatchError, ReceiptFormatError,
     ReceiptVerificationError, VeritrainError,
