@@ -12,7 +12,7 @@ from pipeline.errors import IntegrityError, SpecError
 from pipeline.ledger import Entry, Ledger, canonical_json
 from pipeline.spec import RunSpec, parse_spec
 from pipeline.store import NotFoundError, Store
-from prover import EpochClaim, _native
+from prover import RECORD_LEN, EpochClaim
 
 OPTIMIZER_TAG = b"veritrain/optimizer/v1\x00"
 MANIFEST_TAG = b"veritrain/manifest/v1\x00"
@@ -41,13 +41,13 @@ def read_committed(
 
 def split_records(blob: bytes) -> list[bytes]:
     """A records object (records/epoch-*.bin, pending records): the step records end to end."""
-    n = _native.RECORD_LEN
+    n = RECORD_LEN
     return [blob[i : i + n] for i in range(0, len(blob), n)]
 
 
 def claim_digest(claim: EpochClaim) -> str:
     """``H("veritrain/claim/v1", claim bytes)`` in hex: a receipt entry's ``claim_digest``."""
-    return _native.claim_digest(claim.to_bytes()).hex()
+    return claim.digest().hex()
 
 
 def manifest_digest(doc: dict[str, Any]) -> bytes:
@@ -202,7 +202,7 @@ def receipt_entries(entries: list[Entry]) -> dict[int, Entry]:
 
 
 def claim_of(entry: Entry) -> EpochClaim:
-    return EpochClaim.model_validate(entry.body["claim"])
+    return EpochClaim.from_json(entry.body["claim"])
 
 
 def open_ledger(store: Store, manifest: Manifest) -> tuple[Ledger, list[Entry]]:

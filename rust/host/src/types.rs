@@ -285,6 +285,17 @@ impl PySchedule {
         Self::parse("schedule", doc)
     }
 
+    /// Copies and pickles travel as the canonical bytes (`copy.deepcopy` of a pydantic default).
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+        let py = slf.py();
+        Ok((
+            slf.get_type().getattr("from_bytes")?,
+            (PyBytes::new(py, &slf.get().0.encode()),),
+        ))
+    }
+
     fn __repr__(&self) -> String {
         let (kind, base_lr, step_size, gamma, warmup_steps) = self.parts();
         let mut s = format!("Schedule(kind='{kind}', base_lr={base_lr:?}");
@@ -410,6 +421,17 @@ impl PyStepRecord {
     /// `H(RECORD, record bytes)`: what the next record links to.
     fn hash<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.0.hash::<Sha2>())
+    }
+
+    /// Copies and pickles travel as the canonical bytes (`copy.deepcopy` of a pydantic default).
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+        let py = slf.py();
+        Ok((
+            slf.get_type().getattr("from_bytes")?,
+            (PyBytes::new(py, &slf.get().0.encode()),),
+        ))
     }
 
     fn __repr__(&self) -> String {
@@ -693,6 +715,17 @@ impl PyEpochClaim {
         let d = self.json(py)?;
         d.set_item("guarantee_names", PyList::new(py, self.names())?)?;
         Ok(d)
+    }
+
+    /// Copies and pickles travel as the canonical bytes (`copy.deepcopy` of a pydantic default).
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+        let py = slf.py();
+        Ok((
+            slf.get_type().getattr("from_bytes")?,
+            (PyBytes::new(py, &slf.get().0.encode()),),
+        ))
     }
 
     fn __repr__(&self) -> String {
