@@ -33,6 +33,7 @@ from pipeline.spec import RunSpec
 from pipeline.statedigest import checkpoint_digest
 from pipeline.store import NotFoundError, Store, run_uri
 from prover import (
+    EncodingError,
     EpochClaim,
     StepRecord,
     VeritrainError,
@@ -376,7 +377,7 @@ def _open_checked_ledger(store: Store, manifest: Manifest) -> list[Entry]:
         if entry.kind == "epoch":
             try:
                 claim = claim_of(entry)
-            except ValueError as e:
+            except EncodingError as e:
                 raise IntegrityError(f"{where}: not a valid claim ({_first_line(e)})") from None
             if body["epoch"] != next_epoch or claim.epoch != next_epoch:
                 raise IntegrityError(f"{where}: epochs out of order (expected epoch {next_epoch})")

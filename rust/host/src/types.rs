@@ -47,7 +47,10 @@ struct JsonFields<'a, 'py> {
 impl<'a, 'py> JsonFields<'a, 'py> {
     fn new(what: &'a str, v: &'a Bound<'py, PyAny>, allowed: &[&str]) -> PyResult<Self> {
         let d = v.cast::<PyDict>().map_err(|_| {
-            EncodingError::new_err(format!("{what}: expected a JSON object, got {}", type_name(v)))
+            EncodingError::new_err(format!(
+                "{what}: expected a JSON object, got {}",
+                type_name(v)
+            ))
         })?;
         for key in d.keys() {
             let key: String = key.extract().unwrap_or_else(|_| key.to_string());
@@ -68,10 +71,9 @@ impl<'a, 'py> JsonFields<'a, 'py> {
     where
         T: for<'b> FromPyObjectOwned<'b>,
     {
-        let v = self
-            .d
-            .get_item(key)?
-            .ok_or_else(|| EncodingError::new_err(format!("{}: missing field '{key}'", self.what)))?;
+        let v = self.d.get_item(key)?.ok_or_else(|| {
+            EncodingError::new_err(format!("{}: missing field '{key}'", self.what))
+        })?;
         self.extract(key, &v)
     }
 
@@ -685,10 +687,9 @@ impl PyEpochClaim {
     #[staticmethod]
     fn from_json(doc: &Bound<'_, PyAny>) -> PyResult<Self> {
         let f = JsonFields::new("claim", doc, &CLAIM_FIELDS)?;
-        let schedule = f
-            .d
-            .get_item("schedule")?
-            .ok_or_else(|| EncodingError::new_err("claim: missing field 'schedule'"))?;
+        let schedule =
+            f.d.get_item("schedule")?
+                .ok_or_else(|| EncodingError::new_err("claim: missing field 'schedule'"))?;
         Ok(Self(EpochClaim {
             guarantees: check_guarantees(f.get("guarantees")?).map_err(EncodingError::new_err)?,
             run_id: f.run_id()?,
