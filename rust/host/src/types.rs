@@ -131,7 +131,7 @@ fn hex_of(d: &Digest) -> String {
 
 /// A learning-rate schedule: only kinds the guest recomputes bit for bit (PROTOCOL.md).
 #[pyclass(frozen, eq, name = "Schedule", module = "prover._native")]
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct PySchedule(pub Schedule);
 
 const SCHEDULE_FIELDS: [&str; 5] = ["kind", "base_lr", "step_size", "gamma", "warmup_steps"];
