@@ -28,7 +28,7 @@ from pipeline import state as st
 from pipeline.spec import parse_spec
 from pipeline.store import LocalStore
 from pipeline.train import open_trainer, train
-from prover import _native
+from prover import epoch_permutation
 
 # ~1.06M parameters: 64 -> 1024 -> 960 -> 10.
 MODEL = {"kind": "mlp", "hidden": [1024, 960]}
@@ -51,7 +51,7 @@ def plain_loop(t, steps: int) -> float:
     """The baseline: the same model, batches and learning rates, nothing committed."""
     spec = t.spec
     x_all, y_all = torch.from_numpy(t.dataset.x), torch.from_numpy(t.dataset.y)
-    perm = np.asarray(_native.epoch_permutation(spec.seed, 0, len(t.dataset)), dtype=np.int64)
+    perm = np.asarray(epoch_permutation(spec.seed, 0, len(t.dataset)), dtype=np.int64)
     t0 = time.perf_counter()
     for k in range(steps):
         for g in t.optimizer.param_groups:

@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.errors import SpecError
 from pipeline.spec import DigitsDataset, FileDataset, SyntheticDataset
-from prover import _native
+from prover import dataset_root
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Dataset:
 
     def root(self) -> bytes:
         rows = self.canonical_rows()
-        return _native.dataset_root(rows, rows.shape[1])
+        return dataset_root(rows, rows.shape[1])
 
 
 def _checked(x: np.ndarray, y: np.ndarray, source: str) -> Dataset:

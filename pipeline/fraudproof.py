@@ -27,7 +27,7 @@ from pipeline.keys import proof_key, verdict_key
 from pipeline.ledger import canonical_json
 from pipeline.run import Manifest
 from pipeline.store import Store
-from prover import _native
+from prover import StepRecord, batch_digest
 
 if TYPE_CHECKING:
     from pipeline.replay import Replay
@@ -55,7 +55,8 @@ RECORD_FIELDS = {
 def record_view(record: bytes) -> dict[str, str]:
     """The record, its hash and each field's bytes, in hex: how a fraud proof shows a record."""
     view = {name: record[o : o + n].hex() for name, (o, n) in RECORD_FIELDS.items()}
-    return {"record": record.hex(), "record_hash": _native.record_hash(record).hex(), **view}
+    record_hash = StepRecord.from_bytes(record).hash().hex()
+    return {"record": record.hex(), "record_hash": record_hash, **view}
 
 
 def differing(claimed: bytes, recomputed: bytes) -> list[str]:
@@ -129,7 +130,7 @@ def build_fraud_proof(r: Replay, step: int, recomputed: bytes | None = None) -> 
         "batch": {
             "epoch": step // r.spe,
             "step": step,
-            "indices_digest": _native.batch_digest(r.stepper.batch(step).tolist()).hex(),
+            "indices_digest": batch_digest(r.stepper.batch(step).tolist()).hex(),
         },
         "claimed": record_view(claimed),
         "recomputed": record_view(recomputed),
@@ -222,7 +223,7 @@ def check_fraud_proof(store: Store, proof: Any, run_id: str | None = None) -> Ve
     claimed = r.claimed(s)
     if p.claimed != record_view(claimed):
         return reject(f"its claimed record is not the run's committed record of step {s}", e, s)
-    indices = _native.batch_digest(r.stepper.batch(s).tolist()).hex()
+    indices = batch_digest(r.stepper.batch(s).tolist()).hex()
     if p.batch != _Batch(epoch=e, step=s, indices_digest=indices):
         return reject(f"its batch reference is not the sampler's batch of step {s}", e, s)
     try:

@@ -31,7 +31,7 @@ from pipeline.run import (
 )
 from pipeline.store import Store
 from pipeline.train import Stepper, _setup, commitments
-from prover import _native
+from prover import StepRecord, genesis_hash
 
 
 class ReplayEnvironmentError(DeterminismError):
@@ -148,7 +148,7 @@ class Replay:
         if c == 0:
             stated = self.manifest.genesis_state_digest
         else:
-            stated = _native.decode_record(self.claimed(c - 1))["state_digest"]
+            stated = StepRecord.from_bytes(self.claimed(c - 1)).state_digest
         if digest != stated:
             raise IntegrityError(f"{key}: not the state the record of step {c - 1} commits to")
         if body.pending_records is not None:
@@ -163,11 +163,9 @@ class Replay:
     def link(self, step: int) -> bytes:
         """The previous record hash the record of ``step`` must carry."""
         if step > 0:
-            return _native.record_hash(self.claimed(step - 1))
+            return StepRecord.from_bytes(self.claimed(step - 1)).hash()
         m = self.manifest
-        return _native.genesis_hash(
-            self.run_id, m.genesis_state_digest, m.dataset_root, self.spec.seed
-        )
+        return genesis_hash(self.run_id, m.genesis_state_digest, m.dataset_root, self.spec.seed)
 
     def step(self, step: int) -> bytes:
         """Re-executes ``step`` from the live state; returns the record it should have."""
@@ -179,7 +177,7 @@ class Replay:
         fields["param_digest"] = st.digest_tensors(st.param_tensors(self.model))
         fields["prev_record_hash"] = self.link(step)
         self.replayed += 1
-        return _native.encode_record(fields)
+        return StepRecord(**fields).to_bytes()
 
     def scan(self, c: int, last: int) -> Finding | None:
         """Restores checkpoint ``c`` and replays steps c..last; the first mismatch, if any."""

@@ -36,7 +36,7 @@ from pipeline.run import (
 )
 from pipeline.store import NotFoundError, Store, run_uri
 from pipeline.verify import RunReport, verify_run
-from prover import VeritrainError, _native
+from prover import StepRecord, VeritrainError, hparams_digest
 from prover.errors import message
 
 HTML_FILE, MARKDOWN_FILE = "index.html", "report.md"
@@ -243,14 +243,14 @@ def _points(
     for e, records, is_pending in blobs:
         for raw in records:
             try:
-                rec = _native.decode_record(raw)
+                rec = StepRecord.from_bytes(raw)
             except VeritrainError as err:
                 notes.append(f"Epoch {e}: a record does not decode ({_one_line(err)}).")
                 break
-            lr = schedule.lr_at(rec["step"])
-            if _native.hparams_digest(lr, optimizer) != rec["hparams_digest"]:
+            lr = schedule.lr_at(rec.step)
+            if hparams_digest(lr, optimizer) != rec.hparams_digest:
                 lr = None
-            points.append(Point(rec["step"], e, rec["loss"], lr, is_pending))
+            points.append(Point(rec.step, e, rec.loss, lr, is_pending))
     if any(p.lr is None for p in points):
         notes.append(
             "Some records commit to another learning rate than the schedule's; those "

@@ -24,7 +24,7 @@ from pipeline.keys import manifest_key
 from pipeline.ledger import Ledger, canonical_json
 from pipeline.spec import RunSpec
 from pipeline.store import NotFoundError, Store
-from prover import EpochClaim, _native
+from prover import RECORD_LEN, EpochClaim
 from prover.models import Digest
 
 OPTIMIZER_TAG = b"veritrain/optimizer/v1\x00"
@@ -61,13 +61,13 @@ def check_committed(
 
 def split_records(blob: bytes) -> list[bytes]:
     """A records object (records/epoch-*.bin, pending records): the step records end to end."""
-    n = _native.RECORD_LEN
+    n = RECORD_LEN
     return [blob[i : i + n] for i in range(0, len(blob), n)]
 
 
 def claim_digest(claim: EpochClaim) -> str:
     """``H("veritrain/claim/v1", claim bytes)`` in hex: a receipt entry's ``claim_digest``."""
-    return _native.claim_digest(claim.to_bytes()).hex()
+    return claim.digest().hex()
 
 
 def manifest_digest(doc: dict[str, Any]) -> bytes:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.errors import SpecError
 from pipeline.store import store_uri_problem
-from prover import _native
+from prover import steps_per_epoch
 from prover.models import Schedule
 
 # Field widths of the protocol (PROTOCOL.md): epochs, steps and the sampler seed are u64; the
@@ -130,7 +130,7 @@ def check_sizes(spec: RunSpec, dataset_len: int) -> None:
         raise SpecError(
             f"batch_size: {spec.batch_size} is more than the dataset's {dataset_len} samples"
         )
-    steps = spec.epochs * _native.steps_per_epoch(dataset_len, spec.batch_size)
+    steps = spec.epochs * steps_per_epoch(dataset_len, spec.batch_size)
     if steps > U64_MAX:
         raise SpecError(
             f"epochs: {spec.epochs} epochs make {steps} steps, more than a step "

@@ -16,7 +16,7 @@ from safetensors import SafetensorError, deserialize
 
 from pipeline.errors import IntegrityError
 from pipeline.layout import DTYPES
-from prover import _native
+from prover import state_digest, tensor_digests
 
 # (name, dtype, shape, buffer): what the Rust digest takes, zero-copy from the buffer.
 NamedTensor = tuple[str, str, Sequence[int], Any]
@@ -25,8 +25,8 @@ NamedTensor = tuple[str, str, Sequence[int], Any]
 def digest_named(items: Sequence[NamedTensor], threads: int | None = None) -> bytes:
     """State digest (Merkle root of tensor digests sorted by name), hashed in parallel in Rust on
     ``threads`` threads (default: all cores)."""
-    digests = _native.tensor_digests(list(items), threads)
-    return _native.state_digest([(name, d) for (name, *_), d in zip(items, digests, strict=True)])
+    digests = tensor_digests(list(items), threads)
+    return state_digest([(name, d) for (name, *_), d in zip(items, digests, strict=True)])
 
 
 def read_checkpoint(data: bytes, source: str) -> list[NamedTensor]:

@@ -8,7 +8,7 @@ a crash left behind); with other bytes it raises ConflictError.
 The rules for naming a store and a run (store URIs, run URIs, run ids) are here, once, for every
 command: a store is a local folder or ``s3://bucket[/prefix]``; any other ``scheme://`` is refused
 rather than read as a relative path. A run URI is ``<store>/runs/<run_id>``; the run id rule is the
-core's (``_native.check_run_id``). Breaking a rule is a UsageError naming the flag or argument.
+core's (``prover.check_run_id``). Breaking a rule is a UsageError naming the flag or argument.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+import prover
 from pipeline import failpoints
 from pipeline.errors import ConflictError, StorageError, UsageError
 from pipeline.keys import RUNS, run_prefix
-from prover import _native
 
 
 class NotFoundError(StorageError):
@@ -95,7 +95,7 @@ def run_id_problem(run_id: str) -> str | None:
     """What is wrong with a run id, or None: the core's rule, which every record, claim and
     store key (``runs/<run_id>/``) relies on."""
     try:
-        _native.check_run_id(run_id)
+        prover.check_run_id(run_id)
     except ValueError as e:
         return str(e)
     return None

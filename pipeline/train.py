@@ -51,9 +51,20 @@ from pipeline.run import (
 )
 from pipeline.spec import RunSpec, check_sizes
 from pipeline.store import Store
-from prover import EpochClaim, _native, check_epoch, epoch_input, image_id
-
-RECORD_LEN = _native.RECORD_LEN
+from prover import (
+    PROTOCOL_VERSION,
+    EpochClaim,
+    StepRecord,
+    batch_digest,
+    check_epoch,
+    epoch_input,
+    epoch_permutation,
+    genesis_hash,
+    hparams_digest,
+    image_id,
+    merkle_root,
+    steps_per_epoch,
+)
 
 
 @dataclass
@@ -144,13 +155,13 @@ def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
     mkey = manifest_key(run_id)
     if not store.exists(mkey):
         doc = {
-            "protocol_version": _native.PROTOCOL_VERSION,
+            "protocol_version": PROTOCOL_VERSION,
             "run_id": run_id,
             "spec": spec.model_dump(mode="json"),
             "determinism": profile.model_dump(),
             "dataset_root": dataset.root().hex(),
             "dataset_len": len(dataset),
-            "steps_per_epoch": _native.steps_per_epoch(len(dataset), spec.batch_size),
+            "steps_per_epoch": steps_per_epoch(len(dataset), spec.batch_size),
             "optimizer_digest": optimizer_digest(spec).hex(),
             "image_id": image_id().hex(),
             "public_key": public_key_hex(key),
@@ -214,7 +225,7 @@ def _epoch_link(t: Trainer, epoch: int) -> tuple[bytes, bytes]:
     if epoch == 0:
         m = t.manifest
         start = m.genesis_state_digest
-        link = _native.genesis_hash(t.run_id, start, m.dataset_root, t.spec.seed)
+        link = genesis_hash(t.run_id, start, m.dataset_root, t.spec.seed)
         return link, start
     prev = epoch_entries(t.entries)[epoch - 1].body.claim
     return prev.last_record_hash, prev.end_state_digest
@@ -255,14 +266,13 @@ class Stepper:
         self.n = len(dataset)
         self.x, self.y = torch.from_numpy(dataset.x), torch.from_numpy(dataset.y)
         self.params = list(model.parameters())
-        self._schedule = spec.schedule.native()  # converted once, not on every step
         self._perm: tuple[int, np.ndarray] | None = None
 
     def batch(self, step: int) -> np.ndarray:
         """The sampler's indices for global step ``step``."""
         epoch, k = divmod(step, self.spe)
         if self._perm is None or self._perm[0] != epoch:
-            perm = _native.epoch_permutation(self.spec.seed, epoch, self.n)
+            perm = epoch_permutation(self.spec.seed, epoch, self.n)
             self._perm = (epoch, np.asarray(perm, dtype=np.int64))
         b = self.spec.batch_size
         return self._perm[1][k * b : (k + 1) * b]
@@ -272,7 +282,7 @@ class Stepper:
         hash and the param and state digests, which the caller adds: the trainer hashes the
         parameters while the next step runs, a replay at once. ``before_update`` runs between
         backward and the optimizer step, the last moment the pre-step parameters exist."""
-        lr = _native.schedule_lr(self._schedule, step)
+        lr = self.spec.schedule.lr_at(step)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         idx = self.batch(step)
@@ -291,8 +301,8 @@ class Stepper:
             "epoch": step // self.spe,
             "step": step,
             "prev_record_hash": None,
-            "batch_digest": _native.batch_digest(idx.tolist()),
-            "hparams_digest": _native.hparams_digest(lr, self.opt_digest),
+            "batch_digest": batch_digest(idx.tolist()),
+            "hparams_digest": hparams_digest(lr, self.opt_digest),
             "loss": float(loss.item()),
             "grad_norm": grad_norm,
             "state_digest": None,
@@ -312,23 +322,24 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
     waiting: tuple[dict, Future] | None = None
     prev_hash = b""
 
-    def finish(w: tuple[dict, Future]) -> bytes:
+    def finish(w: tuple[dict, Future]) -> StepRecord:
         fields, fut = w
         fields["param_digest"] = fut.result()
-        return _native.encode_record(fields)
+        return StepRecord(**fields)
 
     def before_update() -> None:
         # The previous step's parameters are about to change: its digest must be done.
         nonlocal waiting, prev_hash
         if waiting is not None:
-            pending.append(finish(waiting))
-            prev_hash = _native.record_hash(pending[-1])
+            rec = finish(waiting)
+            pending.append(rec.to_bytes())
+            prev_hash = rec.hash()
             waiting = None
 
     while step < end_epoch * spe:
         epoch = step // spe
         link, start_state = _epoch_link(t, epoch)
-        prev_hash = _native.record_hash(pending[-1]) if pending else link
+        prev_hash = StepRecord.from_bytes(pending[-1]).hash() if pending else link
         waiting = None
         for k in range(step - epoch * spe, spe):
             fields = stepper.step(step, before_update)
@@ -340,8 +351,9 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
                 tensors = st.state_tensors(t.model, t.optimizer, done, t.manifest.digest)
                 fields["state_digest"] = st.digest_tensors(tensors)
                 fields["param_digest"] = st.digest_tensors(st.param_tensors(t.model))
-                pending.append(_native.encode_record(fields))
-                prev_hash = _native.record_hash(pending[-1])
+                rec = StepRecord(**fields)
+                pending.append(rec.to_bytes())
+                prev_hash = rec.hash()
                 if at_checkpoint:
                     body = _write_checkpoint(
                         t, done, tensors, [] if last_of_epoch else pending, fields["state_digest"]
@@ -372,8 +384,8 @@ def _close_epoch(
 ) -> EpochClaim:
     """Writes the epoch's records and its claim; the ledger entry is the commit point."""
     m = t.manifest
-    hashes = [_native.record_hash(r) for r in records]
-    last = _native.decode_record(records[-1])
+    hashes = [StepRecord.from_bytes(r).hash() for r in records]
+    last = StepRecord.from_bytes(records[-1])
     claim = EpochClaim(
         run_id=t.run_id,
         epoch=epoch,
@@ -381,9 +393,9 @@ def _close_epoch(
         step_count=t.spe,
         prev_record_hash=link,
         last_record_hash=hashes[-1],
-        records_root=_native.merkle_root(hashes),
+        records_root=merkle_root(hashes),
         start_state_digest=start_state,
-        end_state_digest=last["state_digest"],
+        end_state_digest=last.state_digest,
         dataset_root=m.dataset_root,
         dataset_len=m.dataset_len,
         sampler_seed=t.spec.seed,

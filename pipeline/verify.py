@@ -39,8 +39,8 @@ from pipeline.statedigest import checkpoint_digest
 from pipeline.store import NotFoundError, Store, run_uri
 from prover import (
     EpochClaim,
+    StepRecord,
     VeritrainError,
-    _native,
     check_epoch,
     epoch_input,
     image_id,
@@ -545,11 +545,11 @@ def _check_checkpoints(
 def _mid_epoch_digest(body: CheckpointBody, records: list[bytes] | None, first: int) -> bytes:
     stated = bytes.fromhex(body.state_digest)
     if records is not None:
-        rec = _native.decode_record(records[body.step - 1 - first])
-        if rec["state_digest"] != stated:
+        rec = StepRecord.from_bytes(records[body.step - 1 - first])
+        if rec.state_digest != stated:
             raise IntegrityError(
                 f"{body.checkpoint}: its ledger entry's state digest is not the one the "
-                f"record of step {rec['step']} states"
+                f"record of step {rec.step} states"
             )
     return stated
 

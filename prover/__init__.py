@@ -1,6 +1,9 @@
 """veritrain's prover: RISC Zero epoch receipts over rust/core's rules.
 
-The public API is this module; ``prover._native`` is the Rust extension underneath it.
+The public API is this module; ``prover._native`` is the Rust extension underneath it, and only
+this package imports it. Records, claims and schedules are the core's types (``StepRecord``,
+``EpochClaim``, ``Schedule``); the core's hashing, sampler and digest functions are re-exported as
+they are (``prover/_native.pyi`` declares them).
 """
 
 from __future__ import annotations
@@ -9,6 +12,21 @@ import time
 from collections.abc import Sequence
 
 from prover import _native
+from prover._native import (
+    CLAIM_LEN,
+    PROTOCOL_VERSION,
+    RECORD_LEN,
+    batch_digest,
+    check_run_id,
+    dataset_root,
+    epoch_permutation,
+    genesis_hash,
+    hparams_digest,
+    merkle_root,
+    state_digest,
+    steps_per_epoch,
+    tensor_digests,
+)
 from prover.errors import (
     EncodingError,
     EpochCheckError,
@@ -26,9 +44,13 @@ from prover.models import (
     Execution,
     ProverStats,
     Schedule,
+    StepRecord,
 )
 
 __all__ = [
+    "CLAIM_LEN",
+    "PROTOCOL_VERSION",
+    "RECORD_LEN",
     "EncodingError",
     "EpochCheckError",
     "EpochClaim",
@@ -42,18 +64,29 @@ __all__ = [
     "ReceiptFormatError",
     "ReceiptVerificationError",
     "Schedule",
+    "StepRecord",
     "VeritrainError",
+    "batch_digest",
     "check_epoch",
+    "check_run_id",
+    "dataset_root",
     "epoch_input",
+    "epoch_permutation",
     "execute",
     "execute_epoch",
     "finish_epoch",
+    "genesis_hash",
+    "hparams_digest",
     "image_id",
     "join_all",
     "join_receipts",
+    "merkle_root",
     "prove_epoch",
     "prove_segment",
     "receipt_kind",
+    "state_digest",
+    "steps_per_epoch",
+    "tensor_digests",
     "verify_receipt",
 ]
 
@@ -65,9 +98,7 @@ def image_id() -> bytes:
 
 def epoch_input(claim: EpochClaim, prev: EpochClaim | None, records: Sequence[bytes]) -> bytes:
     """The guest's input for one epoch: its claim, the previous epoch's claim, its records."""
-    return _native.encode_epoch_input(
-        claim.native(), prev.native() if prev else None, list(records)
-    )
+    return _native.encode_epoch_input(claim, prev, list(records))
 
 
 def check_epoch(input: bytes) -> None:
@@ -75,7 +106,7 @@ def check_epoch(input: bytes) -> None:
     _native.check_epoch(input)
 
 
-def _stats(d: dict) -> ProverStats:
+def _stats(d: _native.ExecuteOutput) -> ProverStats:
     return ProverStats(
         **{k: d[k] for k in ("user_cycles", "paging_cycles", "total_cycles", "segments", "seconds")}
     )

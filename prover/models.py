@@ -1,114 +1,62 @@
-"""Pydantic models for what crosses the prover boundary: schedules, epoch claims (= journals),
-receipts and prover statistics. Digests are ``bytes`` in Python and lowercase hex in JSON."""
+"""What crosses the prover boundary. Step records, epoch claims (= journals) and schedules are the
+Rust core's own types (``StepRecord``, ``EpochClaim``, ``Schedule``: frozen classes with
+``to_bytes``/``from_bytes``, and for claims and schedules ``to_json``/``from_json``); receipts and
+prover statistics are pydantic models here. Digests are ``bytes`` in Python and hex in JSON."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, model_validator
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
+from pydantic_core import core_schema
 
-from prover import _native
+from prover import _json
+from prover._native import GUARANTEES, TORCH_MODE, EpochClaim, Schedule, StepRecord
+from prover.errors import EncodingError, message
 
-
-def _to_digest(v: Any) -> bytes:
-    if isinstance(v, str):
-        try:
-            v = bytes.fromhex(v)
-        except ValueError as e:
-            raise ValueError("a digest is 64 hex characters") from e
-    if not isinstance(v, (bytes, bytearray)) or len(v) != 32:
-        raise ValueError("a digest is 32 bytes (64 hex characters)")
-    return bytes(v)
-
-
-Digest = Annotated[
-    bytes, PlainValidator(_to_digest), PlainSerializer(lambda b: b.hex(), return_type=str)
-]
-
-GUARANTEE_NAMES = {
-    1 << 0: "structure",
-    1 << 1: "sampler",
-    1 << 2: "schedule",
-    1 << 3: "lineage",
-    1 << 4: "arithmetic",
-}
-TORCH_MODE = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3)
+GUARANTEE_NAMES = {bit: name for name, bit in GUARANTEES.items()}
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Schedule(_Frozen):
-    """Learning-rate schedule; only kinds the guest can recompute bit for bit (see PROTOCOL.md)."""
+def _schedule_schema(
+    cls: type[Schedule], source: Any, handler: GetCoreSchemaHandler
+) -> core_schema.CoreSchema:
+    def validate(value: Any, fields: core_schema.ValidatorFunctionWrapHandler) -> Schedule:
+        if isinstance(value, Schedule):
+            return value
+        return Schedule(**fields(value).model_dump(exclude_none=True))
 
-    kind: Literal["constant", "step_decay", "linear_warmup"] = "constant"
-    base_lr: float
-    step_size: int | None = None
-    gamma: float | None = None
-    warmup_steps: int | None = None
-
-    @model_validator(mode="after")
-    def _fields_match_kind(self) -> Schedule:
-        needs = {
-            "constant": set(),
-            "step_decay": {"step_size", "gamma"},
-            "linear_warmup": {"warmup_steps"},
-        }
-        given = {k for k in ("step_size", "gamma", "warmup_steps") if getattr(self, k) is not None}
-        if given != needs[self.kind]:
-            extra = sorted(needs[self.kind]) or "no"
-            raise ValueError(f"schedule kind {self.kind!r} takes exactly {extra} extra fields")
-        _native.schedule_lr(self.native(), 0)  # validates ranges with the core's rules
-        return self
-
-    def native(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
-
-    def lr_at(self, step: int) -> float:
-        return _native.schedule_lr(self.native(), step)
+    return core_schema.no_info_wrap_validator_function(
+        validate,
+        handler.generate_schema(_json.Schedule),
+        serialization=core_schema.plain_serializer_function_ser_schema(Schedule.to_json),
+    )
 
 
-class EpochClaim(_Frozen):
-    """What the trainer asserts about one epoch; a receipt's journal is exactly this claim."""
+def _claim_schema(
+    cls: type[EpochClaim], source: Any, handler: GetCoreSchemaHandler
+) -> core_schema.CoreSchema:
+    def validate(value: Any) -> EpochClaim:
+        if isinstance(value, EpochClaim):
+            return value
+        try:
+            return EpochClaim.from_json(value)
+        except EncodingError as e:
+            raise ValueError(message(e)) from None  # pydantic names the field
 
-    guarantees: int = TORCH_MODE
-    run_id: str
-    epoch: int
-    first_step: int
-    step_count: int
-    prev_record_hash: Digest
-    last_record_hash: Digest
-    records_root: Digest
-    start_state_digest: Digest
-    end_state_digest: Digest
-    dataset_root: Digest
-    dataset_len: int
-    sampler_seed: int
-    batch_size: int
-    optimizer_digest: Digest
-    schedule: Schedule
-    image_id: Digest
+    return core_schema.no_info_plain_validator_function(
+        validate,
+        serialization=core_schema.plain_serializer_function_ser_schema(EpochClaim.to_json),
+    )
 
-    @property
-    def guarantee_names(self) -> list[str]:
-        return [name for bit, name in GUARANTEE_NAMES.items() if self.guarantees & bit]
 
-    def native(self) -> dict[str, Any]:
-        d = dict(self)
-        d["schedule"] = self.schedule.native()
-        return d
-
-    def to_bytes(self) -> bytes:
-        return _native.encode_claim(self.native())
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> EpochClaim:
-        return cls.model_validate(_native.decode_claim(data))
-
-    def journal_json(self) -> dict[str, Any]:
-        """The ``.journal.json`` document: the claim in hex, with its guarantees spelled out."""
-        return {**self.model_dump(mode="json"), "guarantee_names": self.guarantee_names}
+# pydantic looks for these hooks on the class itself (a field's default is serialized by its
+# type); the Rust classes have no pydantic of their own, so the hooks are attached here, once.
+Schedule.__get_pydantic_core_schema__ = classmethod(_schedule_schema)
+EpochClaim.__get_pydantic_core_schema__ = classmethod(_claim_schema)
 
 
 class ProverStats(_Frozen):
@@ -120,12 +68,16 @@ class ProverStats(_Frozen):
     seconds: float
 
 
-class ExecuteResult(_Frozen):
+class _WithClaim(_Frozen):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+
+class ExecuteResult(_WithClaim):
     claim: EpochClaim
     stats: ProverStats
 
 
-class Execution(_Frozen):
+class Execution(_WithClaim):
     """One execution of the guest, cut into segments that can be proven independently."""
 
     claim: EpochClaim
@@ -133,10 +85,23 @@ class Execution(_Frozen):
     stats: ProverStats
 
 
-class EpochReceipt(_Frozen):
+class EpochReceipt(_WithClaim):
     """A real RISC Zero receipt for one epoch (succinct; composite in protocol 1 runs), with its
     decoded journal; ``stats`` when the receipt was proven here, in one process."""
 
     receipt: bytes
     claim: EpochClaim
     stats: ProverStats | None = None
+
+
+__all__ = [
+    "GUARANTEE_NAMES",
+    "TORCH_MODE",
+    "EpochClaim",
+    "EpochReceipt",
+    "ExecuteResult",
+    "Execution",
+    "ProverStats",
+    "Schedule",
+    "StepRecord",
+]

@@ -352,6 +352,24 @@ def test_a_signed_but_malformed_ledger_entry_fails_the_ledger_check(tiny_run, tm
     assert "epoch entry lacks records" in _failed(doc)[("run", "ledger")]
 
 
+def test_a_signed_claim_the_core_cannot_read_fails_the_ledger_check(tiny_run, tmp_path, capsys):
+    """A claim's JSON is read by the core's rules: one it refuses is a failed ledger check that
+    names the rule, never an internal error."""
+    src, run_id, _ = tiny_run
+    store = _copy(src, tmp_path)
+
+    def edit(kind, body):
+        if kind != "epoch" or body["epoch"] != 1:
+            return body
+        return {**body, "claim": {**body["claim"], "guarantees": 1 << 7}}
+
+    _resign(store, run_id, edit)
+    code, doc, _ = _verify(capsys, store, run_id)
+    failed = _failed(doc)
+    assert code == 1 and set(failed) == {("run", "ledger")}
+    assert "not a valid claim (claim: unknown guarantee bits 0x80)" in failed[("run", "ledger")]
+
+
 def test_a_run_that_does_not_exist_is_a_storage_error(tmp_path, capsys):
     (tmp_path / "runs" / "empty").mkdir(parents=True)
     for uri in (f"{tmp_path}/nowhere/runs/x", f"{tmp_path}/runs/empty"):

@@ -223,7 +223,7 @@ class Schedule:
         return self.base_lr
 
     def native(self) -> dict[str, Any]:
-        """The dict prover._native takes (the fields of prover.models.Schedule)."""
+        """The keyword arguments of prover._native.Schedule (only the kind's own fields)."""
         d: dict[str, Any] = {"kind": KIND_NAMES[self.kind], "base_lr": self.base_lr}
         if self.kind == KIND_STEP_DECAY:
             d |= {"step_size": self.step_size, "gamma": self.gamma}
@@ -765,52 +765,71 @@ def test_native_constants(native):
     assert (native.PROTOCOL_VERSION, native.RECORD_LEN, native.CLAIM_LEN) == (1, 224, 384)
 
 
+# The record's attributes in Python: the encoded fields without version and flags (the state
+# digest is None when the flag is clear), loss and grad norm as floats.
+RECORD_ATTRS = (
+    "run_id",
+    "epoch",
+    "step",
+    "prev_record_hash",
+    "batch_digest",
+    "hparams_digest",
+    "loss",
+    "grad_norm",
+    "param_digest",
+    "state_digest",
+)
+
+
 @pytest.mark.parametrize("case", RECORDS, ids=_record_id)
 def test_native_record_hash(native, case):
-    assert native.record_hash(unhex(case["bytes"])).hex() == case["hash"]
+    assert native.StepRecord.from_bytes(unhex(case["bytes"])).hash().hex() == case["hash"]
 
 
 @pytest.mark.parametrize("case", RECORDS, ids=_record_id)
 def test_native_decode_record(native, case):
     f = case["fields"]
-    d = native.decode_record(unhex(case["bytes"]))
-    assert d["run_id"] == f["run_id"]
-    assert (d["epoch"], d["step"]) == (f["epoch"], f["step"])
+    r = native.StepRecord.from_bytes(unhex(case["bytes"]))
+    assert r.run_id == f["run_id"]
+    assert (r.epoch, r.step) == (f["epoch"], f["step"])
     for key in ("prev_record_hash", "batch_digest", "hparams_digest", "param_digest"):
-        assert d[key] == unhex(f[key]), key
+        assert getattr(r, key) == unhex(f[key]), key
     # Loss and grad norm cross as Python floats holding the f32 value exactly.
-    assert struct.pack("<f", d["loss"]) == struct.pack("<I", f["loss_bits"])
-    assert struct.pack("<f", d["grad_norm"]) == struct.pack("<I", f["grad_norm_bits"])
+    assert struct.pack("<f", r.loss) == struct.pack("<I", f["loss_bits"])
+    assert struct.pack("<f", r.grad_norm) == struct.pack("<I", f["grad_norm_bits"])
     has_state = f["flags"] & FLAG_STATE_DIGEST
-    assert d["state_digest"] == (unhex(f["state_digest"]) if has_state else None)
+    assert r.state_digest == (unhex(f["state_digest"]) if has_state else None)
 
 
 @pytest.mark.parametrize("case", RECORDS, ids=_record_id)
 def test_native_encode_record_roundtrip(native, case):
     data = unhex(case["bytes"])
-    assert native.encode_record(native.decode_record(data)) == data
+    r = native.StepRecord.from_bytes(data)
+    assert r.to_bytes() == data
+    made = native.StepRecord(**{k: getattr(r, k) for k in RECORD_ATTRS})
+    assert made == r and made.to_bytes() == data
 
 
 @pytest.mark.parametrize("mutation", RECORD_MUTATIONS)
 def test_native_decode_record_rejects_noncanonical(native, mutation):
     data = _mutate(unhex(RECORDS[0]["bytes"]), *RECORD_MUTATIONS[mutation])
-    with pytest.raises(native.EncodingError):
-        native.decode_record(data)
-    with pytest.raises(native.EncodingError):
-        native.record_hash(data)
+    with pytest.raises(native.EncodingError, match="^record: "):
+        native.StepRecord.from_bytes(data)
 
 
 @pytest.mark.parametrize("index", range(len(CLAIMS)), ids=_epoch_id)
 def test_native_claim_roundtrip(native, index):
     data = unhex(CLAIMS[index]["bytes"])
-    d = native.decode_claim(data)
+    c = native.EpochClaim.from_bytes(data)
     ref = Claim.decode(data)
-    assert set(d) == {f.name for f in fields(Claim)}
-    assert d["schedule"] == ref.schedule.native()
-    assert {k: v for k, v in d.items() if k != "schedule"} == {
-        k: getattr(ref, k) for k in d if k != "schedule"
+    names = [f.name for f in fields(Claim)]
+    assert c.schedule == native.Schedule(**ref.schedule.native())
+    assert {k: getattr(c, k) for k in names if k != "schedule"} == {
+        k: getattr(ref, k) for k in names if k != "schedule"
     }
-    assert native.encode_claim(d) == data
+    assert c.to_bytes() == data
+    assert native.EpochClaim(**{k: getattr(c, k) for k in names}) == c
+    assert native.EpochClaim.from_json(c.to_json()) == c
 
 
 @pytest.mark.parametrize("index", range(len(CLAIMS)), ids=_epoch_id)
@@ -854,8 +873,11 @@ def test_native_genesis_hash(native):
 
 @pytest.mark.parametrize("case", SCHEDULES, ids=_schedule_id)
 def test_native_schedule_lr(native, case):
-    schedule = Schedule.decode(unhex(case["encoding"])).native()
-    got = [[step, lr_bits(native.schedule_lr(schedule, step))] for step, _ in case["lr_bits"]]
+    encoding = unhex(case["encoding"])
+    schedule = native.Schedule(**Schedule.decode(encoding).native())
+    assert schedule == native.Schedule.from_bytes(encoding)
+    assert schedule.to_bytes() == encoding
+    got = [[step, lr_bits(schedule.lr_at(step))] for step, _ in case["lr_bits"]]
     assert got == case["lr_bits"]
 
 
@@ -905,6 +927,6 @@ def test_native_check_epoch_rejects_invalid_epoch(native, case):
 def test_native_encode_epoch_input(native, index):
     data = unhex(VALID_EPOCHS[index])
     inp = EpochInput.decode(data)
-    prev = native.decode_claim(inp.prev.encode()) if inp.prev else None
-    claim = native.decode_claim(inp.claim.encode())
+    prev = native.EpochClaim.from_bytes(inp.prev.encode()) if inp.prev else None
+    claim = native.EpochClaim.from_bytes(inp.claim.encode())
     assert native.encode_epoch_input(claim, prev, inp.records) == data

@@ -10,8 +10,8 @@ use rayon::prelude::*;
 use veritrain_core::hash::Sha2;
 use veritrain_core::{merkle, sampler, tensor, Digest};
 
-use crate::codec::digest_arg;
 use crate::errors::value_error;
+use crate::types::digest_arg;
 
 /// A read-only view of a C-contiguous buffer, kept alive by the PyBuffer it came from.
 struct View {

@@ -1,17 +1,19 @@
 //! `prover._native`: veritrain's Rust core and the RISC Zero prover, for Python.
 //!
 //! Encodings and rules come from veritrain-core (the same crate the guest runs); this module only
-//! converts between Python values and core types, hashes in parallel, and drives risc0.
+//! wraps core types as Python classes (`types`), hashes in parallel, and drives risc0.
 use pyo3::prelude::*;
 
 mod codec;
 mod digest;
 mod errors;
+mod types;
 mod zkvm;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
+    types::register(m)?;
     codec::register(m)?;
     digest::register(m)?;
     zkvm::register(m)?;

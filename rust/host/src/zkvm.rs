@@ -16,11 +16,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use veritrain_core::EpochInput;
 
-use crate::codec::digest_arg;
 use crate::errors::{
     EncodingError, FakeReceiptError, GuestError, ImageIdMismatchError, ReceiptFormatError,
     ReceiptVerificationError, VeritrainError,
 };
+use crate::types::digest_arg;
 
 /// The guest ELF, built by scripts/build-guest.sh and embedded at build time.
 static GUEST_ELF: &[u8] = include_bytes!(env!("VERITRAIN_GUEST_ELF_PATH"));
