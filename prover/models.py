@@ -5,9 +5,15 @@ prover statistics are pydantic models here. Digests are ``bytes`` in Python and 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    GetCoreSchemaHandler,
+    PlainSerializer,
+    PlainValidator,
+)
 from pydantic_core import core_schema
 
 from prover import _json
@@ -15,6 +21,23 @@ from prover._native import GUARANTEES, TORCH_MODE, EpochClaim, Schedule, StepRec
 from prover.errors import EncodingError, message
 
 GUARANTEE_NAMES = {bit: name for name, bit in GUARANTEES.items()}
+
+
+def _to_digest(v: Any) -> bytes:
+    if isinstance(v, str):
+        try:
+            v = bytes.fromhex(v)
+        except ValueError as e:
+            raise ValueError("a digest is 64 hex characters") from e
+    if not isinstance(v, (bytes, bytearray)) or len(v) != 32:
+        raise ValueError("a digest is 32 bytes (64 hex characters)")
+    return bytes(v)
+
+
+# A digest field of a pydantic model (run.json's): bytes in Python, lowercase hex in JSON.
+Digest = Annotated[
+    bytes, PlainValidator(_to_digest), PlainSerializer(lambda b: b.hex(), return_type=str)
+]
 
 
 class _Frozen(BaseModel):
@@ -96,6 +119,7 @@ class EpochReceipt(_WithClaim):
 
 __all__ = [
     "GUARANTEE_NAMES",
+    "Digest",
     "TORCH_MODE",
     "EpochClaim",
     "EpochReceipt",

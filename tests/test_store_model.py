@@ -105,7 +105,10 @@ def _claim_with(**fields):
         (_with(epoch=True), "epoch entry has malformed epoch"),
         (_with(note="hi"), "epoch entry has malformed note (Extra inputs are not permitted)"),
         (_claim_with(epoch=0), "epoch entry is malformed: its claim is of epoch 0, not 1"),
-        (_claim_with(dataset_root="00"), "epoch entry has malformed claim.dataset_root"),
+        (
+            _claim_with(dataset_root="00"),
+            "epoch entry has malformed claim (claim: field 'dataset_root'",
+        ),
         (_checkpoint_with(step="6"), "epoch entry has malformed checkpoint.step"),
         (
             _checkpoint_with(pending_records="runs/x"),

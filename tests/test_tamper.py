@@ -367,7 +367,7 @@ def test_a_signed_claim_the_core_cannot_read_fails_the_ledger_check(tiny_run, tm
     code, doc, _ = _verify(capsys, store, run_id)
     failed = _failed(doc)
     assert code == 1 and set(failed) == {("run", "ledger")}
-    assert "not a valid claim (claim: unknown guarantee bits 0x80)" in failed[("run", "ledger")]
+    assert "malformed claim (claim: unknown guarantee bits 0x80)" in failed[("run", "ledger")]
 
 
 def test_a_run_that_does_not_exist_is_a_storage_error(tmp_path, capsys):
