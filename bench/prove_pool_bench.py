@@ -30,9 +30,9 @@ from pipeline import proving
 from pipeline.spec import load_spec
 from pipeline.store import LocalStore
 from pipeline.train import open_trainer, train
+from veritrain import example
 
 RUN_ID = "bench-pool"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _segment(root: str, po2: int, k: int) -> None:
@@ -75,7 +75,7 @@ def prove_with(root: str, po2: int, workers: int, threads: int | None) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--example", default=str(ROOT / "examples" / "digits-mlp.yaml"))
+    ap.add_argument("--example", default=str(example("digits-mlp.yaml")))
     ap.add_argument("--po2", type=int, default=16, help="segment size, log2 of cycles")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--threads", type=int, help="prover threads per worker (default: all cores)")
