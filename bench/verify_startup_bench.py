@@ -1,6 +1,7 @@
 """Wall time of `veritrain verify` on the digits example's proven run, against `python -c pass`.
 
-    ~/.cache/veritrain/venv/bin/python -m bench.verify_startup_bench [--run RUN_URI] [--repeat 9]
+    ~/.cache/veritrain/venv/bin/python -m bench.verify_startup_bench [--run RUN_URI] \
+        [--repeat 9]
 
 A CI job that verifies runs pays, per run, the interpreter's start, veritrain's imports and the
 checks themselves (three succinct receipts, the records, every checkpoint's state digest). Target:
