@@ -31,9 +31,9 @@ from pipeline import proving
 from pipeline.spec import load_spec
 from pipeline.store import LocalStore
 from pipeline.train import open_trainer, train
+from veritrain import example
 
 RUN_ID = "bench-pool"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _segment(root: str, epoch: int, po2: int | None, k: int) -> None:
@@ -86,7 +86,7 @@ def prove_with(root: str, po2: int | None, workers: int, threads: int | None, ep
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--example", default=str(ROOT / "examples" / "digits-mlp.yaml"))
+    ap.add_argument("--example", default=str(example("digits-mlp.yaml")))
     ap.add_argument(
         "--po2", type=int, default=16, help="segment size, log2 of cycles (0: risc0's default)"
     )

@@ -1,7 +1,7 @@
 """Guest cycles per step and per sample, prove time, peak memory, receipt size and verify time.
 
-    ~/.cache/veritrain/venv/bin/python -m bench.prover_bench [--steps 8 64 512] [--batch 8] \
-        [--no-prove] [--example examples/digits-mlp.yaml]
+    ~/.cache/veritrain/venv/bin/python -m bench.prover_bench [--steps 8 64 512] \
+        [--batch 8] [--no-prove] [--example examples/digits-mlp.yaml]
 
 Each epoch is real training of a tiny MLP. Cycle costs are slopes, which remove the fixed cost
 (decoding the claims, the sampler's key, the commit):

@@ -26,8 +26,9 @@ from pipeline.spec import load_spec
 from pipeline.store import LocalStore
 from pipeline.train import open_trainer, train
 from pipeline.verify import verify_run
+from veritrain import example
 
-TINY = Path(__file__).resolve().parent.parent / "examples" / "tiny.yaml"
+TINY = example("tiny.yaml")
 RUN_ID = "bench-report"
 
 

@@ -28,9 +28,9 @@ from pipeline import proving
 from pipeline.spec import load_spec
 from pipeline.store import LocalStore
 from pipeline.train import open_trainer, train
+from veritrain import example
 
 RUN_ID = "bench-memory"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _worker(root: str, po2: int | None) -> dict:
@@ -69,7 +69,7 @@ def measure(trained: Path, tmp: Path, po2: int | None) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--example", default=str(ROOT / "examples" / "digits-mlp.yaml"))
+    ap.add_argument("--example", default=str(example("digits-mlp.yaml")))
     ap.add_argument("--po2", type=int, nargs="+", default=[14, 16, 17, 18])
     args = ap.parse_args()
     for p in args.po2:

@@ -1,6 +1,7 @@
 """Wall time of `veritrain verify` on the digits example's proven run, against `python -c pass`.
 
-    ~/.cache/veritrain/venv/bin/python -m bench.verify_startup_bench [--run RUN_URI] [--repeat 9]
+    ~/.cache/veritrain/venv/bin/python -m bench.verify_startup_bench [--run RUN_URI] \
+        [--repeat 9]
 
 A CI job that verifies runs pays, per run, the interpreter's start, veritrain's imports and the
 checks themselves (three succinct receipts, the records, every checkpoint's state digest). Target:
@@ -33,15 +34,16 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DIGITS = ROOT / "examples" / "digits-mlp.yaml"
+from veritrain import example
+
+DIGITS = example("digits-mlp.yaml")
 TARGET_S = 1.0
 HEAVY = ("torch", "prefect", "sklearn", "numpy")
 
 
 def _wall(cmd: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - t0
     if r.returncode != 0:
         tail = r.stderr.strip().splitlines()[-1:] or [f"exit {r.returncode}"]
@@ -50,12 +52,11 @@ def _wall(cmd: list[str], env: dict[str, str]) -> float:
 
 
 def _imports(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Import seconds per top-level package, from ``python -X importtime``: the self time of each
-    of its modules, so the figures add up to the whole import time (a module's body, like the
-    pydantic models it builds, counts for its own package)."""
+    """Import seconds per top-level package (veritrain's per subpackage), from ``python -X
+    importtime``: the self time of each of its modules, so the figures add up to the whole import
+    time (a module's body, like the pydantic models it builds, counts for its own package)."""
     r = subprocess.run(
         [sys.executable, "-X", "importtime", *cmd[1:]],
-        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -66,7 +67,8 @@ def _imports(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
         if not line.startswith("import time:") or "cumulative" in line:
             continue
         own, _, name = line.removeprefix("import time:").split("|")
-        package = name.strip().split(".")[0]
+        parts = name.strip().split(".")
+        package = ".".join(parts[:2] if parts[0] == "veritrain" else parts[:1])
         by_package[package] = by_package.get(package, 0.0) + int(own) / 1e6
     return dict(sorted(by_package.items(), key=lambda kv: -kv[1]))
 

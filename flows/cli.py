@@ -375,8 +375,9 @@ def cmd_demo(args) -> int:
     from pipeline.run import Manifest, open_ledger, read_committed, receipt_entries
     from pipeline.verify import verify_run
     from prover import verify_receipt
+    from veritrain import example
 
-    spec = Path(__file__).resolve().parent.parent / "examples" / "tiny.yaml"
+    spec = example("tiny.yaml")
     store_dir = args.store if args.store is not None else tempfile.mkdtemp(prefix="veritrain-demo-")
     ns = argparse.Namespace(
         spec=str(spec),
@@ -450,14 +451,12 @@ def cmd_bench(args) -> int:
     """Runs bench/ modules in their own processes (each measures its baseline in the same run)."""
     import subprocess
 
-    root = Path(__file__).resolve().parent.parent
     names = args.only or list(BENCHES)
     results: dict[str, list] = {}
     for name in names:
         print(f"bench {name} ...", file=sys.stderr)
         r = subprocess.run(
-            [sys.executable, "-m", f"bench.{name}"],
-            cwd=root,
+            [sys.executable, "-m", f"veritrain.bench.{name}"],
             capture_output=True,
             text=True,
             check=False,

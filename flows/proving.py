@@ -226,14 +226,16 @@ def deploy(pool: str, flow_pool: str | None = None) -> list[str]:
     A `veritrain-prove` run waits for its parts' runs while holding its worker's slot, so on
     workers with a ``--limit`` give it a pool of its own."""
     require_server("deploy-prove")
-    source = str(Path(__file__).resolve().parent.parent)
+    import veritrain
+
+    source = str(Path(veritrain.__file__).parent.parent)
     names = []
     for fn, target, params in (
         (prove_segment_flow, pool, {}),
         (join_flow, pool, {}),
         (prove_flow, flow_pool or pool, {"pool": pool}),
     ):
-        entrypoint = f"flows/proving.py:{fn.fn.__name__}"
+        entrypoint = f"veritrain/flows/proving.py:{fn.fn.__name__}"
         flow.from_source(source=source, entrypoint=entrypoint).deploy(
             name=pool, work_pool_name=target, parameters=params, print_next_steps=False
         )

@@ -23,7 +23,8 @@ def test_deployment_runs_on_a_process_worker(prefect_server, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     deploy = (
         "from prefect import flow\n"
-        f"flow.from_source(source={str(ROOT)!r}, entrypoint='flows/training.py:train_flow')"
+        f"flow.from_source(source={str(ROOT)!r},\n"
+        "                 entrypoint='veritrain/flows/training.py:train_flow')"
         ".deploy(name='tiny', work_pool_name='train')\n"
     )
     r = run(sys.executable, "-c", deploy)

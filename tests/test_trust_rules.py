@@ -185,9 +185,12 @@ def test_this_machines_profile_without_torch_is_torchs_own():
 
 def test_verification_rules_import_no_torch():
     code = (
-        "import sys; import pipeline.determinism, pipeline.layout, pipeline.finality, "
-        "pipeline.statedigest, pipeline.disputes, pipeline.verify, pipeline.audit; "
-        "pipeline.determinism.machine_profile(); assert 'torch' not in sys.modules, 'torch'"
+        "import sys\n"
+        "import pipeline.determinism, pipeline.layout\n"
+        "import pipeline.finality, pipeline.statedigest\n"
+        "import pipeline.disputes, pipeline.verify, pipeline.audit\n"
+        "pipeline.determinism.machine_profile()\n"
+        "assert 'torch' not in sys.modules, 'torch'\n"
     )
     r = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
