@@ -1,7 +1,7 @@
 """Challenge cost: bisection against a naive linear replay, and the numbers behind the
 choice of ``checkpoint_every``, measured in the same run.
 
-    ~/.cache/veritrain/venv/bin/python -m bench.challenge_bench [--sizes 100 1000 10000]
+    ~/.cache/veritrain/venv/bin/python -m veritrain.bench.challenge_bench [--sizes 100 1000 10000]
 
 1. Probes: for n = 100, 1,000 and 10,000 steps of a tiny model, a dishonest trainer that trains on
    other samples than the sampler's from step d on (a deviation that persists, the case bisection
@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import state as st
-from pipeline.challenge import bisect_range, replay_range
-from pipeline.replay import Replay
-from pipeline.spec import parse_spec
-from pipeline.store import LocalStore
-from pipeline.train import open_trainer, train
+from veritrain.pipeline import state as st
+from veritrain.pipeline.challenge import bisect_range, replay_range
+from veritrain.pipeline.replay import Replay
+from veritrain.pipeline.spec import parse_spec
+from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.train import open_trainer, train
 
 TINY = {
     "model": {"kind": "mlp", "hidden": [8]},

@@ -1,7 +1,7 @@
 """Commitment overhead and state digest throughput, as ratios against baselines measured
 in the same process.
 
-    ~/.cache/veritrain/venv/bin/python -m bench.commit_bench [--steps 400] [--mib 256]
+    ~/.cache/veritrain/venv/bin/python -m veritrain.bench.commit_bench [--steps 400] [--mib 256]
 
 1. Overhead: veritrain's training loop (param digest every step, overlapped with the next step's
    forward/backward; full state digest every 100 steps; one record per step) against the same
@@ -24,11 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline import state as st
-from pipeline.spec import parse_spec
-from pipeline.store import LocalStore
-from pipeline.train import open_trainer, train
-from prover import epoch_permutation
+from veritrain.pipeline import state as st
+from veritrain.pipeline.spec import parse_spec
+from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.train import open_trainer, train
+from veritrain.prover import epoch_permutation
 
 # ~1.06M parameters: 64 -> 1024 -> 960 -> 10.
 MODEL = {"kind": "mlp", "hidden": [1024, 960]}

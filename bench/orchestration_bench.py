@@ -1,6 +1,6 @@
 """S3 round trips per step and Prefect's overhead per task, in one process.
 
-    ~/.cache/veritrain/venv/bin/python -m bench.orchestration_bench
+    ~/.cache/veritrain/venv/bin/python -m veritrain.bench.orchestration_bench
 
 1. Trains a spec on an S3 store (a moto server started here on loopback) and counts every HTTP
    request boto3 sends: requests per training step (records are batched per epoch, so it should be
@@ -39,9 +39,9 @@ def _port() -> int:
 def s3_round_trips() -> dict:
     import boto3
 
-    from pipeline.s3store import S3Store
-    from pipeline.spec import parse_spec
-    from pipeline.train import open_trainer, train
+    from veritrain.pipeline.s3store import S3Store
+    from veritrain.pipeline.spec import parse_spec
+    from veritrain.pipeline.train import open_trainer, train
 
     port = _port()
     server = subprocess.Popen(
@@ -88,10 +88,10 @@ def s3_round_trips() -> dict:
 
 
 def prefect_overhead() -> dict:
-    from flows.training import train_flow
-    from pipeline.spec import parse_spec
-    from pipeline.store import LocalStore
-    from pipeline.train import open_trainer, train
+    from veritrain.flows.training import train_flow
+    from veritrain.pipeline.spec import parse_spec
+    from veritrain.pipeline.store import LocalStore
+    from veritrain.pipeline.train import open_trainer, train
 
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()

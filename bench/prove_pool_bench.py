@@ -1,6 +1,6 @@
 """Wall time to prove epochs split into segments, with 1 worker against 2.
 
-    ~/.cache/veritrain/venv/bin/python -m bench.prove_pool_bench \
+    ~/.cache/veritrain/venv/bin/python -m veritrain.bench.prove_pool_bench \
         [--example examples/digits-mlp.yaml] [--po2 16] [--epochs 1] [--workers 1 2] [--threads N]
 
 The spec's first ``--epochs`` epochs are trained once, copied into one store per measurement,
@@ -27,11 +27,11 @@ from concurrent.futures import ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
-from pipeline import proving
-from pipeline.spec import load_spec
-from pipeline.store import LocalStore
-from pipeline.train import open_trainer, train
 from veritrain import example
+from veritrain.pipeline import proving
+from veritrain.pipeline.spec import load_spec
+from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.train import open_trainer, train
 
 RUN_ID = "bench-pool"
 

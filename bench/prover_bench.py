@@ -1,6 +1,6 @@
 """Guest cycles per step and per sample, prove time, peak memory, receipt size and verify time.
 
-    ~/.cache/veritrain/venv/bin/python -m bench.prover_bench [--steps 8 64 512] \
+    ~/.cache/veritrain/venv/bin/python -m veritrain.bench.prover_bench [--steps 8 64 512] \
         [--batch 8] [--no-prove] [--example examples/digits-mlp.yaml]
 
 Each epoch is real training of a tiny MLP. Cycle costs are slopes, which remove the fixed cost
@@ -27,12 +27,12 @@ import resource
 import tempfile
 import time
 
-import prover
-from pipeline.finalize import load_epoch_records
-from pipeline.run import epoch_entries
-from pipeline.spec import load_spec, parse_spec
-from pipeline.store import LocalStore
-from pipeline.train import open_trainer, train
+from veritrain import prover
+from veritrain.pipeline.finalize import load_epoch_records
+from veritrain.pipeline.run import epoch_entries
+from veritrain.pipeline.spec import load_spec, parse_spec
+from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.train import open_trainer, train
 
 GOAL_CYCLES_PER_STEP = 1500
 

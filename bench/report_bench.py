@@ -1,6 +1,6 @@
 """The audit report's cost against the verification it shows.
 
-    ~/.cache/veritrain/venv/bin/python -m bench.report_bench [--epochs 20]
+    ~/.cache/veritrain/venv/bin/python -m veritrain.bench.report_bench [--epochs 20]
 
 The tiny spec (examples/tiny.yaml: 3 steps an epoch) is trained for ``--epochs`` epochs, unproven
 (proving is verify_bench's subject). Printed, one JSON line each:
@@ -21,12 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.report import build_report, write_report
-from pipeline.spec import load_spec
-from pipeline.store import LocalStore
-from pipeline.train import open_trainer, train
-from pipeline.verify import verify_run
 from veritrain import example
+from veritrain.pipeline.report import build_report, write_report
+from veritrain.pipeline.spec import load_spec
+from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.train import open_trainer, train
+from veritrain.pipeline.verify import verify_run
 
 TINY = example("tiny.yaml")
 RUN_ID = "bench-report"

@@ -1,6 +1,6 @@
 """Peak memory of one prove-pool worker by segment size.
 
-    ~/.cache/veritrain/venv/bin/python -m bench.segment_memory_bench \
+    ~/.cache/veritrain/venv/bin/python -m veritrain.bench.segment_memory_bench \
         [--example examples/digits-mlp.yaml] [--po2 14 16 17 18]
 
 The spec's first epoch is trained once and executed into segments of 2^po2 cycles for each size
@@ -24,11 +24,11 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from pipeline import proving
-from pipeline.spec import load_spec
-from pipeline.store import LocalStore
-from pipeline.train import open_trainer, train
 from veritrain import example
+from veritrain.pipeline import proving
+from veritrain.pipeline.spec import load_spec
+from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.train import open_trainer, train
 
 RUN_ID = "bench-memory"
 

@@ -1,6 +1,6 @@
 """Receipt bytes and verify time against lineage length, on a really proven run.
 
-    ~/.cache/veritrain/venv/bin/python -m bench.verify_bench [--epochs 50] [--short 10] \
+    ~/.cache/veritrain/venv/bin/python -m veritrain.bench.verify_bench [--epochs 50] [--short 10] \
         [--store DIR]
 
 The tiny spec (examples/tiny.yaml: 3 steps an epoch) is trained for ``--epochs`` epochs and every
@@ -33,15 +33,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import prover
-from pipeline.finalize import finalize_epoch
-from pipeline.ledger import load_or_create_key
-from pipeline.run import Manifest, open_ledger, receipt_entries
-from pipeline.spec import RunSpec, load_spec
-from pipeline.store import LocalStore
-from pipeline.train import open_trainer, train
-from pipeline.verify import verify_run
-from veritrain import example
+from veritrain import example, prover
+from veritrain.pipeline.finalize import finalize_epoch
+from veritrain.pipeline.ledger import load_or_create_key
+from veritrain.pipeline.run import Manifest, open_ledger, receipt_entries
+from veritrain.pipeline.spec import RunSpec, load_spec
+from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.train import open_trainer, train
+from veritrain.pipeline.verify import verify_run
 
 TINY = example("tiny.yaml")
 RUN_ID = "bench-verify"

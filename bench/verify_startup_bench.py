@@ -1,6 +1,6 @@
 """Wall time of `veritrain verify` on the digits example's proven run, against `python -c pass`.
 
-    ~/.cache/veritrain/venv/bin/python -m bench.verify_startup_bench [--run RUN_URI] \
+    ~/.cache/veritrain/venv/bin/python -m veritrain.bench.verify_startup_bench [--run RUN_URI] \
         [--repeat 9]
 
 A CI job that verifies runs pays, per run, the interpreter's start, veritrain's imports and the
@@ -12,8 +12,8 @@ instead, e.g. the one `veritrain run examples/digits-mlp.yaml` leaves; nothing i
 
 Printed, one JSON line each:
 
-1. the median wall seconds of `python -m flows.cli verify RUN_URI` (exit 0 required) and of
-   `python -c pass`, measured alternately with the same interpreter, their ratio, and whether
+1. the median wall seconds of `python -m veritrain.flows.cli verify RUN_URI` (exit 0 required) and
+   of `python -c pass`, measured alternately with the same interpreter, their ratio, and whether
    verify took under 1 s;
 2. where verify's start-up goes: `python -X importtime`'s import seconds per top-level package,
    the largest first, their total, and which of torch, prefect, sklearn and numpy it imported
@@ -74,9 +74,9 @@ def _imports(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
 
 
 def _make_run(root: Path) -> str:
-    from bench.verify_bench import proven_run
-    from pipeline.spec import load_spec
-    from pipeline.store import run_uri
+    from veritrain.bench.verify_bench import proven_run
+    from veritrain.pipeline.spec import load_spec
+    from veritrain.pipeline.store import run_uri
 
     run_id = "bench-verify-startup"
     store, train_s, prove_s = proven_run(root, load_spec(DIGITS), run_id)
@@ -99,7 +99,7 @@ def main() -> None:
         uri = args.run or _make_run(Path(tmp) / "store")
         # The verifier's own state (first sightings of receipts) goes to a fresh folder.
         env = {**os.environ, "VERITRAIN_STATE": str(Path(tmp) / "state")}
-        verify = [sys.executable, "-m", "flows.cli", "verify", uri]
+        verify = [sys.executable, "-m", "veritrain.flows.cli", "verify", uri]
         baseline = [sys.executable, "-c", "pass"]
         _wall(verify, env)  # first sighting written, files in the page cache
         verify_s, pass_s = [], []

@@ -23,7 +23,7 @@ def _require(extra: str, command: str) -> None:
     """Commands that train or re-execute steps need the ``train`` extra, ``deploy-prove`` the
     ``prove`` extra (pipeline/extras.py); verify, audit and status need neither, and import none
     of it."""
-    from pipeline.extras import require_extra
+    from veritrain.pipeline.extras import require_extra
 
     require_extra(extra, f"veritrain {command}")
 
@@ -32,21 +32,21 @@ def cmd_run(args) -> int:
     """Checks everything it can (pipeline/preflight.py) before it starts the Prefect API server and
     the flow; stops on SIGINT or SIGTERM with exit code 130 or 143 (flows/process.py)."""
     _require("train", "run")
-    from flows import process
+    from veritrain.flows import process
 
     stopper = process.Stopper()
     stopper.start()  # first: every thread started from here on inherits the blocked signals
     process.configure_prefect()
-    from pipeline.preflight import preflight
+    from veritrain.pipeline.preflight import preflight
 
     plan = preflight(args.spec, args.store, args.run_id, args.key)
-    from flows import progress
-    from flows.training import train_flow
-    from pipeline.proving import check_segment_po2
+    from veritrain.flows import progress
+    from veritrain.flows.training import train_flow
+    from veritrain.pipeline.proving import check_segment_po2
 
     check_segment_po2(args.segment_po2)
     if args.prove_pool:
-        from flows.proving import require_server
+        from veritrain.flows.proving import require_server
 
         require_server(f"--prove-pool {args.prove_pool}")
     process.quiet_known_errors()
@@ -61,7 +61,7 @@ def cmd_run(args) -> int:
         )
     code = EXIT_OK
     if args.verify:
-        from pipeline.verify import verify_run
+        from veritrain.pipeline.verify import verify_run
 
         store, run_id = _open_run(uri)
         report = verify_run(store, run_id)
@@ -82,7 +82,7 @@ def cmd_run(args) -> int:
 
 
 def _open_run(uri: str):
-    from pipeline.store import open_store, split_run_uri
+    from veritrain.pipeline.store import open_store, split_run_uri
 
     store_uri, run_id = split_run_uri(uri, "RUN_URI")
     return open_store(store_uri, "RUN_URI"), run_id
@@ -90,7 +90,7 @@ def _open_run(uri: str):
 
 def _replayable(args):
     """The profiles --replayable-profile declares, or None for this machine's own."""
-    from pipeline.determinism import load_profiles
+    from veritrain.pipeline.determinism import load_profiles
 
     if args.replayable_profile is None:
         return None
@@ -109,7 +109,7 @@ def _trust_words(args) -> list[str]:
 
 def _policy(args):
     """The trust roots and requirements of --policy and the flags, which add to the file."""
-    from pipeline.policy import Policy, image_id_arg, load_policy, trainer_key_arg
+    from veritrain.pipeline.policy import Policy, image_id_arg, load_policy, trainer_key_arg
 
     policy = load_policy(args.policy) if args.policy else Policy()
     return policy.with_flags(
@@ -120,13 +120,13 @@ def _policy(args):
 
 
 def cmd_verify(args) -> int:
-    from pipeline.verify import verify_run
+    from veritrain.pipeline.verify import verify_run
 
     replayable = _replayable(args)
     policy = _policy(args)
     store, run_id = _open_run(args.run_uri)
     if args.attestation is not None:
-        from pipeline.attest import read_attestation, verify_attestation
+        from veritrain.pipeline.attest import read_attestation, verify_attestation
 
         data = read_attestation(args.attestation, store, run_id)
         report = verify_attestation(
@@ -146,8 +146,8 @@ def cmd_verify(args) -> int:
 
 def cmd_attest(args) -> int:
     """Writes an epoch's in-toto attestation (pipeline/attest.py); its path is the last line."""
-    from pipeline.attest import attest, write_attestation
-    from pipeline.verify import verify_run
+    from veritrain.pipeline.attest import attest, write_attestation
+    from veritrain.pipeline.verify import verify_run
 
     replayable = _replayable(args)
     policy = _policy(args)
@@ -169,8 +169,8 @@ def cmd_sign_checkpoint(args) -> int:
     """Signs an epoch's end checkpoint with model_signing (pipeline/modelsign.py); the bundle's
     path is the last line."""
     _require("sign", "sign-checkpoint")
-    from pipeline.modelsign import check_ec_key, sign_checkpoint, write_bundle
-    from pipeline.verify import verify_run
+    from veritrain.pipeline.modelsign import check_ec_key, sign_checkpoint, write_bundle
+    from veritrain.pipeline.verify import verify_run
 
     check_ec_key(args.key)
     replayable = _replayable(args)
@@ -188,9 +188,9 @@ def cmd_sign_checkpoint(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    """Calls the library directly, not flows.verification.audit_flow: an auditor's machine needs
-    no Prefect server, and Prefect's start-up would cost about 10 s per command."""
-    from pipeline.audit import audit_epoch
+    """Calls the library directly, not veritrain.flows.verification.audit_flow: an auditor's machine
+    needs no Prefect server, and Prefect's start-up would cost about 10 s per command."""
+    from veritrain.pipeline.audit import audit_epoch
 
     replayable = _replayable(args)
     policy = _policy(args)
@@ -246,7 +246,7 @@ def cmd_status(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from pipeline.verify import verify_run
+    from veritrain.pipeline.verify import verify_run
 
     replayable = _replayable(args)
     policy = _policy(args)
@@ -278,7 +278,7 @@ def cmd_report(args) -> int:
     """Writes the audit report (pipeline/report.py): exit 0 if the run verifies, 1 if not (the
     report is written either way); its index.html is the last stdout line."""
     _require("report", "report")
-    from pipeline.report import build_report, check_out_dir, write_report
+    from veritrain.pipeline.report import build_report, check_out_dir, write_report
 
     replayable = _replayable(args)
     policy = _policy(args)
@@ -306,12 +306,12 @@ def cmd_report(args) -> int:
 
 
 def cmd_challenge(args) -> int:
-    """Calls the library directly, not flows.challenge.challenge_flow: a challenger needs no
-    Prefect server, and Prefect's start-up would add about 10 s to every challenge."""
+    """Calls the library directly, not veritrain.flows.challenge.challenge_flow: a challenger needs
+    no Prefect server, and Prefect's start-up would add about 10 s to every challenge."""
     _require("train", "challenge")
-    from pipeline.challenge import challenge
-    from pipeline.keys import proof_key
-    from pipeline.store import object_uri
+    from veritrain.pipeline.challenge import challenge
+    from veritrain.pipeline.keys import proof_key
+    from veritrain.pipeline.store import object_uri
 
     store, run_id = _open_run(args.run_uri)
     result = challenge(store, run_id, args.steps, bisect=args.bisect)
@@ -345,8 +345,8 @@ def cmd_challenge(args) -> int:
 def cmd_check_fraud_proof(args) -> int:
     import re
 
-    from pipeline.errors import UsageError
-    from pipeline.fraudproof import check_filed_proof, record_verdict
+    from veritrain.pipeline.errors import UsageError
+    from veritrain.pipeline.fraudproof import check_filed_proof, record_verdict
 
     _require("train", "check-fraud-proof")
 
@@ -372,10 +372,10 @@ def cmd_demo(args) -> int:
     import contextlib
     import io
 
-    from pipeline.run import Manifest, open_ledger, read_committed, receipt_entries
-    from pipeline.verify import verify_run
-    from prover import verify_receipt
     from veritrain import example
+    from veritrain.pipeline.run import Manifest, open_ledger, read_committed, receipt_entries
+    from veritrain.pipeline.verify import verify_run
+    from veritrain.prover import verify_receipt
 
     spec = example("tiny.yaml")
     store_dir = args.store if args.store is not None else tempfile.mkdtemp(prefix="veritrain-demo-")
@@ -414,7 +414,7 @@ def cmd_demo(args) -> int:
 def cmd_deploy_prove(args) -> int:
     """Creates the prove pool's deployments on the Prefect server of PREFECT_API_URL."""
     _require("prove", "deploy-prove")
-    from flows.proving import deploy
+    from veritrain.flows.proving import deploy
 
     for name in deploy(args.pool, args.flow_pool):
         print(name)
@@ -422,9 +422,9 @@ def cmd_deploy_prove(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from pipeline.policy import policy_json_schema
-    from pipeline.spec import spec_json_schema
-    from pipeline.verify import VERIFY_JSON_SCHEMA
+    from veritrain.pipeline.policy import policy_json_schema
+    from veritrain.pipeline.spec import spec_json_schema
+    from veritrain.pipeline.verify import VERIFY_JSON_SCHEMA
 
     schemas = {
         "spec": spec_json_schema,
@@ -690,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Nothing leaves this machine but what the user points at (no registries or telemetry here).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from pipeline.errors import (
+    from veritrain.pipeline.errors import (
         DeterminismError,
         MissingExtraError,
         SpecError,
@@ -698,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         UsageError,
         WorkerError,
     )
-    from prover.errors import VeritrainError, message
+    from veritrain.prover.errors import VeritrainError, message
 
     try:
         return args.fn(args)

@@ -48,12 +48,12 @@ class Stopper:
         self.stop(signum)
 
     def stop(self, signum: int) -> None:
-        from pipeline.store import stop_writes
+        from veritrain.pipeline.store import stop_writes
 
         stop_writes(WRITES_GRACE_SECONDS)
         self._kill_server()
         with contextlib.suppress(Exception):
-            from flows import progress
+            from veritrain.flows import progress
 
             bar = progress.current()
             if bar is not None:
@@ -101,7 +101,7 @@ def prefect_api(stopper: Stopper) -> Iterator[None]:
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
-    from pipeline.errors import StorageError
+    from veritrain.pipeline.errors import StorageError
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         yield
@@ -135,7 +135,7 @@ class _KnownErrors(logging.Filter):
     line. Other exceptions keep theirs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from prover import VeritrainError
+        from veritrain.prover import VeritrainError
 
         if record.exc_info and isinstance(record.exc_info[1], VeritrainError):
             record.exc_info = None

@@ -21,10 +21,10 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 
-from pipeline import proving
-from pipeline.errors import UsageError, WorkerError
-from pipeline.keys import receipt_key
-from pipeline.store import open_store
+from veritrain.pipeline import proving
+from veritrain.pipeline.errors import UsageError, WorkerError
+from veritrain.pipeline.keys import receipt_key
+from veritrain.pipeline.store import open_store
 
 SEGMENT_FLOW, JOIN_FLOW, PROVE_FLOW = (
     "veritrain-prove-segment",

@@ -14,15 +14,21 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from flows import progress
-from flows.proving import results, submit_epoch_proof
-from pipeline.finalize import finalize_epoch
-from pipeline.ledger import load_or_create_key
-from pipeline.proving import check_segment_po2
-from pipeline.run import Manifest, default_run_id, epoch_entries, open_ledger, receipt_entries
-from pipeline.spec import RunSpec, parse_spec
-from pipeline.store import object_uri, open_store, run_uri
-from pipeline.train import open_trainer, train
+from veritrain.flows import progress
+from veritrain.flows.proving import results, submit_epoch_proof
+from veritrain.pipeline.finalize import finalize_epoch
+from veritrain.pipeline.ledger import load_or_create_key
+from veritrain.pipeline.proving import check_segment_po2
+from veritrain.pipeline.run import (
+    Manifest,
+    default_run_id,
+    epoch_entries,
+    open_ledger,
+    receipt_entries,
+)
+from veritrain.pipeline.spec import RunSpec, parse_spec
+from veritrain.pipeline.store import object_uri, open_store, run_uri
+from veritrain.pipeline.train import open_trainer, train
 
 
 def _spec(spec_json: dict[str, Any]) -> RunSpec:
@@ -165,7 +171,7 @@ def publish_report(store_uri: str, run_id: str) -> str:
     """The audit report (pipeline/report.py, `veritrain report`) as a markdown artifact with its
     plots inline; returns the artifact key. It verifies the run as `veritrain verify` does on this
     machine, so this machine's first sightings of the receipts are recorded now."""
-    from pipeline.report import build_report, markdown_standalone
+    from veritrain.pipeline.report import build_report, markdown_standalone
 
     report = build_report(open_store(store_uri), run_id)
     key = artifact_key(run_id, "report")

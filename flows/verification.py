@@ -1,6 +1,7 @@
 """Prefect flows for verification: ``verify_flow`` (a whole run, or one epoch) and ``audit_flow``
 (pull one epoch into a folder and verify it from there). Tasks take and return plain values (run
-URIs, folders, epoch numbers, the report as JSON); the work is pipeline.verify and pipeline.audit.
+URIs, folders, epoch numbers, the report as JSON); the work is veritrain.pipeline.verify and
+veritrain.pipeline.audit.
 
 The CLI does not go through these flows (Prefect's start-up costs about 10 s and an auditor needs
 no server); they are for running verification on a Prefect deployment, where a failed check makes
@@ -16,10 +17,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.states import Completed, Failed, State
 
-from pipeline.audit import holds_audit, pull_epoch, verify_audit
-from pipeline.store import open_store, split_run_uri
-from pipeline.verify import verify_run
-from prover.errors import VeritrainError
+from veritrain.pipeline.audit import holds_audit, pull_epoch, verify_audit
+from veritrain.pipeline.store import open_store, split_run_uri
+from veritrain.pipeline.verify import verify_run
+from veritrain.prover.errors import VeritrainError
 
 
 class VerificationFailed(VeritrainError):

@@ -24,11 +24,11 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import FormatError, VerificationError
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
-from pipeline.entries import CheckpointBody, Entry, EpochEntry
-from pipeline.errors import ConflictError, IntegrityError, StorageError, UsageError
-from pipeline.keys import attestation_key, manifest_key, run_prefix
-from pipeline.ledger import canonical_json, load_key, public_key_hex
-from pipeline.run import (
+from veritrain.pipeline.entries import CheckpointBody, Entry, EpochEntry
+from veritrain.pipeline.errors import ConflictError, IntegrityError, StorageError, UsageError
+from veritrain.pipeline.keys import attestation_key, manifest_key, run_prefix
+from veritrain.pipeline.ledger import canonical_json, load_key, public_key_hex
+from veritrain.pipeline.run import (
     Manifest,
     checkpoint_bodies,
     epoch_entries,
@@ -36,8 +36,8 @@ from pipeline.run import (
     receipt_entries,
     sha256_hex,
 )
-from pipeline.store import LocalStore, NotFoundError, Store, object_uri, run_uri
-from pipeline.verify import (
+from veritrain.pipeline.store import LocalStore, NotFoundError, Store, object_uri, run_uri
+from veritrain.pipeline.verify import (
     COMMITTED,
     FINAL,
     PROVEN,

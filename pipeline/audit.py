@@ -29,14 +29,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.determinism import DeterminismProfile
-from pipeline.entries import Entry, EpochEntry, ReceiptEntry, parse_entry
-from pipeline.errors import IntegrityError, StorageError, UsageError
-from pipeline.keys import challenges_prefix, ledger_prefix, manifest_key, run_prefix
-from pipeline.policy import Policy
-from pipeline.run import Manifest, checkpoint_bodies, epoch_entries, sha256_hex
-from pipeline.store import LocalStore, NotFoundError, Store, run_uri
-from pipeline.verify import RunReport, verify_run
+from veritrain.pipeline.determinism import DeterminismProfile
+from veritrain.pipeline.entries import Entry, EpochEntry, ReceiptEntry, parse_entry
+from veritrain.pipeline.errors import IntegrityError, StorageError, UsageError
+from veritrain.pipeline.keys import challenges_prefix, ledger_prefix, manifest_key, run_prefix
+from veritrain.pipeline.policy import Policy
+from veritrain.pipeline.run import Manifest, checkpoint_bodies, epoch_entries, sha256_hex
+from veritrain.pipeline.store import LocalStore, NotFoundError, Store, run_uri
+from veritrain.pipeline.verify import RunReport, verify_run
 
 AUDIT_FILE = "audit.json"
 
@@ -175,8 +175,8 @@ def _keys_named(entry: Entry, epoch: int) -> list[str]:
 def _evidence_keys(
     manifest: Manifest | None, ledger: list[Entry], proof: dict | None, epoch: int
 ) -> list[str]:
-    """Keys a re-check of a fraud proof reads (pipeline.replay.Replay), for a proof that bears
-    on ``epoch`` (it names that epoch or an earlier one): its pre-state checkpoint and that
+    """Keys a re-check of a fraud proof reads (veritrain.pipeline.replay.Replay), for a proof that
+    bears on ``epoch`` (it names that epoch or an earlier one): its pre-state checkpoint and that
     checkpoint's pending records, the records of every epoch from the one before the pre-state to
     the disputed step's, and the pending records of checkpoints in the run's open epoch (a replay
     counts the committed steps)."""

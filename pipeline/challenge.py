@@ -20,10 +20,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.errors import IntegrityError, UsageError
-from pipeline.fraudproof import build_fraud_proof, file_fraud_proof
-from pipeline.replay import Finding, Replay
-from pipeline.store import Store
+from veritrain.pipeline.errors import IntegrityError, UsageError
+from veritrain.pipeline.fraudproof import build_fraud_proof, file_fraud_proof
+from veritrain.pipeline.replay import Finding, Replay
+from veritrain.pipeline.store import Store
 
 
 @dataclass

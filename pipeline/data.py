@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import SpecError
-from pipeline.spec import DigitsDataset, FileDataset, SyntheticDataset
-from prover import dataset_root
+from veritrain.pipeline.errors import SpecError
+from veritrain.pipeline.spec import DigitsDataset, FileDataset, SyntheticDataset
+from veritrain.prover import dataset_root
 
 
 @dataclass(frozen=True)

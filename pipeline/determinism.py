@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pipeline.errors import DeterminismError, UsageError
+from veritrain.pipeline.errors import DeterminismError, UsageError
 
 # Fields that say what a machine can replay. ``threads`` is not one of them: a replay sets the
 # run's thread count itself (apply), on any machine.

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.errors import StorageError
-from pipeline.fraudproof import Verdict, check_filed_proof, read_proof
-from pipeline.keys import challenges_prefix
-from pipeline.store import NotFoundError, Store
-from prover import VeritrainError
+from veritrain.pipeline.errors import StorageError
+from veritrain.pipeline.fraudproof import Verdict, check_filed_proof, read_proof
+from veritrain.pipeline.keys import challenges_prefix
+from veritrain.pipeline.store import NotFoundError, Store
+from veritrain.prover import VeritrainError
 
 
 @dataclass

@@ -33,8 +33,8 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.errors import IntegrityError
-from prover import EpochClaim
+from veritrain.pipeline.errors import IntegrityError
+from veritrain.prover import EpochClaim
 
 Hex32 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Counter = Annotated[int, Field(strict=True, ge=0)]

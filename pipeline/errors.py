@@ -1,6 +1,6 @@
 """Errors of the pipeline. Each maps to a CLI exit code (see flows/cli.py)."""
 
-from prover.errors import VeritrainError
+from veritrain.prover.errors import VeritrainError
 
 
 class SpecError(VeritrainError):

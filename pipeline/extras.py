@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from pipeline.errors import MissingExtraError
+from veritrain.pipeline.errors import MissingExtraError
 
 # Import name of each distribution of an extra in pyproject.toml's [project.optional-dependencies]
 # (tests/test_slim.py checks the two agree).

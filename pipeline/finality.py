@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import StorageError
+from veritrain.pipeline.errors import StorageError
 
 SIGHTINGS_FILE = "sightings.json"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import time
 
-from pipeline.entries import Entry, EpochEntry, ReceiptBody
-from pipeline.errors import IntegrityError
-from pipeline.keys import journal_key, receipt_key
-from pipeline.ledger import Ledger
-from pipeline.run import (
+from veritrain.pipeline.entries import Entry, EpochEntry, ReceiptBody
+from veritrain.pipeline.errors import IntegrityError
+from veritrain.pipeline.keys import journal_key, receipt_key
+from veritrain.pipeline.ledger import Ledger
+from veritrain.pipeline.run import (
     Manifest,
     claim_digest,
     epoch_entries,
@@ -18,8 +18,8 @@ from pipeline.run import (
     sha256_hex,
     split_records,
 )
-from pipeline.store import Store
-from prover import EpochReceipt, epoch_input, prove_epoch, verify_receipt
+from veritrain.pipeline.store import Store
+from veritrain.prover import EpochReceipt, epoch_input, prove_epoch, verify_receipt
 
 
 def load_epoch_records(store: Store, entry: EpochEntry) -> list[bytes]:

@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pipeline.errors import ConflictError, IntegrityError
-from pipeline.extras import require_extra
-from pipeline.keys import proof_key, verdict_key
-from pipeline.ledger import canonical_json
-from pipeline.run import Manifest
-from pipeline.store import Store
-from prover import StepRecord, batch_digest
+from veritrain.pipeline.errors import ConflictError, IntegrityError
+from veritrain.pipeline.extras import require_extra
+from veritrain.pipeline.keys import proof_key, verdict_key
+from veritrain.pipeline.ledger import canonical_json
+from veritrain.pipeline.run import Manifest
+from veritrain.pipeline.store import Store
+from veritrain.prover import StepRecord, batch_digest
 
 if TYPE_CHECKING:
-    from pipeline.replay import Replay
+    from veritrain.pipeline.replay import Replay
 
 PROOF_VERSION = 1
 
@@ -297,6 +297,6 @@ def _replay(store: Store, run_id: str) -> Replay:
     """The run's replay, for checking a proof. MissingExtraError without the training stack: like
     another determinism profile, this environment cannot check it."""
     require_extra("train", "re-executing a fraud proof's step")
-    from pipeline.replay import Replay
+    from veritrain.pipeline.replay import Replay
 
     return Replay(store, run_id)

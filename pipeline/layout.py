@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from pipeline.errors import IntegrityError
-from pipeline.spec import CnnModel, DigitsDataset, MlpModel, RunSpec, SyntheticDataset
+from veritrain.pipeline.errors import IntegrityError
+from veritrain.pipeline.spec import CnnModel, DigitsDataset, MlpModel, RunSpec, SyntheticDataset
 
 Shape = tuple[int, ...]
 # The safetensors dtype names a state digest binds (pipeline/state.py maps torch's dtypes to them).

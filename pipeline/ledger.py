@@ -21,10 +21,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from pipeline.entries import Body, Entry, parse_entry
-from pipeline.errors import ConflictError, IntegrityError, StorageError, UsageError
-from pipeline.keys import ledger_key, ledger_name, ledger_prefix, manifest_key
-from pipeline.store import Store
+from veritrain.pipeline.entries import Body, Entry, parse_entry
+from veritrain.pipeline.errors import ConflictError, IntegrityError, StorageError, UsageError
+from veritrain.pipeline.keys import ledger_key, ledger_name, ledger_prefix, manifest_key
+from veritrain.pipeline.store import Store
 
 TAG = b"veritrain/ledger/v1\x00"
 

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.errors import SpecError
-from pipeline.spec import CnnModel, ImportedModel, MlpModel
+from veritrain.pipeline.errors import SpecError
+from veritrain.pipeline.spec import CnnModel, ImportedModel, MlpModel
 
 ModelSpec = MlpModel | CnnModel | ImportedModel
 

@@ -20,12 +20,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pipeline.attest import require_verified, write_new_file
-from pipeline.errors import ConflictError, IntegrityError, UsageError
-from pipeline.keys import model_signature_key
-from pipeline.run import Manifest, epoch_entries, open_ledger, read_committed
-from pipeline.store import Store, object_uri
-from pipeline.verify import FINAL, PROVEN, RunReport
+from veritrain.pipeline.attest import require_verified, write_new_file
+from veritrain.pipeline.errors import ConflictError, IntegrityError, UsageError
+from veritrain.pipeline.keys import model_signature_key
+from veritrain.pipeline.run import Manifest, epoch_entries, open_ledger, read_committed
+from veritrain.pipeline.store import Store, object_uri
+from veritrain.pipeline.verify import FINAL, PROVEN, RunReport
 
 SIGNABLE = (PROVEN, FINAL)
 # The curves model_signing's elliptic-key signer accepts (its _check_supported_ec_key).

@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from pipeline.errors import TrustError, UsageError
-from prover import image_id as installed_image_id
-from prover.models import GUARANTEE_NAMES
+from veritrain.pipeline.errors import TrustError, UsageError
+from veritrain.prover import image_id as installed_image_id
+from veritrain.prover.models import GUARANTEE_NAMES
 
 INSTALLED = "installed"
 # The epoch statuses (pipeline/verify.py) that reach a required one. An unreplayable epoch is

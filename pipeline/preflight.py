@@ -13,15 +13,15 @@ import torch
 import torch.nn.functional as F
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pipeline.data import load_dataset
-from pipeline.errors import SpecError, UsageError
-from pipeline.keys import manifest_key
-from pipeline.ledger import install_run_key, public_key_hex, read_trainer_key
-from pipeline.models import parameter_bytes
-from pipeline.run import Manifest, default_run_id
-from pipeline.spec import RunSpec, check_sizes, load_spec
-from pipeline.store import Store, check_run_id, check_store_uri, open_store
-from pipeline.train import _setup, check_resumable
+from veritrain.pipeline.data import load_dataset
+from veritrain.pipeline.errors import SpecError, UsageError
+from veritrain.pipeline.keys import manifest_key
+from veritrain.pipeline.ledger import install_run_key, public_key_hex, read_trainer_key
+from veritrain.pipeline.models import parameter_bytes
+from veritrain.pipeline.run import Manifest, default_run_id
+from veritrain.pipeline.spec import RunSpec, check_sizes, load_spec
+from veritrain.pipeline.store import Store, check_run_id, check_store_uri, open_store
+from veritrain.pipeline.train import _setup, check_resumable
 
 
 @dataclass(frozen=True)

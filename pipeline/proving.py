@@ -5,7 +5,7 @@ Every step reads its inputs from the store and writes its one output there with 
 create, so any process that can read and write the store may run any step, several provers may
 run the same step at once, and a step that crashed is simply run again. Provers hold no key and
 append nothing to the ledger: the epoch's receipt is self-certifying, and the trainer adopts it
-with ``pipeline.finalize.finalize_epoch`` after checking it against the epoch's claim.
+with ``veritrain.pipeline.finalize.finalize_epoch`` after checking it against the epoch's claim.
 
 Only ``finish`` waits for the previous epoch: its receipt (``receipts/epoch-<e-1>.receipt``) is
 the assumption the epoch's joined receipt is conditional on. Segments and joins of any number of
@@ -29,11 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import prover
-from pipeline.entries import EpochEntry
-from pipeline.errors import ConflictError, IntegrityError, UsageError
-from pipeline.finalize import load_epoch_records
-from pipeline.keys import (
+from veritrain import prover
+from veritrain.pipeline.entries import EpochEntry
+from veritrain.pipeline.errors import ConflictError, IntegrityError, UsageError
+from veritrain.pipeline.finalize import load_epoch_records
+from veritrain.pipeline.keys import (
     execution_key,
     execution_prefix,
     part_receipt_key,
@@ -41,7 +41,7 @@ from pipeline.keys import (
     receipt_key,
     segment_key,
 )
-from pipeline.run import (
+from veritrain.pipeline.run import (
     Manifest,
     epoch_entries,
     open_ledger,
@@ -49,8 +49,8 @@ from pipeline.run import (
     read_or_none,
     sha256_hex,
 )
-from pipeline.store import Store
-from prover import EpochClaim
+from veritrain.pipeline.store import Store
+from veritrain.prover import EpochClaim
 
 # risc0 lifts segments of 2^14 to 2^22 cycles into succinct receipts: those are the lift programs
 # its recursion circuit ships and allows (risc0-circuit-recursion's MIN_LIFT_PO2 and

@@ -1,8 +1,8 @@
 """Replay (docs/OPERATIONS.md "Challenges"): re-executing a run's committed steps.
 
 A challenger re-executes committed steps with the trainer's own step function
-(``pipeline.train.Stepper``), starting from a checkpoint named in the run's signed ledger, under
-the determinism profile recorded in ``run.json``, and compares every committed field of every
+(``veritrain.pipeline.train.Stepper``), starting from a checkpoint named in the run's signed ledger,
+under the determinism profile recorded in ``run.json``, and compares every committed field of every
 replayed record: the previous record hash, the batch digest, the hparams digest, the loss and
 grad-norm bits, the param digest and, where the trainer took one, the state digest. A replay from
 checkpoint c agrees with the run exactly as long as the run's records do, so its first mismatch is
@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline import layout
-from pipeline import state as st
-from pipeline.determinism import DeterminismProfile
-from pipeline.entries import CheckpointBody
-from pipeline.errors import DeterminismError, IntegrityError
-from pipeline.finalize import load_epoch_records
-from pipeline.fraudproof import differing
-from pipeline.keys import manifest_key
-from pipeline.run import (
+from veritrain.pipeline import layout
+from veritrain.pipeline import state as st
+from veritrain.pipeline.determinism import DeterminismProfile
+from veritrain.pipeline.entries import CheckpointBody
+from veritrain.pipeline.errors import DeterminismError, IntegrityError
+from veritrain.pipeline.finalize import load_epoch_records
+from veritrain.pipeline.fraudproof import differing
+from veritrain.pipeline.keys import manifest_key
+from veritrain.pipeline.run import (
     Manifest,
     checkpoint_bodies,
     epoch_entries,
@@ -29,9 +29,9 @@ from pipeline.run import (
     read_committed,
     split_records,
 )
-from pipeline.store import Store
-from pipeline.train import Stepper, _setup, commitments
-from prover import StepRecord, genesis_hash
+from veritrain.pipeline.store import Store
+from veritrain.pipeline.train import Stepper, _setup, commitments
+from veritrain.prover import StepRecord, genesis_hash
 
 
 class ReplayEnvironmentError(DeterminismError):

@@ -3,10 +3,10 @@
 (``DIR/report.md`` with the plots beside it, or with them inline for a Prefect artifact).
 
 The report is a view of a verification, not a second one: every status, check and trust root in it
-comes from pipeline.verify, and the times from the same sources finality decides with
+comes from veritrain.pipeline.verify, and the times from the same sources finality decides with
 (pipeline/finality.py). What the trainer states about itself (its ``proven_at`` clock) is shown
 as such. How it looks is pipeline/report_render.py. Neither module imports torch or prefect
-(what pipeline.verify imports aside), and matplotlib only to draw.
+(what veritrain.pipeline.verify imports aside), and matplotlib only to draw.
 """
 
 from __future__ import annotations
@@ -18,15 +18,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.determinism import DeterminismProfile
-from pipeline.entries import CheckpointEntry, Entry
-from pipeline.errors import IntegrityError, UsageError
-from pipeline.finality import Sighting, first_sightings, window_start
-from pipeline.finalize import load_epoch_records
-from pipeline.keys import ledger_key, manifest_key
-from pipeline.policy import Policy
-from pipeline.report_render import PLOTS, data_uri, render_html, render_markdown, render_plots
-from pipeline.run import (
+from veritrain.pipeline.determinism import DeterminismProfile
+from veritrain.pipeline.entries import CheckpointEntry, Entry
+from veritrain.pipeline.errors import IntegrityError, UsageError
+from veritrain.pipeline.finality import Sighting, first_sightings, window_start
+from veritrain.pipeline.finalize import load_epoch_records
+from veritrain.pipeline.keys import ledger_key, manifest_key
+from veritrain.pipeline.policy import Policy
+from veritrain.pipeline.report_render import (
+    PLOTS,
+    data_uri,
+    render_html,
+    render_markdown,
+    render_plots,
+)
+from veritrain.pipeline.run import (
     Manifest,
     epoch_entries,
     open_ledger,
@@ -34,10 +40,10 @@ from pipeline.run import (
     receipt_entries,
     split_records,
 )
-from pipeline.store import NotFoundError, Store, run_uri
-from pipeline.verify import RunReport, verify_run
-from prover import StepRecord, VeritrainError, hparams_digest
-from prover.errors import message
+from veritrain.pipeline.store import NotFoundError, Store, run_uri
+from veritrain.pipeline.verify import RunReport, verify_run
+from veritrain.prover import StepRecord, VeritrainError, hparams_digest
+from veritrain.prover.errors import message
 
 HTML_FILE, MARKDOWN_FILE = "index.html", "report.md"
 REPORT_FILES = frozenset({HTML_FILE, MARKDOWN_FILE, *PLOTS.values()})

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.finality import window_start
-from pipeline.verify import COMMITTED, DISPUTED, FINAL, PROVEN, UNREPLAYABLE
+from veritrain.pipeline.finality import window_start
+from veritrain.pipeline.verify import COMMITTED, DISPUTED, FINAL, PROVEN, UNREPLAYABLE
 
 if TYPE_CHECKING:
-    from pipeline.report import Report
+    from veritrain.pipeline.report import Report
 
 # Plot name -> file name beside report.md.
 PLOTS = {

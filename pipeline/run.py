@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from pipeline.determinism import DeterminismProfile
-from pipeline.entries import (
+from veritrain.pipeline.determinism import DeterminismProfile
+from veritrain.pipeline.entries import (
     CheckpointBody,
     CheckpointEntry,
     Entry,
@@ -19,13 +19,13 @@ from pipeline.entries import (
     RunEntry,
     describe,
 )
-from pipeline.errors import IntegrityError
-from pipeline.keys import manifest_key
-from pipeline.ledger import Ledger, canonical_json
-from pipeline.spec import RunSpec
-from pipeline.store import NotFoundError, Store
-from prover import RECORD_LEN, EpochClaim
-from prover.models import Digest
+from veritrain.pipeline.errors import IntegrityError
+from veritrain.pipeline.keys import manifest_key
+from veritrain.pipeline.ledger import Ledger, canonical_json
+from veritrain.pipeline.spec import RunSpec
+from veritrain.pipeline.store import NotFoundError, Store
+from veritrain.prover import RECORD_LEN, EpochClaim
+from veritrain.prover.models import Digest
 
 OPTIMIZER_TAG = b"veritrain/optimizer/v1\x00"
 MANIFEST_TAG = b"veritrain/manifest/v1\x00"

@@ -42,8 +42,8 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from pipeline.errors import ConflictError, StorageError, UsageError
-from pipeline.store import S3_SCHEME, NotFoundError, check_store_uri, writing
+from veritrain.pipeline.errors import ConflictError, StorageError, UsageError
+from veritrain.pipeline.store import S3_SCHEME, NotFoundError, check_store_uri, writing
 
 # Objects above this size go by multipart upload, in parts of this size (S3's minimum part is
 # 5 MiB; 16 MiB keeps a 1 GB checkpoint at ~64 parts, far below the 10 000-part limit).

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipeline.errors import SpecError
-from pipeline.store import store_uri_problem
-from prover import steps_per_epoch
-from prover.models import Schedule
+from veritrain.pipeline.errors import SpecError
+from veritrain.pipeline.store import store_uri_problem
+from veritrain.prover import steps_per_epoch
+from veritrain.prover.models import Schedule
 
 # Field widths of the protocol (PROTOCOL.md): epochs, steps and the sampler seed are u64; the
 # dataset length is at most u32::MAX (the guest indexes samples with 32-bit words), so the batch

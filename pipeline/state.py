@@ -18,8 +18,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from pipeline.errors import IntegrityError
-from pipeline.statedigest import digest_named
+from veritrain.pipeline.errors import IntegrityError
+from veritrain.pipeline.statedigest import digest_named
 
 # safetensors' dtype names, which the tensor digest binds.
 _DTYPES = {

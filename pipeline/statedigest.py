@@ -14,9 +14,9 @@ from typing import Any
 
 from safetensors import SafetensorError, deserialize
 
-from pipeline.errors import IntegrityError
-from pipeline.layout import DTYPES
-from prover import state_digest, tensor_digests
+from veritrain.pipeline.errors import IntegrityError
+from veritrain.pipeline.layout import DTYPES
+from veritrain.prover import state_digest, tensor_digests
 
 # (name, dtype, shape, buffer): what the Rust digest takes, zero-copy from the buffer.
 NamedTensor = tuple[str, str, Sequence[int], Any]

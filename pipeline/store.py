@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-import prover
-from pipeline import failpoints
-from pipeline.errors import ConflictError, StorageError, UsageError
-from pipeline.keys import RUNS, run_prefix
+from veritrain import prover
+from veritrain.pipeline import failpoints
+from veritrain.pipeline.errors import ConflictError, StorageError, UsageError
+from veritrain.pipeline.keys import RUNS, run_prefix
 
 
 class NotFoundError(StorageError):
@@ -254,7 +254,7 @@ def open_store(uri: str, source: str = "store") -> Store:
     check_store_uri(uri, source)
     if uri.startswith(S3_SCHEME):
         # Imported here so that local-only use never pays for (or needs) boto3.
-        from pipeline.s3store import S3Store
+        from veritrain.pipeline.s3store import S3Store
 
         return S3Store(uri)
     return LocalStore(uri)

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline import state as st
-from pipeline.data import Dataset, load_dataset
-from pipeline.determinism import DeterminismProfile
-from pipeline.entries import (
+from veritrain.pipeline import state as st
+from veritrain.pipeline.data import Dataset, load_dataset
+from veritrain.pipeline.determinism import DeterminismProfile
+from veritrain.pipeline.entries import (
     Body,
     CheckpointBody,
     CheckpointEntry,
@@ -35,11 +35,11 @@ from pipeline.entries import (
     EpochEntry,
     RunBody,
 )
-from pipeline.errors import IntegrityError, SpecError
-from pipeline.keys import checkpoint_key, manifest_key, pending_records_key, records_key
-from pipeline.ledger import Ledger, load_or_create_key, public_key_hex
-from pipeline.models import build_model, build_optimizer
-from pipeline.run import (
+from veritrain.pipeline.errors import IntegrityError, SpecError
+from veritrain.pipeline.keys import checkpoint_key, manifest_key, pending_records_key, records_key
+from veritrain.pipeline.ledger import Ledger, load_or_create_key, public_key_hex
+from veritrain.pipeline.models import build_model, build_optimizer
+from veritrain.pipeline.run import (
     Manifest,
     epoch_entries,
     manifest_digest,
@@ -49,9 +49,9 @@ from pipeline.run import (
     sha256_hex,
     split_records,
 )
-from pipeline.spec import RunSpec, check_sizes
-from pipeline.store import Store
-from prover import (
+from veritrain.pipeline.spec import RunSpec, check_sizes
+from veritrain.pipeline.store import Store
+from veritrain.prover import (
     PROTOCOL_VERSION,
     EpochClaim,
     StepRecord,

@@ -8,10 +8,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline import layout
-from pipeline.determinism import DeterminismProfile, machine_profile
-from pipeline.disputes import disputes
-from pipeline.entries import (
+from veritrain.pipeline import layout
+from veritrain.pipeline.determinism import DeterminismProfile, machine_profile
+from veritrain.pipeline.disputes import disputes
+from veritrain.pipeline.entries import (
     CheckpointBody,
     CheckpointEntry,
     Entry,
@@ -19,12 +19,12 @@ from pipeline.entries import (
     ReceiptBody,
     ReceiptEntry,
 )
-from pipeline.errors import DeterminismError, IntegrityError, StorageError
-from pipeline.finality import Sighting, first_sightings, window_start
-from pipeline.finalize import load_epoch_records
-from pipeline.keys import ledger_key, manifest_key, run_prefix
-from pipeline.policy import Policy
-from pipeline.run import (
+from veritrain.pipeline.errors import DeterminismError, IntegrityError, StorageError
+from veritrain.pipeline.finality import Sighting, first_sightings, window_start
+from veritrain.pipeline.finalize import load_epoch_records
+from veritrain.pipeline.keys import ledger_key, manifest_key, run_prefix
+from veritrain.pipeline.policy import Policy
+from veritrain.pipeline.run import (
     Manifest,
     check_committed,
     claim_digest,
@@ -34,10 +34,10 @@ from pipeline.run import (
     read_committed,
     receipt_entries,
 )
-from pipeline.spec import RunSpec
-from pipeline.statedigest import checkpoint_digest
-from pipeline.store import NotFoundError, Store, run_uri
-from prover import (
+from veritrain.pipeline.spec import RunSpec
+from veritrain.pipeline.statedigest import checkpoint_digest
+from veritrain.pipeline.store import NotFoundError, Store, run_uri
+from veritrain.prover import (
     EpochClaim,
     StepRecord,
     VeritrainError,
@@ -47,7 +47,7 @@ from prover import (
     receipt_kind,
     verify_receipt,
 )
-from prover.errors import message
+from veritrain.prover.errors import message
 
 COMMITTED, PROVEN, FINAL, DISPUTED = "committed", "proven", "final", "disputed"
 # Proven and past its window, but no one the verifier trusts to replay the run's determinism

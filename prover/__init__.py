@@ -1,7 +1,7 @@
 """veritrain's prover: RISC Zero epoch receipts over rust/core's rules.
 
-The public API is this module; ``prover._native`` is the Rust extension underneath it, and only
-this package imports it. Records, claims and schedules are the core's types (``StepRecord``,
+The public API is this module; ``veritrain.prover._native`` is the Rust extension underneath it, and
+only this package imports it. Records, claims and schedules are the core's types (``StepRecord``,
 ``EpochClaim``, ``Schedule``); the core's hashing, sampler and digest functions are re-exported as
 they are (``prover/_native.pyi`` declares them).
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from prover import _native
-from prover._native import (
+from veritrain.prover import _native
+from veritrain.prover._native import (
     CLAIM_LEN,
     PROTOCOL_VERSION,
     RECORD_LEN,
@@ -27,7 +27,7 @@ from prover._native import (
     steps_per_epoch,
     tensor_digests,
 )
-from prover.errors import (
+from veritrain.prover.errors import (
     EncodingError,
     EpochCheckError,
     FakeReceiptError,
@@ -37,7 +37,7 @@ from prover.errors import (
     ReceiptVerificationError,
     VeritrainError,
 )
-from prover.models import (
+from veritrain.prover.models import (
     EpochClaim,
     EpochReceipt,
     ExecuteResult,

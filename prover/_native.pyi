@@ -1,4 +1,4 @@
-"""Typed stub for prover._native (rust/host). Digests are 32-byte ``bytes``.
+"""Typed stub for veritrain.prover._native (rust/host). Digests are 32-byte ``bytes``.
 
 Records, claims and schedules are rust/core's types as frozen classes: keyword constructors that
 apply the core's rules (``ValueError`` on bad arguments), typed read-only attributes, ``==``,

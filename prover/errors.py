@@ -1,6 +1,6 @@
 """veritrain's exception types, one per failure kind (defined in Rust, re-exported here)."""
 
-from prover._native import (
+from veritrain.prover._native import (
     EncodingError,
     EpochCheckError,
     FakeReceiptError,

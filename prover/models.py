@@ -16,9 +16,9 @@ from pydantic import (
 )
 from pydantic_core import core_schema
 
-from prover import _json
-from prover._native import GUARANTEES, TORCH_MODE, EpochClaim, Schedule, StepRecord
-from prover.errors import EncodingError, message
+from veritrain.prover import _json
+from veritrain.prover._native import GUARANTEES, TORCH_MODE, EpochClaim, Schedule, StepRecord
+from veritrain.prover.errors import EncodingError, message
 
 GUARANTEE_NAMES = {bit: name for name, bit in GUARANTEES.items()}
 

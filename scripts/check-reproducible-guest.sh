@@ -47,8 +47,8 @@ compared=0
 "$PY" - "$elf" "${1:-}" <<'PY' || compared=$?
 import sys
 
-from pipeline.errors import StorageError, UsageError
-from prover import VeritrainError, _native
+from veritrain.pipeline.errors import StorageError, UsageError
+from veritrain.prover import VeritrainError, _native
 
 elf, run_uri = sys.argv[1], sys.argv[2]
 try:
@@ -69,8 +69,8 @@ def compare(what: str, other: bytes, bit: int) -> None:
 
 compare("installed extension's guest", _native.image_id(), 8)
 if run_uri:
-    from pipeline.run import Manifest
-    from pipeline.store import open_store, split_run_uri
+    from veritrain.pipeline.run import Manifest
+    from veritrain.pipeline.store import open_store, split_run_uri
 
     try:
         store_uri, run_id = split_run_uri(run_uri)

@@ -36,10 +36,10 @@ say "pip: dependencies"
 say "building the guest (riscv32im-risc0-zkvm-elf)"
 GUEST_ELF="$(bash "$REPO/scripts/build-guest.sh")"
 
-# 4. The extension prover._native, installed into the venv in editable mode.
+# 4. The extension veritrain.prover._native, installed into the venv in editable mode.
 # risc0-zkvm 3.1.0-rc.1 takes its recursion programs from crates.io (risc0-circuit-recursion-zkrs),
 # so succinct receipts need no download at build time.
-say "building prover._native (first build of risc0 takes a while on 2 cores)"
+say "building veritrain.prover._native (first build of risc0 takes a while on 2 cores)"
 cd "$REPO"
 VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" CARGO_TARGET_DIR="$CACHE/target" \
   VERITRAIN_GUEST_ELF="$GUEST_ELF" \

@@ -210,7 +210,7 @@ def test_attest_refuses_what_does_not_verify_and_bad_input(tiny_run, unproven_ru
     # No run key on this machine (a verifier's, say): attest signs with the trainer's key.
     env = {**os.environ, "VERITRAIN_KEYS": str(tmp_path / "no-keys")}
     r = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "attest", uri, "--epoch", "0"],
+        [sys.executable, "-m", "veritrain.flows.cli", "attest", uri, "--epoch", "0"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 from conftest import ROOT, veritrain
 
-from flows.cli import main
+from veritrain.flows.cli import main
 
 pytestmark = pytest.mark.proving
 
@@ -136,7 +136,7 @@ def test_verify_and_audit_flows(tiny_run, tmp_path):
     records.write_bytes(records.read_bytes()[:-1])
     script = f"""
 import json
-from flows.verification import VerificationFailed, audit_flow, verify_flow
+from veritrain.flows.verification import VerificationFailed, audit_flow, verify_flow
 ok = verify_flow({uri!r})
 audit = audit_flow({uri!r}, 1, {str(tmp_path / "audit")!r})
 try:

@@ -354,7 +354,7 @@ def _fill_spec(spec: Any, tmp: Path) -> Any:
 def cli(argv: list[str], tmp: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp / "modules"), str(ROOT)])}
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *argv],
+        [sys.executable, "-m", "veritrain.flows.cli", *argv],
         cwd=tmp,
         env=env,
         capture_output=True,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ledger import canonical_json
-from prover import EncodingError, EpochClaim, Schedule, StepRecord, VeritrainError
-from prover.models import TORCH_MODE
+from veritrain.pipeline.ledger import canonical_json
+from veritrain.prover import EncodingError, EpochClaim, Schedule, StepRecord, VeritrainError
+from veritrain.prover.models import TORCH_MODE
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = json.loads((ROOT / "tests" / "vectors" / "protocol-v1.json").read_text())
@@ -31,7 +31,7 @@ def test_only_prover_imports_the_extension():
                     names = [a.name for a in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.module:
                     names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-                if "prover._native" in names:
+                if "veritrain.prover._native" in names:
                     importers.append(str(path.relative_to(ROOT)))
     assert importers == []
 
@@ -142,7 +142,7 @@ def test_constructors_take_keywords_and_apply_the_core_rules():
 
 
 def test_a_spec_schedule_is_the_core_schedule():
-    from pipeline.spec import parse_spec
+    from veritrain.pipeline.spec import parse_spec
 
     spec = parse_spec({"schedule": {"kind": "linear_warmup", "base_lr": 0.2, "warmup_steps": 4}})
     assert spec.schedule == Schedule(kind="linear_warmup", base_lr=0.2, warmup_steps=4)

@@ -14,24 +14,24 @@ import pytest
 import torch
 from conftest import veritrain
 
-from flows.cli import main
-from pipeline.audit import audit_epoch
-from pipeline.challenge import challenge
-from pipeline.data import Dataset
-from pipeline.errors import DeterminismError
-from pipeline.fraudproof import (
+from veritrain.flows.cli import main
+from veritrain.pipeline.audit import audit_epoch
+from veritrain.pipeline.challenge import challenge
+from veritrain.pipeline.data import Dataset
+from veritrain.pipeline.errors import DeterminismError
+from veritrain.pipeline.fraudproof import (
     build_fraud_proof,
     check_filed_proof,
     check_fraud_proof,
     file_fraud_proof,
     record_view,
 )
-from pipeline.keys import proof_key, verdict_key
-from pipeline.replay import Replay, ReplayEnvironmentError
-from pipeline.spec import parse_spec
-from pipeline.store import LocalStore
-from pipeline.train import open_trainer, train
-from pipeline.verify import COMMITTED, DISPUTED, verify_run
+from veritrain.pipeline.keys import proof_key, verdict_key
+from veritrain.pipeline.replay import Replay, ReplayEnvironmentError
+from veritrain.pipeline.spec import parse_spec
+from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.train import open_trainer, train
+from veritrain.pipeline.verify import COMMITTED, DISPUTED, verify_run
 
 # 4 epochs of 6 steps (24 in all). Checkpoints after 4, 6, 8, 12, 16, 18, 20 and 24 steps; a
 # state digest after every even number of steps, so the records of steps 1, 3, 5, ... carry one.

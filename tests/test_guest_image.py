@@ -3,8 +3,8 @@ on purpose, with rust/guest/image-id edited in the same commit."""
 
 from pathlib import Path
 
-import prover
-from prover import _native
+from veritrain import prover
+from veritrain.prover import _native
 
 PINNED = Path(__file__).resolve().parent.parent / "rust" / "guest" / "image-id"
 

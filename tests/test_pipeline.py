@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.errors import ConflictError, IntegrityError, SpecError
-from pipeline.ledger import Ledger
-from pipeline.run import Manifest
-from pipeline.spec import load_spec, parse_spec
-from pipeline.store import LocalStore
-from pipeline.train import open_trainer, train
+from veritrain.pipeline.errors import ConflictError, IntegrityError, SpecError
+from veritrain.pipeline.ledger import Ledger
+from veritrain.pipeline.run import Manifest
+from veritrain.pipeline.spec import load_spec, parse_spec
+from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.train import open_trainer, train
 
 ROOT = Path(__file__).resolve().parent.parent
 

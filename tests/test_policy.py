@@ -20,12 +20,12 @@ from conftest import ROOT, veritrain
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from flows.cli import main
-from pipeline.errors import TrustError
-from pipeline.ledger import load_or_create_key, public_key_hex
-from pipeline.policy import Policy, load_policy
-from pipeline.store import LocalStore
-from prover import image_id
+from veritrain.flows.cli import main
+from veritrain.pipeline.errors import TrustError
+from veritrain.pipeline.ledger import load_or_create_key, public_key_hex
+from veritrain.pipeline.policy import Policy, load_policy
+from veritrain.pipeline.store import LocalStore
+from veritrain.prover import image_id
 
 VERIFY_SCHEMA = json.loads((ROOT / "docs" / "schemas" / "verify.schema.json").read_text())
 POLICY_SCHEMA = json.loads((ROOT / "docs" / "schemas" / "policy.schema.json").read_text())
@@ -65,7 +65,7 @@ def replaced(tiny_run, tiny_spec, tmp_path_factory) -> tuple[Path, str, str]:
     signed. (Re-signing the original's objects with another key is not enough: every state holds
     the manifest's digest, which binds the key; test_tamper.py shows verify refuses that.) Its
     epochs are committed, not proven. Returns (store folder, run id, forger's public key)."""
-    from pipeline.train import open_trainer, train
+    from veritrain.pipeline.train import open_trainer, train
 
     src, run_id, _ = tiny_run
     store = tmp_path_factory.mktemp("replaced") / "store"
@@ -318,7 +318,7 @@ def test_the_guest_check_answers_for_the_installed_guest_and_a_runs_pinned_id(
 ):
     """scripts/check-reproducible-guest.sh with --elf (the build it would make, compared the
     same way): bit 8 of the exit code is the installed guest, bit 16 the run's pinned id."""
-    from prover import _native
+    from veritrain.prover import _native
 
     src, run_id = unproven_run
     store = tmp_path / "store"
@@ -360,8 +360,8 @@ def test_the_guest_check_answers_for_the_installed_guest_and_a_runs_pinned_id(
 def test_runs_signed_with_one_trainer_key_verify_pinned_to_it(tmp_path, capsys, monkeypatch):
     """`run --key FILE`: the trainer's own key signs every run it is given to, so one pinned key
     speaks for all of them; a run signed by another key is refused before anything starts."""
-    from pipeline.preflight import preflight
-    from pipeline.train import open_trainer, train
+    from veritrain.pipeline.preflight import preflight
+    from veritrain.pipeline.train import open_trainer, train
 
     monkeypatch.setenv("VERITRAIN_KEYS", str(tmp_path / "keys"))
 

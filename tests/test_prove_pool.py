@@ -14,8 +14,8 @@ import sys
 import pytest
 from conftest import PREFECT, ROOT, in_env, process_worker, veritrain
 
-from pipeline import proving
-from pipeline.keys import (
+from veritrain.pipeline import proving
+from veritrain.pipeline.keys import (
     execution_key,
     execution_prefix,
     part_receipt_key,
@@ -23,7 +23,7 @@ from pipeline.keys import (
     proving_prefix,
     receipt_key,
 )
-from pipeline.store import LocalStore
+from veritrain.pipeline.store import LocalStore
 
 # A tiny epoch spans 2 or 3 segments of 2^16 cycles (at 2^14 it spans 23 or 38, and at 2^15
 # hundreds: from 2^15 on risc0 reserves 25,000 cycles of each segment for a single instruction).
@@ -72,7 +72,7 @@ def test_a_prove_pool_needs_a_prefect_server(tmp_path):
         [
             sys.executable,
             "-m",
-            "flows.cli",
+            "veritrain.flows.cli",
             "run",
             str(ROOT / "examples" / "tiny.yaml"),
             "--store",
@@ -103,7 +103,7 @@ def test_a_pool_without_the_deployments_fails_naming_them(prefect_server, tmp_pa
         [
             sys.executable,
             "-m",
-            "flows.cli",
+            "veritrain.flows.cli",
             "run",
             str(ROOT / "examples" / "tiny.yaml"),
             "--store",
@@ -147,7 +147,7 @@ def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
 
     r = run(PREFECT, "work-pool", "create", "prove", "--type", "process")
     assert r.returncode == 0, r.stdout + r.stderr
-    r = run(sys.executable, "-m", "flows.cli", "deploy-prove", "--pool", "prove")
+    r = run(sys.executable, "-m", "veritrain.flows.cli", "deploy-prove", "--pool", "prove")
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.splitlines()[-3:] == [
         "veritrain-prove-segment/prove",
@@ -178,7 +178,7 @@ def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
         r = run(
             sys.executable,
             "-m",
-            "flows.cli",
+            "veritrain.flows.cli",
             "run",
             str(ROOT / "examples" / "tiny.yaml"),
             "--store",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-import prover
-from pipeline.finalize import load_epoch_records
-from pipeline.run import Manifest, epoch_entries, open_ledger, receipt_entries
-from pipeline.store import LocalStore
-from pipeline.train import open_trainer, train
-from prover import (
+from veritrain import prover
+from veritrain.pipeline.finalize import load_epoch_records
+from veritrain.pipeline.run import Manifest, epoch_entries, open_ledger, receipt_entries
+from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.train import open_trainer, train
+from veritrain.prover import (
     EpochClaim,
     FakeReceiptError,
     GuestError,

@@ -20,8 +20,8 @@ from conftest import PREFECT, ROOT, in_env, veritrain
 from PIL import Image
 from s3servers import moto_s3, set_s3_env  # noqa: F401 - fixtures
 
-from pipeline.report import REPORT_FILES, build_report, markdown_standalone
-from pipeline.store import LocalStore
+from veritrain.pipeline.report import REPORT_FILES, build_report, markdown_standalone
+from veritrain.pipeline.store import LocalStore
 
 CHROMIUM = shutil.which("chromium")
 
@@ -262,7 +262,7 @@ def test_report_imports_neither_torch_nor_prefect(unproven_run, tmp_path):
     src, run_id = unproven_run
     code = (
         "import sys\n"
-        "from flows.cli import main\n"
+        "from veritrain.flows.cli import main\n"
         f"rc = main(['report', {str(src / 'runs' / run_id)!r}, '--out', {str(tmp_path / 'r')!r}])\n"
         "assert rc == 0, rc\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'prefect')))\n"
@@ -290,7 +290,7 @@ def test_the_training_flow_publishes_the_report_as_a_markdown_artifact(
     shutil.copytree(src, store)
     code = (
         "from prefect import flow\n"
-        "from flows.training import publish_report\n"
+        "from veritrain.flows.training import publish_report\n"
         "@flow\n"
         "def publish():\n"
         f"    return publish_report({str(store)!r}, {run_id!r})\n"

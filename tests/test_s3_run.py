@@ -27,7 +27,7 @@ SPEC = {
 
 def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "veritrain.flows.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from pipeline.extras import EXTRAS
-from pipeline.fraudproof import PROOF_VERSION, file_fraud_proof
-from pipeline.store import LocalStore
-from pipeline.verify import verify_run
+from veritrain.pipeline.extras import EXTRAS
+from veritrain.pipeline.fraudproof import PROOF_VERSION, file_fraud_proof
+from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.verify import verify_run
 
 ABSENT = EXTRAS["train"]
 SLIM = """
@@ -51,7 +51,7 @@ sys.meta_path = [Absent] + [Installed if f is PathFinder else f for f in sys.met
 """
 RUN_CLI = """
 sys.argv = ["veritrain", *sys.argv[3:]]
-runpy.run_module("flows.cli", run_name="__main__", alter_sys=True)
+runpy.run_module("veritrain.flows.cli", run_name="__main__", alter_sys=True)
 """
 
 

@@ -14,10 +14,10 @@ import pytest
 import s3servers
 from s3servers import S3Server, closed_port, set_s3_env
 
-from pipeline import store as store_module
-from pipeline.errors import ConflictError, StorageError, UsageError
-from pipeline.s3store import MULTIPART_THRESHOLD, S3Store
-from pipeline.store import LocalStore, NotFoundError, Store, open_store
+from veritrain.pipeline import store as store_module
+from veritrain.pipeline.errors import ConflictError, StorageError, UsageError
+from veritrain.pipeline.s3store import MULTIPART_THRESHOLD, S3Store
+from veritrain.pipeline.store import LocalStore, NotFoundError, Store, open_store
 
 # The server fixtures, by assignment (no conftest needed; plain assignments keep ruff quiet).
 moto_s3 = s3servers.moto_s3

@@ -19,22 +19,22 @@ import pytest
 from conftest import ROOT, veritrain
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import pipeline.verify
-from flows.cli import main
-from pipeline.determinism import DeterminismProfile
-from pipeline.entries import ReceiptBody
-from pipeline.errors import IntegrityError
-from pipeline.keys import journal_key, ledger_key, receipt_key
-from pipeline.ledger import Ledger, load_or_create_key, public_key_hex
-from pipeline.run import (
+import veritrain.pipeline.verify
+from veritrain.flows.cli import main
+from veritrain.pipeline.determinism import DeterminismProfile
+from veritrain.pipeline.entries import ReceiptBody
+from veritrain.pipeline.errors import IntegrityError
+from veritrain.pipeline.keys import journal_key, ledger_key, receipt_key
+from veritrain.pipeline.ledger import Ledger, load_or_create_key, public_key_hex
+from veritrain.pipeline.run import (
     Manifest,
     claim_digest,
     epoch_entries,
     open_ledger,
     sha256_hex,
 )
-from pipeline.store import LocalStore
-from prover import _native
+from veritrain.pipeline.store import LocalStore
+from veritrain.prover import _native
 
 pytestmark = pytest.mark.proving
 
@@ -382,7 +382,7 @@ def test_an_internal_error_is_one_line_not_a_traceback(tiny_run, capsys, monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(pipeline.verify, "verify_run", broken)
+    monkeypatch.setattr(veritrain.pipeline.verify, "verify_run", broken)
     assert main(["verify", tiny_run[2]]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error (RuntimeError: boom)" in err
@@ -435,7 +435,7 @@ def test_challenge_of_a_run_whose_spec_does_not_build_its_checkpoints_is_a_clear
 
 def test_a_checkpoint_whose_step_counter_is_not_its_step_fails(tiny_run, tmp_path, capsys):
     """The ledger says which step a checkpoint is; its own counter must agree."""
-    from pipeline.layout import check_tensors, read_header
+    from veritrain.pipeline.layout import check_tensors, read_header
 
     src, run_id, _ = tiny_run
     store = _copy(src, tmp_path)
@@ -487,8 +487,8 @@ def week_run(tmp_path_factory, tiny_spec) -> tuple[Path, str, dict]:
     """One epoch of the tiny spec with a 7-day challenge window, made (honestly, in-process) by a
     trainer whose recorded torch version exists nowhere, and proven for real. Returns (store
     folder, run id, its determinism profile)."""
-    from pipeline.finalize import finalize_epoch
-    from pipeline.train import open_trainer, train
+    from veritrain.pipeline.finalize import finalize_epoch
+    from veritrain.pipeline.train import open_trainer, train
 
     real = DeterminismProfile.current
     store = tmp_path_factory.mktemp("week-store")
@@ -525,7 +525,9 @@ def test_a_backdated_proven_at_does_not_make_an_epoch_final(week_run, tmp_path):
     replayable = [DeterminismProfile.model_validate(profile)]
 
     def statuses(now: float, state: Path = state) -> list[str]:
-        report = pipeline.verify.verify_run(ls, run_id, now=now, state=state, replayable=replayable)
+        report = veritrain.pipeline.verify.verify_run(
+            ls, run_id, now=now, state=state, replayable=replayable
+        )
         assert report.ok, report.to_json()
         return [e.status for e in report.epochs]
 
@@ -544,9 +546,9 @@ def test_a_run_no_verifier_can_replay_is_never_plainly_final(week_run, tmp_path,
     src, run_id, profile = week_run
     uri = f"{src}/runs/{run_id}"
     ls, state, t0 = LocalStore(src), tmp_path / "verifier", 1_900_000_000.0
-    report = pipeline.verify.verify_run(ls, run_id, now=t0, state=state)
+    report = veritrain.pipeline.verify.verify_run(ls, run_id, now=t0, state=state)
     assert [e.status for e in report.epochs] == ["proven"]
-    report = pipeline.verify.verify_run(ls, run_id, now=t0 + WEEK, state=state)
+    report = veritrain.pipeline.verify.verify_run(ls, run_id, now=t0 + WEEK, state=state)
     assert [e.status for e in report.epochs] == ["unreplayable"]
     replayable = next(c for c in report.checks if c.name == "replayable")
     assert not replayable.ok and f"differs in torch_version ({FAKE_TORCH!r})" in replayable.detail
@@ -562,7 +564,7 @@ def test_a_run_no_verifier_can_replay_is_never_plainly_final(week_run, tmp_path,
     path.write_text(json.dumps([profile]))
     code = main(["verify", uri, "--json", "--replayable-profile", str(path)])
     assert code == 0 and json.loads(capsys.readouterr().out)["ok"]
-    report = pipeline.verify.verify_run(
+    report = veritrain.pipeline.verify.verify_run(
         ls,
         run_id,
         now=t0 + WEEK,

@@ -15,16 +15,21 @@ import pytest
 import torch
 from conftest import ROOT
 
-from pipeline import layout
-from pipeline import state as st
-from pipeline.determinism import MACHINE_FIELDS, DeterminismProfile, load_profiles, machine_profile
-from pipeline.errors import IntegrityError, StorageError, UsageError
-from pipeline.finality import Sighting, first_sightings, window_start
-from pipeline.models import build_model, build_optimizer
-from pipeline.run import Manifest, open_ledger
-from pipeline.spec import parse_spec
-from pipeline.statedigest import checkpoint_digest
-from pipeline.store import LocalStore
+from veritrain.pipeline import layout
+from veritrain.pipeline import state as st
+from veritrain.pipeline.determinism import (
+    MACHINE_FIELDS,
+    DeterminismProfile,
+    load_profiles,
+    machine_profile,
+)
+from veritrain.pipeline.errors import IntegrityError, StorageError, UsageError
+from veritrain.pipeline.finality import Sighting, first_sightings, window_start
+from veritrain.pipeline.models import build_model, build_optimizer
+from veritrain.pipeline.run import Manifest, open_ledger
+from veritrain.pipeline.spec import parse_spec
+from veritrain.pipeline.statedigest import checkpoint_digest
+from veritrain.pipeline.store import LocalStore
 
 MANIFEST = bytes(range(32))
 SPECS = {
@@ -186,10 +191,10 @@ def test_this_machines_profile_without_torch_is_torchs_own():
 def test_verification_rules_import_no_torch():
     code = (
         "import sys\n"
-        "import pipeline.determinism, pipeline.layout\n"
-        "import pipeline.finality, pipeline.statedigest\n"
-        "import pipeline.disputes, pipeline.verify, pipeline.audit\n"
-        "pipeline.determinism.machine_profile()\n"
+        "import veritrain.pipeline.determinism, veritrain.pipeline.layout\n"
+        "import veritrain.pipeline.finality, veritrain.pipeline.statedigest\n"
+        "import veritrain.pipeline.disputes, veritrain.pipeline.verify, veritrain.pipeline.audit\n"
+        "veritrain.pipeline.determinism.machine_profile()\n"
         "assert 'torch' not in sys.modules, 'torch'\n"
     )
     r = subprocess.run(

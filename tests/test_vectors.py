@@ -2,8 +2,8 @@
 
 Part A is an independent reading of docs/PROTOCOL.md in pure Python (hashlib and struct only): if
 it agrees with the vectors, which rust/core generated, the document and the Rust code say the same
-thing. Part B checks the Rust extension ``prover._native`` against the same vectors, so the Python
-pipeline and the guest cannot drift apart.
+thing. Part B checks the Rust extension ``veritrain.prover._native`` against the same vectors, so
+the Python pipeline and the guest cannot drift apart.
 
 Every Part B test has "native" in its name: ``pytest -k "not native"`` runs Part A alone, e.g. on
 a machine where the extension is not built yet.
@@ -223,7 +223,8 @@ class Schedule:
         return self.base_lr
 
     def native(self) -> dict[str, Any]:
-        """The keyword arguments of prover._native.Schedule (only the kind's own fields)."""
+        """The keyword arguments of veritrain.prover._native.Schedule (only the kind's own
+        fields)."""
         d: dict[str, Any] = {"kind": KIND_NAMES[self.kind], "base_lr": self.base_lr}
         if self.kind == KIND_STEP_DECAY:
             d |= {"step_size": self.step_size, "gamma": self.gamma}
@@ -756,7 +757,7 @@ def test_epoch_check_rejects_invalid_epoch(case):
 @pytest.fixture(scope="module")
 def native():
     # Imported here, not at module level, so `-k "not native"` works without the extension.
-    from prover import _native
+    from veritrain.prover import _native
 
     return _native
 
@@ -835,8 +836,8 @@ def test_native_claim_roundtrip(native, index):
 @pytest.mark.parametrize("index", range(len(CLAIMS)), ids=_epoch_id)
 def test_native_pipeline_claim_digest(native, index):
     """The claim digest a receipt entry carries is the tagged one rust/core generated."""
-    from pipeline.run import claim_digest
-    from prover import EpochClaim
+    from veritrain.pipeline.run import claim_digest
+    from veritrain.prover import EpochClaim
 
     claim = EpochClaim.from_bytes(unhex(CLAIMS[index]["bytes"]))
     assert claim_digest(claim) == CLAIMS[index]["digest"]

@@ -2,9 +2,9 @@
 //!
 //! Everything that decides "what is valid" lives here: the byte encodings of step records and epoch
 //! claims, the domain-separated SHA-256 hashing, Merkle roots, the sampler, the learning-rate
-//! schedule and the epoch check. The host (`prover._native`) and the zkVM guest compile this same
-//! crate, so the prover and every verifier agree by construction. `docs/PROTOCOL.md` is the prose
-//! version; `tests/vectors/protocol-v1.json` pins the bytes for Rust and Python alike.
+//! schedule and the epoch check. The host (`veritrain.prover._native`) and the zkVM guest compile
+//! this same crate, so the prover and every verifier agree by construction. `docs/PROTOCOL.md` is
+//! the prose version; `tests/vectors/protocol-v1.json` pins the bytes for Rust and Python alike.
 //!
 //! SHA-256 is a parameter ([`Sha256`]) so that the guest can use the zkVM's accelerator while the
 //! host uses SHA-NI; both compute the same function.

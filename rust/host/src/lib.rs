@@ -1,4 +1,4 @@
-//! `prover._native`: veritrain's Rust core and the RISC Zero prover, for Python.
+//! `veritrain.prover._native`: veritrain's Rust core and the RISC Zero prover, for Python.
 //!
 //! Encodings and rules come from veritrain-core (the same crate the guest runs); this module only
 //! wraps core types as Python classes (`types`), hashes in parallel, and drives risc0.

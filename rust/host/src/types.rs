@@ -130,7 +130,7 @@ fn hex_of(d: &Digest) -> String {
 // --- schedule ---------------------------------------------------------------------------------
 
 /// A learning-rate schedule: only kinds the guest recomputes bit for bit (PROTOCOL.md).
-#[pyclass(frozen, eq, name = "Schedule", module = "prover._native")]
+#[pyclass(frozen, eq, name = "Schedule", module = "veritrain.prover._native")]
 #[derive(Clone, PartialEq)]
 pub struct PySchedule(pub Schedule);
 
@@ -317,7 +317,7 @@ impl PySchedule {
 // --- step record ------------------------------------------------------------------------------
 
 /// One training step's record (224 bytes in its canonical encoding).
-#[pyclass(frozen, eq, name = "StepRecord", module = "prover._native")]
+#[pyclass(frozen, eq, name = "StepRecord", module = "veritrain.prover._native")]
 #[derive(Clone, PartialEq)]
 pub struct PyStepRecord(pub StepRecord);
 
@@ -457,7 +457,7 @@ impl PyStepRecord {
 // --- epoch claim ------------------------------------------------------------------------------
 
 /// What the trainer asserts about one epoch; a receipt's journal is exactly this claim.
-#[pyclass(frozen, eq, name = "EpochClaim", module = "prover._native")]
+#[pyclass(frozen, eq, name = "EpochClaim", module = "veritrain.prover._native")]
 #[derive(Clone, PartialEq)]
 pub struct PyEpochClaim(pub EpochClaim);
 
