@@ -83,7 +83,7 @@ def train_epoch(
         claim.first_step + claim.step_count - 1,
         claim.end_state_digest.hex(),
     )
-    return claim.model_dump(mode="json")
+    return claim.to_json()
 
 
 @task(name="finalize-epoch", retries=1, retry_delay_seconds=2)
