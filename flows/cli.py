@@ -403,7 +403,7 @@ def cmd_demo(args) -> int:
     journal = verify_receipt(receipt, manifest.image_id)
     print(json.dumps(journal.journal_json(), indent=1))
     print(
-        f"receipt for epoch {last} verified against image id {manifest.image_id.hex()}"
+        f"receipt for epoch {last.epoch} verified against image id {manifest.image_id.hex()}"
         if report.ok
         else "verification FAILED"
     )
