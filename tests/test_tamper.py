@@ -19,8 +19,8 @@ import pytest
 from conftest import ROOT, veritrain
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import veritrain.pipeline.verify
 from veritrain.flows.cli import main
+from veritrain.pipeline import verify as verify_module
 from veritrain.pipeline.determinism import DeterminismProfile
 from veritrain.pipeline.entries import ReceiptBody
 from veritrain.pipeline.errors import IntegrityError
@@ -382,7 +382,7 @@ def test_an_internal_error_is_one_line_not_a_traceback(tiny_run, capsys, monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(veritrain.pipeline.verify, "verify_run", broken)
+    monkeypatch.setattr(verify_module, "verify_run", broken)
     assert main(["verify", tiny_run[2]]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error (RuntimeError: boom)" in err
@@ -525,7 +525,7 @@ def test_a_backdated_proven_at_does_not_make_an_epoch_final(week_run, tmp_path):
     replayable = [DeterminismProfile.model_validate(profile)]
 
     def statuses(now: float, state: Path = state) -> list[str]:
-        report = veritrain.pipeline.verify.verify_run(
+        report = verify_module.verify_run(
             ls, run_id, now=now, state=state, replayable=replayable
         )
         assert report.ok, report.to_json()
@@ -546,9 +546,9 @@ def test_a_run_no_verifier_can_replay_is_never_plainly_final(week_run, tmp_path,
     src, run_id, profile = week_run
     uri = f"{src}/runs/{run_id}"
     ls, state, t0 = LocalStore(src), tmp_path / "verifier", 1_900_000_000.0
-    report = veritrain.pipeline.verify.verify_run(ls, run_id, now=t0, state=state)
+    report = verify_module.verify_run(ls, run_id, now=t0, state=state)
     assert [e.status for e in report.epochs] == ["proven"]
-    report = veritrain.pipeline.verify.verify_run(ls, run_id, now=t0 + WEEK, state=state)
+    report = verify_module.verify_run(ls, run_id, now=t0 + WEEK, state=state)
     assert [e.status for e in report.epochs] == ["unreplayable"]
     replayable = next(c for c in report.checks if c.name == "replayable")
     assert not replayable.ok and f"differs in torch_version ({FAKE_TORCH!r})" in replayable.detail
@@ -564,7 +564,7 @@ def test_a_run_no_verifier_can_replay_is_never_plainly_final(week_run, tmp_path,
     path.write_text(json.dumps([profile]))
     code = main(["verify", uri, "--json", "--replayable-profile", str(path)])
     assert code == 0 and json.loads(capsys.readouterr().out)["ok"]
-    report = veritrain.pipeline.verify.verify_run(
+    report = verify_module.verify_run(
         ls,
         run_id,
         now=t0 + WEEK,
