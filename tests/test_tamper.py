@@ -525,9 +525,7 @@ def test_a_backdated_proven_at_does_not_make_an_epoch_final(week_run, tmp_path):
     replayable = [DeterminismProfile.model_validate(profile)]
 
     def statuses(now: float, state: Path = state) -> list[str]:
-        report = verify_module.verify_run(
-            ls, run_id, now=now, state=state, replayable=replayable
-        )
+        report = verify_module.verify_run(ls, run_id, now=now, state=state, replayable=replayable)
         assert report.ok, report.to_json()
         return [e.status for e in report.epochs]
 
