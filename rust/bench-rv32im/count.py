@@ -180,6 +180,34 @@ def main() -> None:
     empty, _ = cpu.call("dot_i32_i64_strided", a, 0, b, 0, 16)
     print(f"{'dot_i32_i64_strided':20} {(full - empty) / n:6.2f}")
 
+    # The kernels of rust/core: two runs whose only difference is 32 more terms in every sum.
+    for i in range(4096):
+        struct.pack_into("<ii", cpu.mem, 0x600000 + 8 * i, (i * 7919) % 2**22 - 2**21, 0)
+    v = 0x600000
+    x0 = [struct.unpack_from("<i", cpu.mem, v + 4 * i)[0] for i in range(64)]
+    forward = [cpu.call("k_forward", v, v, v, 4, k, 8) for k in (32, 64)]
+    acc = (x0[0] << 24) + sum(t * t for t in x0[:64])
+    assert forward[1][1] == (acc + (1 << 23)) >> 24 & M32  # no tie here: rounding is plain
+    rows = {
+        "linear_forward": forward,
+        "linear_grad_input": [cpu.call("k_grad_input", v, v, 4, 8, k) for k in (32, 64)],
+        "linear_grad_params": [cpu.call("k_grad_params", v, v, k, 8, 4) for k in (32, 64)],
+    }
+    print("kernel               instructions per multiply-accumulate")
+    for name, ((short, _), (long, _)) in rows.items():
+        print(f"{name:20} {(long - short) / (32 * 4 * 8):6.2f}")
+
+    # Per row of 10 classes, and per parameter (labels: 0..9 at 0xA00000; moments start at 0).
+    for i in range(64):
+        struct.pack_into("<I", cpu.mem, 0xA00000 + 4 * i, i % 10)
+    ce = [cpu.call("k_softmax_ce", v, 0xA00000, k, 10)[0] for k in (32, 64)]
+    sgd = [cpu.call("k_sgd", 0xB00000, v, 0xC00000, k)[0] for k in (32, 64)]
+    adam = [cpu.call("k_adam", 0xB00000, v, 0xC00000, 0xD00000, k)[0] for k in (32, 64)]
+    print("kernel               instructions per row (10 classes) or per parameter")
+    print(f"{'softmax_ce':20} {(ce[1] - ce[0]) / 32:6.0f}")
+    print(f"{'sgd_step':20} {(sgd[1] - sgd[0]) / 32:6.1f}")
+    print(f"{'adam_step':20} {(adam[1] - adam[0]) / 32:6.0f}")
+
 
 if __name__ == "__main__":
     main()
