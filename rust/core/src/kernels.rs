@@ -203,13 +203,12 @@ pub fn linear_forward(x: &[i32], w: &[i32], bias: &[i32], in_f: usize, out_f: us
 /// Gradient of a linear layer's input: `dx[b, i] = sat(shr_rne(sum_o dy[b, o] * w[o, i], 24))`.
 pub fn linear_grad_input(dy: &[i32], w: &[i32], in_f: usize, out_f: usize) -> Vec<i32> {
     assert!(out_f > 0 && dy.len().is_multiple_of(out_f) && w.len() == in_f * out_f);
+    // Sums read contiguous rows (a transposed copy of w): the order of terms does not matter.
+    let wt = transpose(w, out_f, in_f);
     let mut dx = Vec::with_capacity(dy.len() / out_f * in_f);
     for drow in dy.chunks_exact(out_f) {
-        for i in 0..in_f {
-            let acc = drow.iter().enumerate().fold(0i64, |acc, (o, d)| {
-                acc.wrapping_add(i64::from(*d) * i64::from(w[o * in_f + i]))
-            });
-            dx.push(sat(shr_rne(acc, FRAC)));
+        for wi in wt.chunks_exact(out_f) {
+            dx.push(sat(shr_rne(dot(drow, wi), FRAC)));
         }
     }
     dx
@@ -226,23 +225,25 @@ pub fn linear_grad_params(
     assert!(in_f > 0 && out_f > 0 && x.len().is_multiple_of(in_f));
     let batch = x.len() / in_f;
     assert_eq!(dy.len(), batch * out_f);
-    let mut dw = vec![0i32; out_f * in_f];
-    let mut db = vec![0i32; out_f];
-    for o in 0..out_f {
-        let mut bsum = 0i64;
-        for b in 0..batch {
-            bsum = bsum.wrapping_add(i64::from(dy[b * out_f + o]));
-        }
-        db[o] = sat(bsum);
-        for i in 0..in_f {
-            let mut acc = 0i64;
-            for b in 0..batch {
-                acc = acc.wrapping_add(i64::from(dy[b * out_f + o]) * i64::from(x[b * in_f + i]));
-            }
-            dw[o * in_f + i] = sat(shr_rne(acc, FRAC));
+    let (dyt, xt) = (transpose(dy, batch, out_f), transpose(x, batch, in_f));
+    let mut dw = Vec::with_capacity(out_f * in_f);
+    let mut db = Vec::with_capacity(out_f);
+    for dyo in dyt.chunks_exact(batch) {
+        db.push(sat(dyo
+            .iter()
+            .fold(0i64, |acc, d| acc.wrapping_add(i64::from(*d)))));
+        for xi in xt.chunks_exact(batch) {
+            dw.push(sat(shr_rne(dot(dyo, xi), FRAC)));
         }
     }
     (dw, db)
+}
+
+/// `[rows, cols]` to `[cols, rows]`.
+fn transpose(a: &[i32], rows: usize, cols: usize) -> Vec<i32> {
+    (0..cols)
+        .flat_map(|c| (0..rows).map(move |r| a[r * cols + c]))
+        .collect()
 }
 
 /// `max(x, 0)`.
@@ -364,7 +365,7 @@ pub fn sgd_step(w: &mut [i32], g: &[i32], buf: &mut [i32], lr: Coef, momentum: C
     }
 }
 
-/// `x^n` for a coefficient `x`, square-and-multiply low bit first as `powu` (PROTOCOL.md §6), each
+/// `x^n` for a coefficient `0 <= x <= 2^30` (at most 1), square-and-multiply low bit first as `powu` (PROTOCOL.md §6), each
 /// product rounded: `acc = 2^30; base = x; while n > 0 { if n & 1: acc = shr_rne(acc * base, 30);
 /// base = shr_rne(base * base, 30); n >>= 1 }`.
 pub fn coef_powu(x: Coef, mut n: u64) -> i64 {
@@ -423,6 +424,13 @@ pub fn adam_step(w: &mut [i32], g: &[i32], m: &mut [i32], v: &mut [u64], a: &Ada
         let upd = div_rne_wide((i128::from(a.lr) * i128::from(*m)) << FRAC, bc1 * den);
         *w = sat128(i128::from(*w) - upd);
     }
+}
+
+/// A value with `frac` fractional bits as the nearest f32 (ties to even): how a loss (24) and a
+/// gradient norm (24) enter a step record. One rounding: the integer converts to the nearest f32
+/// and the scaling by a power of two is exact.
+pub fn to_f32_bits(raw: i64, frac: u32) -> u32 {
+    (raw as f32 * f32::from_bits((127 - frac) << 23)).to_bits()
 }
 
 /// The gradient norm: `isqrt(sum of g^2 over every gradient)` (exact sum, floor square root),

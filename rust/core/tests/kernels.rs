@@ -350,7 +350,9 @@ fn mlp_step(g: &mut Lcg) -> Value {
     json!({"x": x, "labels": labels, "w1": w1, "b1": b1, "w2": w2, "b2": b2,
            "lr": lr, "momentum": mom, "weight_decay": wd,
            "h_pre": h_pre, "z": z, "loss": loss, "dz": dz, "dh": dh,
-           "grads": grads, "grad_norm": norm, "params": params, "momentum_buffers": bufs})
+           "grads": grads, "grad_norm": norm, "params": params, "momentum_buffers": bufs,
+           "loss_f32_bits": kernels::to_f32_bits(i64::from(loss), FRAC),
+           "grad_norm_f32_bits": kernels::to_f32_bits(norm as i64, FRAC)})
 }
 
 fn build() -> Value {
@@ -395,6 +397,18 @@ fn build() -> Value {
         json!({"bits": format!("{:016x}", x.to_bits()),
                    "fx": kernels::fx_from_f64(x), "coef": kernels::coef_from_f64(x)})
     })
+    .collect();
+    let floats: Vec<Value> = [
+        (16_777_217i64, 0u32),
+        (16_777_219, 0),
+        (-16_777_217, 0),
+        (ONE as i64, FRAC),
+        (-(1 << 40) - 1, FRAC),
+        (123_456_789_123, FRAC),
+        ((1 << 53) - 1, 24),
+    ]
+    .iter()
+    .map(|&(raw, frac)| json!({"raw": raw, "frac": frac, "f32_bits": kernels::to_f32_bits(raw, frac)}))
     .collect();
     let exp_args: Vec<i64> = [0i64, -1, -(1 << 23), -ONE as i64, -(3 * ONE as i64) - 12345]
         .into_iter()
@@ -501,6 +515,7 @@ fn build() -> Value {
         "shr_rne": rounding,
         "div_rne": division,
         "reals": reals,
+        "to_f32": floats,
         "exp_neg_q30": exps,
         "ln_q30": lns,
         "linear": linear,
