@@ -58,6 +58,8 @@ class Cpu:
         pc, n = self.symbols[fn], 0
         while pc != RETURN:
             ins = int.from_bytes(self.mem[pc : pc + 4], "little")
+            if ins == 0x6F:  # `j .`: the panic handler's endless loop
+                raise RuntimeError(f"{fn} panicked")
             n += 1
             op, rd, f3 = ins & 0x7F, (ins >> 7) & 31, (ins >> 12) & 7
             rs1, rs2, f7 = x[(ins >> 15) & 31], x[(ins >> 20) & 31], ins >> 25
@@ -180,22 +182,31 @@ def main() -> None:
     empty, _ = cpu.call("dot_i32_i64_strided", a, 0, b, 0, 16)
     print(f"{'dot_i32_i64_strided':20} {(full - empty) / n:6.2f}")
 
-    # The kernels of rust/core: two runs whose only difference is 32 more terms in every sum.
-    for i in range(4096):
-        struct.pack_into("<ii", cpu.mem, 0x600000 + 8 * i, (i * 7919) % 2**22 - 2**21, 0)
+    # The kernels of rust/core, at a layer's shape (in 64, out 32): two runs whose only
+    # difference is 32 more terms in every sum (inputs for the forward pass, outputs for the
+    # input gradient, batch rows for the parameter gradient).
+    for i in range(1 << 16):
+        struct.pack_into("<i", cpu.mem, 0x600000 + 4 * i, (i * 7919) % 2**22 - 2**21)
     v = 0x600000
     x0 = [struct.unpack_from("<i", cpu.mem, v + 4 * i)[0] for i in range(64)]
-    forward = [cpu.call("k_forward", v, v, v, 4, k, 8) for k in (32, 64)]
+    forward = [cpu.call("k_forward", v, v, v, 32, k, 32) for k in (32, 64)]
     acc = (x0[0] << 24) + sum(t * t for t in x0[:64])
     assert forward[1][1] == (acc + (1 << 23)) >> 24 & M32  # no tie here: rounding is plain
+    # name: (the two runs, multiply-accumulates the second adds)
     rows = {
-        "linear_forward": forward,
-        "linear_grad_input": [cpu.call("k_grad_input", v, v, 4, 8, k) for k in (32, 64)],
-        "linear_grad_params": [cpu.call("k_grad_params", v, v, k, 8, 4) for k in (32, 64)],
+        "linear_forward": (forward, 32 * 32 * 32),
+        "linear_grad_input": (
+            [cpu.call("k_grad_input", v, v, 32, 64, k) for k in (32, 64)],
+            32 * 64 * 32,
+        ),
+        "linear_grad_params": (
+            [cpu.call("k_grad_params", v, v, k, 64, 32) for k in (32, 64)],
+            32 * 64 * 32,
+        ),
     }
-    print("kernel               instructions per multiply-accumulate")
-    for name, ((short, _), (long, _)) in rows.items():
-        print(f"{name:20} {(long - short) / (32 * 4 * 8):6.2f}")
+    print("kernel               instructions per multiply-accumulate (in 64, out 32, batch 32)")
+    for name, (((short, _), (long, _)), macs) in rows.items():
+        print(f"{name:20} {(long - short) / macs:6.2f}")
 
     # Per row of 10 classes, and per parameter (labels: 0..9 at 0xA00000; moments start at 0).
     for i in range(64):
@@ -207,6 +218,36 @@ def main() -> None:
     print(f"{'softmax_ce':20} {(ce[1] - ce[0]) / 32:6.0f}")
     print(f"{'sgd_step':20} {(sgd[1] - sgd[0]) / 32:6.1f}")
     print(f"{'adam_step':20} {(adam[1] - adam[0]) / 32:6.0f}")
+
+    # A whole training step of an MLP (forward, loss, backward, SGD), kernels only.
+    for name, (sizes, classes, batch) in MODELS.items():
+        dims = [*sizes, classes]
+        parts: dict[str, int] = {}
+
+        def run(kernel: str, *args: int) -> None:
+            parts[kernel] = parts.get(kernel, 0) + cpu.call(kernel, *args)[0]
+
+        for k, (i, o) in enumerate(zip(dims, dims[1:], strict=False)):
+            run("k_forward", v, v, v, batch, i, o)
+            run("k_grad_params", v, v, batch, i, o)
+            run("k_sgd", 0xB00000, v, 0xC00000, i * o + o)
+            if k > 0:  # the first layer's input gradient is not needed
+                run("k_grad_input", v, v, batch, i, o)
+            if k + 1 < len(dims) - 1:
+                run("k_relu", v, batch * o)
+                run("k_relu_backward", v, v, batch * o)
+        for i in range(batch):
+            struct.pack_into("<I", cpu.mem, 0xA00000 + 4 * i, i % classes)
+        run("k_softmax_ce", v, 0xA00000, batch, classes)
+        detail = ", ".join(f"{k[2:]} {n}" for k, n in parts.items())
+        print(f"step of {name}: {sum(parts.values())} instructions ({detail})")
+
+
+# inputs and hidden sizes, classes, batch (examples/tiny.yaml, examples/digits-mlp.yaml)
+MODELS = {
+    "tiny (8-16-3, batch 16)": ([8, 16], 3, 16),
+    "digits (64-64-32-10, batch 64)": ([64, 64, 32], 10, 64),
+}
 
 
 if __name__ == "__main__":

@@ -97,6 +97,16 @@ pub unsafe extern "C" fn k_adam(
     w[0]
 }
 
+#[no_mangle]
+pub unsafe extern "C" fn k_relu(x: *const i32, n: usize) -> i32 {
+    kernels::relu(raw(x, n))[0]
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn k_relu_backward(x: *const i32, dy: *const i32, n: usize) -> i32 {
+    kernels::relu_backward(raw(x, n), raw(dy, n))[0]
+}
+
 /// A bump allocator over the counter's memory from 8 MiB on (never freed: each call is short).
 struct Bump;
 static NEXT: AtomicUsize = AtomicUsize::new(0x80_0000);
