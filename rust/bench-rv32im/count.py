@@ -224,7 +224,7 @@ def main() -> None:
         dims = [*sizes, classes]
         parts: dict[str, int] = {}
 
-        def run(kernel: str, *args: int) -> None:
+        def run(kernel: str, *args: int, parts: dict[str, int] = parts) -> None:
             parts[kernel] = parts.get(kernel, 0) + cpu.call(kernel, *args)[0]
 
         for k, (i, o) in enumerate(zip(dims, dims[1:], strict=False)):
