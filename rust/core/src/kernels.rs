@@ -250,9 +250,13 @@ pub fn linear_grad_params(
 
 /// `[rows, cols]` to `[cols, rows]`.
 fn transpose(a: &[i32], rows: usize, cols: usize) -> Vec<i32> {
-    (0..cols)
-        .flat_map(|c| (0..rows).map(move |r| a[r * cols + c]))
-        .collect()
+    let mut t = vec![0i32; a.len()];
+    for (r, row) in a.chunks_exact(cols).enumerate() {
+        for (tc, v) in t[r..].iter_mut().step_by(rows).zip(row) {
+            *tc = *v;
+        }
+    }
+    t
 }
 
 /// `max(x, 0)`.
