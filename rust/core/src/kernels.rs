@@ -17,7 +17,8 @@
 //!   `i64` modulo 2^64 (wrapping). Wrapping addition is associative and commutative, so a sum does
 //!   not depend on its order: a host may split, vectorize and thread it freely. (It equals the true
 //!   sum whenever that is below 2^63 in magnitude, i.e. below 2^15 in real units.)
-//! - Every rescaling rounds half to even ([`shr_rne`], [`div_rne`]); there is no other rounding.
+//! - Every rescaling rounds half to even ([`shr_rne`], [`div_rne`]), except the few floors that
+//!   are spelled out (ln's normalization, the integer square roots of Adam and the grad norm).
 //! - Every value stored back into an `i32` saturates to [-2^31, 2^31 - 1] ([`sat`]).
 //! - Optimizer coefficients (learning rate, momentum, betas, weight decay) are [`Coef`]s: `i32`
 //!   with 30 fractional bits, range [-2, 2).
@@ -211,7 +212,7 @@ pub fn linear_forward(x: &[i32], w: &[i32], bias: &[i32], in_f: usize, out_f: us
 
 /// Gradient of a linear layer's input: `dx[b, i] = sat(shr_rne(sum_o dy[b, o] * w[o, i], 24))`.
 pub fn linear_grad_input(dy: &[i32], w: &[i32], in_f: usize, out_f: usize) -> Vec<i32> {
-    assert!(out_f > 0 && dy.len().is_multiple_of(out_f) && w.len() == in_f * out_f);
+    assert!(in_f > 0 && out_f > 0 && dy.len().is_multiple_of(out_f) && w.len() == in_f * out_f);
     // Sums read contiguous rows (a transposed copy of w): the order of terms does not matter.
     let wt = transpose(w, out_f, in_f);
     let mut dx = Vec::with_capacity(dy.len() / out_f * in_f);
@@ -233,7 +234,7 @@ pub fn linear_grad_params(
 ) -> (Vec<i32>, Vec<i32>) {
     assert!(in_f > 0 && out_f > 0 && x.len().is_multiple_of(in_f));
     let batch = x.len() / in_f;
-    assert_eq!(dy.len(), batch * out_f);
+    assert!(batch > 0 && dy.len() == batch * out_f);
     let (dyt, xt) = (transpose(dy, batch, out_f), transpose(x, batch, in_f));
     let mut dw = Vec::with_capacity(out_f * in_f);
     let mut db = Vec::with_capacity(out_f);
