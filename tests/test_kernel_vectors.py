@@ -239,6 +239,9 @@ def test_linear_layers_and_relu():
     assert relu_backward(c["x"], c["x"]) == c["relu_backward"]
     s = VECTORS["linear_saturating"]
     assert linear_forward(s["x"], s["w"], s["b"], s["in"], s["out"]) == s["y"] == [I32_MAX]
+    # 3 * 2^62 wraps modulo 2^64 to -2^62: a sum of positive products comes out negative.
+    s = VECTORS["linear_wrapping"]
+    assert linear_forward(s["x"], s["w"], s["b"], s["in"], s["out"]) == s["y"] == [I32_MIN]
 
 
 def test_softmax_cross_entropy():

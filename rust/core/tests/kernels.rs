@@ -455,6 +455,14 @@ fn build() -> Value {
                "y": kernels::linear_forward(&x, &w, &[i32::MAX], 2, 1)})
     };
 
+    // Three products of 2^62: the true sum, 3 * 2^62, wraps to -2^62 (the rule, not a bug: the
+    // sum stays order-free), which saturates to the lowest value.
+    let wrapping = {
+        let x = vec![i32::MIN; 3];
+        json!({"in": 3, "out": 1, "x": x, "w": x, "b": [0],
+               "y": kernels::linear_forward(&x, &x, &[0], 3, 1)})
+    };
+
     let ce: Vec<Value> = [(4usize, 3usize, 3.0f64), (2, 10, 20.0), (1, 1, 1.0)]
         .iter()
         .map(|&(batch, classes, bound)| {
@@ -520,6 +528,7 @@ fn build() -> Value {
         "ln_q30": lns,
         "linear": linear,
         "linear_saturating": saturating,
+        "linear_wrapping": wrapping,
         "softmax_cross_entropy": ce,
         "sgd": {"lr": lr, "momentum": mom, "weight_decay": wd, "steps": sgd},
         "adam": {"lr": adam.lr, "beta1": adam.beta1, "beta2": adam.beta2, "eps": adam.eps,
