@@ -61,7 +61,10 @@ def wrap64(x: int) -> int:
 def round_scaled(x: float, f: int) -> int | None:
     if math.isnan(x) or math.isinf(x):
         return None
-    r = round(x * 2**f)  # exact scaling by a power of two, then round half to even
+    scaled = x * 2**f  # exact (a power of two), or infinite where far outside i64
+    if math.isinf(scaled):
+        return None
+    r = round(scaled)  # half to even
     return r if -(2**63) <= r < 2**63 else None
 
 
