@@ -15,6 +15,7 @@ extern crate alloc;
 pub mod claim;
 pub mod epoch;
 pub mod hash;
+pub mod kernels;
 pub mod merkle;
 pub mod record;
 pub mod sampler;

@@ -1,0 +1,459 @@
+//! Canonical fixed-point kernels (draft: not yet compiled into the guest).
+//!
+//! The arithmetic of a training step in integers only, so the host and the guest compute the same
+//! bits on any machine: linear layers, ReLU, softmax cross-entropy, SGD and Adam. docs/PROTOCOL.md
+//! ("Canonical arithmetic") is the normative text; `tests/vectors/kernels-v1.json` pins results.
+//!
+//! Why fixed point, and why this one (docs/DESIGN-NOTES.md has the measurement): the guest is
+//! rv32im, where an f32 multiply-accumulate is two soft-float calls while an i32 x i32 -> i64
+//! multiply-accumulate is a handful of instructions. Every value is an `i32` with [`FRAC`] = 24
+//! fractional bits (Q8.24, range [-128, 128), resolution 2^-24 ~ 6e-8): the cost of a MAC is the
+//! same for any split of 32 bits, and the fraction is what SGD needs (an update `lr * grad` of
+//! 1e-6 and a weight-decay term of 1e-5 are still tens of units), while activations of the MLPs
+//! on normalized inputs stay far below 128.
+//!
+//! Rules common to every kernel:
+//! - Products are exact (`i64`, or `i128` in the optimizers) and sums of products are taken in
+//!   `i64` modulo 2^64 (wrapping). Wrapping addition is associative and commutative, so a sum does
+//!   not depend on its order: a host may split, vectorize and thread it freely. (It equals the true
+//!   sum whenever that is below 2^63 in magnitude, i.e. below 2^15 in real units.)
+//! - Every rescaling rounds half to even ([`shr_rne`], [`div_rne`]), except the few floors that
+//!   are spelled out (ln's normalization, the integer square roots of Adam and the grad norm).
+//! - Every value stored back into an `i32` saturates to [-2^31, 2^31 - 1] ([`sat`]).
+//! - Optimizer coefficients (learning rate, momentum, betas, weight decay) are [`Coef`]s: `i32`
+//!   with 30 fractional bits, range [-2, 2).
+//!
+//! Shapes are row-major (C order) like torch's: activations `[batch, features]`, a weight
+//! `[out, in]`. A shape mismatch is a caller's bug and panics.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// Fractional bits of a value: `value = raw / 2^24`.
+pub const FRAC: u32 = 24;
+/// 1.0 as a value.
+pub const ONE: i32 = 1 << FRAC;
+/// Fractional bits of a coefficient and of the exp/log internals: `coef = raw / 2^30`.
+pub const COEF_FRAC: u32 = 30;
+const C_ONE: i64 = 1 << COEF_FRAC;
+
+/// An optimizer coefficient: `raw / 2^30`.
+pub type Coef = i32;
+
+/// ln 2 and log2 e, rounded to 30 fractional bits.
+pub const LN2_Q30: i64 = 744_261_118;
+pub const LOG2E_Q30: i64 = 1_549_082_005;
+/// `2^-f = sum_k (-ln 2)^k f^k / k!` for k = 0..=10, each rounded to 30 fractional bits.
+pub const EXP2_NEG: [i64; 11] = [
+    1_073_741_824,
+    -744_261_118,
+    257_941_248,
+    -59_597_083,
+    10_327_387,
+    -1_431_680,
+    165_394,
+    -16_377,
+    1_419,
+    -109,
+    8,
+];
+/// `ln((1 + s) / (1 - s)) = sum_j 2 s^(2j+1) / (2j + 1)` for j = 0..=8, each `2 / (2j + 1)` rounded
+/// to 30 fractional bits.
+pub const LN_ATANH: [i64; 9] = [
+    2_147_483_648,
+    715_827_883,
+    429_496_730,
+    306_783_378,
+    238_609_294,
+    195_225_786,
+    165_191_050,
+    143_165_577,
+    126_322_568,
+];
+
+// ---------------------------------------------------------------------------------------------
+// Rounding and saturation
+// ---------------------------------------------------------------------------------------------
+
+/// `x / 2^s` rounded to the nearest integer, ties to even (`1 <= s <= 62`).
+pub fn shr_rne(x: i64, s: u32) -> i64 {
+    let q = x >> s; // floor
+    let r = x & ((1i64 << s) - 1);
+    let half = 1i64 << (s - 1);
+    if r > half || (r == half && q & 1 == 1) {
+        q + 1
+    } else {
+        q
+    }
+}
+
+/// [`shr_rne`] on 128 bits (the optimizers' intermediates).
+pub fn shr_rne_wide(x: i128, s: u32) -> i128 {
+    let q = x >> s;
+    let r = x & ((1i128 << s) - 1);
+    let half = 1i128 << (s - 1);
+    if r > half || (r == half && q & 1 == 1) {
+        q + 1
+    } else {
+        q
+    }
+}
+
+/// `n / d` rounded to the nearest integer, ties to even (`d > 0`).
+pub fn div_rne(n: i64, d: i64) -> i64 {
+    debug_assert!(d > 0);
+    let q = n.div_euclid(d); // floor, since d > 0
+    let r2 = 2 * (n - q * d);
+    if r2 > d || (r2 == d && q & 1 == 1) {
+        q + 1
+    } else {
+        q
+    }
+}
+
+/// [`div_rne`] on 128 bits (the optimizers only: a 128-bit division is a long library call on
+/// rv32im, a 64-bit one a short one).
+pub fn div_rne_wide(n: i128, d: i128) -> i128 {
+    debug_assert!(d > 0);
+    let q = n.div_euclid(d);
+    let r2 = 2 * (n - q * d);
+    if r2 > d || (r2 == d && q & 1 == 1) {
+        q + 1
+    } else {
+        q
+    }
+}
+
+/// Saturates to an `i32`.
+pub fn sat(x: i64) -> i32 {
+    x.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+fn sat128(x: i128) -> i32 {
+    x.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32
+}
+
+/// `x * 2^frac` rounded half to even, from the bits of `x` (no float arithmetic); `None` for NaN,
+/// infinities and results outside `i64`. How the host turns an f64 (a sample, a learning rate)
+/// into fixed point; Python's `round(x * 2**frac)` is the same function.
+pub fn round_scaled(x: f64, frac: u32) -> Option<i64> {
+    let bits = x.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    if exp == 0x7ff {
+        return None;
+    }
+    let frac_bits = bits & ((1u64 << 52) - 1);
+    // x = mant * 2^(e): subnormals have no implicit bit and the exponent of the smallest normal.
+    let (mant, e) = if exp == 0 {
+        (frac_bits, -1074)
+    } else {
+        (frac_bits | (1 << 52), exp - 1075)
+    };
+    let shift = e + frac as i32;
+    let mag: i128 = if shift >= 0 {
+        if shift > 64 {
+            return None;
+        }
+        i128::from(mant) << shift
+    } else if shift < -60 {
+        0 // below 2^-7 of a unit: rounds to zero
+    } else {
+        div_rne_wide(i128::from(mant), 1i128 << -shift)
+    };
+    let v = if bits >> 63 == 1 { -mag } else { mag };
+    i64::try_from(v).ok()
+}
+
+/// A real number as a value (Q8.24), rounded half to even and saturated.
+pub fn fx_from_f64(x: f64) -> Option<i32> {
+    round_scaled(x, FRAC).map(sat)
+}
+
+/// A real number as a coefficient (Q2.30); `None` outside [-2, 2).
+pub fn coef_from_f64(x: f64) -> Option<Coef> {
+    round_scaled(x, COEF_FRAC).and_then(|r| i32::try_from(r).ok())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear layers and ReLU
+// ---------------------------------------------------------------------------------------------
+
+/// Sum of exact products modulo 2^64: the one accumulation every kernel uses.
+///
+/// Four terms a round: the order does not change a wrapping sum, and on rv32im the unrolled loop
+/// costs about 9 instructions a term instead of 11 (docs/DESIGN-NOTES.md).
+pub fn dot(a: &[i32], b: &[i32]) -> i64 {
+    assert_eq!(a.len(), b.len());
+    let mac = |acc: i64, (x, y): (&i32, &i32)| acc.wrapping_add(i64::from(*x) * i64::from(*y));
+    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail = a4.remainder().iter().zip(b4.remainder()).fold(0, mac);
+    a4.zip(b4).fold(tail, |acc, (x, y)| {
+        acc.wrapping_add(i64::from(x[0]) * i64::from(y[0]))
+            .wrapping_add(i64::from(x[1]) * i64::from(y[1]))
+            .wrapping_add(i64::from(x[2]) * i64::from(y[2]))
+            .wrapping_add(i64::from(x[3]) * i64::from(y[3]))
+    })
+}
+
+/// `y[b, o] = sat(shr_rne(bias[o] * 2^24 + sum_i x[b, i] * w[o, i], 24))`.
+pub fn linear_forward(x: &[i32], w: &[i32], bias: &[i32], in_f: usize, out_f: usize) -> Vec<i32> {
+    assert!(
+        in_f > 0 && x.len().is_multiple_of(in_f) && w.len() == in_f * out_f && bias.len() == out_f
+    );
+    let mut y = Vec::with_capacity(x.len() / in_f * out_f);
+    for row in x.chunks_exact(in_f) {
+        for (wo, bo) in w.chunks_exact(in_f).zip(bias) {
+            let acc = (i64::from(*bo) << FRAC).wrapping_add(dot(row, wo));
+            y.push(sat(shr_rne(acc, FRAC)));
+        }
+    }
+    y
+}
+
+/// Gradient of a linear layer's input: `dx[b, i] = sat(shr_rne(sum_o dy[b, o] * w[o, i], 24))`.
+pub fn linear_grad_input(dy: &[i32], w: &[i32], in_f: usize, out_f: usize) -> Vec<i32> {
+    assert!(in_f > 0 && out_f > 0 && dy.len().is_multiple_of(out_f) && w.len() == in_f * out_f);
+    // Sums read contiguous rows (a transposed copy of w): the order of terms does not matter.
+    let wt = transpose(w, out_f, in_f);
+    let mut dx = Vec::with_capacity(dy.len() / out_f * in_f);
+    for drow in dy.chunks_exact(out_f) {
+        for wi in wt.chunks_exact(out_f) {
+            dx.push(sat(shr_rne(dot(drow, wi), FRAC)));
+        }
+    }
+    dx
+}
+
+/// Gradients of a linear layer's parameters, summed over the batch (the loss is already a mean):
+/// `dw[o, i] = sat(shr_rne(sum_b dy[b, o] * x[b, i], 24))`, `db[o] = sat(sum_b dy[b, o])`.
+pub fn linear_grad_params(
+    dy: &[i32],
+    x: &[i32],
+    in_f: usize,
+    out_f: usize,
+) -> (Vec<i32>, Vec<i32>) {
+    assert!(in_f > 0 && out_f > 0 && x.len().is_multiple_of(in_f));
+    let batch = x.len() / in_f;
+    assert!(batch > 0 && dy.len() == batch * out_f);
+    let (dyt, xt) = (transpose(dy, batch, out_f), transpose(x, batch, in_f));
+    let mut dw = Vec::with_capacity(out_f * in_f);
+    let mut db = Vec::with_capacity(out_f);
+    for dyo in dyt.chunks_exact(batch) {
+        db.push(sat(dyo
+            .iter()
+            .fold(0i64, |acc, d| acc.wrapping_add(i64::from(*d)))));
+        for xi in xt.chunks_exact(batch) {
+            dw.push(sat(shr_rne(dot(dyo, xi), FRAC)));
+        }
+    }
+    (dw, db)
+}
+
+/// `[rows, cols]` to `[cols, rows]`.
+fn transpose(a: &[i32], rows: usize, cols: usize) -> Vec<i32> {
+    let mut t = vec![0i32; a.len()];
+    for (r, row) in a.chunks_exact(cols).enumerate() {
+        for (tc, v) in t[r..].iter_mut().step_by(rows).zip(row) {
+            *tc = *v;
+        }
+    }
+    t
+}
+
+/// `max(x, 0)`.
+pub fn relu(x: &[i32]) -> Vec<i32> {
+    x.iter().map(|v| (*v).max(0)).collect()
+}
+
+/// `dx = dy where the ReLU's input x > 0, else 0` (0 at x = 0, as torch).
+pub fn relu_backward(x: &[i32], dy: &[i32]) -> Vec<i32> {
+    assert_eq!(x.len(), dy.len());
+    x.iter()
+        .zip(dy)
+        .map(|(x, d)| if *x > 0 { *d } else { 0 })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// exp, ln and softmax cross-entropy
+// ---------------------------------------------------------------------------------------------
+
+/// `e^d` for a value `d <= 0` (24 fractional bits, as an `i64` so a difference of two values
+/// fits), with 30 fractional bits: in [0, 2^30].
+///
+/// `y = shr_rne(-d * LOG2E_Q30, 24)` is `-d * log2 e` with 30 fractional bits; `n = y >> 30`,
+/// `f = y & (2^30 - 1)`; if `n >= 31` the result is 0. Otherwise `2^-f` by Horner from the top
+/// coefficient: `p = EXP2_NEG[10]`, then for k = 9 down to 0 `p = EXP2_NEG[k] + shr_rne(p * f, 30)`;
+/// the result is `p` if `n = 0`, else `shr_rne(p, n)`.
+pub fn exp_neg_q30(d: i64) -> i64 {
+    assert!((-(1i64 << 32)..=0).contains(&d));
+    let y = shr_rne(-d * LOG2E_Q30, FRAC);
+    let n = y >> COEF_FRAC;
+    if n >= 31 {
+        return 0;
+    }
+    let f = y & (C_ONE - 1);
+    let mut p = EXP2_NEG[10];
+    for k in (0..10).rev() {
+        p = EXP2_NEG[k] + shr_rne(p * f, COEF_FRAC);
+    }
+    if n == 0 {
+        p
+    } else {
+        shr_rne(p, n as u32)
+    }
+}
+
+/// `ln(s / 2^30)` for an integer `s >= 1`, with 30 fractional bits.
+///
+/// `k = bit_length(s) - 1`; `m = s >> (k - 30)` if `k >= 30` (floor), else `s << (30 - k)`, so
+/// `m / 2^30` is in [1, 2). `t = div_rne((m - 2^30) * 2^30, m + 2^30)` (that is `(m-1)/(m+1)`),
+/// `z = shr_rne(t * t, 30)`; `q = LN_ATANH[8]`, then for j = 7 down to 0
+/// `q = LN_ATANH[j] + shr_rne(q * z, 30)`; the result is `(k - 30) * LN2_Q30 + shr_rne(q * t, 30)`.
+pub fn ln_q30(s: u64) -> i64 {
+    assert!(s >= 1);
+    let k = 63 - s.leading_zeros() as i64;
+    let m = if k >= 30 {
+        (s >> (k - 30)) as i64
+    } else {
+        (s << (30 - k)) as i64
+    };
+    let t = div_rne((m - C_ONE) << COEF_FRAC, m + C_ONE);
+    let z = shr_rne(t * t, COEF_FRAC);
+    let mut q = LN_ATANH[8];
+    for j in (0..8).rev() {
+        q = LN_ATANH[j] + shr_rne(q * z, COEF_FRAC);
+    }
+    (k - 30) * LN2_Q30 + shr_rne(q * t, COEF_FRAC)
+}
+
+/// Mean softmax cross-entropy of `logits` (`[batch, classes]`, at most 256 classes) against
+/// `labels`, and its gradient with respect to the logits. For each row: `mx = max_c z[c]`,
+/// `e[c] = exp_neg_q30(z[c] - mx)`, `S = sum_c e[c]` (exact), the row's loss
+/// `l = ln_q30(S) - (z[y] - mx) * 2^6` (30 fractional bits) and its gradient
+/// `dz[c] = sat(div_rne((e[c] - [c == y] * S) * 2^24, S * batch))`, that is
+/// `(softmax(z)[c] - [c == y]) / batch` rounded once. The loss is
+/// `sat(div_rne(sum_rows l, batch * 2^6))`. Both are means over the batch, as torch's
+/// `cross_entropy` with `reduction="mean"`.
+pub fn softmax_cross_entropy(logits: &[i32], labels: &[u32], classes: usize) -> (i32, Vec<i32>) {
+    let batch = labels.len();
+    assert!((1..=256).contains(&classes) && batch > 0 && logits.len() == batch * classes);
+    assert!(batch < 1 << 24, "batch too large");
+    let mut loss_sum = 0i64;
+    let mut grad = Vec::with_capacity(logits.len());
+    let mut e = vec![0i64; classes];
+    for (row, &y) in logits.chunks_exact(classes).zip(labels) {
+        let y = y as usize;
+        assert!(y < classes, "label out of range");
+        let mx = i64::from(*row.iter().max().unwrap());
+        for (ec, z) in e.iter_mut().zip(row) {
+            *ec = exp_neg_q30(i64::from(*z) - mx);
+        }
+        let s: i64 = e.iter().sum();
+        let dy = i64::from(row[y]) - mx;
+        loss_sum += ln_q30(s as u64) - (dy << (COEF_FRAC - FRAC));
+        let den = s * batch as i64;
+        for (c, ec) in e.iter().enumerate() {
+            let num = if c == y { ec - s } else { *ec };
+            grad.push(sat(div_rne(num << FRAC, den)));
+        }
+    }
+    let loss = div_rne(loss_sum, (batch as i64) << (COEF_FRAC - FRAC));
+    (sat(loss), grad)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optimizers
+// ---------------------------------------------------------------------------------------------
+
+/// SGD with momentum and (L2) weight decay, torch's order (`nesterov=False`, `dampening=0`), per
+/// element: `g2 = g + shr_rne(wd * w, 30)`; `buf = sat(shr_rne(momentum * buf, 30) + g2)`;
+/// `w = sat(w - shr_rne(lr * buf, 30))`. The buffer starts at zero, which is torch's first step
+/// (`buf = g2`); it is kept (and committed) even when `momentum` is 0.
+pub fn sgd_step(w: &mut [i32], g: &[i32], buf: &mut [i32], lr: Coef, momentum: Coef, wd: Coef) {
+    assert!(w.len() == g.len() && w.len() == buf.len());
+    for ((w, g), b) in w.iter_mut().zip(g).zip(buf.iter_mut()) {
+        let g2 = i64::from(*g) + shr_rne(i64::from(wd) * i64::from(*w), COEF_FRAC);
+        *b = sat(shr_rne(i64::from(momentum) * i64::from(*b), COEF_FRAC) + g2);
+        *w = sat(i64::from(*w) - shr_rne(i64::from(lr) * i64::from(*b), COEF_FRAC));
+    }
+}
+
+/// `x^n` for a coefficient `0 <= x <= 2^30` (at most 1), square-and-multiply low bit first as `powu` (PROTOCOL.md §6), each
+/// product rounded: `acc = 2^30; base = x; while n > 0 { if n & 1: acc = shr_rne(acc * base, 30);
+/// base = shr_rne(base * base, 30); n >>= 1 }`.
+pub fn coef_powu(x: Coef, mut n: u64) -> i64 {
+    let mut acc = C_ONE;
+    let mut base = i64::from(x);
+    while n > 0 {
+        if n & 1 == 1 {
+            acc = shr_rne(acc * base, COEF_FRAC);
+        }
+        base = shr_rne(base * base, COEF_FRAC);
+        n >>= 1;
+    }
+    acc
+}
+
+/// Adam's settings; `eps` is a value (24 fractional bits), the others coefficients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Adam {
+    pub lr: Coef,
+    pub beta1: Coef,
+    pub beta2: Coef,
+    pub eps: i32,
+    pub weight_decay: Coef,
+}
+
+/// One Adam step (torch's `Adam`, L2 weight decay, `amsgrad=False`) at step `t >= 1`. The first
+/// moment `m` is a value; the second moment `v` is a `u64` with 48 fractional bits (a squared
+/// value, kept exact so small gradients do not vanish). `0 <= beta < 2^30` (below 1). All in
+/// `i128`. Once per step: `bc1 = 2^30 - coef_powu(beta1, t)`, `bc2 = 2^30 - coef_powu(beta2, t)`.
+/// Per element: `g2 = g + shr_rne(wd * w, 30)`;
+/// `m = sat(shr_rne(beta1 * m + (2^30 - beta1) * g2, 30))`;
+/// `v = clamp(shr_rne(beta2 * v + (2^30 - beta2) * g2 * g2, 30), 0, 2^64 - 1)`;
+/// `r = isqrt(floor(v * 2^30 / bc2))` (floor square root: `sqrt(v_hat)` with 24 fractional bits);
+/// `den = max(r + eps, 1)`; `w = sat(w - div_rne(lr * m * 2^24, bc1 * den))`.
+pub fn adam_step(w: &mut [i32], g: &[i32], m: &mut [i32], v: &mut [u64], a: &Adam, t: u64) {
+    assert!(w.len() == g.len() && w.len() == m.len() && w.len() == v.len());
+    assert!(t >= 1);
+    for beta in [a.beta1, a.beta2] {
+        assert!(
+            (0..1 << COEF_FRAC).contains(&beta),
+            "beta must be in [0, 1)"
+        );
+    }
+    let one = i128::from(C_ONE);
+    let bc1 = one - i128::from(coef_powu(a.beta1, t));
+    let bc2 = one - i128::from(coef_powu(a.beta2, t));
+    let (b1, b2) = (i128::from(a.beta1), i128::from(a.beta2));
+    let r30 = |x: i128| shr_rne_wide(x, COEF_FRAC);
+    for (((w, g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g2 = i128::from(*g) + r30(i128::from(a.weight_decay) * i128::from(*w));
+        *m = sat128(r30(b1 * i128::from(*m) + (one - b1) * g2));
+        let v_new = r30(b2 * i128::from(*v) + (one - b2) * g2 * g2);
+        *v = v_new.clamp(0, i128::from(u64::MAX)) as u64;
+        let r = ((i128::from(*v) << COEF_FRAC) / bc2) as u128;
+        let den = (r.isqrt() as i128 + i128::from(a.eps)).max(1);
+        let upd = div_rne_wide((i128::from(a.lr) * i128::from(*m)) << FRAC, bc1 * den);
+        *w = sat128(i128::from(*w) - upd);
+    }
+}
+
+/// A value with `frac` fractional bits as the nearest f32 (ties to even): how a loss (24) and a
+/// gradient norm (24) enter a step record. One rounding: the integer converts to the nearest f32
+/// and the scaling by a power of two is exact.
+pub fn to_f32_bits(raw: i64, frac: u32) -> u32 {
+    (raw as f32 * f32::from_bits((127 - frac) << 23)).to_bits()
+}
+
+/// The gradient norm: `isqrt(sum of g^2 over every gradient)` (exact sum, floor square root),
+/// with 24 fractional bits.
+pub fn grad_norm(grads: &[&[i32]]) -> u64 {
+    let sum: u128 = grads
+        .iter()
+        .flat_map(|g| g.iter())
+        .map(|x| u128::from(x.unsigned_abs()).pow(2))
+        .sum();
+    sum.isqrt() as u64
+}
