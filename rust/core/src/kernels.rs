@@ -178,7 +178,8 @@ pub fn coef_from_f64(x: f64) -> Option<Coef> {
 // Linear layers and ReLU
 // ---------------------------------------------------------------------------------------------
 
-/// Sum of exact products modulo 2^64: the one accumulation every kernel uses.
+/// Sum of exact products modulo 2^64: the accumulation every kernel's sums are defined by (the
+/// linear kernels compute the same sums column by column, see [`lane_sums`]).
 ///
 /// Four terms a round: the order does not change a wrapping sum, and on rv32im the unrolled loop
 /// costs about 9 instructions a term instead of 11 (docs/DESIGN-NOTES.md).
@@ -200,11 +201,18 @@ pub fn linear_forward(x: &[i32], w: &[i32], bias: &[i32], in_f: usize, out_f: us
     assert!(
         in_f > 0 && x.len().is_multiple_of(in_f) && w.len() == in_f * out_f && bias.len() == out_f
     );
-    let mut y = Vec::with_capacity(x.len() / in_f * out_f);
-    for row in x.chunks_exact(in_f) {
-        for (wo, bo) in w.chunks_exact(in_f).zip(bias) {
-            let acc = (i64::from(*bo) << FRAC).wrapping_add(dot(row, wo));
-            y.push(sat(shr_rne(acc, FRAC)));
+    let wp = pack(w, in_f, out_f, true);
+    let mut y = vec![0i32; x.len() / in_f * out_f];
+    for (row, yrow) in x.chunks_exact(in_f).zip(y.chunks_exact_mut(out_f)) {
+        for ((wb, yb), bb) in wp
+            .chunks_exact(in_f)
+            .zip(yrow.chunks_mut(LANES))
+            .zip(bias.chunks(LANES))
+        {
+            let acc = lane_sums(row, wb);
+            for ((y, a), b) in yb.iter_mut().zip(acc).zip(bb) {
+                *y = sat(shr_rne((i64::from(*b) << FRAC).wrapping_add(a), FRAC));
+            }
         }
     }
     y
@@ -213,12 +221,13 @@ pub fn linear_forward(x: &[i32], w: &[i32], bias: &[i32], in_f: usize, out_f: us
 /// Gradient of a linear layer's input: `dx[b, i] = sat(shr_rne(sum_o dy[b, o] * w[o, i], 24))`.
 pub fn linear_grad_input(dy: &[i32], w: &[i32], in_f: usize, out_f: usize) -> Vec<i32> {
     assert!(in_f > 0 && out_f > 0 && dy.len().is_multiple_of(out_f) && w.len() == in_f * out_f);
-    // Sums read contiguous rows (a transposed copy of w): the order of terms does not matter.
-    let wt = transpose(w, out_f, in_f);
-    let mut dx = Vec::with_capacity(dy.len() / out_f * in_f);
-    for drow in dy.chunks_exact(out_f) {
-        for wi in wt.chunks_exact(out_f) {
-            dx.push(sat(shr_rne(dot(drow, wi), FRAC)));
+    let wp = pack(w, out_f, in_f, false);
+    let mut dx = vec![0i32; dy.len() / out_f * in_f];
+    for (drow, dxrow) in dy.chunks_exact(out_f).zip(dx.chunks_exact_mut(in_f)) {
+        for (wb, db) in wp.chunks_exact(out_f).zip(dxrow.chunks_mut(LANES)) {
+            for (d, a) in db.iter_mut().zip(lane_sums(drow, wb)) {
+                *d = sat(shr_rne(a, FRAC));
+            }
         }
     }
     dx
@@ -235,18 +244,62 @@ pub fn linear_grad_params(
     assert!(in_f > 0 && out_f > 0 && x.len().is_multiple_of(in_f));
     let batch = x.len() / in_f;
     assert!(batch > 0 && dy.len() == batch * out_f);
-    let (dyt, xt) = (transpose(dy, batch, out_f), transpose(x, batch, in_f));
-    let mut dw = Vec::with_capacity(out_f * in_f);
+    let (dyt, xp) = (transpose(dy, batch, out_f), pack(x, batch, in_f, false));
+    let mut dw = vec![0i32; out_f * in_f];
     let mut db = Vec::with_capacity(out_f);
-    for dyo in dyt.chunks_exact(batch) {
+    for (dyo, dwo) in dyt.chunks_exact(batch).zip(dw.chunks_exact_mut(in_f)) {
         db.push(sat(dyo
             .iter()
             .fold(0i64, |acc, d| acc.wrapping_add(i64::from(*d)))));
-        for xi in xt.chunks_exact(batch) {
-            dw.push(sat(shr_rne(dot(dyo, xi), FRAC)));
+        for (xb, dwb) in xp.chunks_exact(batch).zip(dwo.chunks_mut(LANES)) {
+            for (d, a) in dwb.iter_mut().zip(lane_sums(dyo, xb)) {
+                *d = sat(shr_rne(a, FRAC));
+            }
         }
     }
     (dw, db)
+}
+
+/// Columns summed together by [`lane_sums`]: their accumulators stay in registers (8 of rv32im's
+/// 32 for four `i64`s), so each term costs a load, the product and the 64-bit add.
+const LANES: usize = 4;
+
+/// `[rows, cols]` (or, with `transposed`, the transpose of `[cols, rows]`) as blocks of
+/// [`LANES`] columns: block `k` holds `m[r][k * LANES..(k + 1) * LANES]` for every row `r`,
+/// zero-padded past the last column.
+fn pack(m: &[i32], rows: usize, cols: usize, transposed: bool) -> Vec<[i32; LANES]> {
+    let blocks = cols.div_ceil(LANES);
+    let mut p = vec![[0i32; LANES]; blocks * rows];
+    for (k, block) in p.chunks_exact_mut(rows).enumerate() {
+        for (r, lanes) in block.iter_mut().enumerate() {
+            for (j, v) in lanes.iter_mut().enumerate().take(cols - k * LANES) {
+                let c = k * LANES + j;
+                *v = if transposed {
+                    m[c * rows + r]
+                } else {
+                    m[r * cols + c]
+                };
+            }
+        }
+    }
+    p
+}
+
+/// `sum_r s[r] * block[r][j]` for each lane `j` (wrapping, as [`dot`]). A zero `s[r]` adds
+/// nothing, so it is skipped: a wrapping sum is the same without its zero terms, and about half
+/// of an MLP's activations (after ReLU) and of their gradients are zero.
+#[inline(never)]
+fn lane_sums(s: &[i32], block: &[[i32; LANES]]) -> [i64; LANES] {
+    let mut acc = [0i64; LANES];
+    for (sv, lanes) in s.iter().zip(block) {
+        if *sv != 0 {
+            let sv = i64::from(*sv);
+            for (a, v) in acc.iter_mut().zip(lanes) {
+                *a = a.wrapping_add(sv * i64::from(*v));
+            }
+        }
+    }
+    acc
 }
 
 /// `[rows, cols]` to `[cols, rows]`.

@@ -317,6 +317,60 @@ fn permuting_the_summation_order_gives_the_same_bits() {
     }
 }
 
+/// The linear kernels against their definitions written with `dot` (one sum per output), on
+/// widths that are and are not multiples of the kernels' blocks, with about half of every operand
+/// zero (the kernels skip zero terms) and with values large enough that the sums wrap.
+#[test]
+fn linear_kernels_equal_their_definition_with_zeros_and_any_width() {
+    let mut g = Lcg(9);
+    let r24 = |acc: i64| kernels::sat(kernels::shr_rne(acc, FRAC));
+    for (batch, in_f, out_f) in [(1, 1, 1), (3, 5, 2), (4, 8, 3), (7, 9, 6), (16, 12, 10)] {
+        for bound in [2.0, 127.0] {
+            let mut sparse = |n: usize| -> Vec<i32> {
+                (0..n)
+                    .map(|_| if g.below(2) == 0 { 0 } else { g.fx(bound) })
+                    .collect()
+            };
+            let (x, w, b, dy) = (
+                sparse(batch * in_f),
+                sparse(out_f * in_f),
+                sparse(out_f),
+                sparse(batch * out_f),
+            );
+            let col = |m: &[i32], c: usize, stride: usize| -> Vec<i32> {
+                m[c..].iter().step_by(stride).copied().collect()
+            };
+            let mut y = vec![];
+            let mut dx = vec![];
+            for r in 0..batch {
+                let (xr, dyr) = (&x[r * in_f..][..in_f], &dy[r * out_f..][..out_f]);
+                for o in 0..out_f {
+                    let acc = (i64::from(b[o]) << FRAC)
+                        .wrapping_add(kernels::dot(xr, &w[o * in_f..][..in_f]));
+                    y.push(r24(acc));
+                }
+                for i in 0..in_f {
+                    dx.push(r24(kernels::dot(dyr, &col(&w, i, in_f))));
+                }
+            }
+            let mut dw = vec![];
+            let mut db = vec![];
+            for o in 0..out_f {
+                let dyo = col(&dy, o, out_f);
+                db.push(kernels::sat(
+                    dyo.iter().map(|d| i64::from(*d)).fold(0, i64::wrapping_add),
+                ));
+                for i in 0..in_f {
+                    dw.push(r24(kernels::dot(&dyo, &col(&x, i, in_f))));
+                }
+            }
+            assert_eq!(kernels::linear_forward(&x, &w, &b, in_f, out_f), y);
+            assert_eq!(kernels::linear_grad_input(&dy, &w, in_f, out_f), dx);
+            assert_eq!(kernels::linear_grad_params(&dy, &x, in_f, out_f), (dw, db));
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Test vectors
 // ---------------------------------------------------------------------------------------------
