@@ -76,27 +76,20 @@ pub const LN_ATANH: [i64; 9] = [
 // ---------------------------------------------------------------------------------------------
 
 /// `x / 2^s` rounded to the nearest integer, ties to even (`1 <= s <= 62`).
+///
+/// Without a branch: the floor `q` goes up exactly when `r + (q & 1) > half` (the remainder is
+/// above half, or at half with `q` odd), and neither sum can overflow.
 pub fn shr_rne(x: i64, s: u32) -> i64 {
     let q = x >> s; // floor
     let r = x & ((1i64 << s) - 1);
-    let half = 1i64 << (s - 1);
-    if r > half || (r == half && q & 1 == 1) {
-        q + 1
-    } else {
-        q
-    }
+    q + i64::from(r + (q & 1) > 1i64 << (s - 1))
 }
 
 /// [`shr_rne`] on 128 bits (the optimizers' intermediates).
 pub fn shr_rne_wide(x: i128, s: u32) -> i128 {
     let q = x >> s;
     let r = x & ((1i128 << s) - 1);
-    let half = 1i128 << (s - 1);
-    if r > half || (r == half && q & 1 == 1) {
-        q + 1
-    } else {
-        q
-    }
+    q + i128::from(r + (q & 1) > 1i128 << (s - 1))
 }
 
 /// `n / d` rounded to the nearest integer, ties to even (`d > 0`).
@@ -104,11 +97,7 @@ pub fn div_rne(n: i64, d: i64) -> i64 {
     debug_assert!(d > 0);
     let q = n.div_euclid(d); // floor, since d > 0
     let r2 = 2 * (n - q * d);
-    if r2 > d || (r2 == d && q & 1 == 1) {
-        q + 1
-    } else {
-        q
-    }
+    q + i64::from(r2 + (q & 1) > d)
 }
 
 /// [`div_rne`] on 128 bits (the optimizers only: a 128-bit division is a long library call on
@@ -117,16 +106,20 @@ pub fn div_rne_wide(n: i128, d: i128) -> i128 {
     debug_assert!(d > 0);
     let q = n.div_euclid(d);
     let r2 = 2 * (n - q * d);
-    if r2 > d || (r2 == d && q & 1 == 1) {
-        q + 1
-    } else {
-        q
-    }
+    q + i128::from(r2 + (q & 1) > d)
 }
 
 /// Saturates to an `i32`.
 pub fn sat(x: i64) -> i32 {
-    x.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+    // The usual case, `x` in range, first: on rv32im one comparison of the high word.
+    let lo = x as i32;
+    if i64::from(lo) == x {
+        lo
+    } else if x < 0 {
+        i32::MIN
+    } else {
+        i32::MAX
+    }
 }
 
 fn sat128(x: i128) -> i32 {
@@ -288,6 +281,8 @@ fn pack(m: &[i32], rows: usize, cols: usize, transposed: bool) -> Vec<[i32; LANE
 /// `sum_r s[r] * block[r][j]` for each lane `j` (wrapping, as [`dot`]). A zero `s[r]` adds
 /// nothing, so it is skipped: a wrapping sum is the same without its zero terms, and about half
 /// of an MLP's activations (after ReLU) and of their gradients are zero.
+/// Kept out of line: inlined into the kernels' loops, its accumulators lose registers and its
+/// operands are indexed instead of walked (about one instruction more a term on rv32im).
 #[inline(never)]
 fn lane_sums(s: &[i32], block: &[[i32; LANES]]) -> [i64; LANES] {
     let mut acc = [0i64; LANES];
