@@ -251,8 +251,11 @@ def main() -> None:
                     run("k_grad_params", dy, x, batch, i, o)
                     if optimizer == "sgd":
                         run("k_sgd", 0xB00000, v, 0xC00000, i * o + o)
-                    else:
-                        run("k_adam", 0xB00000, v, 0xC00000, 0xD00000, i * o + o)
+                    else:  # moments from zero (t = 3), so that every count starts alike
+                        n = i * o + o
+                        cpu.mem[0xC00000 : 0xC00000 + 4 * n] = bytes(4 * n)
+                        cpu.mem[0xE00000 : 0xE00000 + 8 * n] = bytes(8 * n)
+                        run("k_adam", 0xB00000, v, 0xC00000, 0xE00000, i * o + o)
                     if k > 0:  # the first layer's input gradient is not needed
                         run("k_grad_input", dy, v, batch, i, o)
                     if k < last:

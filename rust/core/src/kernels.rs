@@ -122,10 +122,6 @@ pub fn sat(x: i64) -> i32 {
     }
 }
 
-fn sat128(x: i128) -> i32 {
-    x.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32
-}
-
 /// `x * 2^frac` rounded half to even, from the bits of `x` (no float arithmetic); `None` for NaN,
 /// infinities and results outside `i64`. How the host turns an f64 (a sample, a learning rate)
 /// into fixed point; Python's `round(x * 2**frac)` is the same function.
@@ -456,7 +452,7 @@ pub struct Adam {
 /// One Adam step (torch's `Adam`, L2 weight decay, `amsgrad=False`) at step `t >= 1`. The first
 /// moment `m` is a value; the second moment `v` is a `u64` with 48 fractional bits (a squared
 /// value, kept exact so small gradients do not vanish). `0 <= beta < 2^30` (below 1). All in
-/// `i128`. Once per step: `bc1 = 2^30 - coef_powu(beta1, t)`, `bc2 = 2^30 - coef_powu(beta2, t)`.
+/// `i128` as stated (the code narrows where that is exact). Once per step: `bc1 = 2^30 - coef_powu(beta1, t)`, `bc2 = 2^30 - coef_powu(beta2, t)`.
 /// Per element: `g2 = g + shr_rne(wd * w, 30)`;
 /// `m = sat(shr_rne(beta1 * m + (2^30 - beta1) * g2, 30))`;
 /// `v = clamp(shr_rne(beta2 * v + (2^30 - beta2) * g2 * g2, 30), 0, 2^64 - 1)`;
@@ -471,21 +467,56 @@ pub fn adam_step(w: &mut [i32], g: &[i32], m: &mut [i32], v: &mut [u64], a: &Ada
             "beta must be in [0, 1)"
         );
     }
-    let one = i128::from(C_ONE);
-    let bc1 = one - i128::from(coef_powu(a.beta1, t));
-    let bc2 = one - i128::from(coef_powu(a.beta2, t));
-    let (b1, b2) = (i128::from(a.beta1), i128::from(a.beta2));
-    let r30 = |x: i128| shr_rne_wide(x, COEF_FRAC);
+    // The rule is stated in i128; each quantity below is computed in the narrowest type that
+    // holds it exactly (rv32im multiplies and divides 128-bit integers in long library calls),
+    // with a 128-bit path only where a value can really exceed 64 bits.
+    let bc1 = C_ONE - coef_powu(a.beta1, t); // in [1, 2^30]
+    let bc2 = (C_ONE - coef_powu(a.beta2, t)) as u64;
+    let (b1, b2) = (i64::from(a.beta1), a.beta2 as u64);
     for (((w, g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        let g2 = i128::from(*g) + r30(i128::from(a.weight_decay) * i128::from(*w));
-        *m = sat128(r30(b1 * i128::from(*m) + (one - b1) * g2));
-        let v_new = r30(b2 * i128::from(*v) + (one - b2) * g2 * g2);
-        *v = v_new.clamp(0, i128::from(u64::MAX)) as u64;
-        let r = ((i128::from(*v) << COEF_FRAC) / bc2) as u128;
-        let den = (r.isqrt() as i128 + i128::from(a.eps)).max(1);
-        let upd = div_rne_wide((i128::from(a.lr) * i128::from(*m)) << FRAC, bc1 * den);
-        *w = sat128(i128::from(*w) - upd);
+        // |wd * w| <= 2^62, so |g2| < 2^31 + 2^32.
+        let g2 = i64::from(*g) + shr_rne(i64::from(a.weight_decay) * i64::from(*w), COEF_FRAC);
+        // A convex combination of |m| and |g2| times 2^30: below 1.5 * 2^62.
+        *m = sat(shr_rne(b1 * i64::from(*m) + (C_ONE - b1) * g2, COEF_FRAC));
+        // Below 2^30 * max(v, g2^2) < 2^97: 128 bits, but from 64-bit halves.
+        let ag = g2.unsigned_abs();
+        let acc = mul_wide(b2, *v) + mul_wide((C_ONE as u64 - b2) * ag, ag);
+        *v = u64::try_from(shr_rne_u128(acc, COEF_FRAC)).unwrap_or(u64::MAX);
+        // floor(v * 2^30 / bc2) in two 64-bit divisions (bc2 <= 2^30, so the remainder shifted
+        // by 30 fits): floor(v / bc2) * 2^30 + floor((v mod bc2) * 2^30 / bc2).
+        let (vq, vr) = (*v / bc2, *v % bc2);
+        let low = (vr << COEF_FRAC) / bc2;
+        let r = if vq < 1 << 34 {
+            ((vq << COEF_FRAC) + low).isqrt()
+        } else {
+            ((u128::from(vq) << COEF_FRAC) + u128::from(low)).isqrt() as u64 // below 2^47
+        };
+        let den = (r as i64 + i64::from(a.eps)).max(1);
+        let lm = i64::from(a.lr) * i64::from(*m); // |lm| <= 2^62
+                                                  // In i64 when `lm * 2^24` fits and `bc1 * den < 2^62` (div_rne doubles a remainder).
+        let upd = if lm.unsigned_abs() < 1 << 39 && den < 1 << 32 {
+            div_rne(lm << FRAC, bc1 * den)
+        } else {
+            let q = div_rne_wide(i128::from(lm) << FRAC, i128::from(bc1) * i128::from(den));
+            // Beyond i64 only if the weight saturates anyway; clamped it changes nothing.
+            q.clamp(i128::from(i64::MIN / 2), i128::from(i64::MAX / 2)) as i64
+        };
+        *w = sat(i64::from(*w) - upd);
     }
+}
+
+/// `a * b`, exactly, from four 32 x 32 -> 64-bit products (no 128-bit multiply call on rv32im).
+fn mul_wide(a: u64, b: u64) -> u128 {
+    let (a0, a1, b0, b1) = (a & 0xFFFF_FFFF, a >> 32, b & 0xFFFF_FFFF, b >> 32);
+    let mid = u128::from(a0 * b1) + u128::from(a1 * b0);
+    u128::from(a0 * b0) + (mid << 32) + (u128::from(a1 * b1) << 64)
+}
+
+/// [`shr_rne`] on a non-negative 128-bit integer.
+fn shr_rne_u128(x: u128, s: u32) -> u128 {
+    let q = x >> s;
+    let r = x & ((1u128 << s) - 1);
+    q + u128::from(r + (q & 1) > 1u128 << (s - 1))
 }
 
 /// A value with `frac` fractional bits as the nearest f32 (ties to even): how a loss (24) and a

@@ -371,6 +371,76 @@ fn linear_kernels_equal_their_definition_with_zeros_and_any_width() {
     }
 }
 
+/// Adam's element update exactly as PROTOCOL.md §15 states it, in `i128` throughout.
+fn adam_reference(w: i32, g: i32, m: i32, v: u64, a: &Adam, t: u64) -> (i32, i32, u64) {
+    let (one, r30) = (1i128 << 30, |x: i128| kernels::shr_rne_wide(x, 30));
+    let sat = |x: i128| x.clamp(i32::MIN.into(), i32::MAX.into()) as i32;
+    let bc1 = one - i128::from(kernels::coef_powu(a.beta1, t));
+    let bc2 = one - i128::from(kernels::coef_powu(a.beta2, t));
+    let (b1, b2) = (i128::from(a.beta1), i128::from(a.beta2));
+    let g2 = i128::from(g) + r30(i128::from(a.weight_decay) * i128::from(w));
+    let m = sat(r30(b1 * i128::from(m) + (one - b1) * g2));
+    let v = r30(b2 * i128::from(v) + (one - b2) * g2 * g2).clamp(0, u64::MAX.into()) as u64;
+    let r = ((i128::from(v) << 30) / bc2) as u128;
+    let den = (r.isqrt() as i128 + i128::from(a.eps)).max(1);
+    let upd = kernels::div_rne_wide((i128::from(a.lr) * i128::from(m)) << FRAC, bc1 * den);
+    (sat(i128::from(w) - upd), m, v)
+}
+
+/// The Adam kernel narrows the rule's `i128` arithmetic where it is exact (rv32im pays for every
+/// 128-bit multiply and divide): the same bits as the rule, on ordinary values and on extremes
+/// that take the wide paths (huge second moments, weights and gradients at the `i32` limits,
+/// betas near 1 at small and large `t`, tiny or negative `eps`).
+#[test]
+fn adam_equals_its_rule_in_wide_integers() {
+    let mut g = Lcg(11);
+    for case in 0..4000u32 {
+        let wide = case % 2 == 1;
+        let mut any = |small: f64| -> i32 {
+            if wide && g.below(3) == 0 {
+                [i32::MIN, i32::MAX, 0, -1, 1][g.below(5) as usize]
+            } else if wide {
+                g.next() as i32
+            } else {
+                g.fx(small)
+            }
+        };
+        let (w, gr, m) = (any(1.0), any(0.1), any(0.01));
+        let eps = any(1e-6);
+        let mut g2 = Lcg(u64::from(case) * 7 + 3);
+        let v = match g2.below(4) {
+            0 => 0,
+            1 => u64::from(g2.next()),
+            2 => u64::from(g2.next()) << g2.below(33),
+            _ => (u64::from(g2.next()) << 32) | u64::from(g2.next()),
+        };
+        let beta = |g: &mut Lcg| match g.below(3) {
+            0 => (1 << COEF_FRAC) - 1 - g.below(2000) as i32,
+            1 => g.below(1 << COEF_FRAC) as i32,
+            _ => 0,
+        };
+        let a = Adam {
+            lr: g2.next() as i32,
+            beta1: beta(&mut g2),
+            beta2: beta(&mut g2),
+            eps,
+            weight_decay: if g2.below(2) == 0 {
+                0
+            } else {
+                g2.next() as i32
+            },
+        };
+        let t = [1, 2, 3, 10, 1000, 1 << 20][g2.below(6) as usize];
+        let (mut ww, mut mm, mut vv) = ([w], [m], [v]);
+        kernels::adam_step(&mut ww, &[gr], &mut mm, &mut vv, &a, t);
+        assert_eq!(
+            (ww[0], mm[0], vv[0]),
+            adam_reference(w, gr, m, v, &a, t),
+            "case {case}: {a:?} w {w} g {gr} m {m} v {v} t {t}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Test vectors
 // ---------------------------------------------------------------------------------------------
