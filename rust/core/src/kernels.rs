@@ -109,6 +109,43 @@ pub fn div_rne_wide(n: i128, d: i128) -> i128 {
     q + i128::from(r2 + (q & 1) > d)
 }
 
+/// One divisor `d` (`1 <= d < 2^62`) for many [`div_rne`]s, as a row of the softmax has: a 64-bit
+/// division costs a library call of a few hundred instructions on rv32im, so the quotient is
+/// estimated from `floor((2^64 - 1) / d)` with one wide multiplication and then made exact.
+struct RneDivisor {
+    d: u64,
+    inv: u64,
+}
+
+impl RneDivisor {
+    fn new(d: u64) -> Self {
+        assert!((1..1 << 62).contains(&d));
+        Self {
+            d,
+            inv: u64::MAX / d,
+        }
+    }
+
+    /// `div_rne(n, d)` for `|n| < 2^63`. Round half to even is symmetric, so the quotient of
+    /// `|n|` is rounded and the sign put back.
+    fn div_rne(&self, n: i64) -> i64 {
+        let a = n.unsigned_abs();
+        // a * inv / 2^64 lies in (a / d - 1/2, a / d) for a < 2^63: the floor is at most one short.
+        let mut q = (mul_wide(a, self.inv) >> 64) as u64;
+        let mut r = a - q * self.d;
+        if r >= self.d {
+            q += 1;
+            r -= self.d;
+        }
+        let q = q + u64::from(2 * r + (q & 1) > self.d);
+        if n < 0 {
+            -(q as i64)
+        } else {
+            q as i64
+        }
+    }
+}
+
 /// Saturates to an `i32`.
 pub fn sat(x: i64) -> i32 {
     // The usual case, `x` in range, first: on rv32im one comparison of the high word.
@@ -336,11 +373,15 @@ pub fn exp_neg_q30(d: i64) -> i64 {
     if n >= 31 {
         return 0;
     }
-    let f = y & (C_ONE - 1);
-    let mut p = EXP2_NEG[10];
+    let f = (y & (C_ONE - 1)) as i32;
+    // |p| <= sum of |EXP2_NEG| = 2^31 - 1 at every step (f < 2^30 makes |p * f / 2^30| < |p|, and
+    // rounding keeps it at most |p|), so the products are i32 x i32: one mul and one mulh each
+    // on rv32im rather than a full 64 x 64-bit multiply.
+    let mut p = EXP2_NEG[10] as i32;
     for k in (0..10).rev() {
-        p = EXP2_NEG[k] + shr_rne(p * f, COEF_FRAC);
+        p = (EXP2_NEG[k] + shr_rne(i64::from(p) * i64::from(f), COEF_FRAC)) as i32;
     }
+    let p = i64::from(p);
     if n == 0 {
         p
     } else {
@@ -396,10 +437,10 @@ pub fn softmax_cross_entropy(logits: &[i32], labels: &[u32], classes: usize) -> 
         let s: i64 = e.iter().sum();
         let dy = i64::from(row[y]) - mx;
         loss_sum += ln_q30(s as u64) - (dy << (COEF_FRAC - FRAC));
-        let den = s * batch as i64;
+        let den = RneDivisor::new((s * batch as i64) as u64);
         for (c, ec) in e.iter().enumerate() {
             let num = if c == y { ec - s } else { *ec };
-            grad.push(sat(div_rne(num << FRAC, den)));
+            grad.push(sat(den.div_rne(num << FRAC)));
         }
     }
     let loss = div_rne(loss_sum, (batch as i64) << (COEF_FRAC - FRAC));
@@ -535,4 +576,63 @@ pub fn grad_norm(grads: &[&[i32]]) -> u64 {
         .map(|x| u128::from(x.unsigned_abs()).pow(2))
         .sum();
     sum.isqrt() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_in_i32_products_equals_the_64_bit_horner() {
+        let horner = |d: i64| {
+            let y = shr_rne(-d * LOG2E_Q30, FRAC);
+            let (n, f) = (y >> COEF_FRAC, y & (C_ONE - 1));
+            let p = (0..10)
+                .rev()
+                .fold(EXP2_NEG[10], |p, k| EXP2_NEG[k] + shr_rne(p * f, COEF_FRAC));
+            match n {
+                0 => p,
+                31.. => 0,
+                _ => shr_rne(p, n as u32),
+            }
+        };
+        // small differences, whole units and a sweep of the whole range
+        let near = (0..4096).flat_map(|k| [-k, -(1 << 24) + k, -(1 << 25) + k]);
+        let sweep = (0..=1 << 16).map(|k: i64| -(k << 16));
+        for d in near.chain(sweep).filter(|d| *d <= 0) {
+            assert_eq!(exp_neg_q30(d), horner(d), "d = {d}");
+        }
+    }
+
+    #[test]
+    fn a_divisor_reused_divides_as_div_rne() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let d = (next() >> (2 + next() % 62)).max(1);
+            let div = RneDivisor::new(d);
+            // |n| < 2^62, the softmax's range (div_rne itself overflows near 2^63)
+            let n = match next() % 5 {
+                // exact multiples: the estimate one short leaves a remainder of exactly d
+                4 => i64::try_from((next() % 4096).saturating_mul(d))
+                    .ok()
+                    .filter(|n| *n < 1 << 62)
+                    .unwrap_or(0),
+                0 => (next() >> 2) as i64,
+                // odd multiples of d / 2: the ties (when d is even)
+                1 => i64::try_from(((next() % 64) * 2 + 1).saturating_mul(d / 2))
+                    .ok()
+                    .filter(|n| *n < 1 << 62)
+                    .unwrap_or(0),
+                2 => -((next() >> (2 + next() % 62)) as i64),
+                _ => 1 - (1 << 62),
+            };
+            assert_eq!(div.div_rne(n), div_rne(n, d as i64), "{n} / {d}");
+        }
+    }
 }
