@@ -297,14 +297,19 @@ fn pack(m: &[i32], rows: usize, cols: usize, transposed: bool) -> Vec<[i32; LANE
     let blocks = cols.div_ceil(LANES);
     let mut p = vec![[0i32; LANES]; blocks * rows];
     for (k, block) in p.chunks_exact_mut(rows).enumerate() {
-        for (r, lanes) in block.iter_mut().enumerate() {
-            for (j, v) in lanes.iter_mut().enumerate().take(cols - k * LANES) {
-                let c = k * LANES + j;
-                *v = if transposed {
-                    m[c * rows + r]
-                } else {
-                    m[r * cols + c]
-                };
+        let (c0, n) = (k * LANES, (cols - k * LANES).min(LANES));
+        if transposed {
+            // column c of the result is row c of m: read it contiguously
+            for (j, src) in m[c0 * rows..].chunks_exact(rows).take(n).enumerate() {
+                for (lanes, v) in block.iter_mut().zip(src) {
+                    lanes[j] = *v;
+                }
+            }
+        } else {
+            for (r, lanes) in block.iter_mut().enumerate() {
+                for (j, v) in lanes.iter_mut().enumerate().take(n) {
+                    *v = m[r * cols + c0 + j];
+                }
             }
         }
     }
