@@ -109,15 +109,16 @@ pub fn div_rne_wide(n: i128, d: i128) -> i128 {
     q + i128::from(r2 + (q & 1) > d)
 }
 
-/// One divisor `d` (`1 <= d < 2^62`) for many [`div_rne`]s, as a row of the softmax has: a 64-bit
-/// division costs a library call of a few hundred instructions on rv32im, so the quotient is
-/// estimated from `floor((2^64 - 1) / d)` with one wide multiplication and then made exact.
-struct RneDivisor {
+/// One divisor `d` (`1 <= d < 2^62`) for many divisions, as a row of the softmax and a step of
+/// Adam have: a 64-bit division costs a library call of a few hundred instructions on rv32im, so
+/// the quotient is estimated from `floor((2^64 - 1) / d)` with one wide multiplication and then
+/// made exact.
+struct Divisor {
     d: u64,
     inv: u64,
 }
 
-impl RneDivisor {
+impl Divisor {
     fn new(d: u64) -> Self {
         assert!((1..1 << 62).contains(&d));
         Self {
@@ -126,17 +127,22 @@ impl RneDivisor {
         }
     }
 
-    /// `div_rne(n, d)` for `|n| < 2^63`. Round half to even is symmetric, so the quotient of
-    /// `|n|` is rounded and the sign put back.
-    fn div_rne(&self, n: i64) -> i64 {
-        let a = n.unsigned_abs();
-        // a * inv / 2^64 lies in (a / d - 1/2, a / d) for a < 2^63: the floor is at most one short.
+    /// `floor(a / d)` and `a mod d`.
+    fn div_rem(&self, a: u64) -> (u64, u64) {
+        // a * inv / 2^64 lies in (a / d - 1, a / d]: the floor is at most one short.
         let mut q = (mul_wide(a, self.inv) >> 64) as u64;
         let mut r = a - q * self.d;
         if r >= self.d {
             q += 1;
             r -= self.d;
         }
+        (q, r)
+    }
+
+    /// `div_rne(n, d)` for `|n| < 2^63`. Round half to even is symmetric, so the quotient of
+    /// `|n|` is rounded and the sign put back.
+    fn div_rne(&self, n: i64) -> i64 {
+        let (q, r) = self.div_rem(n.unsigned_abs());
         let q = q + u64::from(2 * r + (q & 1) > self.d);
         if n < 0 {
             -(q as i64)
@@ -442,7 +448,7 @@ pub fn softmax_cross_entropy(logits: &[i32], labels: &[u32], classes: usize) -> 
         let s: i64 = e.iter().sum();
         let dy = i64::from(row[y]) - mx;
         loss_sum += ln_q30(s as u64) - (dy << (COEF_FRAC - FRAC));
-        let den = RneDivisor::new((s * batch as i64) as u64);
+        let den = Divisor::new((s * batch as i64) as u64);
         for (c, ec) in e.iter().enumerate() {
             let num = if c == y { ec - s } else { *ec };
             grad.push(sat(den.div_rne(num << FRAC)));
@@ -498,7 +504,8 @@ pub struct Adam {
 /// One Adam step (torch's `Adam`, L2 weight decay, `amsgrad=False`) at step `t >= 1`. The first
 /// moment `m` is a value; the second moment `v` is a `u64` with 48 fractional bits (a squared
 /// value, kept exact so small gradients do not vanish). `0 <= beta < 2^30` (below 1). All in
-/// `i128` as stated (the code narrows where that is exact). Once per step: `bc1 = 2^30 - coef_powu(beta1, t)`, `bc2 = 2^30 - coef_powu(beta2, t)`.
+/// `i128` as stated (the code narrows where that is exact). Once per step:
+/// `bc1 = 2^30 - coef_powu(beta1, t)`, `bc2 = 2^30 - coef_powu(beta2, t)`.
 /// Per element: `g2 = g + shr_rne(wd * w, 30)`;
 /// `m = sat(shr_rne(beta1 * m + (2^30 - beta1) * g2, 30))`;
 /// `v = clamp(shr_rne(beta2 * v + (2^30 - beta2) * g2 * g2, 30), 0, 2^64 - 1)`;
@@ -517,7 +524,7 @@ pub fn adam_step(w: &mut [i32], g: &[i32], m: &mut [i32], v: &mut [u64], a: &Ada
     // holds it exactly (rv32im multiplies and divides 128-bit integers in long library calls),
     // with a 128-bit path only where a value can really exceed 64 bits.
     let bc1 = C_ONE - coef_powu(a.beta1, t); // in [1, 2^30]
-    let bc2 = (C_ONE - coef_powu(a.beta2, t)) as u64;
+    let bc2 = Divisor::new((C_ONE - coef_powu(a.beta2, t)) as u64);
     let (b1, b2) = (i64::from(a.beta1), a.beta2 as u64);
     for (((w, g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
         // |wd * w| <= 2^62, so |g2| < 2^31 + 2^32.
@@ -528,10 +535,11 @@ pub fn adam_step(w: &mut [i32], g: &[i32], m: &mut [i32], v: &mut [u64], a: &Ada
         let ag = g2.unsigned_abs();
         let acc = mul_wide(b2, *v) + mul_wide((C_ONE as u64 - b2) * ag, ag);
         *v = u64::try_from(shr_rne_u128(acc, COEF_FRAC)).unwrap_or(u64::MAX);
-        // floor(v * 2^30 / bc2) in two 64-bit divisions (bc2 <= 2^30, so the remainder shifted
-        // by 30 fits): floor(v / bc2) * 2^30 + floor((v mod bc2) * 2^30 / bc2).
-        let (vq, vr) = (*v / bc2, *v % bc2);
-        let low = (vr << COEF_FRAC) / bc2;
+        // floor(v * 2^30 / bc2) in two 64-bit divisions by the step's one divisor (bc2 <= 2^30,
+        // so the remainder shifted by 30 fits): floor(v / bc2) * 2^30 + floor((v mod bc2) *
+        // 2^30 / bc2).
+        let (vq, vr) = bc2.div_rem(*v);
+        let low = bc2.div_rem(vr << COEF_FRAC).0;
         let r = if vq < 1 << 34 {
             ((vq << COEF_FRAC) + low).isqrt()
         } else {
@@ -610,7 +618,7 @@ mod tests {
     }
 
     #[test]
-    fn a_divisor_reused_divides_as_div_rne() {
+    fn a_divisor_reused_divides_as_division() {
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = move || {
             x ^= x << 13;
@@ -620,7 +628,7 @@ mod tests {
         };
         for _ in 0..20_000 {
             let d = (next() >> (2 + next() % 62)).max(1);
-            let div = RneDivisor::new(d);
+            let div = Divisor::new(d);
             // |n| < 2^62, the softmax's range (div_rne itself overflows near 2^63)
             let n = match next() % 5 {
                 // exact multiples: the estimate one short leaves a remainder of exactly d
@@ -638,6 +646,12 @@ mod tests {
                 _ => 1 - (1 << 62),
             };
             assert_eq!(div.div_rne(n), div_rne(n, d as i64), "{n} / {d}");
+            let a = match next() % 3 {
+                0 => next(),
+                1 => u64::MAX - next() % 4096,
+                _ => (next() % 4096).saturating_mul(d),
+            };
+            assert_eq!(div.div_rem(a), (a / d, a % d), "{a} / {d}");
         }
     }
 }
