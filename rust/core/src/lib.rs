@@ -21,6 +21,7 @@ pub mod record;
 pub mod sampler;
 pub mod schedule;
 pub mod tensor;
+pub mod zk;
 
 pub use claim::{EpochClaim, Guarantees, CLAIM_LEN};
 pub use epoch::{check_epoch, check_link, CheckError, EpochInput, ErrorKind, WordStream};
