@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 extern crate alloc;
 
+pub mod canonical;
 pub mod claim;
 pub mod epoch;
 pub mod hash;
@@ -22,6 +23,7 @@ pub mod sampler;
 pub mod schedule;
 pub mod tensor;
 
+pub use canonical::{CanonicalSettings, OptState, StepOut};
 pub use claim::{EpochClaim, Guarantees, CLAIM_LEN};
 pub use epoch::{check_epoch, check_link, CheckError, EpochInput, ErrorKind, WordStream};
 pub use hash::{Digest, Sha256};
