@@ -26,7 +26,9 @@ pub mod zk;
 
 pub use canonical::{CanonicalSettings, OptState, StepOut};
 pub use claim::{EpochClaim, Guarantees, CLAIM_LEN};
-pub use epoch::{check_epoch, check_link, CheckError, EpochInput, ErrorKind, WordStream};
+pub use epoch::{
+    check_epoch, check_link, check_records, CheckError, EpochInput, ErrorKind, WordStream,
+};
 pub use hash::{Digest, Sha256};
 pub use record::{StepRecord, RECORD_LEN};
 pub use schedule::Schedule;

@@ -279,3 +279,17 @@ fn truncated_canonical_inputs_are_encoding_errors() {
         ErrorKind::Encoding
     );
 }
+
+#[test]
+fn the_records_alone_check_without_the_section() {
+    use veritrain_core::check_records;
+    let mut e = epoch0(2, Some(1));
+    e.input.canonical = None;
+    // A falsified step is invisible to the records alone; a broken chain is not.
+    assert_eq!(check_records::<Sha2>(&e.input), Ok(()));
+    let bytes = e.input.encode();
+    assert_eq!(EpochInput::decode_records(&bytes).unwrap(), e.input);
+    assert_eq!(EpochInput::decode(&bytes).unwrap_err().kind, ErrorKind::Encoding);
+    e.input.claim.records_root = d("another root");
+    assert_eq!(check_records::<Sha2>(&e.input).unwrap_err().kind, ErrorKind::RecordsRoot);
+}

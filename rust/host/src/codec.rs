@@ -7,7 +7,9 @@ use veritrain_core::hash::{digest_words, load_words};
 use veritrain_core::record::{self, genesis_hash};
 use veritrain_core::schedule::hparams_digest;
 use veritrain_core::zk::{CanonicalSection, StateTensor, ZkSample, ZkStep};
-use veritrain_core::{check_epoch, hash::Sha2, merkle, sampler, EpochInput, RECORD_LEN};
+use veritrain_core::{
+    check_epoch, check_records, hash::Sha2, merkle, sampler, EpochInput, RECORD_LEN,
+};
 
 use crate::errors::{value_error, EncodingError, EpochCheckError};
 use crate::types::{digest_arg, run_id_arg, PyEpochClaim};
@@ -118,12 +120,14 @@ fn canonical_section((settings, steps): (Vec<u8>, Vec<ZkStepArg>)) -> PyResult<C
 
 /// Runs the epoch check natively (the same code the guest runs). Raises EpochCheckError, whose
 /// `check` and `step` attributes name the rule and the global step (None when no step is at fault).
+/// With `records_only`, the input ends after the records and a canonical epoch's re-execution is
+/// not checked (core's `check_records`).
 #[pyfunction]
-#[pyo3(name = "check_epoch")]
-fn py_check_epoch(py: Python<'_>, input: &[u8]) -> PyResult<()> {
-    let e = match py.detach(|| {
-        let input = EpochInput::decode(input)?;
-        check_epoch::<Sha2>(&input)
+#[pyo3(name = "check_epoch", signature = (input, records_only = false))]
+fn py_check_epoch(py: Python<'_>, input: &[u8], records_only: bool) -> PyResult<()> {
+    let e = match py.detach(|| match records_only {
+        false => check_epoch::<Sha2>(&EpochInput::decode(input)?),
+        true => check_records::<Sha2>(&EpochInput::decode_records(input)?),
     }) {
         Ok(()) => return Ok(()),
         Err(e) => e,
