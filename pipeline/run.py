@@ -65,6 +65,11 @@ def split_records(blob: bytes) -> list[bytes]:
     return [blob[i : i + n] for i in range(0, len(blob), n)]
 
 
+def load_epoch_records(store: Store, entry: EpochEntry) -> list[bytes]:
+    """An epoch's committed records (the file its ledger entry names by sha256)."""
+    return split_records(read_committed(store, entry.body.records, entry.body.records_sha256))
+
+
 def claim_digest(claim: EpochClaim) -> str:
     """``H("veritrain/claim/v1", claim bytes)`` in hex: a receipt entry's ``claim_digest``."""
     return claim.digest().hex()

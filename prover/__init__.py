@@ -18,6 +18,7 @@ from veritrain.prover._native import (
     RECORD_LEN,
     batch_digest,
     check_run_id,
+    dataset_paths,
     dataset_root,
     epoch_permutation,
     genesis_hash,
@@ -26,6 +27,7 @@ from veritrain.prover._native import (
     state_digest,
     steps_per_epoch,
     tensor_digests,
+    zk_steps,
 )
 from veritrain.prover.errors import (
     EncodingError,
@@ -68,7 +70,9 @@ __all__ = [
     "VeritrainError",
     "batch_digest",
     "check_epoch",
+    "check_records",
     "check_run_id",
+    "dataset_paths",
     "dataset_root",
     "epoch_input",
     "epoch_permutation",
@@ -88,6 +92,7 @@ __all__ = [
     "steps_per_epoch",
     "tensor_digests",
     "verify_receipt",
+    "zk_steps",
 ]
 
 
@@ -96,14 +101,27 @@ def image_id() -> bytes:
     return _native.image_id()
 
 
-def epoch_input(claim: EpochClaim, prev: EpochClaim | None, records: Sequence[bytes]) -> bytes:
-    """The guest's input for one epoch: its claim, the previous epoch's claim, its records."""
-    return _native.encode_epoch_input(claim, prev, list(records))
+def epoch_input(
+    claim: EpochClaim,
+    prev: EpochClaim | None,
+    records: Sequence[bytes],
+    canonical: tuple[bytes, Sequence[_native.ZkStepArg]] | None = None,
+) -> bytes:
+    """The guest's input for one epoch: its claim, the previous epoch's claim, its records and,
+    for a canonical claim (guarantees 31), the canonical settings' bytes and the re-executed
+    steps (PROTOCOL.md §10; ``veritrain.pipeline.zkinput`` builds them from the store)."""
+    return _native.encode_epoch_input(claim, prev, list(records), canonical)
 
 
 def check_epoch(input: bytes) -> None:
     """Runs the guest's checks natively (fast). Raises EpochCheckError naming the failed check."""
     _native.check_epoch(input)
+
+
+def check_records(claim: EpochClaim, prev: EpochClaim | None, records: Sequence[bytes]) -> None:
+    """Every check of ``check_epoch`` but a canonical epoch's re-execution of steps (checks
+    ``arithmetic`` and ``dataset``), from the records alone. Raises EpochCheckError."""
+    _native.check_epoch(_native.encode_epoch_input(claim, prev, list(records)), True)
 
 
 def _stats(d: _native.ExecuteOutput) -> ProverStats:
