@@ -1,9 +1,10 @@
 """veritrain's prover: RISC Zero epoch receipts over rust/core's rules.
 
 The public API is this module; ``veritrain.prover._native`` is the Rust extension underneath it, and
-only this package imports it. Records, claims and schedules are the core's types (``StepRecord``,
-``EpochClaim``, ``Schedule``); the core's hashing, sampler and digest functions are re-exported as
-they are (``prover/_native.pyi`` declares them).
+only this package imports it. Records, claims, schedules and canonical settings are the core's
+types (``StepRecord``, ``EpochClaim``, ``Schedule``, ``CanonicalSettings``); the core's hashing,
+sampler, digest and canonical-step functions are re-exported as they are (``prover/_native.pyi``
+declares them).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from veritrain.prover._native import (
     CLAIM_LEN,
     PROTOCOL_VERSION,
     RECORD_LEN,
+    CanonicalSettings,
     batch_digest,
+    canonical_init,
+    canonical_step,
     check_run_id,
     dataset_paths,
     dataset_root,
@@ -53,6 +57,7 @@ __all__ = [
     "CLAIM_LEN",
     "PROTOCOL_VERSION",
     "RECORD_LEN",
+    "CanonicalSettings",
     "EncodingError",
     "EpochCheckError",
     "EpochClaim",
@@ -69,6 +74,8 @@ __all__ = [
     "StepRecord",
     "VeritrainError",
     "batch_digest",
+    "canonical_init",
+    "canonical_step",
     "check_epoch",
     "check_records",
     "check_run_id",

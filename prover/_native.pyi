@@ -221,6 +221,43 @@ class EpochClaim:
         """The ``.journal.json`` document: the JSON form with the guarantees spelled out."""
 
 # The core's functions.
+@final
+class CanonicalSettings:
+    """A canonical run's settings (PROTOCOL.md §15); ``digest()`` is its optimizer digest."""
+
+    @staticmethod
+    def sgd(
+        *, zk_steps_per_epoch: int, momentum: float, weight_decay: float
+    ) -> CanonicalSettings: ...
+    @staticmethod
+    def adam(
+        *, zk_steps_per_epoch: int, beta1: float, beta2: float, eps: float, weight_decay: float
+    ) -> CanonicalSettings: ...
+    @staticmethod
+    def from_bytes(data: bytes) -> CanonicalSettings: ...
+    def to_bytes(self) -> bytes: ...
+    def digest(self) -> bytes: ...
+    @property
+    def optimizer(self) -> Literal["sgd", "adam"]: ...
+    @property
+    def zk_steps_per_epoch(self) -> int: ...
+
+def canonical_init(seed: int, dims: Sequence[int]) -> list[bytes]:
+    """The canonical MLP's initial parameters, each as little-endian int32 bytes."""
+
+def canonical_step(
+    settings: CanonicalSettings,
+    dims: Sequence[int],
+    params: Sequence[Any],
+    exp_avg: Sequence[Any],
+    exp_avg_sq: Sequence[Any],
+    lr: float,
+    rows: Any,
+    t: int,
+) -> tuple[float, float]:
+    """One canonical step in place on writable arrays (int32 params and first moments or
+    momentum buffers, uint64 second moments); returns the record's (loss, grad norm)."""
+
 def hparams_digest(lr: float, optimizer_digest: bytes) -> bytes: ...
 # (global step, pre-step state [(name, dtype, shape, bytes)], samples [(row, audit path)]).
 ZkStepArg = tuple[
