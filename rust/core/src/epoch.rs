@@ -268,11 +268,11 @@ pub fn check_link(prev: &EpochClaim, claim: &EpochClaim) -> Result<(), CheckErro
 /// Checks every rule of one epoch. On success the claim is what the receipt's journal carries.
 pub fn check_epoch<H: Sha256>(input: &EpochInput) -> Result<(), CheckError> {
     let c = &input.claim;
-    if c.guarantees != Guarantees::TORCH_MODE {
+    if c.guarantees != Guarantees::TORCH_MODE && c.guarantees != Guarantees::CANONICAL_MODE {
         return fail(
             ErrorKind::Guarantees,
             None,
-            "guarantees must be exactly the torch-mode set",
+            "guarantees must be exactly the torch-mode or the canonical-mode set",
         );
     }
     // batch_size <= dataset_len <= u32::MAX keeps every index computation inside the guest's

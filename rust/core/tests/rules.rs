@@ -37,9 +37,12 @@ fn epochs() -> (EpochInput, EpochInput) {
 
 #[test]
 fn guarantees_this_guest_does_not_give_are_refused() {
-    let (mut x, _) = epochs();
-    x.claim.guarantees |= veritrain_core::Guarantees::ARITHMETIC;
-    assert_eq!(kind(&x), Some(ErrorKind::Guarantees));
+    use veritrain_core::Guarantees as G;
+    for g in [G::TORCH_MODE & !G::LINEAGE, G::STRUCTURE, G::ARITHMETIC, 0] {
+        let (mut x, _) = epochs();
+        x.claim.guarantees = g;
+        assert_eq!(kind(&x), Some(ErrorKind::Guarantees), "{g}");
+    }
 }
 
 #[test]
