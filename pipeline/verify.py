@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from veritrain.pipeline import layout
-from veritrain.pipeline.determinism import DeterminismProfile, machine_profile
+from veritrain.pipeline.determinism import CanonicalProfile, DeterminismProfile, machine_profile
 from veritrain.pipeline.disputes import disputes
 from veritrain.pipeline.entries import (
     CheckpointBody,
@@ -275,6 +275,11 @@ def _check_replayable(manifest: Manifest, profiles: list[DeterminismProfile] | N
     """The run's determinism profile is one the verifier can replay (MACHINE_FIELDS compared):
     otherwise no challenge could re-execute its steps."""
     where = manifest_key(manifest.run_id)
+    if isinstance(manifest.determinism, CanonicalProfile):
+        return (
+            f"canonical arithmetic, protocol {manifest.determinism.protocol_version}: "
+            "replayable on any machine"
+        )
     if profiles is None:
         mine, source = machine_profile()
         profiles = [mine] if mine else []

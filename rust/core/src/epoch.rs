@@ -312,7 +312,7 @@ pub fn check_records<H: Sha256>(input: &EpochInput) -> Result<(), CheckError> {
 
 fn check<H: Sha256>(input: &EpochInput, records_only: bool) -> Result<(), CheckError> {
     let c = &input.claim;
-    let canonical = Guarantees::TORCH_MODE | Guarantees::ARITHMETIC;
+    let canonical = Guarantees::CANONICAL_MODE;
     if c.guarantees != Guarantees::TORCH_MODE && c.guarantees != canonical {
         return fail(
             ErrorKind::Guarantees,
