@@ -16,12 +16,14 @@ from functools import lru_cache
 
 import numpy as np
 
+from veritrain.pipeline import canonical as cn
 from veritrain.pipeline.data import load_dataset
-from veritrain.pipeline.entries import EpochEntry
+from veritrain.pipeline.entries import CheckpointBody, EpochEntry
 from veritrain.pipeline.errors import IntegrityError
 from veritrain.pipeline.keys import manifest_key
 from veritrain.pipeline.run import (
     Manifest,
+    canonical_settings,
     checkpoint_bodies,
     load_epoch_records,
     read_committed,
@@ -86,10 +88,6 @@ def canonical_section(
 ) -> tuple[bytes, list]:
     """(canonical settings bytes, the re-executed steps) for ``claim``'s epoch; raises
     IntegrityError naming the object or step that does not give the committed states."""
-    # Here, not at the top: finalize (and through it verify) imports this module, and a
-    # torch-mode epoch needs none of the canonical stack.
-    from veritrain.pipeline import canonical as cn
-
     spec = manifest.spec
     dataset = load_dataset(spec.dataset)
     if dataset.root() != claim.dataset_root:
@@ -97,7 +95,7 @@ def canonical_section(
             f"{manifest_key(manifest.run_id)}: the spec's dataset here does not have the run's "
             "dataset root; the guest needs the very samples the run trained on"
         )
-    settings = cn.settings(spec)
+    settings = canonical_settings(spec)
     if settings.digest() != claim.optimizer_digest:
         raise IntegrityError(
             f"{manifest_key(manifest.run_id)}: the spec's canonical settings are not the "
@@ -134,9 +132,7 @@ def canonical_section(
     return settings.to_bytes(), steps
 
 
-def _restore(store: Store, state, body) -> int:
-    from veritrain.pipeline import canonical as cn
-
+def _restore(store: Store, state: cn.CanonicalState, body: CheckpointBody) -> int:
     data = read_committed(store, body.checkpoint, body.checkpoint_sha256)
     if state.restore(data, body.checkpoint) != body.step:
         raise IntegrityError(f"{body.checkpoint}: its step counter is not {body.step}")
@@ -157,9 +153,7 @@ def _batch(spec, n: int, spe: int, step: int) -> np.ndarray:
     return _permutation(spec.seed, epoch, n)[k * spec.batch_size : (k + 1) * spec.batch_size]
 
 
-def _check_state(state, record: StepRecord, step: int) -> None:
-    from veritrain.pipeline import canonical as cn
-
+def _check_state(state: cn.CanonicalState, record: StepRecord, step: int) -> None:
     if record.state_digest is None or cn.digest_arrays(state.tensors()) != record.state_digest:
         raise IntegrityError(
             f"step {step}: replaying the canonical step from the checkpoint does not give the "
@@ -168,8 +162,6 @@ def _check_state(state, record: StepRecord, step: int) -> None:
 
 
 def _tensor_items(tensors: dict[str, np.ndarray]) -> list[tuple[str, str, list[int], bytes]]:
-    from veritrain.pipeline import canonical as cn
-
     out = []
     for name, a in sorted(tensors.items()):
         a = np.ascontiguousarray(a)
