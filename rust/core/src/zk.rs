@@ -294,8 +294,7 @@ pub fn check_arithmetic<H: Sha256>(
             "the input does not re-execute the steps the records root chooses",
         ));
     }
-    let mut leaf_frame: Option<Frame> = None;
-    let mut nodes = NodeHasher::new();
+    let mut leaf_frame: Option<SampleCheck> = None;
     let dataset_root = digest_words(&c.dataset_root);
     for zs in &section.steps {
         let s = zs.step;
@@ -339,22 +338,17 @@ pub fn check_arithmetic<H: Sha256>(
                 "the samples are not the batch's (count or row length)",
             ));
         }
-        let frame = leaf_frame.get_or_insert_with(|| Frame::new(tag::SAMPLE, 2 + row_words));
-        if frame.data_words() != 2 + row_words {
-            *frame = Frame::new(tag::SAMPLE, 2 + row_words);
+        let samples = leaf_frame.get_or_insert_with(|| SampleCheck::new(row_words));
+        if samples.row_words() != row_words {
+            *samples = SampleCheck::new(row_words);
         }
         let mut rows = Vec::with_capacity(indices.len());
         for (x, &i) in zs.samples.iter().zip(indices) {
-            let index = [(i as u32).to_le(), 0];
-            let leaf = frame.hash::<H>(&[&index, &x.row]);
-            match nodes.root_from_path::<H>(&leaf, i as u64, c.dataset_len, &x.path) {
-                Some(root) if eq(&root, &dataset_root) => {}
-                _ => {
-                    return Err(dataset(
-                        s,
-                        "a sample's Merkle path does not lead to the dataset root",
-                    ))
-                }
+            if !samples.check::<H>(i, c.dataset_len, x, &dataset_root) {
+                return Err(dataset(
+                    s,
+                    "a sample's Merkle path does not lead to the dataset root",
+                ));
             }
             let mut bytes = alloc::vec![0u8; 4 * row_words];
             store_words(&mut bytes, &x.row);
@@ -396,6 +390,47 @@ pub fn check_arithmetic<H: Sha256>(
         }
     }
     Ok(())
+}
+
+/// Checks samples of one row length against a dataset root, reusing its buffers: the sample's
+/// leaf (§4) from its row words in place, then its audit path.
+pub struct SampleCheck {
+    leaf: Frame,
+    nodes: NodeHasher,
+    row_words: usize,
+}
+
+impl SampleCheck {
+    pub fn new(row_words: usize) -> Self {
+        Self {
+            leaf: Frame::new(tag::SAMPLE, 2 + row_words),
+            nodes: NodeHasher::new(),
+            row_words,
+        }
+    }
+
+    pub fn row_words(&self) -> usize {
+        self.row_words
+    }
+
+    /// True if `sample` is sample `index` of the `n`-sample dataset with root `root`.
+    pub fn check<H: Sha256>(
+        &mut self,
+        index: u32,
+        n: u64,
+        sample: &ZkSample,
+        root: &DigestWords,
+    ) -> bool {
+        let i = [index.to_le(), 0];
+        let leaf = self.leaf.hash::<H>(&[&i, &sample.row]);
+        match self
+            .nodes
+            .root_from_path::<H>(&leaf, index as u64, n, &sample.path)
+        {
+            Some(r) => eq(&r, root),
+            None => false,
+        }
+    }
 }
 
 fn arithmetic_none(detail: &'static str) -> CheckError {

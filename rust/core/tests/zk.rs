@@ -44,8 +44,14 @@ fn le(v: &[i32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// The SGD state before `step` completed steps, sorted by name.
-fn state(params: &[Vec<i32>], momentum: &[Vec<i32>], step: u64) -> Vec<StateTensor> {
+/// The state before `step` completed steps, sorted by name: SGD's momentum buffers (`second`
+/// empty) or Adam's moments.
+fn state(
+    params: &[Vec<i32>],
+    first: &[Vec<i32>],
+    second: &[Vec<u64>],
+    step: u64,
+) -> Vec<StateTensor> {
     let mut t = vec![
         tensor("manifest", "U8", &[32], d("manifest").to_vec()),
         tensor("step", "I64", &[1], step.to_le_bytes().to_vec()),
@@ -64,12 +70,23 @@ fn state(params: &[Vec<i32>], momentum: &[Vec<i32>], step: u64) -> Vec<StateTens
             &shape,
             le(&params[j]),
         ));
-        t.push(tensor(
-            &format!("optim/{j}/momentum_buffer"),
-            "I32",
-            &shape,
-            le(&momentum[j]),
-        ));
+        if second.is_empty() {
+            t.push(tensor(
+                &format!("optim/{j}/momentum_buffer"),
+                "I32",
+                &shape,
+                le(&first[j]),
+            ));
+        } else {
+            t.push(tensor(
+                &format!("optim/{j}/exp_avg"),
+                "I32",
+                &shape,
+                le(&first[j]),
+            ));
+            let v = second[j].iter().flat_map(|x| x.to_le_bytes()).collect();
+            t.push(tensor(&format!("optim/{j}/exp_avg_sq"), "U64", &shape, v));
+        }
     }
     t.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     t
@@ -94,7 +111,12 @@ struct Epoch {
 
 /// Epoch 0 of an honest canonical SGD run, with `falsify` adding 1 to one weight after that step.
 fn epoch0(k: u32, falsify: Option<u64>) -> Epoch {
-    let settings = CanonicalSettings::sgd(k, 0.9, 0.01).unwrap();
+    epoch0_with(CanonicalSettings::sgd(k, 0.9, 0.01).unwrap(), falsify)
+}
+
+fn epoch0_with(settings: CanonicalSettings, falsify: Option<u64>) -> Epoch {
+    let k = settings.zk_steps_per_epoch;
+    let adam = settings.kind == canonical::OptimizerKind::Adam;
     let schedule = Schedule::Constant { base_lr: 0.25 };
     let run_id = encode_run_id("zk-run").unwrap();
     let rows = rows();
@@ -105,8 +127,12 @@ fn epoch0(k: u32, falsify: Option<u64>) -> Epoch {
         .collect();
     let dataset_root = merkle::root::<Sha2>(&leaves);
     let mut params = canonical::mlp_init::<Sha2>(5, &DIMS).unwrap();
-    let mut momentum: Vec<Vec<i32>> = params.iter().map(|p| vec![0; p.len()]).collect();
-    let start = state(&params, &momentum, 0);
+    let mut first: Vec<Vec<i32>> = params.iter().map(|p| vec![0; p.len()]).collect();
+    let mut second: Vec<Vec<u64>> = match adam {
+        true => params.iter().map(|p| vec![0; p.len()]).collect(),
+        false => Vec::new(),
+    };
+    let start = state(&params, &first, &second, 0);
     let start_digest = digests(&start).0;
     let opt_digest = settings.digest::<Sha2>();
     let perm = sampler::epoch_permutation::<Sha2>(1, 0, N as u32);
@@ -120,14 +146,21 @@ fn epoch0(k: u32, falsify: Option<u64>) -> Epoch {
         let (x, labels) = canonical::quantize_batch(batch, DIMS[0], DIMS[2]).unwrap();
         let lr = canonical::lr_coef(schedule.lr_at(s)).unwrap();
         let mut p: Vec<&mut [i32]> = params.iter_mut().map(|v| v.as_mut_slice()).collect();
-        let mut m: Vec<&mut [i32]> = momentum.iter_mut().map(|v| v.as_mut_slice()).collect();
-        let opt = OptState::Sgd { momentum: &mut m };
+        let mut m: Vec<&mut [i32]> = first.iter_mut().map(|v| v.as_mut_slice()).collect();
+        let mut v: Vec<&mut [u64]> = second.iter_mut().map(|v| v.as_mut_slice()).collect();
+        let opt = match adam {
+            true => OptState::Adam {
+                exp_avg: &mut m,
+                exp_avg_sq: &mut v,
+            },
+            false => OptState::Sgd { momentum: &mut m },
+        };
         let out =
             canonical::mlp_step(&DIMS, &mut p, opt, &settings, lr, &x, &labels, s + 1).unwrap();
         if falsify == Some(s) {
             params[0][0] += 1;
         }
-        let after = state(&params, &momentum, s + 1);
+        let after = state(&params, &first, &second, s + 1);
         let (state_digest, param_digest) = digests(&after);
         let r = StepRecord {
             run_id,
@@ -214,6 +247,16 @@ fn an_honest_canonical_epoch_passes_and_roundtrips() {
 }
 
 #[test]
+fn an_honest_adam_epoch_passes_and_a_falsified_one_does_not() {
+    let adam = |falsify| {
+        let s = CanonicalSettings::adam(3, 0.9, 0.999, 1e-6, 0.0).unwrap();
+        check(&epoch0_with(s, falsify).input)
+    };
+    assert_eq!(adam(None), Ok(()));
+    assert_eq!(adam(Some(2)), Err((ErrorKind::Arithmetic, Some(2))));
+}
+
+#[test]
 fn a_falsified_step_is_arithmetic_when_it_is_re_executed() {
     for s in 0..3 {
         let e = epoch0(3, Some(s));
@@ -289,7 +332,13 @@ fn the_records_alone_check_without_the_section() {
     assert_eq!(check_records::<Sha2>(&e.input), Ok(()));
     let bytes = e.input.encode();
     assert_eq!(EpochInput::decode_records(&bytes).unwrap(), e.input);
-    assert_eq!(EpochInput::decode(&bytes).unwrap_err().kind, ErrorKind::Encoding);
+    assert_eq!(
+        EpochInput::decode(&bytes).unwrap_err().kind,
+        ErrorKind::Encoding
+    );
     e.input.claim.records_root = d("another root");
-    assert_eq!(check_records::<Sha2>(&e.input).unwrap_err().kind, ErrorKind::RecordsRoot);
+    assert_eq!(
+        check_records::<Sha2>(&e.input).unwrap_err().kind,
+        ErrorKind::RecordsRoot
+    );
 }
