@@ -70,7 +70,7 @@ def epoch_cycles(spec_path: Path, k: int, root: str) -> tuple[int, int]:
         update={"epochs": 1, "finalize_every": 0, "zk_steps_per_epoch": k}
     )
     store = LocalStore(root)
-    run_id = f"zk-bench-{spec_path.stem}-{k}"
+    run_id = f"zk-{spec_path.stem[:16]}-{k}"
     train(open_trainer(spec, store, run_id))
     m = Manifest.load(store, run_id)
     _, entries = open_ledger(store, m)
