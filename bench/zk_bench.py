@@ -31,7 +31,6 @@ from veritrain.pipeline.spec import DigitsDataset, load_spec
 from veritrain.pipeline.store import LocalStore
 from veritrain.pipeline.train import open_trainer, train
 from veritrain.pipeline.zkinput import guest_input
-from veritrain.prover import _native
 
 ROOT = Path(__file__).resolve().parent.parent
 ELF = "riscv32im-risc0-zkvm-elf/guest/zk-cycles"
@@ -49,7 +48,7 @@ def elf() -> bytes:
 
 def chunk_cycles(program: bytes, n: int) -> tuple[int, int]:
     data = bytes(i % 251 for i in range(n))
-    journal, _ = _native._execute_elf(program, _u32(0, n) + data)
+    journal, _ = prover.execute_elf(program, _u32(0, n) + data)
     return int.from_bytes(journal[:8], "little"), int.from_bytes(journal[8:16], "little")
 
 
@@ -59,7 +58,7 @@ def sample_cycles(program: bytes, rows: np.ndarray, indices: list[int]) -> int:
     inp = len(rows).to_bytes(8, "little") + root + _u32(len(indices), rows.shape[1] // 4)
     for i, path in zip(indices, paths, strict=True):
         inp += _u32(i) + rows[i].tobytes() + _u32(len(path)) + b"".join(path)
-    journal, _ = _native._execute_elf(program, _u32(1) + inp)
+    journal, _ = prover.execute_elf(program, _u32(1) + inp)
     assert journal[8:12] == _u32(1), "the samples did not check"
     return int.from_bytes(journal[:8], "little")
 

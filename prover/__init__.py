@@ -84,6 +84,7 @@ __all__ = [
     "epoch_input",
     "epoch_permutation",
     "execute",
+    "execute_elf",
     "execute_epoch",
     "finish_epoch",
     "genesis_hash",
@@ -141,6 +142,12 @@ def execute(input: bytes, *, po2: int | None = None) -> ExecuteResult:
     """Runs the guest in risc0's executor only (no proof): its journal and cycle counts."""
     out = _native.execute(input, po2)
     return ExecuteResult(claim=EpochClaim.from_bytes(out["journal"]), stats=_stats(out))
+
+
+def execute_elf(elf: bytes, input: bytes) -> tuple[bytes, int]:
+    """Runs another guest ELF in risc0's executor: its journal and user cycles. Measurements only
+    (bench/zk_bench.py runs the measuring program built beside the guest); it proves nothing."""
+    return _native._execute_elf(elf, input)
 
 
 def execute_epoch(input: bytes, *, po2: int | None = None) -> Execution:

@@ -32,8 +32,7 @@ from veritrain.prover import (
     StepRecord,
     canonical_init,
     canonical_step,
-    check_epoch,
-    epoch_input,
+    check_records,
 )
 from veritrain.prover.models import GUARANTEES, TORCH_MODE
 
@@ -145,7 +144,7 @@ def test_a_canonical_run_commits_like_a_torch_run(runs):
         # Every record carries its state digest; the last one is the epoch's end state.
         assert all(r.state_digest is not None for r in records)
         assert records[-1].state_digest == claim.end_state_digest
-        check_epoch(epoch_input(claim, prev, [r.to_bytes() for r in records]))
+        check_records(claim, prev, [r.to_bytes() for r in records])
         prev = claim
         ck = body.checkpoint
         data = read_committed(store, ck.checkpoint, ck.checkpoint_sha256)

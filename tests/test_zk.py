@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import veritrain
 
 from veritrain import prover
 from veritrain.pipeline.run import Manifest, epoch_entries, open_ledger, receipt_entries
@@ -83,7 +84,12 @@ def test_a_falsified_update_fails_arithmetic_at_its_step_in_the_guest(tmp_path, 
 
 @pytest.mark.proving
 def test_a_canonical_tiny_run_proves_guarantee_31_and_verifies(tmp_path):
-    store, m = _trained(tmp_path, "zk-tiny")
+    # `veritrain run` through Prefect, each epoch proven for real (finalize_every: 1).
+    r = veritrain("run", str(TINY), "--store", str(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    run_id = r.stdout.strip().splitlines()[-1].rsplit("/", 1)[-1]
+    store = LocalStore(tmp_path)
+    m = Manifest.load(store, run_id)
     _, entries = open_ledger(store, m)
     receipts = receipt_entries(entries)
     assert sorted(receipts) == list(range(m.spec.epochs))
@@ -91,5 +97,5 @@ def test_a_canonical_tiny_run_proves_guarantee_31_and_verifies(tmp_path):
         claim = prover.verify_receipt(store.read(r.body.receipt), m.image_id)
         assert claim.guarantees == 31
         assert claim == epoch_entries(entries)[epoch].body.claim
-    report = verify_run(store, "zk-tiny")
+    report = verify_run(store, run_id)
     assert report.ok, report.to_json()

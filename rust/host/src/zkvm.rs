@@ -212,7 +212,7 @@ fn execute<'py>(
 }
 
 /// Runs another guest ELF (wrapped with the v1compat kernel as the embedded guest is) in the
-/// executor: (journal, user cycles). Only measurements use it (bench/chunk_hash_bench.py); it
+/// executor: (journal, user cycles). Only measurements use it (bench/zk_bench.py); it
 /// proves nothing.
 #[pyfunction]
 fn _execute_elf<'py>(
