@@ -88,7 +88,8 @@ class Tamper(Protocol):
     def after_update(
         self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer
     ) -> None:
-        """Changes the live state after the optimizer step, before anything digests it."""
+        """Changes the live state after the optimizer step, before anything digests it (a
+        canonical run passes its CanonicalState as ``model`` and None as ``optimizer``)."""
         ...
 
 

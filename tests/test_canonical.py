@@ -16,6 +16,7 @@ from veritrain.pipeline import canonical as cn
 from veritrain.pipeline.challenge import challenge
 from veritrain.pipeline.determinism import DeterminismProfile
 from veritrain.pipeline.errors import DeterminismError, IntegrityError, SpecError
+from veritrain.pipeline.fraudproof import check_filed_proof
 from veritrain.pipeline.run import (
     Manifest,
     canonical_settings,
@@ -26,6 +27,7 @@ from veritrain.pipeline.run import (
 from veritrain.pipeline.spec import parse_spec
 from veritrain.pipeline.store import LocalStore
 from veritrain.pipeline.train import check_resumable, open_trainer, train
+from veritrain.pipeline.verify import COMMITTED, DISPUTED, verify_run
 from veritrain.prover import (
     PROTOCOL_VERSION,
     CanonicalSettings,
@@ -160,6 +162,8 @@ def test_a_canonical_run_commits_like_a_torch_run(runs):
         }
         assert int(tensors["step"][0]) == 6 * (e + 1)
         assert cn.digest_arrays(tensors).hex() == ck.state_digest
+    report = verify_run(store, rid)
+    assert report.ok and [e.status for e in report.epochs] == [COMMITTED] * 3
     # It learned: the last epoch's losses are below the first's.
     first, last = (
         [StepRecord.from_bytes(r).loss for r in split_records(store.read(epochs[e].body.records))]
@@ -238,6 +242,11 @@ def test_a_tampered_canonical_step_is_found(runs, other_torch_settings, name, ta
     res = challenge(store, rid)
     assert res.finding is not None
     assert (res.finding.step, res.finding.fields) == (step, fields)
+    verdict = check_filed_proof(store, rid, res.proof_id)
+    assert verdict.upheld and (verdict.epoch, verdict.step) == (step // 6, step), verdict.reason
+    assert [e.status for e in verify_run(store, rid).epochs][step // 6 :] == [DISPUTED] * (
+        3 - step // 6
+    )
 
 
 def test_the_binding_reproduces_the_kernel_vectors():
