@@ -444,6 +444,7 @@ BENCHES = (
     "prove_pool_bench",
     "report_bench",
     "verify_startup_bench",
+    "canonical_bench",
 )
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -50,8 +51,13 @@ class DeterminismProfile(BaseModel):
         torch.set_num_threads(self.threads)
         torch.use_deterministic_algorithms(self.deterministic_algorithms)
 
-    def require_same(self, recorded: DeterminismProfile) -> None:
+    def require_same(self, recorded: DeterminismProfile | CanonicalProfile) -> None:
         """Raises DeterminismError naming the first field that differs from ``recorded``."""
+        if isinstance(recorded, CanonicalProfile):
+            raise DeterminismError(
+                "determinism profile differs in arithmetic: the run is canonical, this spec is "
+                "torch"
+            )
         for field in type(self).model_fields:
             mine, theirs = getattr(self, field), getattr(recorded, field)
             if mine != theirs:
@@ -60,8 +66,12 @@ class DeterminismProfile(BaseModel):
                     f"this environment has {mine!r}; replay in the recorded environment"
                 )
 
-    def machine_difference(self, other: DeterminismProfile) -> str | None:
-        """The first machine field (MACHINE_FIELDS) in which ``other`` differs, or None."""
+    def machine_difference(self, other: DeterminismProfile | CanonicalProfile) -> str | None:
+        """The first machine field (MACHINE_FIELDS) in which ``other`` differs, or None. A
+        canonical run's profile differs in none: any machine replays it (its protocol version is
+        the guest's, which verify checks on its own)."""
+        if isinstance(other, CanonicalProfile):
+            return None
         return next((f for f in MACHINE_FIELDS if getattr(self, f) != getattr(other, f)), None)
 
 
@@ -140,3 +150,44 @@ def load_profiles(path: str | Path) -> list[DeterminismProfile]:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         raise UsageError(f"{where}: not a determinism profile ({loc}: {err['msg']})") from None
+
+
+class CanonicalProfile(BaseModel):
+    """A canonical run's determinism profile (``arithmetic: canonical``): its steps are integer
+    arithmetic fixed by the protocol (PROTOCOL.md §15), so every machine with this protocol
+    version replays them bit for bit, whatever its torch version, threads or CPU."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arithmetic: Literal["canonical"] = "canonical"
+    protocol_version: int
+
+    @classmethod
+    def current(cls) -> CanonicalProfile:
+        from veritrain.prover import PROTOCOL_VERSION
+
+        return cls(protocol_version=PROTOCOL_VERSION)
+
+    def require_same(self, recorded: DeterminismProfile | CanonicalProfile) -> None:
+        """Raises DeterminismError unless ``recorded`` is a canonical profile of this protocol
+        version."""
+        if not isinstance(recorded, CanonicalProfile):
+            raise DeterminismError(
+                "determinism profile differs in arithmetic: the run used torch, this spec is "
+                "canonical"
+            )
+        if recorded.protocol_version != self.protocol_version:
+            raise DeterminismError(
+                f"determinism profile differs in protocol_version: the run used "
+                f"{recorded.protocol_version}, this build implements {self.protocol_version}"
+            )
+
+
+Profile = DeterminismProfile | CanonicalProfile
+
+
+def current_profile(arithmetic: str, threads: int) -> Profile:
+    """The profile a run of this arithmetic has in this environment."""
+    if arithmetic == "canonical":
+        return CanonicalProfile.current()
+    return DeterminismProfile.current(threads)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from veritrain.pipeline.entries import Entry, EpochEntry, ReceiptBody
+from veritrain.pipeline.entries import Entry, ReceiptBody
 from veritrain.pipeline.errors import IntegrityError
 from veritrain.pipeline.keys import journal_key, receipt_key
 from veritrain.pipeline.ledger import Ledger
@@ -16,14 +16,13 @@ from veritrain.pipeline.run import (
     read_committed,
     receipt_entries,
     sha256_hex,
-    split_records,
+)
+from veritrain.pipeline.run import (
+    load_epoch_records as load_epoch_records,  # re-exported: read from here before it moved
 )
 from veritrain.pipeline.store import Store
-from veritrain.prover import EpochReceipt, epoch_input, prove_epoch, verify_receipt
-
-
-def load_epoch_records(store: Store, entry: EpochEntry) -> list[bytes]:
-    return split_records(read_committed(store, entry.body.records, entry.body.records_sha256))
+from veritrain.pipeline.zkinput import guest_input
+from veritrain.prover import EpochReceipt, prove_epoch, verify_receipt
 
 
 def unproven_epochs(entries: list[Entry]) -> list[int]:
@@ -63,7 +62,6 @@ def finalize_epoch(
             raise IntegrityError(f"{rk}: receipt is not for the epoch's committed claim")
         result = EpochReceipt(receipt=data, claim=journal)
     else:
-        prev_claim = epochs[epoch - 1].body.claim if epoch > 0 else None
         prev_receipt = None
         if epoch > 0:
             receipts = receipt_entries(entries)
@@ -71,8 +69,8 @@ def finalize_epoch(
                 raise IntegrityError(f"epoch {epoch - 1} has no receipt yet; prove epochs in order")
             prev = receipts[epoch - 1].body
             prev_receipt = read_committed(store, prev.receipt, prev.receipt_sha256)
-        records = load_epoch_records(store, entry)
-        result = prove_epoch(epoch_input(claim, prev_claim, records), prev_receipt, po2=po2)
+        inp = guest_input(store, manifest, epochs, epoch, entries)
+        result = prove_epoch(inp, prev_receipt, po2=po2)
         if result.claim != claim:
             raise IntegrityError(f"epoch {epoch}: the receipt's journal is not the committed claim")
         store.create(rk, result.receipt)

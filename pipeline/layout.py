@@ -19,7 +19,7 @@ from veritrain.pipeline.spec import CnnModel, DigitsDataset, MlpModel, RunSpec, 
 
 Shape = tuple[int, ...]
 # The safetensors dtype names a state digest binds (pipeline/state.py maps torch's dtypes to them).
-DTYPES = frozenset({"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"})
+DTYPES = frozenset({"F64", "F32", "F16", "BF16", "U64", "I64", "I32", "I16", "I8", "U8", "BOOL"})
 
 
 @dataclass(frozen=True)
@@ -127,12 +127,34 @@ def expected_tensors(
     if features is None:
         weight = found.get(f"param/{first}")
         features = weight.shape[-1] if weight is not None and weight.shape else 0
+    if spec.arithmetic == "canonical":
+        return canonical_tensors(spec, [features, *spec.model.hidden, classes])
     params = _model_params(spec, features, classes)
     out = {f"param/{name}": ("F32", shape) for name, shape in params}
     if step > 0:
         for i, (_, shape) in enumerate(params):
             for key, info in _optimizer_state(spec, shape).items():
                 out[f"optim/{i}/{key}"] = info
+    out["step"] = ("I64", (1,))
+    out["manifest"] = ("U8", (32,))
+    return out
+
+
+def canonical_tensors(spec: RunSpec, widths: list[int]) -> dict[str, tuple[str, Shape]]:
+    """Name -> (dtype, shape) of every tensor of a canonical state (PROTOCOL.md §15) of an MLP of
+    layer widths ``widths``: I32 parameters and optimizer state (U64 for Adam's second moments),
+    present from step 0, the step counter and the manifest digest."""
+    out: dict[str, tuple[str, Shape]] = {}
+    shapes: list[tuple[str, Shape]] = []
+    for k, (n_in, n_out) in enumerate(zip(widths, widths[1:], strict=False)):
+        shapes += [(f"{2 * k + 1}.weight", (n_out, n_in)), (f"{2 * k + 1}.bias", (n_out,))]
+    for j, (name, shape) in enumerate(shapes):
+        out[f"param/{name}"] = ("I32", shape)
+        if spec.optimizer.kind == "adam":
+            out[f"optim/{j}/exp_avg"] = ("I32", shape)
+            out[f"optim/{j}/exp_avg_sq"] = ("U64", shape)
+        else:
+            out[f"optim/{j}/momentum_buffer"] = ("I32", shape)
     out["step"] = ("I64", (1,))
     out["manifest"] = ("U8", (32,))
     return out
@@ -147,12 +169,14 @@ def check_tensors(
     manifest: bytes,
 ) -> None:
     """Raises IntegrityError naming ``source`` unless the checkpoint holds exactly the tensors
-    ``expected_tensors`` gives, a 1-D U8 ``rng/torch``, a step counter equal to ``step`` and the
-    digest ``manifest`` of the run's manifest."""
+    ``expected_tensors`` gives, a 1-D U8 ``rng/torch`` (torch mode only), a step counter equal
+    to ``step`` and the digest ``manifest`` of the run's manifest."""
     expected = expected_tensors(spec, step, found)
+    # A torch state's generator state has no fixed size; a canonical state has none.
+    rng = set() if spec.arithmetic == "canonical" else {"rng/torch"}
     if expected is not None:
-        missing = sorted(set(expected) - set(found) - {"rng/torch"})
-        extra = sorted(set(found) - set(expected) - {"rng/torch"})
+        missing = sorted(set(expected) - set(found) - rng)
+        extra = sorted(set(found) - set(expected) - rng)
         wrong = sorted(
             n for n in set(expected) & set(found) if (found[n].dtype, found[n].shape) != expected[n]
         )
@@ -173,8 +197,8 @@ def check_tensors(
                 f"{source}: not the state the run's spec ({spec.model.kind}, "
                 f"{spec.optimizer.kind}) builds after step {step}: {'; '.join(problems)}"
             )
-    rng = found.get("rng/torch")
-    if rng is None or rng.dtype != "U8" or len(rng.shape) != 1:
+    gen = found.get("rng/torch")
+    if rng and (gen is None or gen.dtype != "U8" or len(gen.shape) != 1):
         raise IntegrityError(f"{source}: has no 1-D U8 rng/torch (the generator state)")
     counter = found.get("step")
     if counter is None or (counter.dtype, counter.shape) != ("I64", (1,)):

@@ -93,6 +93,9 @@ def _dry_run(spec: RunSpec) -> None:
         )
     _profile, dataset, model, _optimizer = _setup(spec, dataset)
     batch = spec.batch_size
+    if model is None:
+        _canonical_dry_run(spec, dataset)
+        return
     x = torch.from_numpy(dataset.x[:batch])
     y = torch.from_numpy(dataset.y[:batch])
     try:
@@ -112,6 +115,18 @@ def _dry_run(spec: RunSpec) -> None:
         raise SpecError(
             f"model: the forward pass of one batch fails: {type(e).__name__}: {detail}"
         ) from None
+
+
+def _canonical_dry_run(spec: RunSpec, dataset) -> None:
+    """One canonical step on the first batch, on a throwaway state: what the core refuses (more
+    than 256 classes, a learning rate outside [-2, 2)) fails here."""
+    from veritrain.pipeline.canonical import CanonicalState
+
+    state = CanonicalState(spec, dataset, bytes(32))
+    try:
+        state.train(0, dataset.canonical_rows()[: spec.batch_size])
+    except ValueError as e:
+        raise SpecError(f"arithmetic: canonical: the first step fails: {e}") from None
 
 
 def _check_existing(

@@ -32,7 +32,6 @@ from typing import Any
 from veritrain import prover
 from veritrain.pipeline.entries import EpochEntry
 from veritrain.pipeline.errors import ConflictError, IntegrityError, UsageError
-from veritrain.pipeline.finalize import load_epoch_records
 from veritrain.pipeline.keys import (
     execution_key,
     execution_prefix,
@@ -50,6 +49,7 @@ from veritrain.pipeline.run import (
     sha256_hex,
 )
 from veritrain.pipeline.store import Store
+from veritrain.pipeline.zkinput import guest_input
 from veritrain.prover import EpochClaim
 
 # risc0 lifts segments of 2^14 to 2^22 cycles into succinct receipts: those are the lift programs
@@ -190,10 +190,9 @@ def execute(store: Store, run_id: str, epoch: int, po2: int | None) -> Execution
     data = read_or_none(store, xkey)
     if data is not None:
         return ExecutionRecord.parse(xkey, data, run_id, epoch, po2)
-    _, epochs, claim = _committed(store, run_id, epoch)
-    prev = epochs[epoch - 1].body.claim if epoch > 0 else None
-    records = load_epoch_records(store, epochs[epoch])
-    ex = prover.execute_epoch(prover.epoch_input(claim, prev, records), po2=po2)
+    manifest, epochs, claim = _committed(store, run_id, epoch)
+    _, entries = open_ledger(store, manifest)
+    ex = prover.execute_epoch(guest_input(store, manifest, epochs, epoch, entries), po2=po2)
     if ex.claim != claim:
         raise IntegrityError(f"epoch {epoch}: the guest's journal is not the committed claim")
     digests = [sha256_hex(s) for s in ex.segments]

@@ -1,21 +1,23 @@
 """Replay (docs/OPERATIONS.md "Challenges"): re-executing a run's committed steps.
 
 A challenger re-executes committed steps with the trainer's own step function
-(``veritrain.pipeline.train.Stepper``), starting from a checkpoint named in the run's signed ledger,
-under the determinism profile recorded in ``run.json``, and compares every committed field of every
-replayed record: the previous record hash, the batch digest, the hparams digest, the loss and
-grad-norm bits, the param digest and, where the trainer took one, the state digest. A replay from
-checkpoint c agrees with the run exactly as long as the run's records do, so its first mismatch is
-the first wrong step. This module needs the training stack (torch).
+(``veritrain.pipeline.train.Stepper``, or ``veritrain.pipeline.canonical.CanonicalStepper`` for a
+canonical run), starting from a checkpoint named in the run's signed ledger, under the determinism
+profile recorded in ``run.json`` (a canonical run's is the protocol version alone), and compares
+every committed field of every replayed record: the previous record hash, the batch digest, the
+hparams digest, the loss and grad-norm bits, the param digest and, where the trainer took one, the
+state digest. A replay from checkpoint c agrees with the run exactly as long as the run's records
+do, so its first mismatch is the first wrong step. This module needs the training stack (torch).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from veritrain.pipeline import canonical as cn
 from veritrain.pipeline import layout
 from veritrain.pipeline import state as st
-from veritrain.pipeline.determinism import DeterminismProfile
+from veritrain.pipeline.determinism import current_profile
 from veritrain.pipeline.entries import CheckpointBody
 from veritrain.pipeline.errors import DeterminismError, IntegrityError
 from veritrain.pipeline.finalize import load_epoch_records
@@ -29,6 +31,7 @@ from veritrain.pipeline.run import (
     read_committed,
     split_records,
 )
+from veritrain.pipeline.statedigest import checkpoint_digest
 from veritrain.pipeline.store import Store
 from veritrain.pipeline.train import Stepper, _setup, commitments
 from veritrain.prover import StepRecord, genesis_hash
@@ -68,22 +71,27 @@ class Replay:
         self.spec = self.manifest.spec
         self.spe = self.manifest.steps_per_epoch
         self.profile = self.manifest.determinism
-        DeterminismProfile.current(self.spec.threads).require_same(self.profile)
+        current_profile(self.spec.arithmetic, self.spec.threads).require_same(self.profile)
         _, dataset, self.model, self.optimizer = _setup(self.spec)
         if dataset.root() != self.manifest.dataset_root:
             raise ReplayEnvironmentError(
                 f"{manifest_key(run_id)}: the spec's dataset here does not have the run's "
                 "dataset root; a replay needs the very samples the run trained on"
             )
-        self.stepper = Stepper(
-            run_id,
-            self.spec,
-            self.spe,
-            self.manifest.optimizer_digest,
-            dataset,
-            self.model,
-            self.optimizer,
-        )
+        opt_digest = self.manifest.optimizer_digest
+        # A canonical run replays through the core's integer step: no torch state, and torch's
+        # threads and determinism settings here do not matter.
+        self.canonical: cn.CanonicalState | None = None
+        self.stepper: Stepper | cn.CanonicalStepper
+        if self.spec.arithmetic == "canonical":
+            self.canonical = cn.CanonicalState(self.spec, dataset, self.manifest.digest)
+            self.stepper = cn.CanonicalStepper(
+                run_id, self.spec, self.spe, opt_digest, dataset, self.canonical
+            )
+        else:
+            self.stepper = Stepper(
+                run_id, self.spec, self.spe, opt_digest, dataset, self.model, self.optimizer
+            )
         # Checkpoint step -> its ledger body ("checkpoint" entries, and epoch ends in "epoch").
         self.checkpoints = checkpoint_bodies(self.entries)
         self._epochs = epoch_entries(self.entries)
@@ -141,8 +149,11 @@ class Replay:
         layout.check_tensors(
             self.spec, c, layout.read_header(data, key), data, key, self.manifest.digest
         )
-        tensors = st.load_checkpoint(data, key)
-        digest = st.digest_tensors(tensors)
+        if self.canonical is None:
+            tensors = st.load_checkpoint(data, key)
+            digest = st.digest_tensors(tensors)
+        else:
+            digest = checkpoint_digest(data, key)
         if digest.hex() != body.state_digest:
             raise IntegrityError(f"{key}: recomputed state digest is not its ledger entry's")
         if c == 0:
@@ -157,7 +168,11 @@ class Replay:
                 raise IntegrityError(
                     f"{body.pending_records}: not the epoch's committed records up to step {c}"
                 )
-        if st.restore(self.model, self.optimizer, tensors, key) != c:
+        if self.canonical is not None:
+            restored = self.canonical.restore(data, key)
+        else:
+            restored = st.restore(self.model, self.optimizer, tensors, key)
+        if restored != c:
             raise IntegrityError(f"{key}: its step counter is not {c}")
 
     def link(self, step: int) -> bytes:
@@ -171,10 +186,17 @@ class Replay:
         """Re-executes ``step`` from the live state; returns the record it should have."""
         fields = self.stepper.step(step)
         take_state, _ = commitments(self.spec, self.spe, step)
-        if take_state:
-            tensors = st.state_tensors(self.model, self.optimizer, step + 1, self.manifest.digest)
-            fields["state_digest"] = st.digest_tensors(tensors)
-        fields["param_digest"] = st.digest_tensors(st.param_tensors(self.model))
+        if self.canonical is not None:
+            if take_state:
+                fields["state_digest"] = cn.digest_arrays(self.canonical.tensors())
+            fields["param_digest"] = cn.digest_arrays(self.canonical.param_tensors())
+        else:
+            if take_state:
+                tensors = st.state_tensors(
+                    self.model, self.optimizer, step + 1, self.manifest.digest
+                )
+                fields["state_digest"] = st.digest_tensors(tensors)
+            fields["param_digest"] = st.digest_tensors(st.param_tensors(self.model))
         fields["prev_record_hash"] = self.link(step)
         self.replayed += 1
         return StepRecord(**fields).to_bytes()

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from veritrain.pipeline.determinism import DeterminismProfile
+from veritrain.pipeline.determinism import CanonicalProfile, DeterminismProfile
 from veritrain.pipeline.entries import (
     CheckpointBody,
     CheckpointEntry,
@@ -22,9 +22,9 @@ from veritrain.pipeline.entries import (
 from veritrain.pipeline.errors import IntegrityError
 from veritrain.pipeline.keys import manifest_key
 from veritrain.pipeline.ledger import Ledger, canonical_json
-from veritrain.pipeline.spec import RunSpec
+from veritrain.pipeline.spec import AdamOptimizer, RunSpec
 from veritrain.pipeline.store import NotFoundError, Store
-from veritrain.prover import RECORD_LEN, EpochClaim
+from veritrain.prover import RECORD_LEN, CanonicalSettings, EpochClaim
 from veritrain.prover.models import Digest
 
 OPTIMIZER_TAG = b"veritrain/optimizer/v1\x00"
@@ -65,6 +65,11 @@ def split_records(blob: bytes) -> list[bytes]:
     return [blob[i : i + n] for i in range(0, len(blob), n)]
 
 
+def load_epoch_records(store: Store, entry: EpochEntry) -> list[bytes]:
+    """An epoch's committed records (the file its ledger entry names by sha256)."""
+    return split_records(read_committed(store, entry.body.records, entry.body.records_sha256))
+
+
 def claim_digest(claim: EpochClaim) -> str:
     """``H("veritrain/claim/v1", claim bytes)`` in hex: a receipt entry's ``claim_digest``."""
     return claim.digest().hex()
@@ -78,8 +83,25 @@ def manifest_digest(doc: dict[str, Any]) -> bytes:
     return hashlib.sha256(MANIFEST_TAG + canonical_json(content)).digest()
 
 
+def canonical_settings(spec: RunSpec) -> CanonicalSettings:
+    """A canonical run's settings (PROTOCOL.md §15): its optimizer as fixed-point coefficients
+    and its zk_steps_per_epoch."""
+    o, k = spec.optimizer, spec.zk_steps_per_epoch
+    if isinstance(o, AdamOptimizer):
+        b1, b2 = o.betas
+        return CanonicalSettings.adam(
+            zk_steps_per_epoch=k, beta1=b1, beta2=b2, eps=o.eps, weight_decay=o.weight_decay
+        )
+    return CanonicalSettings.sgd(
+        zk_steps_per_epoch=k, momentum=o.momentum, weight_decay=o.weight_decay
+    )
+
+
 def optimizer_digest(spec: RunSpec) -> bytes:
-    """Digest of the constant optimizer settings; each step's hparams digest binds it."""
+    """Digest of the constant optimizer settings; each step's hparams digest binds it. A
+    canonical run's is its canonical settings' digest (PROTOCOL.md §15), which the guest reads."""
+    if spec.arithmetic == "canonical":
+        return canonical_settings(spec).digest()
     return hashlib.sha256(
         OPTIMIZER_TAG + canonical_json(spec.optimizer.model_dump(mode="json"))
     ).digest()
@@ -97,7 +119,7 @@ class Manifest(BaseModel):
     protocol_version: int
     run_id: str
     spec: RunSpec
-    determinism: DeterminismProfile
+    determinism: DeterminismProfile | CanonicalProfile
     dataset_root: Digest
     dataset_len: Annotated[int, Field(strict=True, ge=0)]
     steps_per_epoch: Annotated[int, Field(strict=True, gt=0)]

@@ -6,7 +6,14 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from veritrain.pipeline.errors import SpecError
 from veritrain.pipeline.store import store_uri_problem
@@ -101,6 +108,39 @@ class RunSpec(_Strict):
     challenge_window: Annotated[float, Field(ge=0)] = 7 * 24 * 3600.0
     threads: Annotated[int, Field(gt=0)] = 1
     store: str = "./veritrain-store"
+    # torch: the model's own torch arithmetic, replayable only in the recorded determinism
+    # profile. canonical: the fixed-point MLP of PROTOCOL.md §15, the same bits on any machine,
+    # and each epoch's receipt re-executes zk_steps_per_epoch Fiat-Shamir-chosen steps.
+    arithmetic: Literal["torch", "canonical"] = "torch"
+    zk_steps_per_epoch: Annotated[int, Field(ge=1, le=U32_MAX)] = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical_defaults(cls, data: Any) -> Any:
+        # The guest needs the pre-step state of any step it samples: every record of a canonical
+        # run carries its state digest, so state_every defaults to 1 there.
+        if isinstance(data, dict) and data.get("arithmetic") == "canonical":
+            data = {"state_every": 1, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _canonical_rules(self) -> RunSpec:
+        if self.arithmetic == "torch":
+            if self.zk_steps_per_epoch != 1:
+                raise ValueError(
+                    "zk_steps_per_epoch re-executes canonical steps; it needs arithmetic: canonical"
+                )
+            return self
+        if not isinstance(self.model, MlpModel):
+            raise ValueError(
+                f"arithmetic: canonical trains model kind mlp only, not {self.model.kind}"
+            )
+        if self.state_every != 1:
+            raise ValueError(
+                "state_every: a canonical run commits every step's state (1), not "
+                f"{self.state_every}"
+            )
+        return self
 
     @field_validator("store")
     @classmethod
@@ -118,6 +158,9 @@ def _describe(e: ValidationError) -> str:
     err = e.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    if not err["loc"] and err["type"] == "value_error":
+        # A rule across fields (RunSpec's validators): its message names the field.
+        return f"{err['msg'].removeprefix('Value error, ')}{more}"
     return f"{loc}: {err['msg']}{more}"
 
 

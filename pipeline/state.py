@@ -27,6 +27,7 @@ _DTYPES = {
     torch.float32: "F32",
     torch.float16: "F16",
     torch.bfloat16: "BF16",
+    torch.uint64: "U64",  # a canonical state's Adam second moments (pipeline/canonical.py)
     torch.int64: "I64",
     torch.int32: "I32",
     torch.int16: "I16",

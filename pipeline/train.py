@@ -23,9 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from veritrain.pipeline import canonical as cn
 from veritrain.pipeline import state as st
 from veritrain.pipeline.data import Dataset, load_dataset
-from veritrain.pipeline.determinism import DeterminismProfile
+from veritrain.pipeline.determinism import DeterminismProfile, Profile, current_profile
 from veritrain.pipeline.entries import (
     Body,
     CheckpointBody,
@@ -56,8 +57,7 @@ from veritrain.prover import (
     EpochClaim,
     StepRecord,
     batch_digest,
-    check_epoch,
-    epoch_input,
+    check_records,
     epoch_permutation,
     genesis_hash,
     hparams_digest,
@@ -65,6 +65,7 @@ from veritrain.prover import (
     merkle_root,
     steps_per_epoch,
 )
+from veritrain.prover.models import GUARANTEES, TORCH_MODE
 
 
 @dataclass
@@ -87,7 +88,8 @@ class Tamper(Protocol):
     def after_update(
         self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer
     ) -> None:
-        """Changes the live state after the optimizer step, before anything digests it."""
+        """Changes the live state after the optimizer step, before anything digests it (a
+        canonical run passes its CanonicalState as ``model`` and None as ``optimizer``)."""
         ...
 
 
@@ -99,9 +101,10 @@ class Trainer:
     ledger: Ledger
     entries: list[Entry]
     dataset: Dataset
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
+    model: torch.nn.Module | None  # torch mode
+    optimizer: torch.optim.Optimizer | None
     key: object
+    canonical: cn.CanonicalState | None = None  # arithmetic: canonical
     on_step: Callable[[StepEvent], None] | None = None
     tamper: Tamper | None = None
     _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
@@ -121,12 +124,16 @@ class Trainer:
 
 def _setup(
     spec: RunSpec, dataset: Dataset | None = None
-) -> tuple[DeterminismProfile, Dataset, torch.nn.Module, torch.optim.Optimizer]:
-    """Everything training builds from the spec; ``dataset`` if the caller loaded it already."""
-    profile = DeterminismProfile.current(spec.threads)
-    profile.apply()
+) -> tuple[Profile, Dataset, torch.nn.Module | None, torch.optim.Optimizer | None]:
+    """Everything training builds from the spec; ``dataset`` if the caller loaded it already.
+    A canonical run builds no torch objects and leaves torch's settings alone: its state is
+    pipeline/canonical.py's, made once the manifest digest exists."""
+    profile = current_profile(spec.arithmetic, spec.threads)
     dataset = dataset if dataset is not None else load_dataset(spec.dataset)
     check_sizes(spec, len(dataset))
+    if not isinstance(profile, DeterminismProfile):
+        return profile, dataset, None, None
+    profile.apply()
     torch.manual_seed(spec.seed)
     model = build_model(spec.model, dataset.in_features, dataset.classes)
     optimizer = build_optimizer(spec.optimizer, model.parameters())
@@ -139,7 +146,7 @@ def check_resumable(manifest: Manifest, spec: RunSpec) -> None:
     mkey = manifest_key(manifest.run_id)
     if manifest.spec != spec:
         raise SpecError(f"{mkey}: run {manifest.run_id} exists with another spec; use a new run id")
-    DeterminismProfile.current(spec.threads).require_same(manifest.determinism)
+    current_profile(spec.arithmetic, spec.threads).require_same(manifest.determinism)
     if manifest.image_id != image_id():
         raise IntegrityError(
             f"{mkey}: run pins guest image id {manifest.image_id.hex()}, "
@@ -166,8 +173,14 @@ def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
             "image_id": image_id().hex(),
             "public_key": public_key_hex(key),
         }
-        genesis = st.state_tensors(model, optimizer, 0, manifest_digest(doc))
-        doc["genesis_state_digest"] = st.digest_tensors(genesis).hex()
+        if spec.arithmetic == "canonical":
+            genesis_digest = cn.digest_arrays(
+                cn.CanonicalState(spec, dataset, manifest_digest(doc)).tensors()
+            )
+        else:
+            genesis = st.state_tensors(model, optimizer, 0, manifest_digest(doc))
+            genesis_digest = st.digest_tensors(genesis)
+        doc["genesis_state_digest"] = genesis_digest.hex()
         # Deterministic bytes: a crash between here and the ledger entry re-creates them equal.
         store.create(mkey, json.dumps(doc, indent=1, sort_keys=True).encode())
     manifest = Manifest.load(store, run_id)
@@ -180,17 +193,35 @@ def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
     ledger, entries = open_ledger(store, manifest)
     check_resumable(manifest, spec)
     t = Trainer(spec, store, manifest, ledger, entries, dataset, model, optimizer, key)
+    if spec.arithmetic == "canonical":
+        t.canonical = cn.CanonicalState(spec, dataset, manifest.digest)
     if not any(isinstance(e, CheckpointEntry) for e in entries):
-        tensors = st.state_tensors(model, optimizer, 0, manifest.digest)
-        t.append(_write_checkpoint(t, 0, tensors, [], None))
+        t.append(_write_checkpoint(t, 0, _state(t, 0), [], None))
     return t
+
+
+def _state(t: Trainer, step: int) -> dict:
+    """The live state after ``step`` steps as named tensors (torch's, or canonical arrays)."""
+    if t.canonical is not None:
+        return t.canonical.tensors()
+    return st.state_tensors(t.model, t.optimizer, step, t.manifest.digest)
+
+
+def _digest(t: Trainer, tensors: dict) -> bytes:
+    return cn.digest_arrays(tensors) if t.canonical is not None else st.digest_tensors(tensors)
+
+
+def _param_digest(t: Trainer) -> bytes:
+    if t.canonical is not None:
+        return cn.digest_arrays(t.canonical.param_tensors())
+    return st.digest_tensors(st.param_tensors(t.model))
 
 
 def _write_checkpoint(
     t: Trainer, step: int, tensors: dict, pending: list[bytes], state_digest: bytes | None
 ) -> CheckpointBody:
-    data = st.checkpoint_bytes(tensors)
-    digest = state_digest or st.digest_tensors(tensors)
+    data = cn.checkpoint_bytes(tensors) if t.canonical is not None else st.checkpoint_bytes(tensors)
+    digest = state_digest or _digest(t, tensors)
     ck = checkpoint_key(t.run_id, step)
     t.store.create(ck, data)
     pk = blob_sha256 = None
@@ -213,7 +244,10 @@ def _resume_point(t: Trainer) -> tuple[int, list[bytes]]:
     last = next(e for e in reversed(t.entries) if isinstance(e, (CheckpointEntry, EpochEntry)))
     body = last.body.checkpoint if isinstance(last, EpochEntry) else last.body
     data = read_committed(t.store, body.checkpoint, body.checkpoint_sha256)
-    step = st.restore(t.model, t.optimizer, st.load_checkpoint(data, body.checkpoint))
+    if t.canonical is not None:
+        step = t.canonical.restore(data, body.checkpoint)
+    else:
+        step = st.restore(t.model, t.optimizer, st.load_checkpoint(data, body.checkpoint))
     pending: list[bytes] = []
     if body.pending_records is not None:
         pending = split_records(read_committed(t.store, body.pending_records, body.pending_sha256))
@@ -316,7 +350,15 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
     end_epoch = spec.epochs if until_epoch is None else min(until_epoch, spec.epochs)
     step, pending = _resume_point(t)
     opt_digest = t.manifest.optimizer_digest
-    stepper = Stepper(t.run_id, spec, spe, opt_digest, t.dataset, t.model, t.optimizer, t.tamper)
+    stepper: Stepper | cn.CanonicalStepper
+    if t.canonical is not None:
+        stepper = cn.CanonicalStepper(
+            t.run_id, spec, spe, opt_digest, t.dataset, t.canonical, t.tamper
+        )
+    else:
+        stepper = Stepper(
+            t.run_id, spec, spe, opt_digest, t.dataset, t.model, t.optimizer, t.tamper
+        )
     total = spec.epochs * spe
     # A record waiting for its parameter digest: (fields, future).
     waiting: tuple[dict, Future] | None = None
@@ -348,9 +390,9 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
             last_of_epoch = k == spe - 1
             take_state, at_checkpoint = commitments(spec, spe, step)
             if take_state:
-                tensors = st.state_tensors(t.model, t.optimizer, done, t.manifest.digest)
-                fields["state_digest"] = st.digest_tensors(tensors)
-                fields["param_digest"] = st.digest_tensors(st.param_tensors(t.model))
+                tensors = _state(t, done)
+                fields["state_digest"] = _digest(t, tensors)
+                fields["param_digest"] = _param_digest(t)
                 rec = StepRecord(**fields)
                 pending.append(rec.to_bytes())
                 prev_hash = rec.hash()
@@ -403,9 +445,10 @@ def _close_epoch(
         optimizer_digest=m.optimizer_digest,
         schedule=t.spec.schedule,
         image_id=m.image_id,
+        guarantees=TORCH_MODE | GUARANTEES["arithmetic"] if t.canonical is not None else TORCH_MODE,
     )
     prev = None if epoch == 0 else epoch_entries(t.entries)[epoch - 1].body.claim
-    check_epoch(epoch_input(claim, prev, records))  # our own records must pass the guest's rules
+    check_records(claim, prev, records)  # our own records must pass the guest's rules
     blob = b"".join(records)
     rk = records_key(t.run_id, epoch)
     t.store.create(rk, blob)

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from veritrain.pipeline import layout
-from veritrain.pipeline.determinism import DeterminismProfile, machine_profile
+from veritrain.pipeline.determinism import CanonicalProfile, DeterminismProfile, machine_profile
 from veritrain.pipeline.disputes import disputes
 from veritrain.pipeline.entries import (
     CheckpointBody,
@@ -41,8 +41,7 @@ from veritrain.prover import (
     EpochClaim,
     StepRecord,
     VeritrainError,
-    check_epoch,
-    epoch_input,
+    check_records,
     image_id,
     receipt_kind,
     verify_receipt,
@@ -276,6 +275,11 @@ def _check_replayable(manifest: Manifest, profiles: list[DeterminismProfile] | N
     """The run's determinism profile is one the verifier can replay (MACHINE_FIELDS compared):
     otherwise no challenge could re-execute its steps."""
     where = manifest_key(manifest.run_id)
+    if isinstance(manifest.determinism, CanonicalProfile):
+        return (
+            f"canonical arithmetic, protocol {manifest.determinism.protocol_version}: "
+            "replayable on any machine"
+        )
     if profiles is None:
         mine, source = machine_profile()
         profiles = [mine] if mine else []
@@ -436,7 +440,8 @@ def _check_records(
 ) -> str:
     records = load_epoch_records(store, entry)
     try:
-        check_epoch(epoch_input(claim, prev, records))
+        # The records alone: a canonical epoch's re-executed steps are the receipt's to prove.
+        check_records(claim, prev, records)
     except VeritrainError as e:
         msg = message(e)
         if manifest.image_id != image_id():

@@ -1,9 +1,10 @@
 """veritrain's prover: RISC Zero epoch receipts over rust/core's rules.
 
 The public API is this module; ``veritrain.prover._native`` is the Rust extension underneath it, and
-only this package imports it. Records, claims and schedules are the core's types (``StepRecord``,
-``EpochClaim``, ``Schedule``); the core's hashing, sampler and digest functions are re-exported as
-they are (``prover/_native.pyi`` declares them).
+only this package imports it. Records, claims, schedules and canonical settings are the core's
+types (``StepRecord``, ``EpochClaim``, ``Schedule``, ``CanonicalSettings``); the core's hashing,
+sampler, digest and canonical-step functions are re-exported as they are (``prover/_native.pyi``
+declares them).
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from veritrain.prover._native import (
     CLAIM_LEN,
     PROTOCOL_VERSION,
     RECORD_LEN,
+    CanonicalSettings,
     batch_digest,
+    canonical_init,
+    canonical_step,
     check_run_id,
+    dataset_paths,
     dataset_root,
     epoch_permutation,
     genesis_hash,
@@ -26,6 +31,7 @@ from veritrain.prover._native import (
     state_digest,
     steps_per_epoch,
     tensor_digests,
+    zk_steps,
 )
 from veritrain.prover.errors import (
     EncodingError,
@@ -51,6 +57,7 @@ __all__ = [
     "CLAIM_LEN",
     "PROTOCOL_VERSION",
     "RECORD_LEN",
+    "CanonicalSettings",
     "EncodingError",
     "EpochCheckError",
     "EpochClaim",
@@ -67,12 +74,17 @@ __all__ = [
     "StepRecord",
     "VeritrainError",
     "batch_digest",
+    "canonical_init",
+    "canonical_step",
     "check_epoch",
+    "check_records",
     "check_run_id",
+    "dataset_paths",
     "dataset_root",
     "epoch_input",
     "epoch_permutation",
     "execute",
+    "execute_elf",
     "execute_epoch",
     "finish_epoch",
     "genesis_hash",
@@ -88,6 +100,7 @@ __all__ = [
     "steps_per_epoch",
     "tensor_digests",
     "verify_receipt",
+    "zk_steps",
 ]
 
 
@@ -96,14 +109,27 @@ def image_id() -> bytes:
     return _native.image_id()
 
 
-def epoch_input(claim: EpochClaim, prev: EpochClaim | None, records: Sequence[bytes]) -> bytes:
-    """The guest's input for one epoch: its claim, the previous epoch's claim, its records."""
-    return _native.encode_epoch_input(claim, prev, list(records))
+def epoch_input(
+    claim: EpochClaim,
+    prev: EpochClaim | None,
+    records: Sequence[bytes],
+    canonical: tuple[bytes, Sequence[_native.ZkStepArg]] | None = None,
+) -> bytes:
+    """The guest's input for one epoch: its claim, the previous epoch's claim, its records and,
+    for a canonical claim (guarantees 31), the canonical settings' bytes and the re-executed
+    steps (PROTOCOL.md §10; ``veritrain.pipeline.zkinput`` builds them from the store)."""
+    return _native.encode_epoch_input(claim, prev, list(records), canonical)
 
 
 def check_epoch(input: bytes) -> None:
     """Runs the guest's checks natively (fast). Raises EpochCheckError naming the failed check."""
     _native.check_epoch(input)
+
+
+def check_records(claim: EpochClaim, prev: EpochClaim | None, records: Sequence[bytes]) -> None:
+    """Every check of ``check_epoch`` but a canonical epoch's re-execution of steps (checks
+    ``arithmetic`` and ``dataset``), from the records alone. Raises EpochCheckError."""
+    _native.check_epoch(_native.encode_epoch_input(claim, prev, list(records)), True)
 
 
 def _stats(d: _native.ExecuteOutput) -> ProverStats:
@@ -116,6 +142,12 @@ def execute(input: bytes, *, po2: int | None = None) -> ExecuteResult:
     """Runs the guest in risc0's executor only (no proof): its journal and cycle counts."""
     out = _native.execute(input, po2)
     return ExecuteResult(claim=EpochClaim.from_bytes(out["journal"]), stats=_stats(out))
+
+
+def execute_elf(elf: bytes, input: bytes) -> tuple[bytes, int]:
+    """Runs another guest ELF in risc0's executor: its journal and user cycles. Measurements only
+    (bench/zk_bench.py runs the measuring program built beside the guest); it proves nothing."""
+    return _native._execute_elf(elf, input)
 
 
 def execute_epoch(input: bytes, *, po2: int | None = None) -> Execution:

@@ -221,11 +221,57 @@ class EpochClaim:
         """The ``.journal.json`` document: the JSON form with the guarantees spelled out."""
 
 # The core's functions.
+@final
+class CanonicalSettings:
+    """A canonical run's settings (PROTOCOL.md §15); ``digest()`` is its optimizer digest."""
+
+    @staticmethod
+    def sgd(
+        *, zk_steps_per_epoch: int, momentum: float, weight_decay: float
+    ) -> CanonicalSettings: ...
+    @staticmethod
+    def adam(
+        *, zk_steps_per_epoch: int, beta1: float, beta2: float, eps: float, weight_decay: float
+    ) -> CanonicalSettings: ...
+    @staticmethod
+    def from_bytes(data: bytes) -> CanonicalSettings: ...
+    def to_bytes(self) -> bytes: ...
+    def digest(self) -> bytes: ...
+    @property
+    def optimizer(self) -> Literal["sgd", "adam"]: ...
+    @property
+    def zk_steps_per_epoch(self) -> int: ...
+
+def canonical_init(seed: int, dims: Sequence[int]) -> list[bytes]:
+    """The canonical MLP's initial parameters, each as little-endian int32 bytes."""
+
+def canonical_step(
+    settings: CanonicalSettings,
+    dims: Sequence[int],
+    params: Sequence[Any],
+    exp_avg: Sequence[Any],
+    exp_avg_sq: Sequence[Any],
+    lr: float,
+    rows: Any,
+    t: int,
+) -> tuple[float, float]:
+    """One canonical step in place on writable arrays (int32 params and first moments or
+    momentum buffers, uint64 second moments); returns the record's (loss, grad norm)."""
+
 def hparams_digest(lr: float, optimizer_digest: bytes) -> bytes: ...
+# (global step, pre-step state [(name, dtype, shape, bytes)], samples [(row, audit path)]).
+ZkStepArg = tuple[
+    int, Sequence[tuple[str, str, Sequence[int], bytes]], Sequence[tuple[bytes, Sequence[bytes]]]
+]
+
 def encode_epoch_input(
-    claim: EpochClaim, prev: EpochClaim | None, records: Sequence[bytes]
+    claim: EpochClaim,
+    prev: EpochClaim | None,
+    records: Sequence[bytes],
+    canonical: tuple[bytes, Sequence[ZkStepArg]] | None = None,
 ) -> bytes: ...
-def check_epoch(input: bytes) -> None: ...
+def check_epoch(input: bytes, records_only: bool = False) -> None: ...
+def zk_steps(records_root: bytes, step_count: int, k: int) -> list[int]: ...
 def genesis_hash(
     run_id: str, start_state_digest: bytes, dataset_root: bytes, sampler_seed: int
 ) -> bytes: ...
@@ -241,6 +287,7 @@ def tensor_digests(
 ) -> list[bytes]: ...
 def state_digest(tensors: Sequence[tuple[str, bytes]]) -> bytes: ...
 def dataset_root(rows: Any, row_len: int) -> bytes: ...
+def dataset_paths(rows: Any, row_len: int, indices: Sequence[int]) -> list[list[bytes]]: ...
 
 # zkVM.
 class ExecuteOutput(TypedDict):
@@ -274,3 +321,4 @@ def receipt_kind(
 ) -> Literal["succinct", "composite", "groth16", "fake", "unknown"]: ...
 def verify_receipt(receipt: bytes, image_id: bytes) -> bytes: ...
 def _fake_receipt(journal: bytes, image_id: bytes) -> bytes: ...
+def _execute_elf(elf: bytes, input: bytes) -> tuple[bytes, int]: ...

@@ -8,6 +8,7 @@ the Rust kernels say the same thing, and a verifier without the Rust code can re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import struct
@@ -201,6 +202,113 @@ def adam_step(
         w[i] = sat(w[i] - div_rne(a["lr"] * m[i] * 2**FRAC, bc1 * den))
 
 
+# --- the canonical MLP (§15, "The canonical MLP") -------------------------------------------
+
+
+def tagged(tag: str, data: bytes) -> bytes:
+    return hashlib.sha256(tag.encode() + b"\0" + data).digest()
+
+
+def settings_bytes(s: dict[str, int]) -> bytes:
+    kind = {"sgd": 0, "adam": 1}[s["kind"]]
+    head = struct.pack("<3I", 1, kind, s["zk_steps_per_epoch"])
+    return head + struct.pack("<5i", *(s[k] for k in ("wd", "momentum", "beta1", "beta2", "eps")))
+
+
+def decode_settings(b: bytes) -> dict[str, Any]:
+    version, kind, k, wd, mom, b1, b2, eps = struct.unpack("<3I5i", b)
+    assert version == 1 and kind in (0, 1) and k >= 1
+    s = {"kind": ("sgd", "adam")[kind], "zk_steps_per_epoch": k, "wd": wd, "momentum": mom}
+    s |= {"beta1": b1, "beta2": b2, "eps": eps}
+    unused = (b1, b2, eps) if kind == 0 else (mom,)
+    assert not any(unused)
+    return s
+
+
+class Xoshiro128:
+    """xoshiro128** keyed by a digest's first four LE words (PROTOCOL.md §5)."""
+
+    def __init__(self, key: bytes) -> None:
+        self.s = list(struct.unpack("<4I", key[:16]))
+        if self.s == [0, 0, 0, 0]:  # xoshiro's fixed point, as the Rust sampler
+            self.s[0] = 1
+
+    def next_u32(self) -> int:
+        m = 0xFFFFFFFF
+        s = self.s
+        rotl = lambda x, k: ((x << k) | (x >> (32 - k))) & m  # noqa: E731
+        result = (rotl((s[1] * 5) & m, 7) * 9) & m
+        t = (s[1] << 9) & m
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = rotl(s[3], 11)
+        return result
+
+    def below(self, bound: int) -> int:
+        m = self.next_u32() * bound
+        threshold = (2**32 - bound) % bound
+        while m & 0xFFFFFFFF < threshold:
+            m = self.next_u32() * bound
+        return m >> 32
+
+
+def mlp_init(seed: int, dims: list[int]) -> list[list[int]]:
+    params = []
+    for layer, (n_in, n_out) in enumerate(zip(dims, dims[1:], strict=False)):
+        rng = Xoshiro128(tagged("veritrain/init/v1", struct.pack("<QI", seed, layer)))
+        bound = math.isqrt(2**48 // n_in)
+        params.append([rng.below(2 * bound + 1) - bound for _ in range(n_in * n_out)])
+        params.append([rng.below(2 * bound + 1) - bound for _ in range(n_out)])
+    return params
+
+
+def quantize_sample(row: bytes, n_in: int, classes: int) -> tuple[list[int], int]:
+    feats = struct.unpack(f"<{n_in}f", row[: 4 * n_in])
+    (label,) = struct.unpack("<q", row[4 * n_in :])
+    assert all(math.isfinite(f) for f in feats) and 0 <= label < classes
+    return [sat(round(f * 2**FRAC)) for f in feats], label
+
+
+def mlp_step(
+    dims: list[int],
+    params: list[list[int]],
+    state: list[list[list[int]]],
+    s: dict[str, Any],
+    lr: int,
+    x: list[int],
+    labels: list[int],
+    t: int,
+) -> tuple[int, int]:
+    layers = len(dims) - 1
+    acts, pre = [x], []
+    for layer in range(layers):
+        z = linear_forward(
+            acts[-1], params[2 * layer], params[2 * layer + 1], *dims[layer : layer + 2]
+        )
+        pre.append(z)
+        acts.append(relu(z))
+    loss, dz = softmax_cross_entropy(pre[-1], labels, dims[-1])
+    grads: list[list[int]] = [[] for _ in params]
+    for layer in reversed(range(layers)):
+        n_in, n_out = dims[layer : layer + 2]
+        grads[2 * layer], grads[2 * layer + 1] = linear_grad_params(dz, acts[layer], n_in, n_out)
+        if layer:
+            dz = relu_backward(
+                pre[layer - 1], linear_grad_input(dz, params[2 * layer], n_in, n_out)
+            )
+    norm = grad_norm(grads)
+    for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+        if s["kind"] == "sgd":
+            sgd_step(p, g, state[0][i], lr, s["momentum"], s["wd"])
+        else:
+            a = {"lr": lr, "beta1": s["beta1"], "beta2": s["beta2"], "eps": s["eps"]}
+            adam_step(p, g, state[0][i], state[1][i], a | {"weight_decay": s["wd"]}, t)
+    return loss, norm
+
+
 # --- the vectors -----------------------------------------------------------------------------
 
 
@@ -301,3 +409,44 @@ def test_a_whole_mlp_training_step():
     for p, g, b in zip(params, grads, bufs, strict=True):
         sgd_step(p, g, b, c["lr"], c["momentum"], c["weight_decay"])
     assert (params, bufs) == (c["params"], c["momentum_buffers"])
+
+
+def test_canonical_settings_encode_and_digest():
+    c = VECTORS["canonical"]
+    kinds = []
+    for case in c["settings"]:
+        raw = bytes.fromhex(case["bytes"])
+        s = decode_settings(raw)
+        kinds.append(s["kind"])
+        assert settings_bytes(s) == raw
+        assert tagged("veritrain/canonical-settings/v1", raw).hex() == case["digest"]
+    assert kinds == ["sgd", "adam"]
+
+
+def test_canonical_init_quantization_and_steps():
+    c = VECTORS["canonical"]
+    dims = c["dims"]
+    assert mlp_init(c["seed"], dims) == c["init"]
+    rows = [bytes.fromhex(r) for r in c["rows"]]
+    for i, name in enumerate(("sgd_steps", "adam_steps")):
+        s = decode_settings(bytes.fromhex(c["settings"][i]["bytes"]))
+        params = [list(p) for p in c["init"]]
+        state = [[[0] * len(p) for p in params] for _ in range(2)]
+        for step, want in enumerate(c[name]):
+            batch = len(want["labels"])
+            quantized = [
+                quantize_sample(r, dims[0], dims[-1]) for r in rows[step * batch :][:batch]
+            ]
+            x = [v for feats, _ in quantized for v in feats]
+            labels = [label for _, label in quantized]
+            assert (x, labels) == (want["x"], want["labels"])
+            assert want["lr"] == coef_from_f64(0.05)
+            loss, norm = mlp_step(dims, params, state, s, want["lr"], x, labels, want["t"])
+            assert (loss, norm) == (want["loss"], want["grad_norm"])
+            assert to_f32_bits(loss, FRAC) == want["loss_f32_bits"]
+            assert to_f32_bits(norm, FRAC) == want["grad_norm_f32_bits"]
+            assert params == want["params"]
+            if s["kind"] == "sgd":
+                assert state[0] == want["momentum_buffers"]
+            else:
+                assert (state[0], state[1]) == (want["exp_avg"], want["exp_avg_sq"])

@@ -486,7 +486,7 @@ def check_epoch(data: bytes) -> None:
     """The epoch check, rule by rule in the documented order; raises CheckFailed(name, step)."""
     inp = EpochInput.decode(data)
     c = inp.claim
-    if c.guarantees != TORCH_MODE:
+    if c.guarantees not in (TORCH_MODE, TORCH_MODE | GUARANTEE_ARITHMETIC):
         raise CheckFailed("guarantees", None)
     if not 0 < c.dataset_len <= 0xFFFF_FFFF or c.batch_size == 0:
         raise CheckFailed("parameters", None)

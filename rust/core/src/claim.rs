@@ -45,7 +45,9 @@ impl Guarantees {
     pub const ARITHMETIC: u32 = 1 << 4;
     /// What this version of the guest proves for a torch-mode epoch.
     pub const TORCH_MODE: u32 = Self::STRUCTURE | Self::SAMPLER | Self::SCHEDULE | Self::LINEAGE;
-    pub const KNOWN: u32 = Self::TORCH_MODE | Self::ARITHMETIC;
+    /// What a canonical run's epoch claims (`arithmetic: canonical`, PROTOCOL.md §15).
+    pub const CANONICAL_MODE: u32 = Self::TORCH_MODE | Self::ARITHMETIC;
+    pub const KNOWN: u32 = Self::CANONICAL_MODE;
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -2,7 +2,8 @@
 //!
 //! Guest input (`EpochInput`), little-endian: claim (384 bytes) || has_prev u32 (0 or 1) ||
 //! previous epoch's claim (384 bytes, only if has_prev) || record count u32 || record slots (256
-//! bytes each: the record inside its hash message, see [`Records`]).
+//! bytes each: the record inside its hash message, see [`Records`]) || for a canonical epoch
+//! (guarantees 31) the canonical section ([`CanonicalSection`]).
 
 use alloc::vec::Vec;
 
@@ -15,6 +16,7 @@ use crate::record::{
 };
 use crate::sampler::{self, BatchHasher};
 use crate::schedule::hparams_digest;
+use crate::zk::{check_arithmetic, CanonicalSection};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochInput {
@@ -23,6 +25,8 @@ pub struct EpochInput {
     pub prev: Option<EpochClaim>,
     /// The epoch's records, in step order.
     pub records: Records,
+    /// What the guest re-executes: present exactly when the claim has guarantee `arithmetic`.
+    pub canonical: Option<CanonicalSection>,
 }
 
 /// Which rule failed. The names are the check names `veritrain verify` reports.
@@ -52,6 +56,10 @@ pub enum ErrorKind {
     EndState,
     /// The last record hash or the records root differ from the claim.
     RecordsRoot,
+    /// A re-executed step does not give its record (or its input is not the step's).
+    Arithmetic,
+    /// A re-executed step's sample is not under the dataset root.
+    Dataset,
 }
 
 impl ErrorKind {
@@ -69,6 +77,8 @@ impl ErrorKind {
             Self::Hparams => "hparams",
             Self::EndState => "end_state",
             Self::RecordsRoot => "records_root",
+            Self::Arithmetic => "arithmetic",
+            Self::Dataset => "dataset",
         }
     }
 }
@@ -120,19 +130,36 @@ impl EpochInput {
         for w in self.records.words() {
             out.extend_from_slice(&w.to_ne_bytes());
         }
+        if let Some(c) = &self.canonical {
+            c.encode_into(&mut out);
+        }
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, CheckError> {
-        Self::read_from(&mut ByteStream { bytes, pos: 0 }, bytes.len() / SLOT_LEN)
+        Self::read_from(&mut ByteStream { bytes, pos: 0 }, bytes.len() / 4)
+    }
+
+    /// Decodes an input that ends after the records even if the claim is canonical (for
+    /// [`check_records`]).
+    pub fn decode_records(bytes: &[u8]) -> Result<Self, CheckError> {
+        let stream = &mut ByteStream { bytes, pos: 0 };
+        let input = Self::read(bytes.len() / 4, false, |w| match stream.read_words(w) {
+            true => Ok(()),
+            false => Err(encoding("input is truncated")),
+        })?;
+        if !stream.at_end() {
+            return Err(encoding("trailing bytes after the records"));
+        }
+        Ok(input)
     }
 
     /// Reads the whole input from `stream` and checks that it ends where the records do; the
     /// guest reads its input this way and [`decode`](Self::decode) reads bytes this way, so both
-    /// accept exactly the same inputs. Inputs of more than `max_records` records are refused
-    /// before anything is allocated for them.
-    pub fn read_from(stream: &mut impl WordStream, max_records: usize) -> Result<Self, CheckError> {
-        let input = Self::read(max_records, |words| match stream.read_words(words) {
+    /// accept exactly the same inputs. A length that would make the input longer than
+    /// `max_words` words is refused before anything is allocated for it.
+    pub fn read_from(stream: &mut impl WordStream, max_words: usize) -> Result<Self, CheckError> {
+        let input = Self::read(max_words, true, |words| match stream.read_words(words) {
             true => Ok(()),
             false => Err(encoding("input is truncated")),
         })?;
@@ -145,7 +172,8 @@ impl EpochInput {
     /// Reads the encoding from a stream of words: every part is a whole number of words, and the
     /// records land word-aligned with no copy. `read` fills its argument or fails.
     fn read(
-        max_records: usize,
+        max_words: usize,
+        with_section: bool,
         mut read: impl FnMut(&mut [u32]) -> Result<(), CheckError>,
     ) -> Result<Self, CheckError> {
         let read_claim = |read: &mut dyn FnMut(&mut [u32]) -> Result<(), CheckError>| {
@@ -167,16 +195,21 @@ impl EpochInput {
             _ => return Err(encoding("has_prev must be 0 or 1")),
         };
         let count = read_u32(&mut read)? as usize;
-        if count > max_records {
+        if count > max_words / (SLOT_LEN / 4) {
             return Err(encoding("input is truncated"));
         }
-        let records = Records::read(count, read)?.map_err(|_k| {
+        let records = Records::read(count, &mut read)?.map_err(|_k| {
             encoding("a record slot does not hold the record's hash prefix and padding")
         })?;
+        let canonical = match claim.guarantees & Guarantees::ARITHMETIC {
+            g if g == 0 || !with_section => None,
+            _ => Some(CanonicalSection::read(max_words, &mut read)?),
+        };
         Ok(EpochInput {
             claim,
             prev,
             records,
+            canonical,
         })
     }
 }
@@ -267,12 +300,31 @@ pub fn check_link(prev: &EpochClaim, claim: &EpochClaim) -> Result<(), CheckErro
 
 /// Checks every rule of one epoch. On success the claim is what the receipt's journal carries.
 pub fn check_epoch<H: Sha256>(input: &EpochInput) -> Result<(), CheckError> {
+    check::<H>(input, false)
+}
+
+/// Checks every rule but the re-execution of a canonical epoch's chosen steps (`arithmetic`,
+/// `dataset`), so `input.canonical` may be absent: what the trainer and `veritrain verify` check
+/// of the records alone, without the training states.
+pub fn check_records<H: Sha256>(input: &EpochInput) -> Result<(), CheckError> {
+    check::<H>(input, true)
+}
+
+fn check<H: Sha256>(input: &EpochInput, records_only: bool) -> Result<(), CheckError> {
     let c = &input.claim;
-    if c.guarantees != Guarantees::TORCH_MODE {
+    let canonical = Guarantees::CANONICAL_MODE;
+    if c.guarantees != Guarantees::TORCH_MODE && c.guarantees != canonical {
         return fail(
             ErrorKind::Guarantees,
             None,
-            "guarantees must be exactly the torch-mode set",
+            "guarantees must be the torch-mode set (15) or the canonical one (31)",
+        );
+    }
+    if !records_only && input.canonical.is_some() != (c.guarantees == canonical) {
+        return fail(
+            ErrorKind::Encoding,
+            None,
+            "exactly canonical epochs carry the re-executed steps",
         );
     }
     // batch_size <= dataset_len <= u32::MAX keeps every index computation inside the guest's
@@ -415,5 +467,8 @@ pub fn check_epoch<H: Sha256>(input: &EpochInput) -> Result<(), CheckError> {
             "records root does not match the claim",
         );
     }
-    Ok(())
+    match &input.canonical {
+        Some(section) if !records_only => check_arithmetic::<H>(c, &input.records, &perm, section),
+        _ => Ok(()),
+    }
 }

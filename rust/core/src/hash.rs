@@ -293,6 +293,9 @@ pub mod tag {
     pub const CHUNK: &str = "veritrain/chunk/v1";
     pub const TENSOR: &str = "veritrain/tensor/v1";
     pub const CLAIM: &str = "veritrain/claim/v1";
+    pub const CANONICAL_SETTINGS: &str = "veritrain/canonical-settings/v1";
+    pub const INIT: &str = "veritrain/init/v1";
+    pub const ZK_STEPS: &str = "veritrain/zk-steps/v1";
 }
 
 /// The `sha2` crate's compression function (SHA-NI where the CPU has it).

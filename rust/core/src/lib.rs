@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 extern crate alloc;
 
+pub mod canonical;
 pub mod claim;
 pub mod epoch;
 pub mod hash;
@@ -21,9 +22,13 @@ pub mod record;
 pub mod sampler;
 pub mod schedule;
 pub mod tensor;
+pub mod zk;
 
+pub use canonical::{CanonicalSettings, OptState, StepOut};
 pub use claim::{EpochClaim, Guarantees, CLAIM_LEN};
-pub use epoch::{check_epoch, check_link, CheckError, EpochInput, ErrorKind, WordStream};
+pub use epoch::{
+    check_epoch, check_link, check_records, CheckError, EpochInput, ErrorKind, WordStream,
+};
 pub use hash::{Digest, Sha256};
 pub use record::{StepRecord, RECORD_LEN};
 pub use schedule::Schedule;

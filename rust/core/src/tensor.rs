@@ -8,7 +8,7 @@
 //! Chunks are independent, so the host hashes them in parallel. The chunk hash is BLAKE3, not
 //! SHA-256, by measurement (docs/PROTOCOL.md): the parameter digest of every step runs beside
 //! training, and SHA-256 at 1.6 GB/s per core took too much of the second core to stay within the
-//! 3% overhead goal. Only the host hashes tensor bytes; the guest never does.
+//! 3% overhead goal. The guest hashes the states of the steps it re-executes with this same code.
 
 use alloc::vec::Vec;
 

@@ -3,6 +3,8 @@
 //! order, and the test vectors `tests/vectors/kernels-v1.json` (`VERITRAIN_BLESS=1 cargo test`
 //! rewrites them; tests/test_kernel_vectors.py recomputes them from the document in pure Python).
 use serde_json::{json, Value};
+use veritrain_core::canonical::{self, CanonicalSettings, OptState};
+use veritrain_core::hash::Sha2;
 use veritrain_core::kernels::{self, Adam, COEF_FRAC, FRAC, ONE};
 
 const PATH: &str = concat!(
@@ -479,6 +481,80 @@ fn mlp_step(g: &mut Lcg) -> Value {
            "grad_norm_f32_bits": kernels::to_f32_bits(norm as i64, FRAC)})
 }
 
+/// The canonical MLP through its API (`veritrain_core::canonical`): settings and their digests,
+/// initialization, sample quantization, and two steps of a 5-4-3 MLP with each optimizer.
+fn canonical_run(g: &mut Lcg) -> Value {
+    let sgd = CanonicalSettings::sgd(2, 0.9, 1e-4).unwrap();
+    let adam = CanonicalSettings::adam(3, 0.9, 0.999, 1e-8, 1e-2).unwrap();
+    let settings: Vec<Value> = [sgd, adam]
+        .iter()
+        .map(|s| {
+            json!({"bytes": hex::encode(s.to_bytes()), "digest": hex::encode(s.digest::<Sha2>())})
+        })
+        .collect();
+    let (dims, seed, batch) = ([5usize, 4, 3], 11u64, 4usize);
+    let init = canonical::mlp_init::<Sha2>(seed, &dims).unwrap();
+    let classes = dims[2];
+    let rows: Vec<Vec<u8>> = (0..2 * batch)
+        .map(|i| {
+            let mut row: Vec<u8> = (0..dims[0])
+                .flat_map(|_| ((g.fx(2.0) as f32) / ONE as f32).to_le_bytes())
+                .collect();
+            row.extend_from_slice(&((i % classes) as i64).to_le_bytes());
+            row
+        })
+        .collect();
+    let run = |s: &CanonicalSettings| -> Vec<Value> {
+        let mut params = init.clone();
+        let lens: Vec<usize> = params.iter().map(Vec::len).collect();
+        let mut bufs: Vec<Vec<i32>> = lens.iter().map(|n| vec![0; *n]).collect();
+        let mut sq: Vec<Vec<u64>> = lens.iter().map(|n| vec![0; *n]).collect();
+        (0..2u64)
+            .map(|step| {
+                let chunk = &rows[step as usize * batch..(step as usize + 1) * batch];
+                let (x, labels) =
+                    canonical::quantize_batch(chunk.iter().map(Vec::as_slice), dims[0], classes)
+                        .unwrap();
+                let lr = canonical::lr_coef(0.05).unwrap();
+                let mut p: Vec<&mut [i32]> = params.iter_mut().map(|v| v.as_mut_slice()).collect();
+                let mut b: Vec<&mut [i32]> = bufs.iter_mut().map(|v| v.as_mut_slice()).collect();
+                let opt = if s.kind == canonical::OptimizerKind::Sgd {
+                    OptState::Sgd { momentum: &mut b }
+                } else {
+                    let mut v: Vec<&mut [u64]> = sq.iter_mut().map(|v| v.as_mut_slice()).collect();
+                    let out = canonical::mlp_step(
+                        &dims,
+                        &mut p,
+                        OptState::Adam {
+                            exp_avg: &mut b,
+                            exp_avg_sq: &mut v,
+                        },
+                        s,
+                        lr,
+                        &x,
+                        &labels,
+                        step + 1,
+                    )
+                    .unwrap();
+                    return json!({"x": x, "labels": labels, "lr": lr, "t": step + 1,
+                        "loss": out.loss, "grad_norm": out.grad_norm,
+                        "loss_f32_bits": out.loss_bits, "grad_norm_f32_bits": out.grad_norm_bits,
+                        "params": params, "exp_avg": bufs, "exp_avg_sq": sq});
+                };
+                let out =
+                    canonical::mlp_step(&dims, &mut p, opt, s, lr, &x, &labels, step + 1).unwrap();
+                json!({"x": x, "labels": labels, "lr": lr, "t": step + 1,
+                    "loss": out.loss, "grad_norm": out.grad_norm,
+                    "loss_f32_bits": out.loss_bits, "grad_norm_f32_bits": out.grad_norm_bits,
+                    "params": params, "momentum_buffers": bufs})
+            })
+            .collect()
+    };
+    json!({"settings": settings, "dims": dims, "seed": seed, "init": init,
+           "rows": rows.iter().map(hex::encode).collect::<Vec<_>>(),
+           "sgd_steps": run(&sgd), "adam_steps": run(&adam)})
+}
+
 fn build() -> Value {
     let mut g = Lcg(2026);
     let rounding: Vec<Value> = [
@@ -660,6 +736,7 @@ fn build() -> Value {
                  "weight_decay": adam.weight_decay, "steps": adam_steps},
         "coef_powu": powers,
         "mlp_step": mlp_step(&mut g),
+        "canonical": canonical_run(&mut g),
     })
 }
 

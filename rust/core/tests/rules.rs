@@ -37,9 +37,16 @@ fn epochs() -> (EpochInput, EpochInput) {
 
 #[test]
 fn guarantees_this_guest_does_not_give_are_refused() {
+    use veritrain_core::Guarantees as G;
+    for g in [G::TORCH_MODE & !G::LINEAGE, G::STRUCTURE, G::ARITHMETIC, 0] {
+        let (mut x, _) = epochs();
+        x.claim.guarantees = g;
+        assert_eq!(kind(&x), Some(ErrorKind::Guarantees), "{g}");
+    }
+    // 31 is a canonical epoch's, which must carry the re-executed steps (tests/zk.rs).
     let (mut x, _) = epochs();
-    x.claim.guarantees |= veritrain_core::Guarantees::ARITHMETIC;
-    assert_eq!(kind(&x), Some(ErrorKind::Guarantees));
+    x.claim.guarantees = G::CANONICAL_MODE;
+    assert_eq!(kind(&x), Some(ErrorKind::Encoding));
 }
 
 #[test]
@@ -350,4 +357,68 @@ proptest! {
         });
         prop_assert!(!matches!(outcome, Ok(Ok(()))));
     }
+}
+
+#[test]
+fn audit_paths_lead_every_leaf_to_the_root() {
+    for n in 1..=17usize {
+        let l: Vec<_> = (0..n).map(|i| d(&format!("leaf {i}"))).collect();
+        let root = merkle::root::<Sha2>(&l);
+        for (i, leaf) in l.iter().enumerate() {
+            let p = merkle::path::<Sha2>(&l, i);
+            let (n, i) = (n as u64, i as u64);
+            assert_eq!(
+                merkle::root_from_path::<Sha2>(leaf, i, n, &p),
+                Some(root),
+                "{i} of {n}"
+            );
+            // Another leaf, another index, a path one too short or too long: not this root.
+            let other = d("not a leaf");
+            assert_ne!(merkle::root_from_path::<Sha2>(&other, i, n, &p), Some(root));
+            if n > 1 {
+                let j = (i + 1) % n;
+                assert_ne!(
+                    merkle::root_from_path::<Sha2>(leaf, j, n, &p),
+                    Some(root),
+                    "{j}"
+                );
+                assert_eq!(merkle::root_from_path::<Sha2>(leaf, i, n, &p[1..]), None);
+            }
+            let mut long = p.clone();
+            long.push(other);
+            assert_eq!(merkle::root_from_path::<Sha2>(leaf, i, n, &long), None);
+            assert_eq!(merkle::root_from_path::<Sha2>(leaf, n, n, &p), None);
+        }
+    }
+}
+
+#[test]
+fn audit_path_of_three_leaves_is_rfc6962s() {
+    let l: Vec<_> = (0..3u8).map(|i| d(&i.to_string())).collect();
+    let n01 = merkle::node::<Sha2>(&l[0], &l[1]);
+    assert_eq!(merkle::path::<Sha2>(&l, 0), vec![l[1], l[2]]);
+    assert_eq!(merkle::path::<Sha2>(&l, 1), vec![l[0], l[2]]);
+    assert_eq!(merkle::path::<Sha2>(&l, 2), vec![n01]);
+}
+
+#[test]
+fn zk_steps_are_every_step_or_k_distinct_draws_in_order() {
+    use veritrain_core::zk::zk_steps;
+    let root = d("records root");
+    assert_eq!(zk_steps::<Sha2>(&root, 3, 3), vec![0, 1, 2]);
+    assert_eq!(zk_steps::<Sha2>(&root, 3, 7), vec![0, 1, 2]);
+    for k in 1..10 {
+        let s = zk_steps::<Sha2>(&root, 50, k);
+        assert!(!s.is_empty() && s.len() <= k as usize);
+        assert!(s.windows(2).all(|w| w[0] < w[1]) && s.iter().all(|x| *x < 50));
+        // The first k draws are a prefix of the first k + 1 draws.
+        let more = zk_steps::<Sha2>(&root, 50, k + 1);
+        assert!(s.iter().all(|x| more.contains(x)));
+    }
+    // Another records root, another choice (for some k: single draws may collide).
+    let other = d("another records root");
+    assert_ne!(
+        zk_steps::<Sha2>(&root, 1000, 4),
+        zk_steps::<Sha2>(&other, 1000, 4)
+    );
 }

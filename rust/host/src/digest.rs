@@ -7,7 +7,7 @@ use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use rayon::prelude::*;
-use veritrain_core::hash::Sha2;
+use veritrain_core::hash::{digest_bytes, digest_words, Sha2};
 use veritrain_core::{merkle, sampler, tensor, Digest};
 
 use crate::errors::value_error;
@@ -169,7 +169,53 @@ fn dataset_root<'py>(
     Ok(PyBytes::new(py, &root))
 }
 
+/// Audit paths (RFC 6962, from the leaf up) of the samples `indices` in the dataset root over
+/// fixed-size canonical rows (as `dataset_root`): what the prover gives the guest with each
+/// sample of a re-executed step.
+#[pyfunction]
+fn dataset_paths<'py>(
+    py: Python<'py>,
+    rows: PyBuffer<u8>,
+    row_len: usize,
+    indices: Vec<u64>,
+) -> PyResult<Vec<Vec<Bound<'py, PyBytes>>>> {
+    let view = View::of(&rows, "dataset rows")?;
+    if row_len == 0 || view.len % row_len != 0 {
+        return Err(value_error(format!(
+            "dataset rows: {} bytes is not a whole number of {row_len}-byte rows",
+            view.len
+        )));
+    }
+    let n = view.len / row_len;
+    if let Some(i) = indices.iter().find(|i| **i >= n as u64) {
+        return Err(value_error(format!(
+            "sample {i}: the dataset has {n} samples"
+        )));
+    }
+    let paths: Vec<Vec<Digest>> = py.detach(|| {
+        // SAFETY: `rows` is alive for the whole call.
+        let data = unsafe { view.bytes() };
+        let leaves: Vec<_> = data
+            .par_chunks(row_len)
+            .enumerate()
+            .map(|(i, row)| digest_words(&sampler::sample_leaf::<Sha2>(i as u64, row)))
+            .collect();
+        indices
+            .par_iter()
+            .map(|i| {
+                let path = merkle::NodeHasher::new().path::<Sha2>(&leaves, *i as usize);
+                path.iter().map(digest_bytes).collect()
+            })
+            .collect()
+    });
+    Ok(paths
+        .iter()
+        .map(|p| p.iter().map(|d| PyBytes::new(py, d)).collect())
+        .collect())
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(dataset_paths, m)?)?;
     m.add_function(wrap_pyfunction!(tensor_digests, m)?)?;
     m.add_function(wrap_pyfunction!(state_digest, m)?)?;
     m.add_function(wrap_pyfunction!(dataset_root, m)?)?;

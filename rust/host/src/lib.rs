@@ -4,6 +4,7 @@
 //! wraps core types as Python classes (`types`), hashes in parallel, and drives risc0.
 use pyo3::prelude::*;
 
+mod canonical;
 mod codec;
 mod digest;
 mod errors;
@@ -14,6 +15,7 @@ mod zkvm;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     types::register(m)?;
+    canonical::register(m)?;
     codec::register(m)?;
     digest::register(m)?;
     zkvm::register(m)?;

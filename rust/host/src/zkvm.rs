@@ -211,6 +211,28 @@ fn execute<'py>(
     Ok(d)
 }
 
+/// Runs another guest ELF (wrapped with the v1compat kernel as the embedded guest is) in the
+/// executor: (journal, user cycles). Only measurements use it (bench/zk_bench.py); it
+/// proves nothing.
+#[pyfunction]
+fn _execute_elf<'py>(
+    py: Python<'py>,
+    elf: &[u8],
+    input: &[u8],
+) -> PyResult<(Bound<'py, PyBytes>, u64)> {
+    refuse_dev_mode()?;
+    let blob = ProgramBinary::new(elf, V1COMPAT_ELF).encode();
+    let (journal, cycles) = py
+        .detach(|| -> anyhow::Result<_> {
+            let env = build_env(input, None, None)?;
+            let session = ExecutorImpl::from_elf(env, &blob)?.run()?;
+            let journal = session.journal.map(|j| j.bytes).unwrap_or_default();
+            Ok((journal, session.user_cycles))
+        })
+        .map_err(guest_failure)?;
+    Ok((PyBytes::new(py, &journal), cycles))
+}
+
 /// Proves one segment and lifts it into a succinct receipt (risc0's recursion circuit): the
 /// unit of parallel proving. The result is conditional on the segment's assumptions, if any.
 #[pyfunction]
@@ -485,5 +507,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(receipt_kind, m)?)?;
     m.add_function(wrap_pyfunction!(verify_receipt, m)?)?;
     m.add_function(wrap_pyfunction!(_fake_receipt, m)?)?;
+    m.add_function(wrap_pyfunction!(_execute_elf, m)?)?;
     Ok(())
 }

@@ -114,6 +114,7 @@ impl Run {
                 claim: claim.clone(),
                 prev: prev_claim.take(),
                 records,
+                canonical: None,
             });
             prev_claim = Some(claim);
         }

@@ -1,0 +1,121 @@
+"""Guest cycles of zk re-execution (PROTOCOL.md §11), executor counts, no proving:
+
+- per KiB of a tensor chunk hash: BLAKE3 (the protocol's chunk leaf, §8) against SHA-256
+  through the zkVM's accelerator over the same bytes;
+- per sample, checking a batch's samples against the dataset root (leaf and audit path);
+- per re-executed step of a canonical example (default: tiny-canonical and digits-canonical):
+  epoch 0 executed with every step re-executed and with one, the difference divided by the
+  steps between (so the records' own check and the fixed costs drop out).
+
+    VERITRAIN_CACHE=... bash scripts/build-guest.sh     # builds zk-cycles beside the guest
+    ~/.cache/veritrain/venv/bin/python -m veritrain.bench.zk_bench [--example SPEC ...]
+
+The first two run rust/guest/src/bin/zk-cycles.rs, which counts cycles around core's own code
+inside the guest; per-KiB and per-sample figures are slopes over sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from veritrain import prover
+from veritrain.pipeline.data import load_dataset
+from veritrain.pipeline.run import Manifest, epoch_entries, open_ledger
+from veritrain.pipeline.spec import DigitsDataset, load_spec
+from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.train import open_trainer, train
+from veritrain.pipeline.zkinput import guest_input
+
+ROOT = Path(__file__).resolve().parent.parent
+ELF = "riscv32im-risc0-zkvm-elf/guest/zk-cycles"
+EXAMPLES = ["examples/tiny-canonical.yaml", "examples/digits-canonical.yaml"]
+
+
+def _u32(*v: int) -> bytes:
+    return b"".join(x.to_bytes(4, "little") for x in v)
+
+
+def elf() -> bytes:
+    cache = Path(os.environ.get("VERITRAIN_CACHE", Path.home() / ".cache" / "veritrain"))
+    return (cache / "target-guest" / ELF).read_bytes()
+
+
+def chunk_cycles(program: bytes, n: int) -> tuple[int, int]:
+    data = bytes(i % 251 for i in range(n))
+    journal, _ = prover.execute_elf(program, _u32(0, n) + data)
+    return int.from_bytes(journal[:8], "little"), int.from_bytes(journal[8:16], "little")
+
+
+def sample_cycles(program: bytes, rows: np.ndarray, indices: list[int]) -> int:
+    root = prover.dataset_root(rows, rows.shape[1])
+    paths = prover.dataset_paths(rows, rows.shape[1], indices)
+    inp = len(rows).to_bytes(8, "little") + root + _u32(len(indices), rows.shape[1] // 4)
+    for i, path in zip(indices, paths, strict=True):
+        inp += _u32(i) + rows[i].tobytes() + _u32(len(path)) + b"".join(path)
+    journal, _ = prover.execute_elf(program, _u32(1) + inp)
+    assert journal[8:12] == _u32(1), "the samples did not check"
+    return int.from_bytes(journal[:8], "little")
+
+
+def epoch_cycles(spec_path: Path, k: int, root: str) -> tuple[int, int]:
+    """(user cycles of epoch 0's guest, steps per epoch) with k steps re-executed."""
+    spec = load_spec(spec_path).model_copy(
+        update={"epochs": 1, "finalize_every": 0, "zk_steps_per_epoch": k}
+    )
+    store = LocalStore(root)
+    run_id = f"zk-{spec_path.stem[:16]}-{k}"
+    train(open_trainer(spec, store, run_id))
+    m = Manifest.load(store, run_id)
+    _, entries = open_ledger(store, m)
+    inp = guest_input(store, m, epoch_entries(entries), 0, entries)
+    return prover.execute(inp).stats.user_cycles, m.steps_per_epoch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kib", type=int, nargs="+", default=[4, 64, 256])
+    ap.add_argument("--example", nargs="*", default=EXAMPLES)
+    args = ap.parse_args()
+    program = elf()
+    out: dict = {}
+
+    rows = {k: chunk_cycles(program, 1024 * k) for k in args.kib}
+    lo, hi = min(rows), max(rows)
+    per_kib = [(rows[hi][i] - rows[lo][i]) / (hi - lo) for i in (0, 1)]
+    out["chunk_hash_cycles_per_kib"] = {
+        "blake3": round(per_kib[0]),
+        "sha256_accelerated": round(per_kib[1]),
+        "ratio": round(per_kib[0] / per_kib[1], 2),
+    }
+
+    digits = load_dataset(DigitsDataset(kind="digits")).canonical_rows()
+    perm = prover.epoch_permutation(0, 0, len(digits))
+    one, many = sample_cycles(program, digits, perm[:1]), sample_cycles(program, digits, perm[:64])
+    out["sample_check_cycles_per_sample"] = {
+        "dataset": f"digits ({len(digits)} samples, {digits.shape[1]}-byte rows)",
+        "per_sample": round((many - one) / 63),
+    }
+
+    with tempfile.TemporaryDirectory() as root:
+        for example in args.example:
+            path = ROOT / example
+            all_steps, spe = epoch_cycles(path, 10**6, root)
+            single, _ = epoch_cycles(path, 1, root)
+            out[example] = {
+                "steps_per_epoch": spe,
+                "epoch_cycles_every_step_re_executed": all_steps,
+                "epoch_cycles_one_step_re_executed": single,
+                "cycles_per_re_executed_step": round((all_steps - single) / (spe - 1)),
+            }
+            print(json.dumps({example: out[example]}), flush=True)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
