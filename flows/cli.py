@@ -109,14 +109,9 @@ def _trust_words(args) -> list[str]:
 
 def _policy(args):
     """The trust roots and requirements of --policy and the flags, which add to the file."""
-    from veritrain.pipeline.policy import Policy, image_id_arg, load_policy, trainer_key_arg
+    from veritrain.pipeline.policy import policy_from
 
-    policy = load_policy(args.policy) if args.policy else Policy()
-    return policy.with_flags(
-        [image_id_arg(v) for v in args.image_id or []],
-        [trainer_key_arg(v) for v in args.trainer_key or []],
-        args.require_pinned,
-    )
+    return policy_from(args.policy, args.image_id, args.trainer_key, args.require_pinned)
 
 
 def cmd_verify(args) -> int:

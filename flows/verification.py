@@ -18,6 +18,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.states import Completed, Failed, State
 
 from veritrain.pipeline.audit import holds_audit, pull_epoch, verify_audit
+from veritrain.pipeline.policy import Policy, policy_from
 from veritrain.pipeline.store import open_store, split_run_uri
 from veritrain.pipeline.verify import verify_run
 from veritrain.prover.errors import VeritrainError
@@ -31,10 +32,24 @@ class VerificationFailed(VeritrainError):
         self.report = report
 
 
+def _trust(trust: dict[str, Any]) -> Policy:
+    """The flow's trust parameters as a policy (pipeline/policy.py), checked as the CLI's flags."""
+    return policy_from(
+        trust["policy"],
+        trust["image_ids"],
+        trust["trainer_keys"],
+        trust["require_pinned"],
+        names=("image_ids", "trainer_keys"),
+    )
+
+
 @task(name="verify-run")
-def verify_run_task(run_uri: str, epoch: int | None = None) -> dict[str, Any]:
+def verify_run_task(
+    run_uri: str, epoch: int | None = None, trust: dict[str, Any] | None = None
+) -> dict[str, Any]:
     store_uri, run_id = split_run_uri(run_uri)
-    return verify_run(open_store(store_uri), run_id, epoch).to_json()
+    policy = _trust(trust) if trust else None
+    return verify_run(open_store(store_uri), run_id, epoch, policy=policy).to_json()
 
 
 @task(name="pull-epoch", retries=2, retry_delay_seconds=5)
@@ -48,24 +63,66 @@ def pull_epoch_task(run_uri: str, epoch: int, out: str) -> dict[str, str]:
 
 
 @task(name="verify-audit")
-def verify_audit_task(out: str, run_id: str, epoch: int) -> dict[str, Any]:
-    return verify_audit(out, run_id, epoch).to_json()
+def verify_audit_task(
+    out: str, run_id: str, epoch: int, trust: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    policy = _trust(trust) if trust else None
+    return verify_audit(out, run_id, epoch, policy=policy).to_json()
 
 
 @flow(name="veritrain-verify")
-def verify_flow(run_uri: str, epoch: int | None = None) -> State:
+def verify_flow(
+    run_uri: str,
+    epoch: int | None = None,
+    policy: str | None = None,
+    image_ids: list[str] | None = None,
+    trainer_keys: list[str] | None = None,
+    require_pinned: bool = False,
+) -> State:
     """Verifies a stored run (every epoch, or ``epoch``). Returns the report (verify --json's
     document); on a failed check the flow run is Failed and calling the flow raises
-    VerificationFailed carrying the report."""
-    return _outcome(verify_run_task(run_uri, epoch), "verification")
+    VerificationFailed carrying the report.
+
+    The trust roots are the verifier's, as with ``veritrain verify``'s flags: ``policy`` a
+    policy file on the worker, ``image_ids`` the guests accepted (64 hex digits or
+    ``installed``), ``trainer_keys`` the trainers (64 hex digits, or a PEM file on the worker),
+    ``require_pinned`` to fail a run whose trainer no key names."""
+    trust = _trust_parameters(policy, image_ids, trainer_keys, require_pinned)
+    return _outcome(verify_run_task(run_uri, epoch, trust), "verification")
 
 
 @flow(name="veritrain-audit")
-def audit_flow(run_uri: str, epoch: int, out: str) -> State:
-    """Pulls one epoch into ``out`` and verifies it from ``out`` alone."""
+def audit_flow(
+    run_uri: str,
+    epoch: int,
+    out: str,
+    policy: str | None = None,
+    image_ids: list[str] | None = None,
+    trainer_keys: list[str] | None = None,
+    require_pinned: bool = False,
+) -> State:
+    """Pulls one epoch into ``out`` and verifies it from ``out`` alone, against the trust roots
+    named as for ``verify_flow``."""
     _, run_id = split_run_uri(run_uri)
+    trust = _trust_parameters(policy, image_ids, trainer_keys, require_pinned)
     pull_epoch_task(run_uri, epoch, out)
-    return _outcome(verify_audit_task(out, run_id, epoch), f"audit of {out}")
+    return _outcome(verify_audit_task(out, run_id, epoch, trust), f"audit of {out}")
+
+
+def _trust_parameters(
+    policy: str | None,
+    image_ids: list[str] | None,
+    trainer_keys: list[str] | None,
+    require_pinned: bool,
+) -> dict[str, Any]:
+    trust = {
+        "policy": policy,
+        "image_ids": image_ids or [],
+        "trainer_keys": trainer_keys or [],
+        "require_pinned": require_pinned,
+    }
+    _trust(trust)  # a bad value fails the flow at once, naming the parameter
+    return trust
 
 
 def _outcome(doc: dict[str, Any], what: str) -> State:

@@ -237,6 +237,23 @@ def policy_json_schema() -> dict[str, Any]:
     return Policy.model_json_schema()
 
 
+def policy_from(
+    path: str | Path | None,
+    image_ids: list[str] | None = None,
+    trainer_keys: list[str] | None = None,
+    require_pinned: bool = False,
+    names: tuple[str, str] = ("--image-id", "--trainer-key"),
+) -> Policy:
+    """A policy file (or none) with the flags' additions, each checked (UsageError naming the
+    flag, ``names``, and the value): the one way the CLI and the Prefect flows build a policy."""
+    policy = load_policy(path) if path else Policy()
+    return policy.with_flags(
+        [image_id_arg(v, names[0]) for v in image_ids or []],
+        [trainer_key_arg(v, names[1]) for v in trainer_keys or []],
+        require_pinned,
+    )
+
+
 def load_policy(path: str | Path) -> Policy:
     """A ``--policy`` file (YAML or JSON). Raises UsageError naming the file and the key."""
     import yaml  # only here: verify without a policy file starts without it (bench/)

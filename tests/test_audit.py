@@ -144,7 +144,20 @@ try:
     failed = None
 except VerificationFailed as e:
     failed = [str(e), e.report["ok"]]
-print(json.dumps([ok["ok"], audit["ok"], failed]))
+key = json.load(open({str(src / "runs" / run_id / "run.json")!r}))["public_key"]
+pinned = verify_flow({uri!r}, trainer_keys=[key], require_pinned=True)
+pinned_audit = audit_flow({uri!r}, 1, {str(tmp_path / "audit2")!r}, trainer_keys=[key])
+try:
+    verify_flow({uri!r}, trainer_keys=["ab" * 32])
+    other = None
+except VerificationFailed as e:
+    other = str(e)
+try:
+    verify_flow({uri!r}, image_ids=["zz"])
+    bad = None
+except Exception as e:
+    bad = f"{{type(e).__name__}}: {{e}}"
+print(json.dumps([ok["ok"], audit["ok"], failed, pinned["ok"], pinned_audit["ok"], other, bad]))
 """
     r = subprocess.run(
         [sys.executable, "-c", script],
@@ -156,7 +169,13 @@ print(json.dumps([ok["ok"], audit["ok"], failed]))
         env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    ok, audit, failed = json.loads(r.stdout.strip().splitlines()[-1])
+    ok, audit, failed, pinned, pinned_audit, other, bad = json.loads(
+        r.stdout.strip().splitlines()[-1]
+    )
     assert ok and audit
     assert failed[1] is False and failed[0].startswith("verification failed: epoch 1")
     assert "records" in failed[0]
+    # The trust roots are the flow's parameters, not the store's word.
+    assert pinned and pinned_audit
+    assert other is not None and "trainer_key" in other, other
+    assert bad is not None and bad.startswith("UsageError: image_ids zz: not an image id"), bad
