@@ -187,7 +187,7 @@ fn canonical_step(
     let row_len = 4 * in_f + 8;
     let rows_addr = rows.buf_ptr() as usize;
     let rows_len = rows.len_bytes();
-    if rows_len == 0 || rows_len % row_len != 0 {
+    if rows_len == 0 || !rows_len.is_multiple_of(row_len) {
         return Err(value_error(format!(
             "canonical step: {rows_len} bytes of rows is not a batch of {row_len}-byte rows"
         )));
