@@ -259,6 +259,7 @@ def canonical_step(
     momentum buffers, uint64 second moments); returns the record's (loss, grad norm)."""
 
 def hparams_digest(lr: float, optimizer_digest: bytes) -> bytes: ...
+
 # (global step, pre-step state [(name, dtype, shape, bytes)], samples [(row, audit path)]).
 ZkStepArg = tuple[
     int, Sequence[tuple[str, str, Sequence[int], bytes]], Sequence[tuple[bytes, Sequence[bytes]]]
