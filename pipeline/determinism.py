@@ -12,9 +12,9 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
 
 from veritrain.pipeline.errors import DeterminismError, UsageError
 
@@ -183,7 +183,21 @@ class CanonicalProfile(BaseModel):
             )
 
 
-Profile = DeterminismProfile | CanonicalProfile
+def _arithmetic(profile: Any) -> str:
+    """Which profile a manifest's ``determinism`` is: a torch profile has no ``arithmetic``."""
+    if isinstance(profile, dict):
+        return "canonical" if profile.get("arithmetic") == "canonical" else "torch"
+    return "canonical" if isinstance(profile, CanonicalProfile) else "torch"
+
+
+# A tagged union, so that a malformed profile is reported against the one model its arithmetic
+# names (``lacks determinism.threads``), not against every member. The tags are the spec's
+# ``arithmetic`` values; a validation error's path carries them (entries.describe drops them).
+PROFILE_TAGS = ("torch", "canonical")
+Profile = Annotated[
+    Annotated[DeterminismProfile, Tag("torch")] | Annotated[CanonicalProfile, Tag("canonical")],
+    Discriminator(_arithmetic),
+]
 
 
 def current_profile(arithmetic: str, threads: int) -> Profile:

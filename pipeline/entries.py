@@ -150,17 +150,18 @@ def parse_entry(doc: dict[str, Any], key: str) -> Entry:
         raise IntegrityError(f"{key}: {kind} entry {describe(e, (kind, 'body'))}") from None
 
 
-def describe(e: ValidationError, within: tuple[str, ...] = ()) -> str:
+def describe(e: ValidationError, within: tuple[str, ...] = (), tags: tuple[str, ...] = ()) -> str:
     """What a validation error says, on one line: ``lacks a, b`` for missing fields, else ``has
     malformed x (why)``; field paths are dotted, without the leading parts ``within`` names
-    (a union's tag, the object every path is in)."""
+    (a union's tag, the object every path is in) and without the tags of tagged unions inside
+    (``tags``), which are no field of the JSON."""
 
     def where(err: Any) -> str:
         loc = list(err["loc"])
         for part in within:
             if loc[:1] == [part]:
                 loc.pop(0)
-        return ".".join(str(p) for p in loc)
+        return ".".join(str(p) for p in loc if p not in tags)
 
     errors = e.errors()
     missing = [where(err) for err in errors if err["type"] == "missing"]

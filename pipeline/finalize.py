@@ -21,7 +21,6 @@ from veritrain.pipeline.run import (
     load_epoch_records as load_epoch_records,  # re-exported: read from here before it moved
 )
 from veritrain.pipeline.store import Store
-from veritrain.pipeline.zkinput import guest_input
 from veritrain.prover import EpochReceipt, prove_epoch, verify_receipt
 
 
@@ -69,6 +68,10 @@ def finalize_epoch(
                 raise IntegrityError(f"epoch {epoch - 1} has no receipt yet; prove epochs in order")
             prev = receipts[epoch - 1].body
             prev_receipt = read_committed(store, prev.receipt, prev.receipt_sha256)
+        # Proving only: the guest input of a canonical epoch replays steps with numpy, which a
+        # verifier's installation lacks (verify imports this module for load_epoch_records).
+        from veritrain.pipeline.zkinput import guest_input
+
         inp = guest_input(store, manifest, epochs, epoch, entries)
         result = prove_epoch(inp, prev_receipt, po2=po2)
         if result.claim != claim:

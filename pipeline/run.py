@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from veritrain.pipeline.determinism import CanonicalProfile, DeterminismProfile
+from veritrain.pipeline.determinism import PROFILE_TAGS, Profile
 from veritrain.pipeline.entries import (
     CheckpointBody,
     CheckpointEntry,
@@ -119,7 +119,7 @@ class Manifest(BaseModel):
     protocol_version: int
     run_id: str
     spec: RunSpec
-    determinism: DeterminismProfile | CanonicalProfile
+    determinism: Profile
     dataset_root: Digest
     dataset_len: Annotated[int, Field(strict=True, ge=0)]
     steps_per_epoch: Annotated[int, Field(strict=True, gt=0)]
@@ -155,7 +155,8 @@ class Manifest(BaseModel):
         try:
             manifest = cls.model_validate(content)
         except ValidationError as e:
-            raise IntegrityError(f"{key}: not a valid run manifest ({describe(e)})") from None
+            why = describe(e, tags=PROFILE_TAGS)
+            raise IntegrityError(f"{key}: not a valid run manifest ({why})") from None
         if manifest.run_id != run_id:
             raise IntegrityError(f"{key}: not a valid run manifest (names run {manifest.run_id!r})")
         manifest._raw, manifest._content = raw, content
