@@ -5,10 +5,15 @@
 - per sample, checking a batch's samples against the dataset root (leaf and audit path);
 - per re-executed step of a canonical example (default: tiny-canonical and digits-canonical):
   epoch 0 executed with every step re-executed and with one, the difference divided by the
-  steps between (so the records' own check and the fixed costs drop out).
+  steps between (so the records' own check and the fixed costs drop out);
+- with ``--prove SPEC``, proving: epoch 0 of that canonical example (its own
+  ``zk_steps_per_epoch``) proved locally, against the same spec in torch arithmetic (the
+  bookkeeping-only epoch of the same run shape) proved in the same process: seconds, cycles and
+  segments of each, and the ratio.
 
     VERITRAIN_CACHE=... bash scripts/build-guest.sh     # builds zk-cycles beside the guest
     ~/.cache/veritrain/venv/bin/python -m veritrain.bench.zk_bench [--example SPEC ...]
+        [--prove SPEC [--po2 N]]
 
 The first two run rust/guest/src/bin/zk-cycles.rs, which counts cycles around core's own code
 inside the guest; per-KiB and per-sample figures are slopes over sizes.
@@ -27,7 +32,7 @@ import numpy as np
 from veritrain import prover
 from veritrain.pipeline.data import load_dataset
 from veritrain.pipeline.run import Manifest, epoch_entries, open_ledger
-from veritrain.pipeline.spec import DigitsDataset, load_spec
+from veritrain.pipeline.spec import DigitsDataset, RunSpec, load_spec
 from veritrain.pipeline.store import LocalStore
 from veritrain.pipeline.train import open_trainer, train
 from veritrain.pipeline.zkinput import guest_input
@@ -63,25 +68,59 @@ def sample_cycles(program: bytes, rows: np.ndarray, indices: list[int]) -> int:
     return int.from_bytes(journal[:8], "little")
 
 
-def epoch_cycles(spec_path: Path, k: int, root: str) -> tuple[int, int]:
-    """(user cycles of epoch 0's guest, steps per epoch) with k steps re-executed."""
-    spec = load_spec(spec_path).model_copy(
-        update={"epochs": 1, "finalize_every": 0, "zk_steps_per_epoch": k}
-    )
+def epoch_input(spec, root: str, run_id: str) -> tuple[bytes, int]:
+    """Epoch 0's guest input of ``spec`` trained for one epoch, and its steps per epoch."""
+    spec = spec.model_copy(update={"epochs": 1, "finalize_every": 0})
     store = LocalStore(root)
-    run_id = f"zk-{spec_path.stem[:16]}-{k}"
     train(open_trainer(spec, store, run_id))
     m = Manifest.load(store, run_id)
     _, entries = open_ledger(store, m)
-    inp = guest_input(store, m, epoch_entries(entries), 0, entries)
-    return prover.execute(inp).stats.user_cycles, m.steps_per_epoch
+    return guest_input(store, m, epoch_entries(entries), 0, entries), m.steps_per_epoch
+
+
+def epoch_cycles(spec_path: Path, k: int, root: str) -> tuple[int, int]:
+    """(user cycles of epoch 0's guest, steps per epoch) with k steps re-executed."""
+    spec = load_spec(spec_path).model_copy(update={"zk_steps_per_epoch": k})
+    inp, spe = epoch_input(spec, root, f"zk-{spec_path.stem[:16]}-{k}")
+    return prover.execute(inp).stats.user_cycles, spe
+
+
+def prove_cost(spec_path: Path, root: str, po2: int | None) -> dict:
+    """Epoch 0 of a canonical spec proved, against its torch-arithmetic twin proved alike."""
+    canonical = load_spec(spec_path)
+    # The twin keeps everything a torch spec can have; state_every stays 1, so both epochs
+    # commit a state digest every step and differ only in the arithmetic's check.
+    twin = RunSpec.model_validate(
+        canonical.model_dump() | {"arithmetic": "torch", "zk_steps_per_epoch": 1}
+    )
+    out = {}
+    for name, spec in (("torch", twin), ("canonical", canonical)):
+        inp, _ = epoch_input(spec, root, f"prove-{name}")
+        r = prover.prove_epoch(inp, po2=po2)
+        assert prover.verify_receipt(r.receipt, r.claim.image_id) == r.claim
+        out[name] = {
+            "seconds": round(r.stats.seconds, 1),
+            "total_cycles": r.stats.total_cycles,
+            "segments": r.stats.segments,
+            "guarantees": r.claim.guarantees,
+        }
+        print(json.dumps({name: out[name]}), flush=True)
+    out["canonical_over_torch"] = round(out["canonical"]["seconds"] / out["torch"]["seconds"], 2)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kib", type=int, nargs="+", default=[4, 64, 256])
     ap.add_argument("--example", nargs="*", default=EXAMPLES)
+    ap.add_argument("--prove", type=Path, help="prove epoch 0 of this canonical spec instead")
+    ap.add_argument("--po2", type=int, help="segment size when proving (risc0's default: 20)")
     args = ap.parse_args()
+    if args.prove:
+        with tempfile.TemporaryDirectory() as root:
+            out = {"spec": str(args.prove), **prove_cost(args.prove, root, args.po2)}
+        print(json.dumps(out, indent=1))
+        return
     program = elf()
     out: dict = {}
 
