@@ -3,6 +3,10 @@
 - per KiB of a tensor chunk hash: BLAKE3 (the protocol's chunk leaf, §8) against SHA-256
   through the zkVM's accelerator over the same bytes;
 - per sample, checking a batch's samples against the dataset root (leaf and audit path);
+- per training step of a canonical example, the kernels alone (``canonical::mlp_step`` between
+  two cycle counts, on the example's first batch from its initialization), and per
+  multiply-accumulate of that step (its forward and backward products; the optimizer, softmax
+  and grad norm are in the step's cycles too, so this is an all-in figure);
 - per re-executed step of a canonical example (default: tiny-canonical and digits-canonical):
   epoch 0 executed with every step re-executed and with one, the difference divided by the
   steps between (so the records' own check and the fixed costs drop out);
@@ -15,7 +19,7 @@
     ~/.cache/veritrain/venv/bin/python -m veritrain.bench.zk_bench [--example SPEC ...]
         [--prove SPEC [--po2 N]]
 
-The first two run rust/guest/src/bin/zk-cycles.rs, which counts cycles around core's own code
+The first three run rust/guest/src/bin/zk-cycles.rs, which counts cycles around core's own code
 inside the guest; per-KiB and per-sample figures are slopes over sizes.
 """
 
@@ -24,15 +28,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import struct
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from veritrain import prover
+from veritrain.pipeline.canonical import CanonicalState
 from veritrain.pipeline.data import load_dataset
-from veritrain.pipeline.run import Manifest, epoch_entries, open_ledger
-from veritrain.pipeline.spec import DigitsDataset, RunSpec, load_spec
+from veritrain.pipeline.run import Manifest, canonical_settings, epoch_entries, open_ledger
+from veritrain.pipeline.spec import AdamOptimizer, DigitsDataset, RunSpec, load_spec
 from veritrain.pipeline.store import LocalStore
 from veritrain.pipeline.train import open_trainer, train
 from veritrain.pipeline.zkinput import guest_input
@@ -66,6 +72,32 @@ def sample_cycles(program: bytes, rows: np.ndarray, indices: list[int]) -> int:
     journal, _ = prover.execute_elf(program, _u32(1) + inp)
     assert journal[8:12] == _u32(1), "the samples did not check"
     return int.from_bytes(journal[:8], "little")
+
+
+def step_cycles(program: bytes, spec: RunSpec) -> dict:
+    """Exact executor cycles of one canonical training step (kernels only) of a spec's model."""
+    data = load_dataset(spec.dataset)
+    dims = CanonicalState(spec, data, bytes(32)).dims
+    rows = data.canonical_rows()
+    perm = prover.epoch_permutation(spec.seed, 0, len(rows))
+    batch = rows[np.asarray(perm[: spec.batch_size], dtype=np.int64)]
+    inp = _u32(2) + canonical_settings(spec).to_bytes() + spec.seed.to_bytes(8, "little")
+    inp += _u32(len(dims), *dims, len(batch)) + np.ascontiguousarray(batch).tobytes()
+    inp += struct.pack("<dQ", spec.schedule.lr_at(0), 1)
+    journal, _ = prover.execute_elf(program, inp)
+    cycles = int.from_bytes(journal[:8], "little")
+    # Forward: batch x in x out per layer; backward: the weight gradient of every layer and the
+    # input gradient of every layer but the first.
+    layers = list(zip(dims, dims[1:], strict=False))
+    macs = len(batch) * (2 * sum(i * o for i, o in layers) + sum(i * o for i, o in layers[1:]))
+    return {
+        "model": dims,
+        "batch": len(batch),
+        "optimizer": spec.optimizer.kind,
+        "step_cycles": cycles,
+        "multiply_accumulates": macs,
+        "cycles_per_multiply_accumulate": round(cycles / macs, 2),
+    }
 
 
 def epoch_input(spec, root: str, run_id: str) -> tuple[bytes, int]:
@@ -140,6 +172,15 @@ def main() -> None:
         "dataset": f"digits ({len(digits)} samples, {digits.shape[1]}-byte rows)",
         "per_sample": round((many - one) / 63),
     }
+
+    for example in args.example:
+        path = ROOT / example
+        spec = load_spec(path)
+        out[f"{example} kernels"] = [
+            step_cycles(program, s)
+            for s in (spec, spec.model_copy(update={"optimizer": AdamOptimizer()}))
+        ]
+        print(json.dumps({f"{example} kernels": out[f"{example} kernels"]}), flush=True)
 
     with tempfile.TemporaryDirectory() as root:
         for example in args.example:

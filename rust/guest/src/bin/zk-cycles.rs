@@ -11,10 +11,16 @@
 //! - mode 1, samples: dataset length u64 || dataset root (32 bytes) || count u32 || row length
 //!   u32 (words) || per sample: index u32 || row || path length u32 || path. Measures checking
 //!   them against the root (`zk::SampleCheck`). Journal: cycles u64 || all passed u32.
+//! - mode 2, one canonical training step: settings (32 bytes) || init seed u64 || layer widths
+//!   count u32 || widths u32... || batch u32 || rows (canonical sample rows, words) || learning
+//!   rate f64 bits u64 || t u64. Initializes the MLP (`canonical::mlp_init`) and a zero optimizer
+//!   state, quantizes the batch, and measures `canonical::mlp_step` alone: the kernels of one
+//!   step. Journal: cycles u64 || loss bits u32.
 use risc0_zkvm::guest::env;
 use risc0_zkvm::serde::WordRead as _;
 use risc0_zkvm::sha::DIGEST_WORDS;
 use risc0_zkvm_platform::syscall::sys_sha_buffer;
+use veritrain_core::canonical::{self, CanonicalSettings, OptState, OptimizerKind};
 use veritrain_core::hash::{store_words, tag, Block, DigestWords, Frame};
 use veritrain_core::zk::{SampleCheck, ZkSample};
 use veritrain_core::{tensor, Sha256};
@@ -50,6 +56,52 @@ fn main() {
             env::commit_slice(&(c2 - c1).to_le_bytes());
             // Both digests are used, so neither hash can be optimized away.
             env::commit_slice(&[blake3[0] ^ sha[0] as u8]);
+        }
+        2 => {
+            let mut settings = [0u8; 32];
+            store_words(&mut settings, &words(8));
+            let s = CanonicalSettings::from_bytes(&settings).expect("settings");
+            let seed = words(2);
+            let seed = seed[0] as u64 | (seed[1] as u64) << 32;
+            let dims: Vec<usize> = words(words(1)[0] as usize)
+                .iter()
+                .map(|d| *d as usize)
+                .collect();
+            let batch = words(1)[0] as usize;
+            let row_words = dims[0] + 2;
+            let rows = words(batch * row_words);
+            let lr = words(2);
+            let lr = f64::from_bits(lr[0] as u64 | (lr[1] as u64) << 32);
+            let lr = canonical::lr_coef(lr).expect("learning rate");
+            let t = words(2);
+            let t = t[0] as u64 | (t[1] as u64) << 32;
+            let mut bytes = vec![0u8; 4 * rows.len()];
+            store_words(&mut bytes, &rows);
+            let (x, labels) = canonical::quantize_batch(
+                bytes.chunks_exact(4 * row_words),
+                dims[0],
+                dims[dims.len() - 1],
+            )
+            .expect("batch");
+            let mut params = canonical::mlp_init::<Accelerated>(seed, &dims).expect("init");
+            let mut a: Vec<Vec<i32>> = params.iter().map(|p| vec![0; p.len()]).collect();
+            let mut v: Vec<Vec<u64>> = params.iter().map(|p| vec![0; p.len()]).collect();
+            let mut p: Vec<&mut [i32]> = params.iter_mut().map(Vec::as_mut_slice).collect();
+            let mut a: Vec<&mut [i32]> = a.iter_mut().map(Vec::as_mut_slice).collect();
+            let mut v: Vec<&mut [u64]> = v.iter_mut().map(Vec::as_mut_slice).collect();
+            let opt = match s.kind {
+                OptimizerKind::Sgd => OptState::Sgd { momentum: &mut a },
+                OptimizerKind::Adam => OptState::Adam {
+                    exp_avg: &mut a,
+                    exp_avg_sq: &mut v,
+                },
+            };
+            let c0 = env::cycle_count();
+            let out =
+                canonical::mlp_step(&dims, &mut p, opt, &s, lr, &x, &labels, t).expect("step");
+            let c1 = env::cycle_count();
+            env::commit_slice(&(c1 - c0).to_le_bytes());
+            env::commit_slice(&out.loss_bits.to_le_bytes());
         }
         _ => {
             let n = words(2);
