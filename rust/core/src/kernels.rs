@@ -527,7 +527,7 @@ pub fn adam_step(w: &mut [i32], g: &[i32], m: &mut [i32], v: &mut [u64], a: &Ada
     let bc1 = C_ONE - coef_powu(a.beta1, t); // in [1, 2^30]
     let bc2 = (C_ONE - coef_powu(a.beta2, t)) as u64; // in [1, 2^30]
     let step = AdamStep {
-        bc1: Divisor::new(bc1 as u64),
+        bc1: bc1 as u64,
         bc2: Divisor::new(bc2),
     };
     let (b1, b2) = (i64::from(a.beta1), a.beta2 as u64);
@@ -545,7 +545,7 @@ pub fn adam_step(w: &mut [i32], g: &[i32], m: &mut [i32], v: &mut [u64], a: &Ada
 
 /// Adam's per-step divisors, `bc1` and `bc2`.
 struct AdamStep {
-    bc1: Divisor,
+    bc1: u64,
     bc2: Divisor,
 }
 
@@ -583,26 +583,30 @@ impl AdamStep {
     fn update(&self, lm: i64, den: i64) -> i64 {
         let den = den as u64;
         if den >> 32 != 0 {
-            return adam_update_wide(lm, self.bc1.d as i64, den as i64);
+            return adam_update_wide(lm, self.bc1 as i64, den as i64);
         }
-        let bc1 = self.bc1.d;
-        // floor(|lm| * 2^24 / bc1) = qa * 2^24 + qb, remainder rb: by the step's divisor.
-        let (qa, ra) = self.bc1.div_rem(lm.unsigned_abs());
-        let (qb, rb) = self.bc1.div_rem(ra << FRAC); // ra < 2^30
-        // The quotient by den is below 2^32 exactly when the dividend is below den * 2^32.
-        let q = if qa >> (64 - FRAC) != 0 {
+        let d = self.bc1 * den; // < 2^62
+        let a = lm.unsigned_abs();
+        // n = a * 2^24; floor(n / d) < 2^32 exactly when a < d * 2^8.
+        let q = if a >> 8 >= d {
             1 << 32
         } else {
-            let n = (qa << FRAC) + qb; // qb < 2^24: no carry out
-            if n >> 32 >= den {
-                1 << 32
-            } else {
-                let (q, r) = div_u64_u32(n, den as u32);
-                // The remainder of |lm| * 2^24 by bc1 * den: r * bc1 + rb < bc1 * den <= 2^62.
-                let rem = u64::from(r) * bc1 + rb;
-                let q = u64::from(q);
-                q + u64::from(2 * rem + (q & 1) > bc1 * den)
+            // Estimated from the top 64 bits of n and the top 32 of d (rounded up), both scaled
+            // so d's top bit is bit 63: from below, and short by at most 3.
+            let s = leading_zeros(d);
+            let dh = ((d << s) >> 32) as u32;
+            let nh = if s >= 8 { a << (s - 8) } else { a >> (8 - s) }; // < (dh + 1) * 2^32
+            let mut q = match dh.checked_add(1) {
+                Some(dh1) => u64::from(div_u64_u32(nh, dh1).0),
+                None => nh >> 32,
+            };
+            // The remainder is below 4d < 2^64, so it is exact modulo 2^64.
+            let mut r = (a << FRAC).wrapping_sub(q.wrapping_mul(d));
+            while r >= d {
+                q += 1;
+                r -= d;
             }
+            q + u64::from(2 * r + (q & 1) > d)
         };
         if lm < 0 {
             -(q as i64)
@@ -610,6 +614,23 @@ impl AdamStep {
             q as i64
         }
     }
+}
+
+/// Leading zero bits of `x != 0`, by halving (rv32im has no instruction for it; the library's
+/// bit-count sequence is longer).
+fn leading_zeros(x: u64) -> u32 {
+    let (mut x, mut n) = if x >> 32 == 0 {
+        (x as u32, 32)
+    } else {
+        ((x >> 32) as u32, 0)
+    };
+    for k in [16, 8, 4, 2, 1] {
+        if x >> (32 - k) == 0 {
+            n += k;
+            x <<= k;
+        }
+    }
+    n
 }
 
 /// Adam's `v` update: `clamp(shr_rne(b2 * v + (2^30 - b2) * ag^2, 30), 0, 2^64 - 1)` for
@@ -650,7 +671,7 @@ fn isqrt_estimate(x: u64) -> u64 {
     if x == 0 {
         return 0;
     }
-    let k = x.leading_zeros() & !1;
+    let k = leading_zeros(x) & !1;
     let xn = x << k; // in [2^62, 2^64)
     let t = (xn >> 32) as u32; // in [2^30, 2^32)
     let mut s = ((t >> 15) + (1 << 16)) / 3; // in [2^15, 2^16)
@@ -669,7 +690,7 @@ fn isqrt_estimate(x: u64) -> u64 {
 /// twice).
 fn div_u64_u32(n: u64, d: u32) -> (u32, u32) {
     const B: u32 = 1 << 16;
-    let s = d.leading_zeros();
+    let s = leading_zeros(u64::from(d)) - 32;
     let d = d << s;
     let (d1, d0) = (d >> 16, d & 0xFFFF);
     let n = n << s; // below d * 2^32: no bit lost
@@ -899,6 +920,58 @@ mod tests {
             let x = rng.u64() >> 2;
             let e = isqrt_estimate(x) as i64 - x.isqrt() as i64;
             assert!(e.abs() <= 2, "isqrt_estimate({x}) off by {e}");
+        }
+    }
+
+    #[test]
+    fn the_adam_root_and_update_are_the_rule_s() {
+        let mut rng = Rng(0x0DDB_1A5E_5BAD_5EED);
+        for _ in 0..2_000_000 {
+            // Powers of two and small divisors give exact squares and ties.
+            let pick = |rng: &mut Rng, max: u64| match rng.next() % 3 {
+                0 => 1 << (rng.next() % (max.ilog2() as u64 + 1)),
+                1 => 1 + rng.next() % 64,
+                _ => 1 + rng.next() % max,
+            };
+            let (bc1, bc2) = (pick(&mut rng, 1 << 30), pick(&mut rng, 1 << 30));
+            let step = AdamStep {
+                bc1,
+                bc2: Divisor::new(bc2),
+            };
+            let v = match rng.next() % 3 {
+                // k^2 * bc2 / 2^30 and its neighbours: roots at their boundaries
+                0 => {
+                    let k = u128::from(rng.next() >> (rng.next() % 64));
+                    let x = (k * k * u128::from(bc2)) >> 30;
+                    u64::try_from(x).unwrap_or(u64::MAX).wrapping_add(rng.next() % 3).wrapping_sub(1)
+                }
+                _ => rng.u64(),
+            };
+            let expect = ((u128::from(v) << 30) / u128::from(bc2)).isqrt();
+            assert_eq!(u128::from(step.root(v)), expect, "v = {v}, bc2 = {bc2}");
+
+            let den = match rng.next() % 3 {
+                0 => pick(&mut rng, 1 << 40),
+                _ => rng.u64() >> (16 + rng.next() % 48),
+            }
+            .max(1) as i64;
+            let lm = match rng.next() % 3 {
+                // multiples of half the divisor: ties
+                0 => {
+                    let d = i128::from(bc1) * i128::from(den);
+                    let k = i128::from(rng.next() % 64) * 2 + 1;
+                    i64::try_from(d * k / 2 >> 24).unwrap_or(1 << 62).clamp(-(1 << 62), 1 << 62)
+                }
+                _ => (rng.next() as i64) >> (1 + rng.next() % 63),
+            };
+            let lm = if rng.next() % 2 == 0 { lm } else { -lm };
+            let exact = div_rne_wide(i128::from(lm) << FRAC, i128::from(bc1) * i128::from(den));
+            let got = step.update(lm, den);
+            if exact.abs() < 1 << 32 {
+                assert_eq!(i128::from(got), exact, "lm = {lm}, bc1 = {bc1}, den = {den}");
+            } else {
+                assert!(got.signum() as i128 == exact.signum() && got.abs() >= 1 << 32);
+            }
         }
     }
 
