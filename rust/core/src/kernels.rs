@@ -563,17 +563,17 @@ impl AdamStep {
         }
         let rhs = u128::from(v) << COEF_FRAC;
         let bc2 = self.bc2.d; // <= 2^30
-        let mut r = isqrt_estimate(x as u64).min(1 << 31);
+        let mut r = isqrt_estimate(x as u64).min(1 << 31) as u32;
         // The estimate made exact: r^2 * bc2 <= v * 2^30 < (r + 1)^2 * bc2 (r <= 2^31 here).
         loop {
-            let sq = r * r;
+            let sq = u64::from(r) * u64::from(r);
             let lhs = (u128::from((sq >> 32) * bc2) << 32) + u128::from((sq & 0xFFFF_FFFF) * bc2);
             if lhs > rhs {
                 r -= 1;
-            } else if rhs - lhs >= u128::from((2 * r + 1) * bc2) {
+            } else if rhs - lhs >= u128::from((2 * u64::from(r) + 1) * bc2) {
                 r += 1;
             } else {
-                return r;
+                return r.into();
             }
         }
     }
@@ -685,15 +685,13 @@ fn isqrt_estimate(x: u64) -> u64 {
     root >> (k / 2)
 }
 
-/// `floor(n / d)` and `n mod d` for `d >= 1` and `n < d * 2^32` (a 32-bit quotient), from 32-bit
-/// divisions: Hacker's Delight's `divlu` (two 16-bit quotient digits, each corrected at most
-/// twice).
+/// `floor(n / d)` and `n mod d` for `d >= 2^31` and `n < d * 2^32` (a 32-bit quotient), from
+/// 32-bit divisions: Hacker's Delight's `divlu` on a normalized divisor (two 16-bit quotient
+/// digits, each corrected at most twice).
 fn div_u64_u32(n: u64, d: u32) -> (u32, u32) {
     const B: u32 = 1 << 16;
-    let s = leading_zeros(u64::from(d)) - 32;
-    let d = d << s;
+    debug_assert!(d >> 31 == 1 && n >> 32 < u64::from(d));
     let (d1, d0) = (d >> 16, d & 0xFFFF);
-    let n = n << s; // below d * 2^32: no bit lost
     let n32 = (n >> 32) as u32;
     let (n1, n0) = ((n as u32) >> 16, n as u32 & 0xFFFF);
     let mut q1 = n32 / d1;
@@ -716,7 +714,7 @@ fn div_u64_u32(n: u64, d: u32) -> (u32, u32) {
         }
     }
     let r = (n21 << 16).wrapping_add(n0).wrapping_sub(q0.wrapping_mul(d));
-    ((q1 << 16) + q0, r >> s)
+    ((q1 << 16) + q0, r)
 }
 
 /// `a * b`, exactly, from four 32 x 32 -> 64-bit products (no 128-bit multiply call on rv32im).
@@ -910,7 +908,7 @@ mod tests {
     fn the_adam_helpers_are_exact() {
         let mut rng = Rng(0x1234_5678_9ABC_DEF1);
         for _ in 0..2_000_000 {
-            let d = (rng.u64() as u32).max(1);
+            let d = rng.u64() as u32 | 1 << 31;
             let n = match rng.next() % 3 {
                 0 => (u64::from(d) << 32) - 1 - rng.next() % 1024.min(u64::from(d) << 32),
                 _ => rng.u64() % (u64::from(d) << 32),
