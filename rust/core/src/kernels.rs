@@ -653,8 +653,7 @@ fn second_moment(v: u64, ag: u64, b2: u64) -> u64 {
         return u64::MAX;
     };
     let r = lo & ((1 << COEF_FRAC) - 1);
-    q.checked_add(u64::from(r + (q & 1) > 1 << (COEF_FRAC - 1)))
-        .unwrap_or(u64::MAX)
+    q.saturating_add(u64::from(r + (q & 1) > 1 << (COEF_FRAC - 1)))
 }
 
 /// Adam's update by the rule's i128 division, for a `den` of 2^32 and more.
@@ -703,7 +702,9 @@ fn div_u64_u32(n: u64, d: u32) -> (u32, u32) {
             break;
         }
     }
-    let n21 = (n32 << 16).wrapping_add(n1).wrapping_sub(q1.wrapping_mul(d));
+    let n21 = (n32 << 16)
+        .wrapping_add(n1)
+        .wrapping_sub(q1.wrapping_mul(d));
     let mut q0 = n21 / d1;
     let mut rhat = n21 - q0 * d1;
     while q0 >= B || q0 * d0 > (rhat << 16) + n0 {
@@ -713,7 +714,9 @@ fn div_u64_u32(n: u64, d: u32) -> (u32, u32) {
             break;
         }
     }
-    let r = (n21 << 16).wrapping_add(n0).wrapping_sub(q0.wrapping_mul(d));
+    let r = (n21 << 16)
+        .wrapping_add(n0)
+        .wrapping_sub(q0.wrapping_mul(d));
     ((q1 << 16) + q0, r)
 }
 
@@ -756,7 +759,14 @@ mod tests {
     /// The Adam step as first written (64-bit and 128-bit divisions and square roots from the
     /// library): the optimized one must give the same bits.
     #[allow(clippy::all)]
-    fn adam_step_reference(w: &mut [i32], g: &[i32], m: &mut [i32], v: &mut [u64], a: &Adam, t: u64) {
+    fn adam_step_reference(
+        w: &mut [i32],
+        g: &[i32],
+        m: &mut [i32],
+        v: &mut [u64],
+        a: &Adam,
+        t: u64,
+    ) {
         assert!(w.len() == g.len() && w.len() == m.len() && w.len() == v.len());
         assert!(t >= 1);
         for beta in [a.beta1, a.beta2] {
@@ -788,7 +798,8 @@ mod tests {
             let r = if vq < 1 << 34 {
                 ((vq << COEF_FRAC) + low).isqrt()
             } else {
-                ((u128::from(vq) << COEF_FRAC) + u128::from(low)).isqrt() as u64 // below 2^47
+                ((u128::from(vq) << COEF_FRAC) + u128::from(low)).isqrt() as u64
+                // below 2^47
             };
             let den = (r as i64 + i64::from(a.eps)).max(1);
             let lm = i64::from(a.lr) * i64::from(*m); // |lm| <= 2^62
@@ -846,10 +857,14 @@ mod tests {
     fn adam_step_equals_the_reference() {
         let mut rng = Rng(0x2545_F491_4F6C_DD1D);
         let n = 64;
-        for round in 0..40_000 {
+        for round in 0..100_000 {
             let beta = |rng: &mut Rng| rng.coef().clamp(0, (1 << 30) - 1);
             let a = Adam {
-                lr: if round % 2 == 0 { rng.i32() } else { rng.coef() },
+                lr: if round % 2 == 0 {
+                    rng.i32()
+                } else {
+                    rng.coef()
+                },
                 beta1: beta(&mut rng),
                 beta2: beta(&mut rng),
                 eps: match rng.next() % 3 {
@@ -857,7 +872,11 @@ mod tests {
                     1 => (rng.next() % 4096) as i32,
                     _ => rng.i32(),
                 },
-                weight_decay: if rng.next() % 2 == 0 { 0 } else { rng.i32() },
+                weight_decay: if rng.next().is_multiple_of(2) {
+                    0
+                } else {
+                    rng.i32()
+                },
             };
             let t = match rng.next() % 4 {
                 0 => 1,
@@ -914,7 +933,10 @@ mod tests {
                 _ => rng.u64() % (u64::from(d) << 32),
             };
             let (q, r) = div_u64_u32(n, d);
-            assert_eq!((u64::from(q), u64::from(r)), (n / u64::from(d), n % u64::from(d)));
+            assert_eq!(
+                (u64::from(q), u64::from(r)),
+                (n / u64::from(d), n % u64::from(d))
+            );
             let x = rng.u64() >> 2;
             let e = isqrt_estimate(x) as i64 - x.isqrt() as i64;
             assert!(e.abs() <= 2, "isqrt_estimate({x}) off by {e}");
@@ -941,7 +963,10 @@ mod tests {
                 0 => {
                     let k = u128::from(rng.next() >> (rng.next() % 64));
                     let x = (k * k * u128::from(bc2)) >> 30;
-                    u64::try_from(x).unwrap_or(u64::MAX).wrapping_add(rng.next() % 3).wrapping_sub(1)
+                    u64::try_from(x)
+                        .unwrap_or(u64::MAX)
+                        .wrapping_add(rng.next() % 3)
+                        .wrapping_sub(1)
                 }
                 _ => rng.u64(),
             };
@@ -958,15 +983,25 @@ mod tests {
                 0 => {
                     let d = i128::from(bc1) * i128::from(den);
                     let k = i128::from(rng.next() % 64) * 2 + 1;
-                    i64::try_from(d * k / 2 >> 24).unwrap_or(1 << 62).clamp(-(1 << 62), 1 << 62)
+                    i64::try_from((d * k / 2) >> 24)
+                        .unwrap_or(1 << 62)
+                        .clamp(-(1 << 62), 1 << 62)
                 }
                 _ => (rng.next() as i64) >> (1 + rng.next() % 63),
             };
-            let lm = if rng.next() % 2 == 0 { lm } else { -lm };
+            let lm = if rng.next().is_multiple_of(2) {
+                lm
+            } else {
+                -lm
+            };
             let exact = div_rne_wide(i128::from(lm) << FRAC, i128::from(bc1) * i128::from(den));
             let got = step.update(lm, den);
             if exact.abs() < 1 << 32 {
-                assert_eq!(i128::from(got), exact, "lm = {lm}, bc1 = {bc1}, den = {den}");
+                assert_eq!(
+                    i128::from(got),
+                    exact,
+                    "lm = {lm}, bc1 = {bc1}, den = {den}"
+                );
             } else {
                 assert!(got.signum() as i128 == exact.signum() && got.abs() >= 1 << 32);
             }
