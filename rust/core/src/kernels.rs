@@ -521,42 +521,203 @@ pub fn adam_step(w: &mut [i32], g: &[i32], m: &mut [i32], v: &mut [u64], a: &Ada
         );
     }
     // The rule is stated in i128; each quantity below is computed in the narrowest type that
-    // holds it exactly (rv32im multiplies and divides 128-bit integers in long library calls),
-    // with a 128-bit path only where a value can really exceed 64 bits.
+    // holds it exactly (rv32im multiplies and divides 128-bit integers in long library calls, and
+    // 64-bit ones in calls of a few hundred instructions): estimates from 32-bit divisions made
+    // exact by integer comparisons, with the general path only where a value is out of range.
     let bc1 = C_ONE - coef_powu(a.beta1, t); // in [1, 2^30]
-    let bc2 = Divisor::new((C_ONE - coef_powu(a.beta2, t)) as u64);
+    let bc2 = (C_ONE - coef_powu(a.beta2, t)) as u64; // in [1, 2^30]
+    let step = AdamStep {
+        bc1: bc1 as u64,
+        bc2: Divisor::new(bc2),
+    };
     let (b1, b2) = (i64::from(a.beta1), a.beta2 as u64);
     for (((w, g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
         // |wd * w| <= 2^62, so |g2| < 2^31 + 2^32.
         let g2 = i64::from(*g) + shr_rne(i64::from(a.weight_decay) * i64::from(*w), COEF_FRAC);
         // A convex combination of |m| and |g2| times 2^30: below 1.5 * 2^62.
         *m = sat(shr_rne(b1 * i64::from(*m) + (C_ONE - b1) * g2, COEF_FRAC));
-        // Below 2^30 * max(v, g2^2) < 2^97: 128 bits, but from 64-bit halves.
-        let ag = g2.unsigned_abs();
-        let acc = mul_wide(b2, *v) + mul_wide((C_ONE as u64 - b2) * ag, ag);
-        *v = u64::try_from(shr_rne_u128(acc, COEF_FRAC)).unwrap_or(u64::MAX);
-        // floor(v * 2^30 / bc2) in two 64-bit divisions by the step's one divisor (bc2 <= 2^30,
-        // so the remainder shifted by 30 fits): floor(v / bc2) * 2^30 + floor((v mod bc2) *
-        // 2^30 / bc2).
-        let (vq, vr) = bc2.div_rem(*v);
-        let low = bc2.div_rem(vr << COEF_FRAC).0;
-        let r = if vq < 1 << 34 {
-            ((vq << COEF_FRAC) + low).isqrt()
-        } else {
-            ((u128::from(vq) << COEF_FRAC) + u128::from(low)).isqrt() as u64 // below 2^47
-        };
-        let den = (r as i64 + i64::from(a.eps)).max(1);
-        let lm = i64::from(a.lr) * i64::from(*m); // |lm| <= 2^62
-                                                  // In i64 when `lm * 2^24` fits and `bc1 * den < 2^62` (div_rne doubles a remainder).
-        let upd = if lm.unsigned_abs() < 1 << 39 && den < 1 << 32 {
-            div_rne(lm << FRAC, bc1 * den)
-        } else {
-            let q = div_rne_wide(i128::from(lm) << FRAC, i128::from(bc1) * i128::from(den));
-            // Beyond i64 only if the weight saturates anyway; clamped it changes nothing.
-            q.clamp(i128::from(i64::MIN / 2), i128::from(i64::MAX / 2)) as i64
-        };
+        *v = second_moment(*v, g2.unsigned_abs(), b2);
+        let den = (step.root(*v) as i64 + i64::from(a.eps)).max(1);
+        let upd = step.update(i64::from(a.lr) * i64::from(*m), den); // |lr * m| <= 2^62
         *w = sat(i64::from(*w) - upd);
     }
+}
+
+/// Adam's per-step divisors, `bc1` and `bc2`.
+struct AdamStep {
+    bc1: u64,
+    bc2: Divisor,
+}
+
+impl AdamStep {
+    /// `isqrt(floor(v * 2^30 / bc2))`: the largest `r` with `r^2 * bc2 <= v * 2^30`.
+    fn root(&self, v: u64) -> u64 {
+        // v * 2^30 / bc2 from below through floor((2^64 - 1) / bc2): short by under 2^-33 of
+        // itself plus 1, so the root of the estimate is within a unit or two.
+        let x = mul_wide(v, self.bc2.inv) >> 34;
+        if x >= 1 << 62 {
+            // A root of 2^31 and more (an unnormalized value of 2^7 and more): the 128-bit way.
+            let (vq, vr) = self.bc2.div_rem(v);
+            let low = self.bc2.div_rem(vr << COEF_FRAC).0;
+            return ((u128::from(vq) << COEF_FRAC) + u128::from(low)).isqrt() as u64;
+        }
+        let rhs = u128::from(v) << COEF_FRAC;
+        let bc2 = self.bc2.d; // <= 2^30
+        let mut r = isqrt_estimate(x as u64).min(1 << 31) as u32;
+        // The estimate made exact: r^2 * bc2 <= v * 2^30 < (r + 1)^2 * bc2 (r <= 2^31 here).
+        loop {
+            let sq = u64::from(r) * u64::from(r);
+            let lhs = (u128::from((sq >> 32) * bc2) << 32) + u128::from((sq & 0xFFFF_FFFF) * bc2);
+            if lhs > rhs {
+                r -= 1;
+            } else if rhs - lhs >= u128::from((2 * u64::from(r) + 1) * bc2) {
+                r += 1;
+            } else {
+                return r.into();
+            }
+        }
+    }
+
+    /// `div_rne(lm * 2^24, bc1 * den)` for `|lm| <= 2^62`, `den >= 1`; a quotient of 2^32 and
+    /// more in magnitude is returned as 2^32 with its sign (the weight saturates either way).
+    fn update(&self, lm: i64, den: i64) -> i64 {
+        let den = den as u64;
+        if den >> 32 != 0 {
+            return adam_update_wide(lm, self.bc1 as i64, den as i64);
+        }
+        let d = self.bc1 * den; // < 2^62
+        let a = lm.unsigned_abs();
+        // n = a * 2^24; floor(n / d) < 2^32 exactly when a < d * 2^8.
+        let q = if a >> 8 >= d {
+            1 << 32
+        } else {
+            // Estimated from the top 64 bits of n and the top 32 of d (rounded up), both scaled
+            // so d's top bit is bit 63: from below, and short by at most 3.
+            let s = leading_zeros(d);
+            let dh = ((d << s) >> 32) as u32;
+            let nh = if s >= 8 { a << (s - 8) } else { a >> (8 - s) }; // < (dh + 1) * 2^32
+            let mut q = match dh.checked_add(1) {
+                Some(dh1) => u64::from(div_u64_u32(nh, dh1).0),
+                None => nh >> 32,
+            };
+            // The remainder is below 4d < 2^64, so it is exact modulo 2^64.
+            let mut r = (a << FRAC).wrapping_sub(q.wrapping_mul(d));
+            while r >= d {
+                q += 1;
+                r -= d;
+            }
+            q + u64::from(2 * r + (q & 1) > d)
+        };
+        if lm < 0 {
+            -(q as i64)
+        } else {
+            q as i64
+        }
+    }
+}
+
+/// Leading zero bits of `x != 0`, by halving (rv32im has no instruction for it; the library's
+/// bit-count sequence is longer).
+fn leading_zeros(x: u64) -> u32 {
+    let (mut x, mut n) = if x >> 32 == 0 {
+        (x as u32, 32)
+    } else {
+        ((x >> 32) as u32, 0)
+    };
+    for k in [16, 8, 4, 2, 1] {
+        if x >> (32 - k) == 0 {
+            n += k;
+            x <<= k;
+        }
+    }
+    n
+}
+
+/// Adam's `v` update: `clamp(shr_rne(b2 * v + (2^30 - b2) * ag^2, 30), 0, 2^64 - 1)` for
+/// `0 <= b2 < 2^30` and `ag < 2^31 + 2^32`.
+fn second_moment(v: u64, ag: u64, b2: u64) -> u64 {
+    let c2 = C_ONE as u64 - b2;
+    if ag >> 32 != 0 {
+        // Below 2^30 * max(v, ag^2) < 2^97: 128 bits, but from 64-bit halves.
+        let acc = mul_wide(b2, v) + mul_wide(c2 * ag, ag);
+        return u64::try_from(shr_rne_u128(acc, COEF_FRAC)).unwrap_or(u64::MAX);
+    }
+    // acc = hi * 2^32 + lo, where each half is a sum of two products below 2^62.
+    let sq = ag * ag;
+    let lo = b2 * (v & 0xFFFF_FFFF) + c2 * (sq & 0xFFFF_FFFF);
+    let hi = b2 * (v >> 32) + c2 * (sq >> 32);
+    if hi >> 62 != 0 {
+        return u64::MAX; // acc >= 2^94
+    }
+    let Some(q) = (hi << 2).checked_add(lo >> COEF_FRAC) else {
+        return u64::MAX;
+    };
+    let r = lo & ((1 << COEF_FRAC) - 1);
+    q.saturating_add(u64::from(r + (q & 1) > 1 << (COEF_FRAC - 1)))
+}
+
+/// Adam's update by the rule's i128 division, for a `den` of 2^32 and more.
+fn adam_update_wide(lm: i64, bc1: i64, den: i64) -> i64 {
+    let q = div_rne_wide(i128::from(lm) << FRAC, i128::from(bc1) * i128::from(den));
+    // Beyond i64 only if the weight saturates anyway; clamped it changes nothing.
+    q.clamp(i128::from(i64::MIN / 2), i128::from(i64::MAX / 2)) as i64
+}
+
+/// `floor(sqrt(x))` or within a few units of it, for `x < 2^62`: a first guess by a line through
+/// the ends of the top 32 bits' range, two Newton steps in 32 bits, one in 64 bits (each a
+/// 32-bit division, which rv32im has).
+fn isqrt_estimate(x: u64) -> u64 {
+    if x == 0 {
+        return 0;
+    }
+    let k = leading_zeros(x) & !1;
+    let xn = x << k; // in [2^62, 2^64)
+    let t = (xn >> 32) as u32; // in [2^30, 2^32)
+    let mut s = ((t >> 15) + (1 << 16)) / 3; // in [2^15, 2^16)
+    s = (s + t / s) >> 1;
+    s = ((s + t / s) >> 1).min(0xFFFF);
+    // xn / (s * 2^16) in two 16-bit digits.
+    let q1 = t / s;
+    let r1 = t - q1 * s; // < 2^16
+    let q0 = ((r1 << 16) | ((xn >> 16) as u32 & 0xFFFF)) / s;
+    let root = ((u64::from(s) << 16) + (u64::from(q1) << 16) + u64::from(q0)) >> 1;
+    root >> (k / 2)
+}
+
+/// `floor(n / d)` and `n mod d` for `d >= 2^31` and `n < d * 2^32` (a 32-bit quotient), from
+/// 32-bit divisions: Hacker's Delight's `divlu` on a normalized divisor (two 16-bit quotient
+/// digits, each corrected at most twice).
+fn div_u64_u32(n: u64, d: u32) -> (u32, u32) {
+    const B: u32 = 1 << 16;
+    debug_assert!(d >> 31 == 1 && n >> 32 < u64::from(d));
+    let (d1, d0) = (d >> 16, d & 0xFFFF);
+    let n32 = (n >> 32) as u32;
+    let (n1, n0) = ((n as u32) >> 16, n as u32 & 0xFFFF);
+    let mut q1 = n32 / d1;
+    let mut rhat = n32 - q1 * d1;
+    while q1 >= B || q1 * d0 > (rhat << 16) + n1 {
+        q1 -= 1;
+        rhat += d1;
+        if rhat >= B {
+            break;
+        }
+    }
+    let n21 = (n32 << 16)
+        .wrapping_add(n1)
+        .wrapping_sub(q1.wrapping_mul(d));
+    let mut q0 = n21 / d1;
+    let mut rhat = n21 - q0 * d1;
+    while q0 >= B || q0 * d0 > (rhat << 16) + n0 {
+        q0 -= 1;
+        rhat += d1;
+        if rhat >= B {
+            break;
+        }
+    }
+    let r = (n21 << 16)
+        .wrapping_add(n0)
+        .wrapping_sub(q0.wrapping_mul(d));
+    ((q1 << 16) + q0, r)
 }
 
 /// `a * b`, exactly, from four 32 x 32 -> 64-bit products (no 128-bit multiply call on rv32im).
@@ -594,6 +755,258 @@ pub fn grad_norm(grads: &[&[i32]]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Adam step as first written (64-bit and 128-bit divisions and square roots from the
+    /// library): the optimized one must give the same bits.
+    #[allow(clippy::all)]
+    fn adam_step_reference(
+        w: &mut [i32],
+        g: &[i32],
+        m: &mut [i32],
+        v: &mut [u64],
+        a: &Adam,
+        t: u64,
+    ) {
+        assert!(w.len() == g.len() && w.len() == m.len() && w.len() == v.len());
+        assert!(t >= 1);
+        for beta in [a.beta1, a.beta2] {
+            assert!(
+                (0..1 << COEF_FRAC).contains(&beta),
+                "beta must be in [0, 1)"
+            );
+        }
+        // The rule is stated in i128; each quantity below is computed in the narrowest type that
+        // holds it exactly (rv32im multiplies and divides 128-bit integers in long library calls),
+        // with a 128-bit path only where a value can really exceed 64 bits.
+        let bc1 = C_ONE - coef_powu(a.beta1, t); // in [1, 2^30]
+        let bc2 = Divisor::new((C_ONE - coef_powu(a.beta2, t)) as u64);
+        let (b1, b2) = (i64::from(a.beta1), a.beta2 as u64);
+        for (((w, g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            // |wd * w| <= 2^62, so |g2| < 2^31 + 2^32.
+            let g2 = i64::from(*g) + shr_rne(i64::from(a.weight_decay) * i64::from(*w), COEF_FRAC);
+            // A convex combination of |m| and |g2| times 2^30: below 1.5 * 2^62.
+            *m = sat(shr_rne(b1 * i64::from(*m) + (C_ONE - b1) * g2, COEF_FRAC));
+            // Below 2^30 * max(v, g2^2) < 2^97: 128 bits, but from 64-bit halves.
+            let ag = g2.unsigned_abs();
+            let acc = mul_wide(b2, *v) + mul_wide((C_ONE as u64 - b2) * ag, ag);
+            *v = u64::try_from(shr_rne_u128(acc, COEF_FRAC)).unwrap_or(u64::MAX);
+            // floor(v * 2^30 / bc2) in two 64-bit divisions by the step's one divisor (bc2 <= 2^30,
+            // so the remainder shifted by 30 fits): floor(v / bc2) * 2^30 + floor((v mod bc2) *
+            // 2^30 / bc2).
+            let (vq, vr) = bc2.div_rem(*v);
+            let low = bc2.div_rem(vr << COEF_FRAC).0;
+            let r = if vq < 1 << 34 {
+                ((vq << COEF_FRAC) + low).isqrt()
+            } else {
+                ((u128::from(vq) << COEF_FRAC) + u128::from(low)).isqrt() as u64
+                // below 2^47
+            };
+            let den = (r as i64 + i64::from(a.eps)).max(1);
+            let lm = i64::from(a.lr) * i64::from(*m); // |lm| <= 2^62
+                                                      // In i64 when `lm * 2^24` fits and `bc1 * den < 2^62` (div_rne doubles a remainder).
+            let upd = if lm.unsigned_abs() < 1 << 39 && den < 1 << 32 {
+                div_rne(lm << FRAC, bc1 * den)
+            } else {
+                let q = div_rne_wide(i128::from(lm) << FRAC, i128::from(bc1) * i128::from(den));
+                // Beyond i64 only if the weight saturates anyway; clamped it changes nothing.
+                q.clamp(i128::from(i64::MIN / 2), i128::from(i64::MAX / 2)) as i64
+            };
+            *w = sat(i64::from(*w) - upd);
+        }
+    }
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        /// A value of a random bit length (small and huge magnitudes alike) or an edge.
+        fn i32(&mut self) -> i32 {
+            match self.next() % 8 {
+                0 => [0, 1, -1, i32::MIN, i32::MAX, i32::MIN + 1, i32::MAX - 1][self.below(7)],
+                _ => (self.next() as i32) >> (self.next() % 32),
+            }
+        }
+
+        fn u64(&mut self) -> u64 {
+            match self.next() % 8 {
+                0 => [0, 1, 2, u64::MAX, u64::MAX - 1, 1 << 63, (1 << 62) - 1][self.below(7)],
+                _ => self.next() >> (self.next() % 64),
+            }
+        }
+
+        fn coef(&mut self) -> Coef {
+            match self.next() % 4 {
+                0 => [0, 1, 2, (1 << 30) - 1, (1 << 30) - 2, 1 << 29][self.below(6)],
+                1 => (1 << 30) - 1 - (self.next() % 4096) as i32,
+                _ => (self.next() % (1 << 30)) as i32,
+            }
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn adam_step_equals_the_reference() {
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let n = 64;
+        for round in 0..100_000 {
+            let beta = |rng: &mut Rng| rng.coef().clamp(0, (1 << 30) - 1);
+            let a = Adam {
+                lr: if round % 2 == 0 {
+                    rng.i32()
+                } else {
+                    rng.coef()
+                },
+                beta1: beta(&mut rng),
+                beta2: beta(&mut rng),
+                eps: match rng.next() % 3 {
+                    0 => 0,
+                    1 => (rng.next() % 4096) as i32,
+                    _ => rng.i32(),
+                },
+                weight_decay: if rng.next().is_multiple_of(2) {
+                    0
+                } else {
+                    rng.i32()
+                },
+            };
+            let t = match rng.next() % 4 {
+                0 => 1,
+                1 => 1 + rng.next() % 16,
+                2 => rng.next() >> (rng.next() % 64),
+                _ => u64::MAX - rng.next() % 4,
+            }
+            .max(1);
+            let g: Vec<i32> = (0..n).map(|_| rng.i32()).collect();
+            let mut w: Vec<i32> = (0..n).map(|_| rng.i32()).collect();
+            let mut m: Vec<i32> = (0..n).map(|_| rng.i32()).collect();
+            let mut v: Vec<u64> = (0..n).map(|_| rng.u64()).collect();
+            let (mut w2, mut m2, mut v2) = (w.clone(), m.clone(), v.clone());
+            adam_step(&mut w, &g, &mut m, &mut v, &a, t);
+            adam_step_reference(&mut w2, &g, &mut m2, &mut v2, &a, t);
+            assert_eq!((&w, &m, &v), (&w2, &m2, &v2), "{a:?} t = {t}");
+        }
+    }
+
+    #[test]
+    fn adam_step_equals_the_reference_over_a_training_run() {
+        // Moments that evolve as in training: small gradients, torch's default betas, steps 1..
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..200 {
+            let a = Adam {
+                lr: (rng.next() % (1 << 24)) as i32,
+                beta1: 966_367_642,
+                beta2: 1_072_668_082,
+                eps: (rng.next() % 512) as i32,
+                weight_decay: (rng.next() % (1 << 20)) as i32,
+            };
+            let n = 256;
+            let mut w: Vec<i32> = (0..n).map(|_| (rng.next() as i32) >> 6).collect();
+            let (mut m, mut v) = (vec![0; n], vec![0; n]);
+            let (mut w2, mut m2, mut v2) = (w.clone(), m.clone(), v.clone());
+            for t in 1..=50 {
+                let g: Vec<i32> = (0..n)
+                    .map(|_| (rng.next() as i32) >> (4 + rng.next() % 24))
+                    .collect();
+                adam_step(&mut w, &g, &mut m, &mut v, &a, t);
+                adam_step_reference(&mut w2, &g, &mut m2, &mut v2, &a, t);
+                assert_eq!((&w, &m, &v), (&w2, &m2, &v2), "{a:?} t = {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_adam_helpers_are_exact() {
+        let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+        for _ in 0..2_000_000 {
+            let d = rng.u64() as u32 | 1 << 31;
+            let n = match rng.next() % 3 {
+                0 => (u64::from(d) << 32) - 1 - rng.next() % 1024.min(u64::from(d) << 32),
+                _ => rng.u64() % (u64::from(d) << 32),
+            };
+            let (q, r) = div_u64_u32(n, d);
+            assert_eq!(
+                (u64::from(q), u64::from(r)),
+                (n / u64::from(d), n % u64::from(d))
+            );
+            let x = rng.u64() >> 2;
+            let e = isqrt_estimate(x) as i64 - x.isqrt() as i64;
+            assert!(e.abs() <= 2, "isqrt_estimate({x}) off by {e}");
+        }
+    }
+
+    #[test]
+    fn the_adam_root_and_update_are_the_rule_s() {
+        let mut rng = Rng(0x0DDB_1A5E_5BAD_5EED);
+        for _ in 0..2_000_000 {
+            // Powers of two and small divisors give exact squares and ties.
+            let pick = |rng: &mut Rng, max: u64| match rng.next() % 3 {
+                0 => 1 << (rng.next() % (max.ilog2() as u64 + 1)),
+                1 => 1 + rng.next() % 64,
+                _ => 1 + rng.next() % max,
+            };
+            let (bc1, bc2) = (pick(&mut rng, 1 << 30), pick(&mut rng, 1 << 30));
+            let step = AdamStep {
+                bc1,
+                bc2: Divisor::new(bc2),
+            };
+            let v = match rng.next() % 3 {
+                // k^2 * bc2 / 2^30 and its neighbours: roots at their boundaries
+                0 => {
+                    let k = u128::from(rng.next() >> (rng.next() % 64));
+                    let x = (k * k * u128::from(bc2)) >> 30;
+                    u64::try_from(x)
+                        .unwrap_or(u64::MAX)
+                        .wrapping_add(rng.next() % 3)
+                        .wrapping_sub(1)
+                }
+                _ => rng.u64(),
+            };
+            let expect = ((u128::from(v) << 30) / u128::from(bc2)).isqrt();
+            assert_eq!(u128::from(step.root(v)), expect, "v = {v}, bc2 = {bc2}");
+
+            let den = match rng.next() % 3 {
+                0 => pick(&mut rng, 1 << 40),
+                _ => rng.u64() >> (16 + rng.next() % 48),
+            }
+            .max(1) as i64;
+            let lm = match rng.next() % 3 {
+                // multiples of half the divisor: ties
+                0 => {
+                    let d = i128::from(bc1) * i128::from(den);
+                    let k = i128::from(rng.next() % 64) * 2 + 1;
+                    i64::try_from((d * k / 2) >> 24)
+                        .unwrap_or(1 << 62)
+                        .clamp(-(1 << 62), 1 << 62)
+                }
+                _ => (rng.next() as i64) >> (1 + rng.next() % 63),
+            };
+            let lm = if rng.next().is_multiple_of(2) {
+                lm
+            } else {
+                -lm
+            };
+            let exact = div_rne_wide(i128::from(lm) << FRAC, i128::from(bc1) * i128::from(den));
+            let got = step.update(lm, den);
+            if exact.abs() < 1 << 32 {
+                assert_eq!(
+                    i128::from(got),
+                    exact,
+                    "lm = {lm}, bc1 = {bc1}, den = {den}"
+                );
+            } else {
+                assert!(got.signum() as i128 == exact.signum() && got.abs() >= 1 << 32);
+            }
+        }
+    }
 
     #[test]
     fn exp_in_i32_products_equals_the_64_bit_horner() {
