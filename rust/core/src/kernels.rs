@@ -96,7 +96,9 @@ pub fn shr_rne_wide(x: i128, s: u32) -> i128 {
 pub fn div_rne(n: i64, d: i64) -> i64 {
     debug_assert!(d > 0);
     let q = n.div_euclid(d); // floor, since d > 0
-    let r2 = 2 * (n - q * d);
+                             // q * d may lie below i64::MIN (n near it, d large), but the remainder n - q * d is in
+                             // [0, d): computed modulo 2^64 it is exact.
+    let r2 = 2 * n.wrapping_sub(q.wrapping_mul(d));
     q + i64::from(r2 + (q & 1) > d)
 }
 
@@ -962,7 +964,10 @@ mod tests {
                 // k^2 * bc2 / 2^30 and its neighbours: roots at their boundaries
                 0 => {
                     let k = u128::from(rng.next() >> (rng.next() % 64));
-                    let x = (k * k * u128::from(bc2)) >> 30;
+                    let x = k
+                        .checked_mul(k)
+                        .and_then(|k2| k2.checked_mul(u128::from(bc2)))
+                        .map_or(u128::MAX, |x| x >> 30);
                     u64::try_from(x)
                         .unwrap_or(u64::MAX)
                         .wrapping_add(rng.next() % 3)
