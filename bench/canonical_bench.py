@@ -27,10 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from veritrain.pipeline.canonical import CanonicalState
-from veritrain.pipeline.data import load_dataset
-from veritrain.pipeline.models import build_model, build_optimizer
-from veritrain.pipeline.spec import load_spec
+from veritrain.pipeline.data.datasets import load_dataset
+from veritrain.pipeline.run.spec import load_spec
+from veritrain.pipeline.train.canonical import CanonicalState
+from veritrain.pipeline.train.networks import build_model, build_optimizer
 from veritrain.prover import epoch_permutation, steps_per_epoch
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "digits-canonical.yaml"

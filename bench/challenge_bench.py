@@ -5,7 +5,7 @@ choice of ``checkpoint_every``, measured in the same run.
 
 1. Probes: for n = 100, 1,000 and 10,000 steps of a tiny model, a dishonest trainer that trains on
    other samples than the sampler's from step d on (a deviation that persists, the case bisection
-   is complete for; see pipeline/challenge.py) at d = 10%, 50% and 90% of the run. The naive
+   is complete for; see pipeline/challenge/search.py) at d = 10%, 50% and 90% of the run. The naive
    linear replay re-executes from checkpoint 0 up to the first wrong step, comparing every record
    (each step is a probe); bisection probes ceil(log2(n + 1)) times at most, each replaying at most
    ``checkpoint_every`` steps from the nearest checkpoint. Both must find d.
@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from veritrain.pipeline import state as st
-from veritrain.pipeline.challenge import bisect_range, replay_range
-from veritrain.pipeline.replay import Replay
-from veritrain.pipeline.spec import parse_spec
-from veritrain.pipeline.store import LocalStore
-from veritrain.pipeline.train import open_trainer, train
+from veritrain.pipeline.challenge.replay import Replay
+from veritrain.pipeline.challenge.search import bisect_range, replay_range
+from veritrain.pipeline.run.spec import parse_spec
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.train import state as st
+from veritrain.pipeline.train.loop import open_trainer, train
 
 TINY = {
     "model": {"kind": "mlp", "hidden": [8]},

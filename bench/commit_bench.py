@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from veritrain.pipeline import state as st
-from veritrain.pipeline.spec import parse_spec
-from veritrain.pipeline.store import LocalStore
-from veritrain.pipeline.train import open_trainer, train
+from veritrain.pipeline.run.spec import parse_spec
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.train import state as st
+from veritrain.pipeline.train.loop import open_trainer, train
 from veritrain.prover import epoch_permutation
 
 # ~1.06M parameters: 64 -> 1024 -> 960 -> 10.

@@ -39,9 +39,9 @@ def _port() -> int:
 def s3_round_trips() -> dict:
     import boto3
 
-    from veritrain.pipeline.s3store import S3Store
-    from veritrain.pipeline.spec import parse_spec
-    from veritrain.pipeline.train import open_trainer, train
+    from veritrain.pipeline.run.spec import parse_spec
+    from veritrain.pipeline.store.s3 import S3Store
+    from veritrain.pipeline.train.loop import open_trainer, train
 
     port = _port()
     server = subprocess.Popen(
@@ -89,9 +89,9 @@ def s3_round_trips() -> dict:
 
 def prefect_overhead() -> dict:
     from veritrain.flows.training import train_flow
-    from veritrain.pipeline.spec import parse_spec
-    from veritrain.pipeline.store import LocalStore
-    from veritrain.pipeline.train import open_trainer, train
+    from veritrain.pipeline.run.spec import parse_spec
+    from veritrain.pipeline.store.local import LocalStore
+    from veritrain.pipeline.train.loop import open_trainer, train
 
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()

@@ -4,7 +4,7 @@
         [--example examples/digits-mlp.yaml] [--po2 16] [--epochs 1] [--workers 1 2] [--threads N]
 
 The spec's first ``--epochs`` epochs are trained once, copied into one store per measurement,
-executed there into segments of 2^po2 cycles (pipeline/proving.py; ``--po2 0`` is risc0's
+executed there into segments of 2^po2 cycles (pipeline/prove/parts.py; ``--po2 0`` is risc0's
 default, 2^20, one segment per digits epoch), and then proven by N worker processes that take
 every epoch's segment proofs, and then each level of joins, from a shared queue; the parent
 finishes the epochs in order (resolve, verify). The wall time from the first segment proof to
@@ -28,26 +28,26 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from veritrain import example
-from veritrain.pipeline import proving
-from veritrain.pipeline.spec import load_spec
-from veritrain.pipeline.store import LocalStore
-from veritrain.pipeline.train import open_trainer, train
+from veritrain.pipeline.prove import parts
+from veritrain.pipeline.run.spec import load_spec
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.train.loop import open_trainer, train
 
 RUN_ID = "bench-pool"
 
 
 def _segment(root: str, epoch: int, po2: int | None, k: int) -> None:
-    proving.prove_segment(LocalStore(root), RUN_ID, epoch, po2, k)
+    parts.prove_segment(LocalStore(root), RUN_ID, epoch, po2, k)
 
 
 def _join(root: str, epoch: int, po2: int | None, first: int, mid: int, end: int) -> None:
-    proving.join(LocalStore(root), RUN_ID, epoch, po2, first, mid, end)
+    parts.join(LocalStore(root), RUN_ID, epoch, po2, first, mid, end)
 
 
 def prove_with(root: str, po2: int | None, workers: int, threads: int | None, epochs: int) -> dict:
     store = LocalStore(root)
     t0 = time.perf_counter()
-    executions = [proving.execute(store, RUN_ID, e, po2) for e in range(epochs)]
+    executions = [parts.execute(store, RUN_ID, e, po2) for e in range(epochs)]
     executed = time.perf_counter() - t0
     if threads:
         os.environ["RAYON_NUM_THREADS"] = str(threads)  # inherited by the worker processes
@@ -63,14 +63,14 @@ def prove_with(root: str, po2: int | None, workers: int, threads: int | None, ep
             for k in range(len(ex.segments))
         ]:
             f.result()
-        trees = [proving.join_tree(len(ex.segments)) for ex in executions]
+        trees = [parts.join_tree(len(ex.segments)) for ex in executions]
         for depth in range(max(map(len, trees))):
             level = [(e, j) for e, t in enumerate(trees) if depth < len(t) for j in t[depth]]
             for f in [pool.submit(_join, root, e, po2, *j) for e, j in level]:
                 f.result()
     os.environ.pop("RAYON_NUM_THREADS", None)
     for e in range(epochs):  # the resolves: each needs the previous epoch's receipt
-        proving.finish(store, RUN_ID, e, po2)
+        parts.finish(store, RUN_ID, e, po2)
     wall = time.perf_counter() - t0
     return {
         "workers": workers,
@@ -94,7 +94,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--threads", type=int, help="prover threads per worker (default: all cores)")
     args = ap.parse_args()
-    po2 = proving.check_segment_po2(args.po2 or None, "--po2")
+    po2 = parts.check_segment_po2(args.po2 or None, "--po2")
     os.environ.setdefault("VERITRAIN_KEYS", tempfile.mkdtemp())
     spec = load_spec(args.example).model_copy(update={"epochs": args.epochs, "finalize_every": 0})
     with tempfile.TemporaryDirectory() as tmp:

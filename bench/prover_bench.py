@@ -28,11 +28,10 @@ import tempfile
 import time
 
 from veritrain import prover
-from veritrain.pipeline.finalize import load_epoch_records
-from veritrain.pipeline.run import epoch_entries
-from veritrain.pipeline.spec import load_spec, parse_spec
-from veritrain.pipeline.store import LocalStore
-from veritrain.pipeline.train import open_trainer, train
+from veritrain.pipeline.run.manifest import epoch_entries, load_epoch_records
+from veritrain.pipeline.run.spec import load_spec, parse_spec
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.train.loop import open_trainer, train
 
 GOAL_CYCLES_PER_STEP = 1500
 

@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 from veritrain import example
-from veritrain.pipeline.report import build_report, write_report
-from veritrain.pipeline.spec import load_spec
-from veritrain.pipeline.store import LocalStore
-from veritrain.pipeline.train import open_trainer, train
-from veritrain.pipeline.verify import verify_run
+from veritrain.pipeline.publish.report import build_report, write_report
+from veritrain.pipeline.run.spec import load_spec
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.verify.verifier import verify_run
 
 TINY = example("tiny.yaml")
 RUN_ID = "bench-report"

@@ -4,7 +4,7 @@
         [--example examples/digits-mlp.yaml] [--po2 14 16 17 18]
 
 The spec's first epoch is trained once and executed into segments of 2^po2 cycles for each size
-(pipeline/proving.py). A fresh process per size then does what a worker does with the largest
+(pipeline/prove/parts.py). A fresh process per size then does what a worker does with the largest
 segment: prove it and lift it (`prove_segment`), and joins two lifted segments where the epoch
 has two; it reports its own peak resident memory (ru_maxrss) and seconds. The baseline is the
 same fresh-process measurement for risc0's default segment size (2^20; a digits epoch is one
@@ -25,10 +25,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from veritrain import example
-from veritrain.pipeline import proving
-from veritrain.pipeline.spec import load_spec
-from veritrain.pipeline.store import LocalStore
-from veritrain.pipeline.train import open_trainer, train
+from veritrain.pipeline.prove import parts
+from veritrain.pipeline.run.spec import load_spec
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.train.loop import open_trainer, train
 
 RUN_ID = "bench-memory"
 
@@ -36,15 +36,15 @@ RUN_ID = "bench-memory"
 def _worker(root: str, po2: int | None) -> dict:
     """In a fresh process: prove and lift the largest segment (and join two, if there are)."""
     store = LocalStore(root)
-    ex = proving.load_execution(store, RUN_ID, 0, po2)
+    ex = parts.load_execution(store, RUN_ID, 0, po2)
     t0 = time.perf_counter()
-    proving.prove_segment(store, RUN_ID, 0, po2, 0)
+    parts.prove_segment(store, RUN_ID, 0, po2, 0)
     prove_s = time.perf_counter() - t0
     join_s = None
     if len(ex.segments) >= 2:
-        proving.prove_segment(store, RUN_ID, 0, po2, 1)
+        parts.prove_segment(store, RUN_ID, 0, po2, 1)
         t0 = time.perf_counter()
-        proving.join(store, RUN_ID, 0, po2, 0, 1, 2)
+        parts.join(store, RUN_ID, 0, po2, 0, 1, 2)
         join_s = round(time.perf_counter() - t0, 1)
     return {
         "segment_prove_and_lift_s": round(prove_s, 1),
@@ -56,7 +56,7 @@ def _worker(root: str, po2: int | None) -> dict:
 def measure(trained: Path, tmp: Path, po2: int | None) -> dict:
     root = tmp / f"po2-{po2 or 'default'}"
     shutil.copytree(trained, root)
-    ex = proving.execute(LocalStore(root), RUN_ID, 0, po2)
+    ex = parts.execute(LocalStore(root), RUN_ID, 0, po2)
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         row = pool.submit(_worker, str(root), po2).result()
     shutil.rmtree(root)
@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--po2", type=int, nargs="+", default=[14, 16, 17, 18])
     args = ap.parse_args()
     for p in args.po2:
-        proving.check_segment_po2(p, "--po2")
+        parts.check_segment_po2(p, "--po2")
     os.environ.setdefault("VERITRAIN_KEYS", tempfile.mkdtemp())
     spec = load_spec(args.example).model_copy(update={"epochs": 1, "finalize_every": 0})
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,13 +34,13 @@ import time
 from pathlib import Path
 
 from veritrain import example, prover
-from veritrain.pipeline.finalize import finalize_epoch
-from veritrain.pipeline.ledger import load_or_create_key
-from veritrain.pipeline.run import Manifest, open_ledger, receipt_entries
-from veritrain.pipeline.spec import RunSpec, load_spec
-from veritrain.pipeline.store import LocalStore
-from veritrain.pipeline.train import open_trainer, train
-from veritrain.pipeline.verify import verify_run
+from veritrain.pipeline.prove.finalize import finalize_epoch
+from veritrain.pipeline.run.ledger import load_or_create_key
+from veritrain.pipeline.run.manifest import Manifest, open_ledger, receipt_entries
+from veritrain.pipeline.run.spec import RunSpec, load_spec
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.verify.verifier import verify_run
 
 TINY = example("tiny.yaml")
 RUN_ID = "bench-verify"

@@ -75,8 +75,8 @@ def _imports(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
 
 def _make_run(root: Path) -> str:
     from veritrain.bench.verify_bench import proven_run
-    from veritrain.pipeline.spec import load_spec
-    from veritrain.pipeline.store import run_uri
+    from veritrain.pipeline.run.spec import load_spec
+    from veritrain.pipeline.store.uris import run_uri
 
     run_id = "bench-verify-startup"
     store, train_s, prove_s = proven_run(root, load_spec(DIGITS), run_id)

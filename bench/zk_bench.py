@@ -35,13 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from veritrain import prover
-from veritrain.pipeline.canonical import CanonicalState
-from veritrain.pipeline.data import load_dataset
-from veritrain.pipeline.run import Manifest, canonical_settings, epoch_entries, open_ledger
-from veritrain.pipeline.spec import AdamOptimizer, DigitsDataset, RunSpec, load_spec
-from veritrain.pipeline.store import LocalStore
-from veritrain.pipeline.train import open_trainer, train
-from veritrain.pipeline.zkinput import guest_input
+from veritrain.pipeline.data.datasets import load_dataset
+from veritrain.pipeline.prove.guest_input import guest_input
+from veritrain.pipeline.run.manifest import Manifest, canonical_settings, epoch_entries, open_ledger
+from veritrain.pipeline.run.spec import AdamOptimizer, DigitsDataset, RunSpec, load_spec
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.train.canonical import CanonicalState
+from veritrain.pipeline.train.loop import open_trainer, train
 
 ROOT = Path(__file__).resolve().parent.parent
 ELF = "riscv32im-risc0-zkvm-elf/guest/zk-cycles"

@@ -1,6 +1,6 @@
 """The challenge flow: replay (or bisect) a run's committed steps and, on fraud, file a fraud proof
 and check it. Tasks take and return plain values (the run URI, the step range, the proof id, the
-result as JSON); the work is veritrain.pipeline.challenge.
+result as JSON); the work is veritrain.pipeline.challenge.search.
 
 The CLI (`veritrain challenge`, `veritrain check-fraud-proof`) calls the library directly (no
 Prefect start-up, no server for a challenger); this flow is for running challenges on a Prefect
@@ -14,9 +14,10 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from veritrain.pipeline.challenge import challenge
-from veritrain.pipeline.fraudproof import check_filed_proof, record_verdict
-from veritrain.pipeline.store import open_store, split_run_uri
+from veritrain.pipeline.challenge.fraudproof import check_filed_proof, record_verdict
+from veritrain.pipeline.challenge.search import challenge
+from veritrain.pipeline.store.base import open_store
+from veritrain.pipeline.store.uris import split_run_uri
 
 
 @task(name="challenge-steps")

@@ -29,20 +29,20 @@ def _require(extra: str, command: str) -> None:
 
 
 def cmd_run(args) -> int:
-    """Checks everything it can (pipeline/preflight.py) before it starts the Prefect API server and
-    the flow; stops on SIGINT or SIGTERM with exit code 130 or 143 (flows/process.py)."""
+    """Checks everything it can (pipeline/train/preflight.py) before it starts the Prefect API
+    server and the flow; stops on SIGINT or SIGTERM with exit code 130 or 143 (flows/process.py)."""
     _require("train", "run")
     from veritrain.flows import process
 
     stopper = process.Stopper()
     stopper.start()  # first: every thread started from here on inherits the blocked signals
     process.configure_prefect()
-    from veritrain.pipeline.preflight import preflight
+    from veritrain.pipeline.train.preflight import preflight
 
     plan = preflight(args.spec, args.store, args.run_id, args.key)
     from veritrain.flows import progress
     from veritrain.flows.training import train_flow
-    from veritrain.pipeline.proving import check_segment_po2
+    from veritrain.pipeline.prove.parts import check_segment_po2
 
     check_segment_po2(args.segment_po2)
     if args.prove_pool:
@@ -61,7 +61,7 @@ def cmd_run(args) -> int:
         )
     code = EXIT_OK
     if args.verify:
-        from veritrain.pipeline.verify import verify_run
+        from veritrain.pipeline.verify.verifier import verify_run
 
         store, run_id = _open_run(uri)
         report = verify_run(store, run_id)
@@ -82,7 +82,8 @@ def cmd_run(args) -> int:
 
 
 def _open_run(uri: str):
-    from veritrain.pipeline.store import open_store, split_run_uri
+    from veritrain.pipeline.store.base import open_store
+    from veritrain.pipeline.store.uris import split_run_uri
 
     store_uri, run_id = split_run_uri(uri, "RUN_URI")
     return open_store(store_uri, "RUN_URI"), run_id
@@ -90,7 +91,7 @@ def _open_run(uri: str):
 
 def _replayable(args):
     """The profiles --replayable-profile declares, or None for this machine's own."""
-    from veritrain.pipeline.determinism import load_profiles
+    from veritrain.pipeline.run.determinism import load_profiles
 
     if args.replayable_profile is None:
         return None
@@ -109,19 +110,19 @@ def _trust_words(args) -> list[str]:
 
 def _policy(args):
     """The trust roots and requirements of --policy and the flags, which add to the file."""
-    from veritrain.pipeline.policy import policy_from
+    from veritrain.pipeline.verify.policy import policy_from
 
     return policy_from(args.policy, args.image_id, args.trainer_key, args.require_pinned)
 
 
 def cmd_verify(args) -> int:
-    from veritrain.pipeline.verify import verify_run
+    from veritrain.pipeline.verify.verifier import verify_run
 
     replayable = _replayable(args)
     policy = _policy(args)
     store, run_id = _open_run(args.run_uri)
     if args.attestation is not None:
-        from veritrain.pipeline.attest import read_attestation, verify_attestation
+        from veritrain.pipeline.publish.attest import read_attestation, verify_attestation
 
         data = read_attestation(args.attestation, store, run_id)
         report = verify_attestation(
@@ -140,9 +141,10 @@ def cmd_verify(args) -> int:
 
 
 def cmd_attest(args) -> int:
-    """Writes an epoch's in-toto attestation (pipeline/attest.py); its path is the last line."""
-    from veritrain.pipeline.attest import attest, write_attestation
-    from veritrain.pipeline.verify import verify_run
+    """Writes an epoch's in-toto attestation (pipeline/publish/attest.py); its path is the last
+    line."""
+    from veritrain.pipeline.publish.attest import attest, write_attestation
+    from veritrain.pipeline.verify.verifier import verify_run
 
     replayable = _replayable(args)
     policy = _policy(args)
@@ -161,11 +163,11 @@ def cmd_attest(args) -> int:
 
 
 def cmd_sign_checkpoint(args) -> int:
-    """Signs an epoch's end checkpoint with model_signing (pipeline/modelsign.py); the bundle's
-    path is the last line."""
+    """Signs an epoch's end checkpoint with model_signing (pipeline/publish/modelsign.py); the
+    bundle's path is the last line."""
     _require("sign", "sign-checkpoint")
-    from veritrain.pipeline.modelsign import check_ec_key, sign_checkpoint, write_bundle
-    from veritrain.pipeline.verify import verify_run
+    from veritrain.pipeline.publish.modelsign import check_ec_key, sign_checkpoint, write_bundle
+    from veritrain.pipeline.verify.verifier import verify_run
 
     check_ec_key(args.key)
     replayable = _replayable(args)
@@ -185,7 +187,7 @@ def cmd_sign_checkpoint(args) -> int:
 def cmd_audit(args) -> int:
     """Calls the library directly, not veritrain.flows.verification.audit_flow: an auditor's machine
     needs no Prefect server, and Prefect's start-up would cost about 10 s per command."""
-    from veritrain.pipeline.audit import audit_epoch
+    from veritrain.pipeline.verify.audit import audit_epoch
 
     replayable = _replayable(args)
     policy = _policy(args)
@@ -241,7 +243,7 @@ def cmd_status(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from veritrain.pipeline.verify import verify_run
+    from veritrain.pipeline.verify.verifier import verify_run
 
     replayable = _replayable(args)
     policy = _policy(args)
@@ -270,10 +272,10 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
-    """Writes the audit report (pipeline/report.py): exit 0 if the run verifies, 1 if not (the
-    report is written either way); its index.html is the last stdout line."""
+    """Writes the audit report (pipeline/publish/report.py): exit 0 if the run verifies, 1 if not
+    (the report is written either way); its index.html is the last stdout line."""
     _require("report", "report")
-    from veritrain.pipeline.report import build_report, check_out_dir, write_report
+    from veritrain.pipeline.publish.report import build_report, check_out_dir, write_report
 
     replayable = _replayable(args)
     policy = _policy(args)
@@ -304,9 +306,9 @@ def cmd_challenge(args) -> int:
     """Calls the library directly, not veritrain.flows.challenge.challenge_flow: a challenger needs
     no Prefect server, and Prefect's start-up would add about 10 s to every challenge."""
     _require("train", "challenge")
-    from veritrain.pipeline.challenge import challenge
-    from veritrain.pipeline.keys import proof_key
-    from veritrain.pipeline.store import object_uri
+    from veritrain.pipeline.challenge.search import challenge
+    from veritrain.pipeline.store.keys import proof_key
+    from veritrain.pipeline.store.uris import object_uri
 
     store, run_id = _open_run(args.run_uri)
     result = challenge(store, run_id, args.steps, bisect=args.bisect)
@@ -340,8 +342,8 @@ def cmd_challenge(args) -> int:
 def cmd_check_fraud_proof(args) -> int:
     import re
 
+    from veritrain.pipeline.challenge.fraudproof import check_filed_proof, record_verdict
     from veritrain.pipeline.errors import UsageError
-    from veritrain.pipeline.fraudproof import check_filed_proof, record_verdict
 
     _require("train", "check-fraud-proof")
 
@@ -368,8 +370,13 @@ def cmd_demo(args) -> int:
     import io
 
     from veritrain import example
-    from veritrain.pipeline.run import Manifest, open_ledger, read_committed, receipt_entries
-    from veritrain.pipeline.verify import verify_run
+    from veritrain.pipeline.run.manifest import (
+        Manifest,
+        open_ledger,
+        read_committed,
+        receipt_entries,
+    )
+    from veritrain.pipeline.verify.verifier import verify_run
     from veritrain.prover import verify_receipt
 
     spec = example("tiny.yaml")
@@ -417,9 +424,9 @@ def cmd_deploy_prove(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from veritrain.pipeline.policy import policy_json_schema
-    from veritrain.pipeline.spec import spec_json_schema
-    from veritrain.pipeline.verify import VERIFY_JSON_SCHEMA
+    from veritrain.pipeline.run.spec import spec_json_schema
+    from veritrain.pipeline.verify.policy import policy_json_schema
+    from veritrain.pipeline.verify.verifier import VERIFY_JSON_SCHEMA
 
     schemas = {
         "spec": spec_json_schema,

@@ -48,7 +48,7 @@ class Stopper:
         self.stop(signum)
 
     def stop(self, signum: int) -> None:
-        from veritrain.pipeline.store import stop_writes
+        from veritrain.pipeline.store.base import stop_writes
 
         stop_writes(WRITES_GRACE_SECONDS)
         self._kill_server()

@@ -1,5 +1,5 @@
-"""The proving flows: `veritrain-prove` proves one epoch in parts (pipeline/proving.py): execute,
-prove each segment, join them in a tree, resolve the previous epoch's receipt.
+"""The proving flows: `veritrain-prove` proves one epoch in parts (pipeline/prove/parts.py):
+execute, prove each segment, join them in a tree, resolve the previous epoch's receipt.
 
 With a prove pool, each segment proof and each join is a flow run of the small deployments
 `veritrain-prove-segment/<pool>` and `veritrain-prove-join/<pool>`, so the pool's workers share
@@ -21,10 +21,10 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 
-from veritrain.pipeline import proving
 from veritrain.pipeline.errors import UsageError, WorkerError
-from veritrain.pipeline.keys import receipt_key
-from veritrain.pipeline.store import open_store
+from veritrain.pipeline.prove import parts
+from veritrain.pipeline.store.base import open_store
+from veritrain.pipeline.store.keys import receipt_key
 
 SEGMENT_FLOW, JOIN_FLOW, PROVE_FLOW = (
     "veritrain-prove-segment",
@@ -42,7 +42,7 @@ def prove_segment_flow(
     store_uri: str, run_id: str, epoch: int, po2: int | None, segment: int
 ) -> bool:
     """Proves and lifts one segment of an executed epoch (a prove pool's unit of work)."""
-    return proving.prove_segment(open_store(store_uri), run_id, epoch, po2, segment, _note())
+    return parts.prove_segment(open_store(store_uri), run_id, epoch, po2, segment, _note())
 
 
 @flow(name=JOIN_FLOW)
@@ -50,7 +50,7 @@ def join_flow(
     store_uri: str, run_id: str, epoch: int, po2: int | None, first: int, mid: int, end: int
 ) -> bool:
     """Joins two adjacent stored parts of an epoch's receipt."""
-    return proving.join(open_store(store_uri), run_id, epoch, po2, first, mid, end, _note())
+    return parts.join(open_store(store_uri), run_id, epoch, po2, first, mid, end, _note())
 
 
 def _on_pool(pool: str, flow_name: str, parameters: dict[str, Any]) -> None:
@@ -76,7 +76,7 @@ def execute_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None) -> i
     store = open_store(store_uri)
     if store.exists(receipt_key(run_id, epoch)):
         return 0
-    ex = proving.execute(store, run_id, epoch, po2)
+    ex = parts.execute(store, run_id, epoch, po2)
     get_run_logger().info(
         "epoch %d executed: %d segments, %d cycles", epoch, len(ex.segments), ex.total_cycles
     )
@@ -97,7 +97,7 @@ def prove_segment(
     if pool:
         _on_pool(pool, SEGMENT_FLOW, params)
     else:
-        proving.prove_segment(open_store(store_uri), run_id, epoch, po2, segment, _note())
+        parts.prove_segment(open_store(store_uri), run_id, epoch, po2, segment, _note())
 
 
 @task(name="join-receipts", retries=1, retry_delay_seconds=2)
@@ -123,13 +123,13 @@ def join_receipts(
     if pool:
         _on_pool(pool, JOIN_FLOW, params)
     else:
-        proving.join(open_store(store_uri), run_id, epoch, po2, first, mid, end, _note())
+        parts.join(open_store(store_uri), run_id, epoch, po2, first, mid, end, _note())
 
 
 @task(name="finish-epoch", retries=1, retry_delay_seconds=2)
 def finish_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None) -> dict[str, Any]:
     """Resolves the previous epoch's receipt and stores this epoch's (verified) receipt."""
-    r = proving.finish(open_store(store_uri), run_id, epoch, po2)
+    r = parts.finish(open_store(store_uri), run_id, epoch, po2)
     stats = {
         "epoch": epoch,
         "stored": r is not None,
@@ -171,7 +171,7 @@ def submit_epoch_proof(
         parts[(k, k + 1)] = prove_segment.submit(
             store_uri, run_id, epoch, po2, k, pool, wait_for=chain()
         )
-    for level in proving.join_tree(n):
+    for level in parts.join_tree(n):
         for first, mid, end in level:
             parts[(first, end)] = join_receipts.submit(
                 store_uri,
@@ -205,7 +205,7 @@ def prove_flow(
 ) -> dict[str, Any]:
     """Proves one epoch and stores its receipt (the previous epoch's receipt must be stored by
     the time the parts are joined). Adopting it into the ledger is the trainer's."""
-    proving.check_segment_po2(po2, "flow parameter po2")
+    parts.check_segment_po2(po2, "flow parameter po2")
     return results(submit_epoch_proof(store_uri, run_id, epoch, po2, pool))[-1]
 
 

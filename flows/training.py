@@ -16,19 +16,20 @@ from prefect.artifacts import (
 
 from veritrain.flows import progress
 from veritrain.flows.proving import results, submit_epoch_proof
-from veritrain.pipeline.finalize import finalize_epoch
-from veritrain.pipeline.ledger import load_or_create_key
-from veritrain.pipeline.proving import check_segment_po2
-from veritrain.pipeline.run import (
+from veritrain.pipeline.prove.finalize import finalize_epoch
+from veritrain.pipeline.prove.parts import check_segment_po2
+from veritrain.pipeline.run.ledger import load_or_create_key
+from veritrain.pipeline.run.manifest import (
     Manifest,
     default_run_id,
     epoch_entries,
     open_ledger,
     receipt_entries,
 )
-from veritrain.pipeline.spec import RunSpec, parse_spec
-from veritrain.pipeline.store import object_uri, open_store, run_uri
-from veritrain.pipeline.train import open_trainer, train
+from veritrain.pipeline.run.spec import RunSpec, parse_spec
+from veritrain.pipeline.store.base import open_store
+from veritrain.pipeline.store.uris import object_uri, run_uri
+from veritrain.pipeline.train.loop import open_trainer, train
 
 
 def _spec(spec_json: dict[str, Any]) -> RunSpec:
@@ -168,10 +169,10 @@ def artifact_key(run_id: str, what: str) -> str:
 
 @task(name="report")
 def publish_report(store_uri: str, run_id: str) -> str:
-    """The audit report (pipeline/report.py, `veritrain report`) as a markdown artifact with its
-    plots inline; returns the artifact key. It verifies the run as `veritrain verify` does on this
-    machine, so this machine's first sightings of the receipts are recorded now."""
-    from veritrain.pipeline.report import build_report, markdown_standalone
+    """The audit report (pipeline/publish/report.py, `veritrain report`) as a markdown artifact with
+    its plots inline; returns the artifact key. It verifies the run as `veritrain verify` does on
+    this machine, so this machine's first sightings of the receipts are recorded now."""
+    from veritrain.pipeline.publish.report import build_report, markdown_standalone
 
     report = build_report(open_store(store_uri), run_id)
     key = artifact_key(run_id, "report")

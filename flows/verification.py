@@ -1,7 +1,7 @@
 """Prefect flows for verification: ``verify_flow`` (a whole run, or one epoch) and ``audit_flow``
 (pull one epoch into a folder and verify it from there). Tasks take and return plain values (run
-URIs, folders, epoch numbers, the report as JSON); the work is veritrain.pipeline.verify and
-veritrain.pipeline.audit.
+URIs, folders, epoch numbers, the report as JSON); the work is veritrain.pipeline.verify.verifier
+and veritrain.pipeline.verify.audit.
 
 The CLI does not go through these flows (Prefect's start-up costs about 10 s and an auditor needs
 no server); they are for running verification on a Prefect deployment, where a failed check makes
@@ -17,10 +17,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.states import Completed, Failed, State
 
-from veritrain.pipeline.audit import holds_audit, pull_epoch, verify_audit
-from veritrain.pipeline.policy import Policy, policy_from
-from veritrain.pipeline.store import open_store, split_run_uri
-from veritrain.pipeline.verify import verify_run
+from veritrain.pipeline.store.base import open_store
+from veritrain.pipeline.store.uris import split_run_uri
+from veritrain.pipeline.verify.audit import holds_audit, pull_epoch, verify_audit
+from veritrain.pipeline.verify.policy import Policy, policy_from
+from veritrain.pipeline.verify.verifier import verify_run
 from veritrain.prover.errors import VeritrainError
 
 
@@ -33,7 +34,8 @@ class VerificationFailed(VeritrainError):
 
 
 def _trust(trust: dict[str, Any]) -> Policy:
-    """The flow's trust parameters as a policy (pipeline/policy.py), checked as the CLI's flags."""
+    """The flow's trust parameters as a policy (pipeline/verify/policy.py), checked as the CLI's
+    flags."""
     return policy_from(
         trust["policy"],
         trust["image_ids"],

@@ -43,7 +43,7 @@ from veritrain.prover.errors import (
     ReceiptVerificationError,
     VeritrainError,
 )
-from veritrain.prover.models import (
+from veritrain.prover.results import (
     EpochClaim,
     EpochReceipt,
     ExecuteResult,
@@ -52,6 +52,9 @@ from veritrain.prover.models import (
     Schedule,
     StepRecord,
 )
+
+if __name__ != "veritrain.prover":  # the checkout's root is on the path too
+    raise ImportError(f"import veritrain.prover, not {__name__}")
 
 __all__ = [
     "CLAIM_LEN",
@@ -117,7 +120,7 @@ def epoch_input(
 ) -> bytes:
     """The guest's input for one epoch: its claim, the previous epoch's claim, its records and,
     for a canonical claim (guarantees 31), the canonical settings' bytes and the re-executed
-    steps (PROTOCOL.md §10; ``veritrain.pipeline.zkinput`` builds them from the store)."""
+    steps (PROTOCOL.md §10; ``veritrain.pipeline.prove.guest_input`` builds them from the store)."""
     return _native.encode_epoch_input(claim, prev, list(records), canonical)
 
 

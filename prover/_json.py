@@ -1,6 +1,6 @@
 """The JSON forms of the core's types as pydantic models: what a pydantic field of that type reads
 and writes, and what its published JSON schema says. The core checks the values
-(veritrain.prover.models)."""
+(veritrain.prover.results)."""
 
 from typing import Literal
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from veritrain.pipeline.spec import RunSpec, load_spec
+from veritrain.pipeline.run.spec import RunSpec, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -70,8 +70,8 @@ def unproven_run(tmp_path_factory, tiny_spec) -> tuple[Path, str]:
     """Another run of the tiny spec (run id "other-run"), trained in-process and never proven
     (finalize_every 0): seconds, where a proven run takes minutes. Returns (store folder, run id).
     Its key is in the session's key folder, so tests can sign ledger entries for it."""
-    from veritrain.pipeline.store import LocalStore
-    from veritrain.pipeline.train import open_trainer, train
+    from veritrain.pipeline.store.local import LocalStore
+    from veritrain.pipeline.train.loop import open_trainer, train
 
     store = tmp_path_factory.mktemp("unproven-store")
     spec = tiny_spec.model_copy(update={"finalize_every": 0})

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from veritrain.pipeline.ledger import canonical_json
+from veritrain.pipeline.run.ledger import canonical_json
 from veritrain.prover import EncodingError, EpochClaim, Schedule, StepRecord, VeritrainError
-from veritrain.prover.models import TORCH_MODE
+from veritrain.prover.results import TORCH_MODE
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = json.loads((ROOT / "tests" / "vectors" / "protocol-v1.json").read_text())
@@ -141,7 +141,7 @@ def test_constructors_take_keywords_and_apply_the_core_rules():
 
 
 def test_a_spec_schedule_is_the_core_schedule():
-    from veritrain.pipeline.spec import parse_spec
+    from veritrain.pipeline.run.spec import parse_spec
 
     spec = parse_spec({"schedule": {"kind": "linear_warmup", "base_lr": 0.2, "warmup_steps": 4}})
     assert spec.schedule == Schedule(kind="linear_warmup", base_lr=0.2, warmup_steps=4)

@@ -12,22 +12,22 @@ import pytest
 import torch
 from safetensors.numpy import load as st_load
 
-from veritrain.pipeline import canonical as cn
-from veritrain.pipeline.challenge import challenge
-from veritrain.pipeline.determinism import DeterminismProfile
+from veritrain.pipeline.challenge.fraudproof import check_filed_proof
+from veritrain.pipeline.challenge.search import challenge
 from veritrain.pipeline.errors import DeterminismError, IntegrityError, SpecError
-from veritrain.pipeline.fraudproof import check_filed_proof
-from veritrain.pipeline.run import (
+from veritrain.pipeline.run.determinism import DeterminismProfile
+from veritrain.pipeline.run.manifest import (
     Manifest,
     canonical_settings,
     epoch_entries,
     read_committed,
     split_records,
 )
-from veritrain.pipeline.spec import parse_spec
-from veritrain.pipeline.store import LocalStore
-from veritrain.pipeline.train import check_resumable, open_trainer, train
-from veritrain.pipeline.verify import COMMITTED, DISPUTED, verify_run
+from veritrain.pipeline.run.spec import parse_spec
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.train import canonical as cn
+from veritrain.pipeline.train.loop import check_resumable, open_trainer, train
+from veritrain.pipeline.verify.verifier import COMMITTED, DISPUTED, verify_run
 from veritrain.prover import (
     PROTOCOL_VERSION,
     CanonicalSettings,
@@ -36,7 +36,7 @@ from veritrain.prover import (
     canonical_step,
     check_records,
 )
-from veritrain.prover.models import GUARANTEES, TORCH_MODE
+from veritrain.prover.results import GUARANTEES, TORCH_MODE
 
 # 3 epochs of 6 steps; a checkpoint every 4 steps and at every epoch end.
 SPEC = {

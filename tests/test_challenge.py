@@ -15,23 +15,23 @@ import torch
 from conftest import veritrain
 
 from veritrain.flows.cli import main
-from veritrain.pipeline.audit import audit_epoch
-from veritrain.pipeline.challenge import challenge
-from veritrain.pipeline.data import Dataset
-from veritrain.pipeline.errors import DeterminismError
-from veritrain.pipeline.fraudproof import (
+from veritrain.pipeline.challenge.fraudproof import (
     build_fraud_proof,
     check_filed_proof,
     check_fraud_proof,
     file_fraud_proof,
     record_view,
 )
-from veritrain.pipeline.keys import proof_key, verdict_key
-from veritrain.pipeline.replay import Replay, ReplayEnvironmentError
-from veritrain.pipeline.spec import parse_spec
-from veritrain.pipeline.store import LocalStore
-from veritrain.pipeline.train import open_trainer, train
-from veritrain.pipeline.verify import COMMITTED, DISPUTED, verify_run
+from veritrain.pipeline.challenge.replay import Replay, ReplayEnvironmentError
+from veritrain.pipeline.challenge.search import challenge
+from veritrain.pipeline.data.datasets import Dataset
+from veritrain.pipeline.errors import DeterminismError
+from veritrain.pipeline.run.spec import parse_spec
+from veritrain.pipeline.store.keys import proof_key, verdict_key
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.verify.audit import audit_epoch
+from veritrain.pipeline.verify.verifier import COMMITTED, DISPUTED, verify_run
 
 # 4 epochs of 6 steps (24 in all). Checkpoints after 4, 6, 8, 12, 16, 18, 20 and 24 steps; a
 # state digest after every even number of steps, so the records of steps 1, 3, 5, ... carry one.

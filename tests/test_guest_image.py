@@ -1,5 +1,5 @@
-"""The guest's image id is the verifier's default trust root (pipeline/policy.py): it changes only
-on purpose, with rust/guest/image-id edited in the same commit."""
+"""The guest's image id is the verifier's default trust root (pipeline/verify/policy.py): it
+changes only on purpose, with rust/guest/image-id edited in the same commit."""
 
 from pathlib import Path
 

@@ -81,7 +81,7 @@ def test_the_installed_wheel_runs_demo_outside_the_checkout(wheel, tmp_path):
         )
 
     probe = (
-        "import importlib.util, json, veritrain.flows.cli, veritrain.pipeline.verify\n"
+        "import importlib.util, json, veritrain.flows.cli, veritrain.pipeline.verify.verifier\n"
         "import veritrain.prover\n"
         "print(json.dumps({'file': veritrain.__file__, 'top': [n for n in "
         "('pipeline', 'prover', 'flows', 'bench') if importlib.util.find_spec(n)]}))"

@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from veritrain.pipeline.errors import ConflictError, IntegrityError, SpecError
-from veritrain.pipeline.ledger import Ledger
-from veritrain.pipeline.run import Manifest
-from veritrain.pipeline.spec import load_spec, parse_spec
-from veritrain.pipeline.store import LocalStore
-from veritrain.pipeline.train import open_trainer, train
+from veritrain.pipeline.run.ledger import Ledger
+from veritrain.pipeline.run.manifest import Manifest
+from veritrain.pipeline.run.spec import load_spec, parse_spec
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.train.loop import open_trainer, train
 
 ROOT = Path(__file__).resolve().parent.parent
 

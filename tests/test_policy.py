@@ -1,7 +1,7 @@
-"""Trust roots (pipeline/policy.py): verify, audit and status accept a run only from the guests
-and trainers the verifier names, never on run.json's word, and hold every epoch to the policy's
-required status and guarantees. Uses copies of the session's proven tiny run; the one forged run
-is trained in-process and never proven, so no proof is made here."""
+"""Trust roots (pipeline/verify/policy.py): verify, audit and status accept a run only from the
+guests and trainers the verifier names, never on run.json's word, and hold every epoch to the
+policy's required status and guarantees. Uses copies of the session's proven tiny run; the one
+forged run is trained in-process and never proven, so no proof is made here."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from veritrain.flows.cli import main
 from veritrain.pipeline.errors import TrustError
-from veritrain.pipeline.ledger import load_or_create_key, public_key_hex
-from veritrain.pipeline.policy import Policy, load_policy
-from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.run.ledger import load_or_create_key, public_key_hex
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.verify.policy import Policy, load_policy
 from veritrain.prover import image_id
 
 VERIFY_SCHEMA = json.loads((ROOT / "docs" / "schemas" / "verify.schema.json").read_text())
@@ -65,7 +65,7 @@ def replaced(tiny_run, tiny_spec, tmp_path_factory) -> tuple[Path, str, str]:
     signed. (Re-signing the original's objects with another key is not enough: every state holds
     the manifest's digest, which binds the key; test_tamper.py shows verify refuses that.) Its
     epochs are committed, not proven. Returns (store folder, run id, forger's public key)."""
-    from veritrain.pipeline.train import open_trainer, train
+    from veritrain.pipeline.train.loop import open_trainer, train
 
     src, run_id, _ = tiny_run
     store = tmp_path_factory.mktemp("replaced") / "store"
@@ -360,8 +360,8 @@ def test_the_guest_check_answers_for_the_installed_guest_and_a_runs_pinned_id(
 def test_runs_signed_with_one_trainer_key_verify_pinned_to_it(tmp_path, capsys, monkeypatch):
     """`run --key FILE`: the trainer's own key signs every run it is given to, so one pinned key
     speaks for all of them; a run signed by another key is refused before anything starts."""
-    from veritrain.pipeline.preflight import preflight
-    from veritrain.pipeline.train import open_trainer, train
+    from veritrain.pipeline.train.loop import open_trainer, train
+    from veritrain.pipeline.train.preflight import preflight
 
     monkeypatch.setenv("VERITRAIN_KEYS", str(tmp_path / "keys"))
 

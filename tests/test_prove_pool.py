@@ -14,8 +14,8 @@ import sys
 import pytest
 from conftest import PREFECT, ROOT, in_env, process_worker, veritrain
 
-from veritrain.pipeline import proving
-from veritrain.pipeline.keys import (
+from veritrain.pipeline.prove import parts
+from veritrain.pipeline.store.keys import (
     execution_key,
     execution_prefix,
     part_receipt_key,
@@ -23,7 +23,7 @@ from veritrain.pipeline.keys import (
     proving_prefix,
     receipt_key,
 )
-from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.store.local import LocalStore
 
 # A tiny epoch spans 2 or 3 segments of 2^16 cycles (at 2^14 it spans 23 or 38, and at 2^15
 # hundreds: from 2^15 on risc0 reserves 25,000 cycles of each segment for a single instruction).
@@ -32,7 +32,7 @@ PO2 = 16
 
 def test_join_tree_covers_every_segment_once():
     for n in range(1, 12):
-        levels = proving.join_tree(n)
+        levels = parts.join_tree(n)
         covered = {(k, k + 1) for k in range(n)}
         for level in levels:
             for first, mid, end in level:
@@ -131,7 +131,7 @@ def test_a_pool_without_the_deployments_fails_naming_them(prefect_server, tmp_pa
     # Nothing written is lost: both epochs are committed, the first executed (its segments wait
     # in the store for a pool), and nothing was proven.
     s = LocalStore(store)
-    assert len(proving.load_execution(s, "no-pool", 0, PO2).segments) >= 2
+    assert len(parts.load_execution(s, "no-pool", 0, PO2).segments) >= 2
     assert not any(k.endswith(".receipt") for k in s.list("runs/no-pool"))
     r = veritrain("verify", f"{store}/runs/no-pool", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -157,7 +157,7 @@ def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
     logs = {name: tmp_path / f"{name}.log" for name in ("worker-a", "worker-b")}
     with (
         process_worker(
-            {**env, proving.PROVER_ENV: "worker-a"},
+            {**env, parts.PROVER_ENV: "worker-a"},
             "prove",
             logs["worker-a"],
             "--name",
@@ -166,7 +166,7 @@ def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
             "1",
         ),
         process_worker(
-            {**env, proving.PROVER_ENV: "worker-b"},
+            {**env, parts.PROVER_ENV: "worker-b"},
             "prove",
             logs["worker-b"],
             "--name",
@@ -198,7 +198,7 @@ def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
     s = LocalStore(store)
     provers = {}
     for epoch in (0, 1):
-        ex = proving.load_execution(s, "pooled", epoch, PO2)
+        ex = parts.load_execution(s, "pooled", epoch, PO2)
         assert len(ex.segments) >= 2
         notes = [
             json.loads(s.read(prover_note_key(part_receipt_key(ex.prefix, k, k + 1))))
@@ -217,8 +217,8 @@ def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
 
     # Every step is done: running it again proves nothing and changes nothing.
     before = {k: s.read(k) for k in s.list("runs/pooled")}
-    assert proving.execute(s, "pooled", 1, PO2) == proving.load_execution(s, "pooled", 1, PO2)
-    assert proving.prove_segment(s, "pooled", 1, PO2, 0) is False
-    assert proving.finish(s, "pooled", 1, PO2) is None
+    assert parts.execute(s, "pooled", 1, PO2) == parts.load_execution(s, "pooled", 1, PO2)
+    assert parts.prove_segment(s, "pooled", 1, PO2, 0) is False
+    assert parts.finish(s, "pooled", 1, PO2) is None
     assert {k: s.read(k) for k in s.list("runs/pooled")} == before
     assert s.exists(receipt_key("pooled", 1)) and s.exists(execution_key("pooled", 1, PO2))

@@ -5,10 +5,15 @@ from __future__ import annotations
 import pytest
 
 from veritrain import prover
-from veritrain.pipeline.finalize import load_epoch_records
-from veritrain.pipeline.run import Manifest, epoch_entries, open_ledger, receipt_entries
-from veritrain.pipeline.store import LocalStore
-from veritrain.pipeline.train import open_trainer, train
+from veritrain.pipeline.run.manifest import (
+    Manifest,
+    epoch_entries,
+    load_epoch_records,
+    open_ledger,
+    receipt_entries,
+)
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.train.loop import open_trainer, train
 from veritrain.prover import (
     EpochClaim,
     FakeReceiptError,

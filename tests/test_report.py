@@ -20,8 +20,8 @@ from conftest import PREFECT, ROOT, in_env, veritrain
 from PIL import Image
 from s3servers import moto_s3, set_s3_env  # noqa: F401 - fixtures
 
-from veritrain.pipeline.report import REPORT_FILES, build_report, markdown_standalone
-from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.publish.report import REPORT_FILES, build_report, markdown_standalone
+from veritrain.pipeline.store.local import LocalStore
 
 CHROMIUM = shutil.which("chromium")
 

@@ -4,7 +4,7 @@ need it say so in one line.
 
 The command runs in a process where the extra is absent as far as Python can tell: importing any
 of its modules raises ModuleNotFoundError and importlib.metadata finds none of its distributions
-(which is how the verifier tells what this machine could replay, pipeline/determinism.py)."""
+(which is how the verifier tells what this machine could replay, pipeline/run/determinism.py)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+from veritrain.pipeline.challenge.fraudproof import PROOF_VERSION, file_fraud_proof
 from veritrain.pipeline.extras import EXTRAS
-from veritrain.pipeline.fraudproof import PROOF_VERSION, file_fraud_proof
-from veritrain.pipeline.store import LocalStore
-from veritrain.pipeline.verify import verify_run
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.verify.verifier import verify_run
 
 ABSENT = EXTRAS["train"]
 SLIM = """
@@ -99,7 +99,7 @@ def test_the_slim_installation_lacks_the_extra_and_has_the_rest():
     for module in ABSENT.values():
         r = _in_slim(f"import {module}")
         assert f"No module named '{module}'" in r.stderr
-    # importlib.metadata tells what this machine could replay (pipeline/determinism.py).
+    # importlib.metadata tells what this machine could replay (pipeline/run/determinism.py).
     found = "print([d for d in sys.argv[3:] if any(importlib.metadata.distributions(name=d))])"
     r = _in_slim(found, *ABSENT, "rich")
     assert r.stdout.strip() == "['rich']", r.stderr

@@ -14,10 +14,11 @@ import pytest
 import s3servers
 from s3servers import S3Server, closed_port, set_s3_env
 
-from veritrain.pipeline import store as store_module
 from veritrain.pipeline.errors import ConflictError, StorageError, UsageError
-from veritrain.pipeline.s3store import MULTIPART_THRESHOLD, S3Store
-from veritrain.pipeline.store import LocalStore, NotFoundError, Store, open_store
+from veritrain.pipeline.store import base as store_module
+from veritrain.pipeline.store.base import NotFoundError, Store, open_store
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.store.s3 import MULTIPART_THRESHOLD, S3Store
 
 # The server fixtures, by assignment (no conftest needed; plain assignments keep ruff quiet).
 moto_s3 = s3servers.moto_s3
@@ -229,7 +230,7 @@ def _race(store: Store, key: str, blobs: list[bytes]) -> list[object]:
 
 
 def test_server_time_is_the_servers_and_never_the_writers(store):
-    """S3's LastModified is the server's (pipeline/finality.py starts challenge windows no
+    """S3's LastModified is the server's (pipeline/verify/finality.py starts challenge windows no
     earlier); a folder's file times are the writer's, so a LocalStore has none."""
     before = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     store.create("runs/r/a.bin", b"x")

@@ -1,5 +1,5 @@
-"""The store as a model: every object a run writes is at a key pipeline/keys.py names, every
-ledger entry parses into its kind's model (pipeline/entries.py) and dumps back to the very bytes
+"""The store as a model: every object a run writes is at a key pipeline/store/keys.py names, every
+ledger entry parses into its kind's model (pipeline/run/entries.py) and dumps back to the very bytes
 that were signed, a malformed manifest or entry is one IntegrityError naming its key, and
 verify fails a check only for such errors: a bug in a check raises.
 
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-import veritrain.pipeline.verify
+import veritrain.pipeline.verify.verifier
 from veritrain.flows.cli import main
-from veritrain.pipeline import keys
 from veritrain.pipeline.errors import IntegrityError
-from veritrain.pipeline.ledger import Ledger, load_or_create_key
-from veritrain.pipeline.run import Manifest, epoch_entries, open_ledger
-from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.run.ledger import Ledger, load_or_create_key
+from veritrain.pipeline.run.manifest import Manifest, epoch_entries, open_ledger
+from veritrain.pipeline.store import keys
+from veritrain.pipeline.store.local import LocalStore
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_a_signed_but_malformed_entry_is_an_integrity_error_naming_it(run, capsy
         _ledger(store, run_id).entries()
     assert str(e.value).startswith(f"{key}: ") and words in str(e.value), str(e.value)
     assert len(str(e.value).splitlines()) == 1
-    report = veritrain.pipeline.verify.verify_run(store, run_id)
+    report = veritrain.pipeline.verify.verifier.verify_run(store, run_id)
     failed = [c for c in report.checks if not c.ok]
     assert [c.name for c in failed] == ["ledger"] and failed[0].detail == str(e.value)
 
@@ -169,23 +169,23 @@ def test_a_bug_in_a_check_raises_while_tampered_data_fails_it(run, capsys, monke
     veritrain, reported as an internal error (exit 3), never as a failed check (exit 1)."""
     store, run_id = run
     uri = f"{store.uri}/runs/{run_id}"
-    assert veritrain.pipeline.verify.verify_run(store, run_id).ok
+    assert veritrain.pipeline.verify.verifier.verify_run(store, run_id).ok
 
     _, entries = open_ledger(store, Manifest.load(store, run_id))
     records = Path(store.uri) / epoch_entries(entries)[1].body.records
     data = bytearray(records.read_bytes())
     data[len(data) // 2] ^= 1
     records.write_bytes(bytes(data))
-    report = veritrain.pipeline.verify.verify_run(store, run_id)
+    report = veritrain.pipeline.verify.verifier.verify_run(store, run_id)
     failed = [(e.epoch, c.name) for e in report.epochs for c in e.checks if not c.ok]
     assert failed == [(1, "records")]
 
     def buggy(*args, **kwargs):
         raise TypeError("'NoneType' object is not subscriptable")
 
-    monkeypatch.setattr(veritrain.pipeline.verify, "_check_claim", buggy)
+    monkeypatch.setattr(veritrain.pipeline.verify.verifier, "_check_claim", buggy)
     with pytest.raises(TypeError, match="not subscriptable"):
-        veritrain.pipeline.verify.verify_run(store, run_id)
+        veritrain.pipeline.verify.verifier.verify_run(store, run_id)
     assert main(["verify", uri]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error (TypeError:" in err

@@ -20,20 +20,20 @@ from conftest import ROOT, veritrain
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from veritrain.flows.cli import main
-from veritrain.pipeline import verify as verify_module
-from veritrain.pipeline.determinism import DeterminismProfile
-from veritrain.pipeline.entries import ReceiptBody
 from veritrain.pipeline.errors import IntegrityError
-from veritrain.pipeline.keys import journal_key, ledger_key, receipt_key
-from veritrain.pipeline.ledger import Ledger, load_or_create_key, public_key_hex
-from veritrain.pipeline.run import (
+from veritrain.pipeline.run.determinism import DeterminismProfile
+from veritrain.pipeline.run.entries import ReceiptBody
+from veritrain.pipeline.run.ledger import Ledger, load_or_create_key, public_key_hex
+from veritrain.pipeline.run.manifest import (
     Manifest,
     claim_digest,
     epoch_entries,
     open_ledger,
     sha256_hex,
 )
-from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.store.keys import journal_key, ledger_key, receipt_key
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.verify import verifier as verify_module
 from veritrain.prover import _native
 
 pytestmark = pytest.mark.proving
@@ -403,7 +403,7 @@ def test_a_resigned_spec_that_builds_other_tensors_fails_the_checkpoint_check(
     tiny_run, tmp_path, capsys
 ):
     """The claim binds no model shape; the checkpoints do, and verify compares them with what
-    the stored spec builds (pipeline/layout.py), without torch."""
+    the stored spec builds (pipeline/checkpoint/tensors.py), without torch."""
     src, run_id, _ = tiny_run
     store = _copy(src, tmp_path)
     _edit_manifest(store, run_id, lambda d: d["spec"]["model"].update(hidden=[17]))
@@ -435,7 +435,7 @@ def test_challenge_of_a_run_whose_spec_does_not_build_its_checkpoints_is_a_clear
 
 def test_a_checkpoint_whose_step_counter_is_not_its_step_fails(tiny_run, tmp_path, capsys):
     """The ledger says which step a checkpoint is; its own counter must agree."""
-    from veritrain.pipeline.layout import check_tensors, read_header
+    from veritrain.pipeline.checkpoint.tensors import check_tensors, read_header
 
     src, run_id, _ = tiny_run
     store = _copy(src, tmp_path)
@@ -454,9 +454,9 @@ def test_a_checkpoint_whose_step_counter_is_not_its_step_fails(tiny_run, tmp_pat
 def test_a_resigned_manifest_no_longer_matches_the_states_it_is_bound_into(
     tiny_run, tmp_path, capsys, edit
 ):
-    """Every state holds the manifest's digest (pipeline/state.py), so the claims' state digests,
-    and the receipts over them, bind run.json: what the trainer's key can re-sign, the receipts
-    still refuse."""
+    """Every state holds the manifest's digest (pipeline/train/state.py), so the claims' state
+    digests, and the receipts over them, bind run.json: what the trainer's key can re-sign, the
+    receipts still refuse."""
     src, run_id, _ = tiny_run
     store = _copy(src, tmp_path)
     new_key = Ed25519PrivateKey.generate()
@@ -487,8 +487,8 @@ def week_run(tmp_path_factory, tiny_spec) -> tuple[Path, str, dict]:
     """One epoch of the tiny spec with a 7-day challenge window, made (honestly, in-process) by a
     trainer whose recorded torch version exists nowhere, and proven for real. Returns (store
     folder, run id, its determinism profile)."""
-    from veritrain.pipeline.finalize import finalize_epoch
-    from veritrain.pipeline.train import open_trainer, train
+    from veritrain.pipeline.prove.finalize import finalize_epoch
+    from veritrain.pipeline.train.loop import open_trainer, train
 
     real = DeterminismProfile.current
     store = tmp_path_factory.mktemp("week-store")
@@ -515,7 +515,7 @@ def _backdate(kind: str, body: dict) -> dict:
 
 def test_a_backdated_proven_at_does_not_make_an_epoch_final(week_run, tmp_path):
     """proven_at is the trainer's word. With a 7-day window, an epoch reads final only 7 days
-    after this verifier first saw its receipt (pipeline/finality.py)."""
+    after this verifier first saw its receipt (pipeline/verify/finality.py)."""
     src, run_id, profile = week_run
     store = _copy(src, tmp_path)
     _resign(store, run_id, _backdate)
@@ -573,7 +573,7 @@ def test_a_run_no_verifier_can_replay_is_never_plainly_final(week_run, tmp_path,
 
 
 def test_a_policy_requiring_final_fails_an_epoch_inside_its_window(week_run, tmp_path, capsys):
-    """pipeline/policy.py's required status, on a proven epoch whose 7-day window has not
+    """pipeline/verify/policy.py's required status, on a proven epoch whose 7-day window has not
     passed (the tiny run's window is 0: its epochs are final at once)."""
     src, run_id, profile = week_run
     profiles = tmp_path / "profiles.json"

@@ -1,8 +1,8 @@
 """The verifier's own rules, against the real thing: the tensor layout a spec implies
-(pipeline/layout.py) and a checkpoint's state digest (pipeline/statedigest.py) against the state
-torch builds, this machine's replayable profile (pipeline/determinism.py) against torch's own
-answer, all found without importing torch, and the verifier's receipt sightings
-(pipeline/finality.py)."""
+(pipeline/checkpoint/tensors.py) and a checkpoint's state digest (pipeline/checkpoint/digest.py)
+against the state torch builds, this machine's replayable profile (pipeline/run/determinism.py)
+against torch's own answer, all found without importing torch, and the verifier's receipt sightings
+(pipeline/verify/finality.py)."""
 
 from __future__ import annotations
 
@@ -15,21 +15,26 @@ import pytest
 import torch
 from conftest import ROOT
 
-from veritrain.pipeline import layout
-from veritrain.pipeline import state as st
-from veritrain.pipeline.determinism import (
+from veritrain.pipeline.checkpoint.digest import checkpoint_digest
+from veritrain.pipeline.checkpoint.tensors import (
+    DTYPES,
+    check_tensors,
+    expected_tensors,
+    read_header,
+)
+from veritrain.pipeline.errors import IntegrityError, StorageError, UsageError
+from veritrain.pipeline.run.determinism import (
     MACHINE_FIELDS,
     DeterminismProfile,
     load_profiles,
     machine_profile,
 )
-from veritrain.pipeline.errors import IntegrityError, StorageError, UsageError
-from veritrain.pipeline.finality import Sighting, first_sightings, window_start
-from veritrain.pipeline.models import build_model, build_optimizer
-from veritrain.pipeline.run import Manifest, open_ledger
-from veritrain.pipeline.spec import parse_spec
-from veritrain.pipeline.statedigest import checkpoint_digest
-from veritrain.pipeline.store import LocalStore
+from veritrain.pipeline.run.manifest import Manifest, open_ledger
+from veritrain.pipeline.run.spec import parse_spec
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.train import state as st
+from veritrain.pipeline.train.networks import build_model, build_optimizer
+from veritrain.pipeline.verify.finality import Sighting, first_sightings, window_start
 
 MANIFEST = bytes(range(32))
 SPECS = {
@@ -70,11 +75,11 @@ def _trained_checkpoint(spec, steps: int) -> bytes:
 def test_the_layout_a_spec_implies_is_the_state_torch_builds(name, steps):
     spec = parse_spec(SPECS[name])
     data = _trained_checkpoint(spec, steps)
-    found = layout.read_header(data, "ck")
+    found = read_header(data, "ck")
     assert {n: (t.dtype, t.shape) for n, t in found.items() if n != "rng/torch"} == (
-        layout.expected_tensors(spec, steps, found)
+        expected_tensors(spec, steps, found)
     )
-    layout.check_tensors(spec, steps, found, data, "ck", MANIFEST)
+    check_tensors(spec, steps, found, data, "ck", MANIFEST)
     loaded = st.load_checkpoint(data, "ck")
     for n, t in found.items():  # the header reader's byte ranges are the tensors' bytes
         assert data[t.start : t.end] == loaded[n].reshape(-1).view(torch.uint8).numpy().tobytes()
@@ -85,12 +90,12 @@ def test_another_spec_does_not_build_the_checkpoint():
     data = _trained_checkpoint(spec, 1)
     other = parse_spec({**SPECS["cnn-adam"], "model": {"kind": "cnn", "channels": [4, 7]}})
     with pytest.raises(IntegrityError, match=r"ck: not the state the run's spec \(cnn, adam\)"):
-        layout.check_tensors(other, 1, layout.read_header(data, "ck"), data, "ck", MANIFEST)
+        check_tensors(other, 1, read_header(data, "ck"), data, "ck", MANIFEST)
     sgd = parse_spec({**SPECS["cnn-adam"], "optimizer": {"kind": "sgd", "momentum": 0.5}})
     with pytest.raises(IntegrityError, match="lacks optim/0/momentum_buffer"):
-        layout.check_tensors(sgd, 1, layout.read_header(data, "ck"), data, "ck", MANIFEST)
+        check_tensors(sgd, 1, read_header(data, "ck"), data, "ck", MANIFEST)
     with pytest.raises(IntegrityError, match="ck: holds another manifest digest than run.json's"):
-        layout.check_tensors(spec, 1, layout.read_header(data, "ck"), data, "ck", bytes(32))
+        check_tensors(spec, 1, read_header(data, "ck"), data, "ck", bytes(32))
 
 
 def _file(header: dict, body: bytes = b"") -> bytes:
@@ -116,7 +121,7 @@ def test_a_bad_safetensors_header_is_an_integrity_error(data, words):
     with pytest.raises(
         IntegrityError, match=f"ck: not a readable safetensors checkpoint: .*{words}"
     ):
-        layout.read_header(data, "ck")
+        read_header(data, "ck")
 
 
 @pytest.mark.parametrize("steps", [0, 2])
@@ -171,7 +176,7 @@ def test_a_trained_runs_checkpoints_digest_as_its_ledger_says_without_torch(unpr
 def test_a_file_safetensors_rejects_has_no_state_digest(tensors, body):
     header = {n: {"dtype": d, "shape": sh, "data_offsets": o} for n, (d, sh, o) in tensors.items()}
     data = _file(header, body)
-    layout.read_header(data, "ck")
+    read_header(data, "ck")
     with pytest.raises(IntegrityError, match="^ck: not a readable safetensors checkpoint: "):
         checkpoint_digest(data, "ck")
     with pytest.raises(IntegrityError, match="^ck: not a readable safetensors checkpoint: "):
@@ -179,7 +184,7 @@ def test_a_file_safetensors_rejects_has_no_state_digest(tensors, body):
 
 
 def test_layout_and_state_name_the_same_dtypes():
-    assert set(st._DTYPES.values()) == layout.DTYPES
+    assert set(st._DTYPES.values()) == DTYPES
 
 
 def test_this_machines_profile_without_torch_is_torchs_own():
@@ -191,10 +196,11 @@ def test_this_machines_profile_without_torch_is_torchs_own():
 def test_verification_rules_import_no_torch():
     code = (
         "import sys\n"
-        "import veritrain.pipeline.determinism, veritrain.pipeline.layout\n"
-        "import veritrain.pipeline.finality, veritrain.pipeline.statedigest\n"
-        "import veritrain.pipeline.disputes, veritrain.pipeline.verify, veritrain.pipeline.audit\n"
-        "veritrain.pipeline.determinism.machine_profile()\n"
+        "import veritrain.pipeline.run.determinism, veritrain.pipeline.checkpoint.tensors\n"
+        "import veritrain.pipeline.verify.finality, veritrain.pipeline.checkpoint.digest\n"
+        "import veritrain.pipeline.verify.disputes, veritrain.pipeline.verify.verifier\n"
+        "import veritrain.pipeline.verify.audit\n"
+        "veritrain.pipeline.run.determinism.machine_profile()\n"
         "assert 'torch' not in sys.modules, 'torch'\n"
     )
     r = subprocess.run(

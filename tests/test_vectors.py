@@ -836,7 +836,7 @@ def test_native_claim_roundtrip(native, index):
 @pytest.mark.parametrize("index", range(len(CLAIMS)), ids=_epoch_id)
 def test_native_pipeline_claim_digest(native, index):
     """The claim digest a receipt entry carries is the tagged one rust/core generated."""
-    from veritrain.pipeline.run import claim_digest
+    from veritrain.pipeline.run.manifest import claim_digest
     from veritrain.prover import EpochClaim
 
     claim = EpochClaim.from_bytes(unhex(CLAIMS[index]["bytes"]))

@@ -11,12 +11,12 @@ import pytest
 from conftest import veritrain
 
 from veritrain import prover
-from veritrain.pipeline.run import Manifest, epoch_entries, open_ledger, receipt_entries
-from veritrain.pipeline.spec import load_spec
-from veritrain.pipeline.store import LocalStore
-from veritrain.pipeline.train import open_trainer, train
-from veritrain.pipeline.verify import verify_run
-from veritrain.pipeline.zkinput import guest_input
+from veritrain.pipeline.prove.guest_input import guest_input
+from veritrain.pipeline.run.manifest import Manifest, epoch_entries, open_ledger, receipt_entries
+from veritrain.pipeline.run.spec import load_spec
+from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.verify.verifier import verify_run
 from veritrain.prover import EpochCheckError, GuestError
 
 ROOT = Path(__file__).resolve().parent.parent

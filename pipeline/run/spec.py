@@ -1,0 +1,216 @@
+"""The run spec: what to train and how to commit to it, loaded from YAML or JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from veritrain.pipeline.errors import SpecError
+from veritrain.pipeline.store.uris import store_uri_problem
+from veritrain.prover import steps_per_epoch
+from veritrain.prover.results import Schedule
+
+# Field widths of the protocol (PROTOCOL.md): epochs, steps and the sampler seed are u64; the
+# dataset length is at most u32::MAX (the guest indexes samples with 32-bit words), so the batch
+# size, which may not exceed it, is too.
+U64_MAX = 2**64 - 1
+U32_MAX = 2**32 - 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class MlpModel(_Strict):
+    kind: Literal["mlp"] = "mlp"
+    hidden: list[Annotated[int, Field(gt=0)]] = [64]
+
+
+class CnnModel(_Strict):
+    """A small CNN for square single-channel images (e.g. 8x8 digits)."""
+
+    kind: Literal["cnn"] = "cnn"
+    channels: list[Annotated[int, Field(gt=0)]] = [8, 16]
+
+
+class ImportedModel(_Strict):
+    """``package.module:function``, called as ``function(in_features, classes, **kwargs)``."""
+
+    kind: Literal["import"] = "import"
+    factory: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
+    kwargs: dict[str, Any] = {}
+
+
+class DigitsDataset(_Strict):
+    """scikit-learn's bundled digits (1,797 8x8 images); nothing is downloaded."""
+
+    kind: Literal["digits"] = "digits"
+
+
+class SyntheticDataset(_Strict):
+    """Gaussian blobs, generated from a seed: small and instant, for tests."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    samples: Annotated[int, Field(gt=0, le=1_000_000)] = 64
+    features: Annotated[int, Field(gt=0)] = 16
+    classes: Annotated[int, Field(ge=2)] = 4
+    seed: Annotated[int, Field(ge=0)] = 0
+
+
+class FileDataset(_Strict):
+    """A local ``.npz`` or ``.safetensors`` file with arrays ``x`` (features) and ``y`` (labels)."""
+
+    kind: Literal["file"] = "file"
+    path: str
+
+
+class SgdOptimizer(_Strict):
+    kind: Literal["sgd"] = "sgd"
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+
+
+class AdamOptimizer(_Strict):
+    kind: Literal["adam"] = "adam"
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
+        0.9,
+        0.999,
+    )
+    eps: Annotated[float, Field(gt=0)] = 1e-8
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+
+
+class RunSpec(_Strict):
+    """Everything that determines a run. Its canonical JSON is stored in the run manifest."""
+
+    model: Annotated[MlpModel | CnnModel | ImportedModel, Field(discriminator="kind")] = MlpModel()
+    dataset: Annotated[
+        DigitsDataset | SyntheticDataset | FileDataset, Field(discriminator="kind")
+    ] = DigitsDataset()
+    optimizer: Annotated[SgdOptimizer | AdamOptimizer, Field(discriminator="kind")] = SgdOptimizer()
+    schedule: Schedule = Schedule(kind="constant", base_lr=0.05)
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    epochs: Annotated[int, Field(gt=0, le=U64_MAX)] = 1
+    batch_size: Annotated[int, Field(gt=0, le=U32_MAX)] = 32
+    state_every: Annotated[int, Field(gt=0, le=U64_MAX)] = 100
+    checkpoint_every: Annotated[int, Field(gt=0, le=U64_MAX)] = 100
+    finalize_every: Annotated[int, Field(ge=0, le=U64_MAX)] = 1
+    challenge_window: Annotated[float, Field(ge=0)] = 7 * 24 * 3600.0
+    threads: Annotated[int, Field(gt=0)] = 1
+    store: str = "./veritrain-store"
+    # torch: the model's own torch arithmetic, replayable only in the recorded determinism
+    # profile. canonical: the fixed-point MLP of PROTOCOL.md §15, the same bits on any machine,
+    # and each epoch's receipt re-executes zk_steps_per_epoch Fiat-Shamir-chosen steps.
+    arithmetic: Literal["torch", "canonical"] = "torch"
+    zk_steps_per_epoch: Annotated[int, Field(ge=1, le=U32_MAX)] = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical_defaults(cls, data: Any) -> Any:
+        # The guest needs the pre-step state of any step it samples: every record of a canonical
+        # run carries its state digest, so state_every defaults to 1 there.
+        if isinstance(data, dict) and data.get("arithmetic") == "canonical":
+            data = {"state_every": 1, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _canonical_rules(self) -> RunSpec:
+        if self.arithmetic == "torch":
+            if self.zk_steps_per_epoch != 1:
+                raise ValueError(
+                    "zk_steps_per_epoch re-executes canonical steps; it needs arithmetic: canonical"
+                )
+            return self
+        if not isinstance(self.model, MlpModel):
+            raise ValueError(
+                f"arithmetic: canonical trains model kind mlp only, not {self.model.kind}"
+            )
+        if self.state_every != 1:
+            raise ValueError(
+                "state_every: a canonical run commits every step's state (1), not "
+                f"{self.state_every}"
+            )
+        return self
+
+    @field_validator("store")
+    @classmethod
+    def _store_uri(cls, v: str) -> str:
+        problem = store_uri_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def _describe(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    if not err["loc"] and err["type"] == "value_error":
+        # A rule across fields (RunSpec's validators): its message names the field.
+        return f"{err['msg'].removeprefix('Value error, ')}{more}"
+    return f"{loc}: {err['msg']}{more}"
+
+
+def check_sizes(spec: RunSpec, dataset_len: int) -> None:
+    """The limits that need the dataset's length: the batch fits the dataset, the dataset fits the
+    protocol's u32 length, and every step number of the run fits its u64 field."""
+    if dataset_len > U32_MAX:
+        raise SpecError(f"dataset: {dataset_len} samples, more than the protocol's {U32_MAX}")
+    if spec.batch_size > dataset_len:
+        raise SpecError(
+            f"batch_size: {spec.batch_size} is more than the dataset's {dataset_len} samples"
+        )
+    steps = spec.epochs * steps_per_epoch(dataset_len, spec.batch_size)
+    if steps > U64_MAX:
+        raise SpecError(
+            f"epochs: {spec.epochs} epochs make {steps} steps, more than a step "
+            "number (u64) can hold"
+        )
+
+
+def parse_spec(data: Any, source: str = "spec") -> RunSpec:
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a spec is a mapping of keys, got {type(data).__name__}")
+    try:
+        return RunSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(f"{source}: {_describe(e)}") from None
+
+
+def load_spec(path: str | Path) -> RunSpec:
+    """Loads a spec from YAML (or JSON, which is YAML). Raises SpecError naming file and key."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise SpecError(f"{p}: cannot read the spec: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(
+            f"{p}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})"
+        ) from None
+    import yaml  # here, not at the top: verify reads specs from run.json, never from YAML
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SpecError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
+    return parse_spec(data, str(p))
+
+
+def spec_json_schema() -> dict[str, Any]:
+    return RunSpec.model_json_schema()

@@ -1,0 +1,150 @@
+"""Every check `veritrain run` can make before it starts anything (the Prefect server, the flow) or
+writes anything: the spec, the run id, the store's URI and reachability, the dataset, the model
+(its factory, its size against this machine's memory, one forward pass of one batch) and, when the
+run exists, whether this environment may resume it. Each failure is the error the run itself would
+raise later, naming the spec file, the flag or the object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from veritrain.pipeline.data.datasets import load_dataset
+from veritrain.pipeline.errors import SpecError, UsageError
+from veritrain.pipeline.run.ledger import install_run_key, public_key_hex, read_trainer_key
+from veritrain.pipeline.run.manifest import Manifest, default_run_id
+from veritrain.pipeline.run.spec import RunSpec, check_sizes, load_spec
+from veritrain.pipeline.store.base import Store, open_store
+from veritrain.pipeline.store.keys import manifest_key
+from veritrain.pipeline.store.uris import check_run_id, check_store_uri
+from veritrain.pipeline.train.loop import check_resumable, prepare
+from veritrain.pipeline.train.networks import parameter_bytes
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the checks admitted: the spec, where the run goes, and its id."""
+
+    spec: RunSpec
+    store_uri: str
+    run_id: str
+
+
+def preflight(
+    spec_path: str | Path,
+    store: str | None = None,
+    run_id: str | None = None,
+    key: str | None = None,
+) -> Plan:
+    """Checks a run before it starts. ``store``, ``run_id`` and ``key`` are the command line's
+    ``--store``, ``--run-id`` and ``--key`` (None when not given). The one thing written, once
+    every check passed: ``--key``'s key as the run's key file."""
+    trainer_key = read_trainer_key(key) if key is not None else None
+    spec = load_spec(spec_path)
+    run_id = default_run_id(spec) if run_id is None else check_run_id(run_id, "--run-id")
+    if store is None:
+        store_uri, where = spec.store, f"{spec_path}: store"
+    else:
+        store_uri, where = check_store_uri(store, "--store"), "--store"
+    opened = open_store(store_uri, where)
+    opened.probe()
+    try:
+        _dry_run(spec)
+    except SpecError as e:
+        raise SpecError(f"{spec_path}: {e}") from None
+    _check_existing(opened, spec, run_id, trainer_key, key)
+    if trainer_key is not None:
+        install_run_key(run_id, trainer_key, key)
+    return Plan(spec, store_uri, run_id)
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _dry_run(spec: RunSpec) -> None:
+    """Builds what training builds and runs one batch forward, so that a model that cannot be
+    imported, called, allocated or fed the dataset fails here and not in the flow."""
+    try:
+        dataset = load_dataset(spec.dataset)
+    except MemoryError:
+        raise SpecError("dataset: too large to generate in this machine's memory") from None
+    check_sizes(spec, len(dataset))
+    # Parameters, their gradients and the optimizer's per-parameter state are resident at once.
+    slots = 2 if spec.optimizer.kind == "adam" else int(spec.optimizer.momentum > 0)
+    size = parameter_bytes(spec.model, dataset.in_features, dataset.classes)
+    available = _available_memory()
+    if size is not None and available is not None and size * (2 + slots) > available:
+        gib = 2**30
+        raise SpecError(
+            f"model: {size / gib:.1f} GiB of parameters need at least "
+            f"{size * (2 + slots) / gib:.1f} GiB to train (parameters, gradients, optimizer "
+            f"state); this machine has {available / gib:.1f} GiB available"
+        )
+    _profile, dataset, model, _optimizer = prepare(spec, dataset)
+    batch = spec.batch_size
+    if model is None:
+        _canonical_dry_run(spec, dataset)
+        return
+    x = torch.from_numpy(dataset.x[:batch])
+    y = torch.from_numpy(dataset.y[:batch])
+    try:
+        with torch.no_grad():
+            out = model(x)
+            if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch, dataset.classes):
+                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise SpecError(
+                    f"model: gives {shape} for a batch of {batch}; training needs logits of "
+                    f"shape ({batch}, {dataset.classes})"
+                )
+            F.cross_entropy(out, y)
+    except SpecError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the model's own forward code may raise anything
+        detail = " ".join(str(e).split())
+        raise SpecError(
+            f"model: the forward pass of one batch fails: {type(e).__name__}: {detail}"
+        ) from None
+
+
+def _canonical_dry_run(spec: RunSpec, dataset) -> None:
+    """One canonical step on the first batch, on a throwaway state: what the core refuses (more
+    than 256 classes, a learning rate outside [-2, 2)) fails here."""
+    from veritrain.pipeline.train.canonical import CanonicalState
+
+    state = CanonicalState(spec, dataset, bytes(32))
+    try:
+        state.train(0, dataset.canonical_rows()[: spec.batch_size])
+    except ValueError as e:
+        raise SpecError(f"arithmetic: canonical: the first step fails: {e}") from None
+
+
+def _check_existing(
+    store: Store,
+    spec: RunSpec,
+    run_id: str,
+    trainer_key: Ed25519PrivateKey | None,
+    source: str | None,
+) -> None:
+    """A run that exists must be resumable here (the same checks as opening it to train), and
+    signed by ``--key``'s key when one is given."""
+    if store.exists(manifest_key(run_id)):
+        manifest = Manifest.load(store, run_id)
+        check_resumable(manifest, spec)
+        signer = manifest.public_key.hex()
+        if trainer_key is not None and public_key_hex(trainer_key) != signer:
+            raise UsageError(
+                f"--key {source}: run {run_id} is signed by another key "
+                f"({signer}); resume it without --key or use a new run id"
+            )
