@@ -1,6 +1,6 @@
 """How the audit report looks: its plots (matplotlib, PNG), the page (a jinja2 template with
-autoescape, pipeline/publish/templates/report.html.j2) and the markdown, all from one view of a Report
-(pipeline/publish/report.py), so the page and the markdown say the same."""
+autoescape, pipeline/publish/templates/report.html.j2) and the markdown, all from one view of a
+Report (pipeline/publish/report.py), so the page and the markdown say the same."""
 
 from __future__ import annotations
 
