@@ -14,8 +14,10 @@ from collections.abc import Sequence
 
 from veritrain.prover import _native
 from veritrain.prover._native import (
+    CLAIM_FIELDS,
     CLAIM_LEN,
     PROTOCOL_VERSION,
+    RECORD_FIELDS,
     RECORD_LEN,
     CanonicalSettings,
     batch_digest,
@@ -57,8 +59,10 @@ if __name__ != "veritrain.prover":  # the checkout's root is on the path too
     raise ImportError(f"import veritrain.prover, not {__name__}")
 
 __all__ = [
+    "CLAIM_FIELDS",
     "CLAIM_LEN",
     "PROTOCOL_VERSION",
+    "RECORD_FIELDS",
     "RECORD_LEN",
     "CanonicalSettings",
     "EncodingError",

@@ -11,6 +11,10 @@ from typing import Any, Final, Literal, TypedDict, final, overload
 PROTOCOL_VERSION: Final[int]
 RECORD_LEN: Final[int]
 CLAIM_LEN: Final[int]
+RECORD_FIELDS: Final[tuple[tuple[str, int, int], ...]]
+"""The record's fields in encoding order, ``(name, offset, length)`` (PROTOCOL.md §3)."""
+CLAIM_FIELDS: Final[tuple[tuple[str, int, int], ...]]
+"""The claim's fields in encoding order, ``(name, offset, length)`` (PROTOCOL.md §9)."""
 GUARANTEES: Final[dict[str, int]]
 """The guarantee bits by name, in bit order (structure, sampler, schedule, lineage, arithmetic)."""
 TORCH_MODE: Final[int]
