@@ -72,15 +72,15 @@ class JournalJson(EpochClaimJson):
 class Schedule:
     """A learning-rate schedule; each kind takes exactly its own extra fields."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         base_lr: float,
         kind: ScheduleKind = "constant",
         step_size: int | None = None,
         gamma: float | None = None,
         warmup_steps: int | None = None,
-    ) -> None: ...
+    ) -> Schedule: ...
     @property
     def kind(self) -> ScheduleKind: ...
     @property
@@ -106,8 +106,8 @@ class Schedule:
 class StepRecord:
     """One training step's record (RECORD_LEN bytes encoded)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         run_id: str,
         epoch: int,
@@ -119,7 +119,7 @@ class StepRecord:
         grad_norm: float,
         param_digest: bytes,
         state_digest: bytes | None = None,
-    ) -> None: ...
+    ) -> StepRecord: ...
     @property
     def run_id(self) -> str: ...
     @property
@@ -153,8 +153,8 @@ class EpochClaim:
     """What the trainer asserts about one epoch; a receipt's journal is exactly this claim
     (CLAIM_LEN bytes encoded)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         run_id: str,
         epoch: int,
@@ -173,7 +173,7 @@ class EpochClaim:
         schedule: Schedule,
         image_id: bytes,
         guarantees: int = ...,
-    ) -> None:
+    ) -> EpochClaim:
         """``guarantees`` defaults to TORCH_MODE."""
     @property
     def guarantees(self) -> int: ...
