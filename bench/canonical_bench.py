@@ -28,20 +28,18 @@ import torch
 import torch.nn.functional as F
 
 from veritrain.pipeline.data.datasets import load_dataset
+from veritrain.pipeline.data.sampler import batch_indices
 from veritrain.pipeline.run.spec import load_spec
 from veritrain.pipeline.train.canonical import CanonicalState
 from veritrain.pipeline.train.networks import build_model, build_optimizer
-from veritrain.prover import epoch_permutation, steps_per_epoch
+from veritrain.prover import steps_per_epoch
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "digits-canonical.yaml"
 
 
 def _batches(spec, n: int, epochs: int):
-    b = spec.batch_size
-    for epoch in range(epochs):
-        perm = np.asarray(epoch_permutation(spec.seed, epoch, n), dtype=np.int64)
-        for k in range(steps_per_epoch(n, b)):
-            yield epoch * steps_per_epoch(n, b) + k, perm[k * b : (k + 1) * b]
+    for step in range(epochs * steps_per_epoch(n, spec.batch_size)):
+        yield step, batch_indices(spec, n, step)
 
 
 def _torch_run(

@@ -20,15 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from veritrain.pipeline.data.sampler import batch_indices
 from veritrain.pipeline.run.spec import parse_spec
 from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.train import state as st
 from veritrain.pipeline.train.loop import open_trainer, train
-from veritrain.prover import epoch_permutation
 
 # ~1.06M parameters: 64 -> 1024 -> 960 -> 10.
 MODEL = {"kind": "mlp", "hidden": [1024, 960]}
@@ -51,12 +50,11 @@ def plain_loop(t, steps: int) -> float:
     """The baseline: the same model, batches and learning rates, nothing committed."""
     spec = t.spec
     x_all, y_all = torch.from_numpy(t.dataset.x), torch.from_numpy(t.dataset.y)
-    perm = np.asarray(epoch_permutation(spec.seed, 0, len(t.dataset)), dtype=np.int64)
     t0 = time.perf_counter()
     for k in range(steps):
         for g in t.optimizer.param_groups:
             g["lr"] = spec.schedule.lr_at(k)
-        idx = perm[k * 256 : (k + 1) * 256]
+        idx = batch_indices(spec, len(t.dataset), k)
         t.optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(t.model(x_all[idx]), y_all[idx])
         loss.backward()

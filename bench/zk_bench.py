@@ -36,6 +36,7 @@ import numpy as np
 
 from veritrain import prover
 from veritrain.pipeline.data.datasets import load_dataset
+from veritrain.pipeline.data.sampler import batch_indices
 from veritrain.pipeline.prove.guest_input import guest_input
 from veritrain.pipeline.run.manifest import Manifest, canonical_settings, epoch_entries, open_ledger
 from veritrain.pipeline.run.spec import AdamOptimizer, DigitsDataset, RunSpec, load_spec
@@ -79,8 +80,7 @@ def step_cycles(program: bytes, spec: RunSpec) -> dict:
     data = load_dataset(spec.dataset)
     dims = CanonicalState(spec, data, bytes(32)).dims
     rows = data.canonical_rows()
-    perm = prover.epoch_permutation(spec.seed, 0, len(rows))
-    batch = rows[np.asarray(perm[: spec.batch_size], dtype=np.int64)]
+    batch = rows[batch_indices(spec, len(rows), 0)]
     inp = _u32(2) + canonical_settings(spec).to_bytes() + spec.seed.to_bytes(8, "little")
     inp += _u32(len(dims), *dims, len(batch)) + np.ascontiguousarray(batch).tobytes()
     inp += struct.pack("<dQ", spec.schedule.lr_at(0), 1)

@@ -14,8 +14,10 @@ from collections.abc import Sequence
 
 from veritrain.prover import _native
 from veritrain.prover._native import (
+    CLAIM_FIELDS,
     CLAIM_LEN,
     PROTOCOL_VERSION,
+    RECORD_FIELDS,
     RECORD_LEN,
     CanonicalSettings,
     batch_digest,
@@ -24,6 +26,7 @@ from veritrain.prover._native import (
     check_run_id,
     dataset_paths,
     dataset_root,
+    epoch_batches,
     epoch_permutation,
     genesis_hash,
     hparams_digest,
@@ -57,8 +60,10 @@ if __name__ != "veritrain.prover":  # the checkout's root is on the path too
     raise ImportError(f"import veritrain.prover, not {__name__}")
 
 __all__ = [
+    "CLAIM_FIELDS",
     "CLAIM_LEN",
     "PROTOCOL_VERSION",
+    "RECORD_FIELDS",
     "RECORD_LEN",
     "CanonicalSettings",
     "EncodingError",
@@ -84,6 +89,7 @@ __all__ = [
     "check_run_id",
     "dataset_paths",
     "dataset_root",
+    "epoch_batches",
     "epoch_input",
     "epoch_permutation",
     "execute",

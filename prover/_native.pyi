@@ -11,6 +11,10 @@ from typing import Any, Final, Literal, TypedDict, final, overload
 PROTOCOL_VERSION: Final[int]
 RECORD_LEN: Final[int]
 CLAIM_LEN: Final[int]
+RECORD_FIELDS: Final[tuple[tuple[str, int, int], ...]]
+"""The record's fields in encoding order, ``(name, offset, length)`` (PROTOCOL.md §3)."""
+CLAIM_FIELDS: Final[tuple[tuple[str, int, int], ...]]
+"""The claim's fields in encoding order, ``(name, offset, length)`` (PROTOCOL.md §9)."""
 GUARANTEES: Final[dict[str, int]]
 """The guarantee bits by name, in bit order (structure, sampler, schedule, lineage, arithmetic)."""
 TORCH_MODE: Final[int]
@@ -68,15 +72,15 @@ class JournalJson(EpochClaimJson):
 class Schedule:
     """A learning-rate schedule; each kind takes exactly its own extra fields."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         base_lr: float,
         kind: ScheduleKind = "constant",
         step_size: int | None = None,
         gamma: float | None = None,
         warmup_steps: int | None = None,
-    ) -> None: ...
+    ) -> Schedule: ...
     @property
     def kind(self) -> ScheduleKind: ...
     @property
@@ -102,8 +106,8 @@ class Schedule:
 class StepRecord:
     """One training step's record (RECORD_LEN bytes encoded)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         run_id: str,
         epoch: int,
@@ -115,7 +119,7 @@ class StepRecord:
         grad_norm: float,
         param_digest: bytes,
         state_digest: bytes | None = None,
-    ) -> None: ...
+    ) -> StepRecord: ...
     @property
     def run_id(self) -> str: ...
     @property
@@ -149,8 +153,8 @@ class EpochClaim:
     """What the trainer asserts about one epoch; a receipt's journal is exactly this claim
     (CLAIM_LEN bytes encoded)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         run_id: str,
         epoch: int,
@@ -169,7 +173,7 @@ class EpochClaim:
         schedule: Schedule,
         image_id: bytes,
         guarantees: int = ...,
-    ) -> None:
+    ) -> EpochClaim:
         """``guarantees`` defaults to TORCH_MODE."""
     @property
     def guarantees(self) -> int: ...
@@ -279,6 +283,7 @@ def genesis_hash(
 def check_run_id(run_id: str) -> str: ...
 def merkle_root(leaves: Sequence[bytes]) -> bytes: ...
 def epoch_permutation(seed: int, epoch: int, n: int) -> list[int]: ...
+def epoch_batches(seed: int, epoch: int, n: int, batch_size: int) -> list[list[int]]: ...
 def steps_per_epoch(dataset_len: int, batch_size: int) -> int: ...
 def batch_digest(indices: Sequence[int]) -> bytes: ...
 

@@ -28,7 +28,7 @@ fi
 # House rules first (seconds on warm caches): formatting and lints, Rust and Python. The host's
 # clippy shares the release build's cache (its build scripts, risc0's kernels among them, are not
 # rerun), so it checks only the crate itself.
-say "rustfmt, clippy, ruff"
+say "rustfmt, clippy, ruff, stubtest"
 cd "$REPO/rust"
 cargo fmt --check
 CARGO_TARGET_DIR="$CACHE/target-core" cargo clippy -p veritrain-core --all-targets --quiet \
@@ -38,6 +38,10 @@ VERITRAIN_GUEST_ELF="$GUEST_ELF" CARGO_TARGET_DIR="$CACHE/target" cargo clippy -
   -p veritrain-host --features pyo3/extension-module --quiet -- -D warnings
 "$CACHE/venv/bin/ruff" check "$REPO"
 "$CACHE/venv/bin/ruff" format --check "$REPO"
+# The hand-written stub of the extension against the built module: every name, signature and
+# attribute (prover/stubtest-allowlist.txt names what it leaves out, and why).
+(cd "$REPO" && "$CACHE/venv/bin/python" -m mypy.stubtest veritrain.prover._native \
+  --allowlist prover/stubtest-allowlist.txt)
 
 CARGO_TARGET_DIR="$CACHE/target-core" cargo test -p veritrain-core --quiet
 cd "$REPO"

@@ -766,6 +766,53 @@ def test_native_constants(native):
     assert (native.PROTOCOL_VERSION, native.RECORD_LEN, native.CLAIM_LEN) == (1, 224, 384)
 
 
+def _protocol_table(section: str) -> list[tuple[str, int, int]]:
+    """The rows ``(name, offset, size)`` of the field table (the one headed ``| offset | size |
+    name |``) in a section of docs/PROTOCOL.md."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md").read_text()
+    body = text.split(f"\n## {section}\n")[1].split("\n## ")[0]
+    table = body.split("\n| offset | size | name |")[1].split("\n\n")[0]
+    rows = [line.split("|")[1:4] for line in table.splitlines()[2:]]
+    return [(name.strip(" `"), int(o), int(n)) for o, n, name in rows]
+
+
+@pytest.mark.parametrize(
+    ("section", "table"), [("3. Step record", "RECORD_FIELDS"), ("9. Epoch claim", "CLAIM_FIELDS")]
+)
+def test_native_field_tables_are_protocol_md(native, section, table):
+    # The core's table is the one the code uses; the document's is the one people read.
+    assert list(getattr(native, table)) == _protocol_table(section)
+
+
+def _field_bytes(value: Any, size: int) -> bytes:
+    """A record's or claim's attribute as its encoding spells it."""
+    if value is None:  # a record's state digest where the flag is clear
+        return bytes(size)
+    if isinstance(value, str):
+        return value.encode().ljust(size, b"\0")
+    if isinstance(value, float):
+        return struct.pack("<f", value)
+    if isinstance(value, int):
+        return value.to_bytes(size, "little")
+    return value if isinstance(value, bytes) else value.to_bytes()
+
+
+@pytest.mark.parametrize("index", range(len(RECORDS) + len(CLAIMS)))
+def test_native_field_tables_place_every_field(native, index):
+    """Each field of the table holds, at its offset, the attribute of the same name."""
+    if index < len(RECORDS):
+        data, table = unhex(RECORDS[index]["bytes"]), native.RECORD_FIELDS
+        obj: Any = native.StepRecord.from_bytes(data)
+        extra = {"flags": int(obj.state_digest is not None)}
+    else:
+        data, table = unhex(CLAIMS[index - len(RECORDS)]["bytes"]), native.CLAIM_FIELDS
+        obj, extra = native.EpochClaim.from_bytes(data), {}
+    extra["version"] = native.PROTOCOL_VERSION
+    for name, offset, size in table:
+        value = extra[name] if name in extra else getattr(obj, name)
+        assert data[offset : offset + size] == _field_bytes(value, size), name
+
+
 # The record's attributes in Python: the encoded fields without version and flags (the state
 # digest is None when the flag is clear), loss and grad norm as floats.
 RECORD_ATTRS = (

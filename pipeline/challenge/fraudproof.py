@@ -27,40 +27,25 @@ from veritrain.pipeline.run.ledger import canonical_json
 from veritrain.pipeline.run.manifest import Manifest
 from veritrain.pipeline.store.base import Store
 from veritrain.pipeline.store.keys import proof_key, verdict_key
-from veritrain.prover import StepRecord, batch_digest
+from veritrain.prover import RECORD_FIELDS, StepRecord, batch_digest
 
 if TYPE_CHECKING:
     from veritrain.pipeline.challenge.replay import Replay
 
 PROOF_VERSION = 1
 
-# A record's fields: name -> (offset, size) in its 224 bytes (PROTOCOL.md §3). Compared as raw
-# bytes, so a NaN loss or a -0.0 grad norm compares by its bits like everything else.
-RECORD_FIELDS = {
-    "version": (0, 4),
-    "flags": (4, 4),
-    "run_id": (8, 32),
-    "epoch": (40, 8),
-    "step": (48, 8),
-    "prev_record_hash": (56, 32),
-    "batch_digest": (88, 32),
-    "hparams_digest": (120, 32),
-    "loss": (152, 4),
-    "grad_norm": (156, 4),
-    "param_digest": (160, 32),
-    "state_digest": (192, 32),
-}
-
 
 def record_view(record: bytes) -> dict[str, str]:
     """The record, its hash and each field's bytes, in hex: how a fraud proof shows a record."""
-    view = {name: record[o : o + n].hex() for name, (o, n) in RECORD_FIELDS.items()}
+    view = {name: record[o : o + n].hex() for name, o, n in RECORD_FIELDS}
     record_hash = StepRecord.from_bytes(record).hash().hex()
     return {"record": record.hex(), "record_hash": record_hash, **view}
 
 
 def differing(claimed: bytes, recomputed: bytes) -> list[str]:
-    return [n for n, (o, k) in RECORD_FIELDS.items() if claimed[o : o + k] != recomputed[o : o + k]]
+    """The fields whose bytes differ (PROTOCOL.md §3): compared as raw bytes, so a NaN loss or a
+    -0.0 grad norm compares by its bits like everything else."""
+    return [n for n, o, k in RECORD_FIELDS if claimed[o : o + k] != recomputed[o : o + k]]
 
 
 def proof_id(proof: dict[str, Any]) -> str:

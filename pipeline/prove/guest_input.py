@@ -12,11 +12,10 @@ with the step named, before any cycle is spent in the guest.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 from veritrain.pipeline.data.datasets import load_dataset
+from veritrain.pipeline.data.sampler import batch_indices
 from veritrain.pipeline.errors import IntegrityError
 from veritrain.pipeline.run.entries import CheckpointBody, EpochEntry
 from veritrain.pipeline.run.manifest import (
@@ -34,7 +33,6 @@ from veritrain.prover import (
     StepRecord,
     dataset_paths,
     epoch_input,
-    epoch_permutation,
     zk_steps,
 )
 
@@ -119,13 +117,13 @@ def canonical_section(
         elif at < 0:
             raise IntegrityError(f"run {manifest.run_id}: no checkpoint at or before step {s}")
         while at < s:
-            state.train(at, rows[_batch(spec, len(dataset), spe, at)])
+            state.train(at, rows[batch_indices(spec, len(dataset), at)])
             # A re-executed step is the guest's to check (it reports `arithmetic` for it); any
             # other replayed step must give its record, or no later step's state can be given.
             if at not in chosen:
                 _check_state(state, committed[at], at)
             at += 1
-        idx = _batch(spec, len(dataset), spe, s)
+        idx = batch_indices(spec, len(dataset), s)
         paths = dataset_paths(rows, rows.shape[1], idx.tolist())
         samples = [(rows[i].tobytes(), p) for i, p in zip(idx, paths, strict=True)]
         steps.append((s, _tensor_items(state.tensors()), samples))
@@ -141,16 +139,6 @@ def _restore(store: Store, state: cn.CanonicalState, body: CheckpointBody) -> in
             f"{body.checkpoint}: recomputed state digest is not its ledger entry's"
         )
     return body.step
-
-
-@lru_cache(maxsize=2)
-def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-    return np.asarray(epoch_permutation(seed, epoch, n), dtype=np.int64)
-
-
-def _batch(spec, n: int, spe: int, step: int) -> np.ndarray:
-    epoch, k = divmod(step, spe)
-    return _permutation(spec.seed, epoch, n)[k * spec.batch_size : (k + 1) * spec.batch_size]
 
 
 def _check_state(state: cn.CanonicalState, record: StepRecord, step: int) -> None:

@@ -20,6 +20,7 @@ from safetensors.numpy import save as st_save
 from veritrain.pipeline.checkpoint.digest import digest_named
 from veritrain.pipeline.checkpoint.tensors import canonical_tensors
 from veritrain.pipeline.data.datasets import Dataset
+from veritrain.pipeline.data.sampler import batch_indices
 from veritrain.pipeline.errors import IntegrityError
 from veritrain.pipeline.run.manifest import canonical_settings
 from veritrain.pipeline.run.spec import MlpModel, RunSpec
@@ -27,7 +28,6 @@ from veritrain.prover import (
     batch_digest,
     canonical_init,
     canonical_step,
-    epoch_permutation,
     hparams_digest,
 )
 
@@ -142,15 +142,9 @@ class CanonicalStepper:
         self.state, self.tamper = state, tamper
         self.n = len(dataset)
         self.rows = dataset.canonical_rows()
-        self._perm: tuple[int, np.ndarray] | None = None
 
     def batch(self, step: int) -> np.ndarray:
-        epoch, k = divmod(step, self.spe)
-        if self._perm is None or self._perm[0] != epoch:
-            perm = epoch_permutation(self.spec.seed, epoch, self.n)
-            self._perm = (epoch, np.asarray(perm, dtype=np.int64))
-        b = self.spec.batch_size
-        return self._perm[1][k * b : (k + 1) * b]
+        return batch_indices(self.spec, self.n, step)
 
     def step(self, step: int, before_update=None) -> dict:
         """Trains global step ``step``; the record's fields but the previous record hash and the

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from veritrain.pipeline.data.datasets import Dataset, load_dataset
+from veritrain.pipeline.data.sampler import batch_indices
 from veritrain.pipeline.errors import IntegrityError, SpecError
 from veritrain.pipeline.run.determinism import DeterminismProfile, Profile, current_profile
 from veritrain.pipeline.run.entries import (
@@ -63,7 +64,6 @@ from veritrain.prover import (
     StepRecord,
     batch_digest,
     check_records,
-    epoch_permutation,
     genesis_hash,
     hparams_digest,
     image_id,
@@ -305,16 +305,10 @@ class Stepper:
         self.n = len(dataset)
         self.x, self.y = torch.from_numpy(dataset.x), torch.from_numpy(dataset.y)
         self.params = list(model.parameters())
-        self._perm: tuple[int, np.ndarray] | None = None
 
     def batch(self, step: int) -> np.ndarray:
         """The sampler's indices for global step ``step``."""
-        epoch, k = divmod(step, self.spe)
-        if self._perm is None or self._perm[0] != epoch:
-            perm = epoch_permutation(self.spec.seed, epoch, self.n)
-            self._perm = (epoch, np.asarray(perm, dtype=np.int64))
-        b = self.spec.batch_size
-        return self._perm[1][k * b : (k + 1) * b]
+        return batch_indices(self.spec, self.n, step)
 
     def step(self, step: int, before_update: Callable[[], None] | None = None) -> dict:
         """Trains global step ``step`` and returns its record's fields, except the previous record

@@ -1,33 +1,124 @@
 //! The epoch claim. It is what the trainer asserts about an epoch, the guest's input header and,
-//! once the guest has checked it, the journal of the epoch's receipt, byte for byte.
-//!
-//! | offset | size | field |
-//! |-------:|-----:|-------|
-//! | 0   | 4  | version (u32 = 1) |
-//! | 4   | 4  | guarantees (u32 bit set, see [`Guarantees`]) |
-//! | 8   | 32 | run id |
-//! | 40  | 8  | epoch |
-//! | 48  | 8  | first step |
-//! | 56  | 8  | step count |
-//! | 64  | 32 | previous record hash (the link into the epoch) |
-//! | 96  | 32 | last record hash |
-//! | 128 | 32 | records root (Merkle root of the epoch's record hashes) |
-//! | 160 | 32 | start state digest |
-//! | 192 | 32 | end state digest |
-//! | 224 | 32 | dataset root |
-//! | 256 | 8  | dataset length |
-//! | 264 | 8  | sampler seed |
-//! | 272 | 8  | batch size |
-//! | 280 | 32 | optimizer digest |
-//! | 312 | 40 | schedule (see [`crate::schedule`]) |
-//! | 352 | 32 | image id (of the guest that proves this run) |
+//! once the guest has checked it, the journal of the epoch's receipt, byte for byte: the version
+//! (u32 = 1), then the fields that [`claim_fields!`](crate::claim_fields) lists, in its order,
+//! little-endian. [`CLAIM_FIELDS`] is its table (PROTOCOL.md §9 is the prose, checked against the
+//! table by `tests/test_vectors.py`).
 
+use crate::fields::{covers, Field};
 use crate::hash::{tag, Digest, Sha256};
 use crate::record::{decode_run_id, DecodeError, Reader, Writer, RUN_ID_LEN};
 use crate::schedule::{Schedule, ScheduleError, SCHEDULE_LEN};
 use crate::PROTOCOL_VERSION;
 
 pub const CLAIM_LEN: usize = 384;
+
+/// The claim's fields after the version, in encoding order, each with its kind: the one list of
+/// them. `claim_fields!(m, args...)` calls `m! { [args...] list }`, so that [`EpochClaim`], its
+/// encoding and [`CLAIM_FIELDS`] here, and the extension's Python class (rust/host), are all
+/// written from it. Kinds: `guarantees` (u32, bits of [`Guarantees`]), `run_id` (32 bytes, as in
+/// records), `u64`, `digest` (32 bytes) and `schedule` ([`crate::schedule`], 40 bytes).
+#[macro_export]
+macro_rules! claim_fields {
+    ($m:ident $(, $arg:tt)*) => {
+        $m! {
+            [$($arg)*]
+            guarantees: guarantees,
+            run_id: run_id,
+            epoch: u64,
+            first_step: u64,
+            step_count: u64,
+            /// The link into the epoch.
+            prev_record_hash: digest,
+            last_record_hash: digest,
+            /// Merkle root of the epoch's record hashes.
+            records_root: digest,
+            start_state_digest: digest,
+            end_state_digest: digest,
+            dataset_root: digest,
+            dataset_len: u64,
+            sampler_seed: u64,
+            batch_size: u64,
+            optimizer_digest: digest,
+            schedule: schedule,
+            /// Of the guest that proves this run.
+            image_id: digest,
+        }
+    };
+}
+
+/// What each kind of claim field is: its Rust `type`, its `size` in bytes, how a [`Writer`] puts
+/// it and how a [`Reader`] gets it, checked.
+macro_rules! kind {
+    (type, guarantees) => {
+        u32
+    };
+    (type, run_id) => {
+        [u8; RUN_ID_LEN]
+    };
+    (type, u64) => {
+        u64
+    };
+    (type, digest) => {
+        Digest
+    };
+    (type, schedule) => {
+        Schedule
+    };
+
+    (size, guarantees) => {
+        4
+    };
+    (size, run_id) => {
+        RUN_ID_LEN
+    };
+    (size, u64) => {
+        8
+    };
+    (size, digest) => {
+        32
+    };
+    (size, schedule) => {
+        SCHEDULE_LEN
+    };
+
+    (put, guarantees, $w:ident, $v:expr) => {
+        $w.u32($v)
+    };
+    (put, run_id, $w:ident, $v:expr) => {
+        $w.bytes(&$v)
+    };
+    (put, u64, $w:ident, $v:expr) => {
+        $w.u64($v)
+    };
+    (put, digest, $w:ident, $v:expr) => {
+        $w.bytes(&$v)
+    };
+    (put, schedule, $w:ident, $v:expr) => {
+        $w.bytes(&$v.encode())
+    };
+
+    (get, guarantees, $r:ident) => {{
+        let guarantees = $r.u32();
+        if guarantees & !Guarantees::KNOWN != 0 {
+            return Err(ClaimDecodeError::Guarantees(guarantees));
+        }
+        guarantees
+    }};
+    (get, run_id, $r:ident) => {{
+        let run_id = $r.array();
+        decode_run_id(&run_id).map_err(ClaimDecodeError::Decode)?;
+        run_id
+    }};
+    (get, u64, $r:ident) => {
+        $r.u64()
+    };
+    (get, digest, $r:ident) => {
+        $r.array()
+    };
+    (get, schedule, $r:ident) => {
+        Schedule::decode(&$r.array::<SCHEDULE_LEN>()).map_err(ClaimDecodeError::Schedule)?
+    };
+}
 
 /// What a receipt for this claim vouches for. Bits not listed are reserved and must be zero.
 pub struct Guarantees;
@@ -50,26 +141,38 @@ impl Guarantees {
     pub const KNOWN: u32 = Self::CANONICAL_MODE;
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct EpochClaim {
-    pub guarantees: u32,
-    pub run_id: [u8; RUN_ID_LEN],
-    pub epoch: u64,
-    pub first_step: u64,
-    pub step_count: u64,
-    pub prev_record_hash: Digest,
-    pub last_record_hash: Digest,
-    pub records_root: Digest,
-    pub start_state_digest: Digest,
-    pub end_state_digest: Digest,
-    pub dataset_root: Digest,
-    pub dataset_len: u64,
-    pub sampler_seed: u64,
-    pub batch_size: u64,
-    pub optimizer_digest: Digest,
-    pub schedule: Schedule,
-    pub image_id: Digest,
+macro_rules! claim_struct {
+    ([] $($(#[$doc:meta])* $name:ident: $kind:ident,)*) => {
+        /// What the trainer asserts about one epoch.
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct EpochClaim {
+            $($(#[$doc])* pub $name: kind!(type, $kind),)*
+        }
+
+        /// The claim's fields in encoding order: name, offset and size in bytes.
+        pub const CLAIM_FIELDS: &[Field] =
+            &Field::table([("version", 4), $((stringify!($name), kind!(size, $kind))),*]);
+    };
 }
+
+/// Statements that write every field of `claim` with `w`.
+macro_rules! put_fields {
+    ([$claim:tt $w:ident] $($(#[$doc:meta])* $name:ident: $kind:ident,)*) => {
+        $(kind!(put, $kind, $w, $claim.$name);)*
+    };
+}
+
+/// The claim that `r` reads, each field checked.
+macro_rules! get_fields {
+    ([$r:ident] $($(#[$doc:meta])* $name:ident: $kind:ident,)*) => {{
+        $(let $name = kind!(get, $kind, $r);)*
+        EpochClaim { $($name),* }
+    }};
+}
+
+claim_fields!(claim_struct);
+
+const _: () = assert!(covers(CLAIM_FIELDS, CLAIM_LEN, 4));
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClaimDecodeError {
@@ -88,27 +191,14 @@ impl core::fmt::Display for ClaimDecodeError {
     }
 }
 
+// Written by hand around the generated bodies: the guest's symbol names number the impl blocks of
+// a module, and generated blocks are numbered after written ones, which would move the guest's
+// functions and change its image id.
 impl EpochClaim {
     pub fn encode(&self) -> [u8; CLAIM_LEN] {
         let mut w = Writer::<CLAIM_LEN>::new();
         w.u32(PROTOCOL_VERSION);
-        w.u32(self.guarantees);
-        w.bytes(&self.run_id);
-        w.u64(self.epoch);
-        w.u64(self.first_step);
-        w.u64(self.step_count);
-        w.bytes(&self.prev_record_hash);
-        w.bytes(&self.last_record_hash);
-        w.bytes(&self.records_root);
-        w.bytes(&self.start_state_digest);
-        w.bytes(&self.end_state_digest);
-        w.bytes(&self.dataset_root);
-        w.u64(self.dataset_len);
-        w.u64(self.sampler_seed);
-        w.u64(self.batch_size);
-        w.bytes(&self.optimizer_digest);
-        w.bytes(&self.schedule.encode());
-        w.bytes(&self.image_id);
+        claim_fields!(put_fields, self, w);
         w.finish()
     }
 
@@ -118,32 +208,7 @@ impl EpochClaim {
         if version != PROTOCOL_VERSION {
             return Err(ClaimDecodeError::Decode(DecodeError::Version(version)));
         }
-        let guarantees = r.u32();
-        if guarantees & !Guarantees::KNOWN != 0 {
-            return Err(ClaimDecodeError::Guarantees(guarantees));
-        }
-        let run_id = r.array();
-        decode_run_id(&run_id).map_err(ClaimDecodeError::Decode)?;
-        Ok(EpochClaim {
-            guarantees,
-            run_id,
-            epoch: r.u64(),
-            first_step: r.u64(),
-            step_count: r.u64(),
-            prev_record_hash: r.array(),
-            last_record_hash: r.array(),
-            records_root: r.array(),
-            start_state_digest: r.array(),
-            end_state_digest: r.array(),
-            dataset_root: r.array(),
-            dataset_len: r.u64(),
-            sampler_seed: r.u64(),
-            batch_size: r.u64(),
-            optimizer_digest: r.array(),
-            schedule: Schedule::decode(&r.array::<SCHEDULE_LEN>())
-                .map_err(ClaimDecodeError::Schedule)?,
-            image_id: r.array(),
-        })
+        Ok(claim_fields!(get_fields, r))
     }
 
     /// `H(CLAIM, claim bytes)`: how the ledger refers to a claim.

@@ -15,6 +15,7 @@ extern crate alloc;
 pub mod canonical;
 pub mod claim;
 pub mod epoch;
+pub mod fields;
 pub mod hash;
 pub mod kernels;
 pub mod merkle;
@@ -25,12 +26,13 @@ pub mod tensor;
 pub mod zk;
 
 pub use canonical::{CanonicalSettings, OptState, StepOut};
-pub use claim::{EpochClaim, Guarantees, CLAIM_LEN};
+pub use claim::{EpochClaim, Guarantees, CLAIM_FIELDS, CLAIM_LEN};
 pub use epoch::{
     check_epoch, check_link, check_records, CheckError, EpochInput, ErrorKind, WordStream,
 };
+pub use fields::Field;
 pub use hash::{Digest, Sha256};
-pub use record::{StepRecord, RECORD_LEN};
+pub use record::{StepRecord, RECORD_FIELDS, RECORD_LEN};
 pub use schedule::Schedule;
 
 /// Version of the protocol this crate implements; it is the first field of records and claims.

@@ -1,19 +1,6 @@
-//! The step record: one fixed-size, little-endian binary record per training step.
-//!
-//! | offset | size | field            |
-//! |-------:|-----:|------------------|
-//! | 0      | 4    | version (u32 = 1)|
-//! | 4      | 4    | flags (u32; bit 0: state digest present) |
-//! | 8      | 32   | run id (ASCII, NUL-padded) |
-//! | 40     | 8    | epoch (u64)      |
-//! | 48     | 8    | global step (u64)|
-//! | 56     | 32   | previous record hash |
-//! | 88     | 32   | batch digest     |
-//! | 120    | 32   | hyperparameter digest |
-//! | 152    | 4    | loss (f32 bits)  |
-//! | 156    | 4    | grad norm (f32 bits) |
-//! | 160    | 32   | param digest (post-step) |
-//! | 192    | 32   | state digest (post-step; zero unless flag bit 0) |
+//! The step record: one fixed-size, little-endian binary record per training step. Its fields are
+//! [`RECORD_FIELDS`] (PROTOCOL.md §3 is the prose, checked against the table by
+//! `tests/test_vectors.py`); the state digest is zero unless flag bit 0 says one was taken.
 //!
 //! `record hash = H(RECORD, record bytes)`.
 //!
@@ -22,7 +9,10 @@
 
 use alloc::vec::Vec;
 
-use crate::hash::{eq, load_words, store_words, tag, Block, Digest, DigestWords, Sha256, IV};
+use crate::fields::{covers, Field};
+use crate::hash::{
+    digest_bytes, eq, load_words, store_words, tag, Block, Digest, DigestWords, Sha256, IV,
+};
 use crate::PROTOCOL_VERSION;
 
 pub const RECORD_LEN: usize = 224;
@@ -34,20 +24,49 @@ pub const FLAG_STATE_DIGEST: u32 = 1;
 /// A record's bytes as words in memory order.
 pub type RecordWords = [u32; RECORD_WORDS];
 
-/// Word offsets of the fields, for reading [`RecordWords`].
-pub mod word {
-    pub const VERSION: usize = 0;
-    pub const FLAGS: usize = 1;
-    pub const RUN_ID: usize = 2;
-    pub const EPOCH: usize = 10;
-    pub const STEP: usize = 12;
-    pub const PREV_RECORD_HASH: usize = 14;
-    pub const BATCH_DIGEST: usize = 22;
-    pub const HPARAMS_DIGEST: usize = 30;
-    pub const LOSS: usize = 38;
-    pub const GRAD_NORM: usize = 39;
-    pub const PARAM_DIGEST: usize = 40;
-    pub const STATE_DIGEST: usize = 48;
+/// Writes the record's table once: [`RECORD_FIELDS`] in encoding order, each field's bytes as a
+/// constant range in [`field`] and its word offset in [`word`], for reading [`RecordWords`].
+macro_rules! record_fields {
+    ($($konst:ident = $name:literal, $size:expr;)*) => {
+        /// The record's fields in encoding order: name, offset and size in bytes.
+        pub const RECORD_FIELDS: &[Field] = &Field::table([$(($name, $size)),*]);
+
+        const _: () = assert!(covers(RECORD_FIELDS, RECORD_LEN, 4));
+
+        /// Each field's bytes in a record.
+        pub mod field {
+            use core::ops::Range;
+
+            use super::RECORD_FIELDS;
+
+            #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+            enum Index {
+                $($konst),*
+            }
+
+            $(pub const $konst: Range<usize> = RECORD_FIELDS[Index::$konst as usize].range();)*
+        }
+
+        /// Word offsets of the fields, for reading [`RecordWords`].
+        pub mod word {
+            $(pub const $konst: usize = super::field::$konst.start / 4;)*
+        }
+    };
+}
+
+record_fields! {
+    VERSION = "version", 4;
+    FLAGS = "flags", 4;
+    RUN_ID = "run_id", RUN_ID_LEN;
+    EPOCH = "epoch", 8;
+    STEP = "step", 8;
+    PREV_RECORD_HASH = "prev_record_hash", 32;
+    BATCH_DIGEST = "batch_digest", 32;
+    HPARAMS_DIGEST = "hparams_digest", 32;
+    LOSS = "loss", 4;
+    GRAD_NORM = "grad_norm", 4;
+    PARAM_DIGEST = "param_digest", 32;
+    STATE_DIGEST = "state_digest", 32;
 }
 
 pub fn to_words(bytes: &[u8; RECORD_LEN]) -> RecordWords {
@@ -317,38 +336,44 @@ impl StepRecord {
 
     pub fn encode(&self) -> [u8; RECORD_LEN] {
         let mut w = Writer::<RECORD_LEN>::new();
-        w.u32(PROTOCOL_VERSION);
-        w.u32(self.flags());
-        w.bytes(&self.run_id);
-        w.u64(self.epoch);
-        w.u64(self.step);
-        w.bytes(&self.prev_record_hash);
-        w.bytes(&self.batch_digest);
-        w.bytes(&self.hparams_digest);
-        w.u32(self.loss_bits);
-        w.u32(self.grad_norm_bits);
-        w.bytes(&self.param_digest);
-        w.bytes(&self.state_digest.unwrap_or([0; 32]));
+        w.put(field::VERSION, &PROTOCOL_VERSION.to_le_bytes());
+        w.put(field::FLAGS, &self.flags().to_le_bytes());
+        w.put(field::RUN_ID, &self.run_id);
+        w.put(field::EPOCH, &self.epoch.to_le_bytes());
+        w.put(field::STEP, &self.step.to_le_bytes());
+        w.put(field::PREV_RECORD_HASH, &self.prev_record_hash);
+        w.put(field::BATCH_DIGEST, &self.batch_digest);
+        w.put(field::HPARAMS_DIGEST, &self.hparams_digest);
+        w.put(field::LOSS, &self.loss_bits.to_le_bytes());
+        w.put(field::GRAD_NORM, &self.grad_norm_bits.to_le_bytes());
+        w.put(field::PARAM_DIGEST, &self.param_digest);
+        w.put(field::STATE_DIGEST, &self.state_digest.unwrap_or([0; 32]));
         w.finish()
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::new(bytes, RECORD_LEN)?;
-        check_words(&to_words(bytes.try_into().unwrap()))?;
-        let _version = r.u32();
-        let flags = r.u32();
-        // The flag says whether the state digest field holds one (`check_words` checked the rest).
+        if bytes.len() != RECORD_LEN {
+            return Err(DecodeError::Length {
+                expected: RECORD_LEN,
+                actual: bytes.len(),
+            });
+        }
+        let r = to_words(bytes.try_into().unwrap());
+        check_words(&r)?;
+        let digest = |i| digest_bytes(digest_at(&r, i));
         let rec = StepRecord {
-            run_id: r.array(),
-            epoch: r.u64(),
-            step: r.u64(),
-            prev_record_hash: r.array(),
-            batch_digest: r.array(),
-            hparams_digest: r.array(),
-            loss_bits: r.u32(),
-            grad_norm_bits: r.u32(),
-            param_digest: r.array(),
-            state_digest: Some(r.array()).filter(|_| flags & FLAG_STATE_DIGEST != 0),
+            run_id: digest(word::RUN_ID),
+            epoch: u64_at(&r, word::EPOCH),
+            step: u64_at(&r, word::STEP),
+            prev_record_hash: digest(word::PREV_RECORD_HASH),
+            batch_digest: digest(word::BATCH_DIGEST),
+            hparams_digest: digest(word::HPARAMS_DIGEST),
+            loss_bits: u32_at(&r, word::LOSS),
+            grad_norm_bits: u32_at(&r, word::GRAD_NORM),
+            param_digest: digest(word::PARAM_DIGEST),
+            // The flag says whether the field holds one (`check_words` checked the rest).
+            state_digest: Some(digest(word::STATE_DIGEST))
+                .filter(|_| u32_at(&r, word::FLAGS) & FLAG_STATE_DIGEST != 0),
         };
         decode_run_id(&rec.run_id)?;
         Ok(rec)
@@ -394,6 +419,12 @@ impl<const N: usize> Writer<N> {
     pub(crate) fn bytes(&mut self, b: &[u8]) {
         self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
         self.pos += b.len();
+    }
+    /// Writes a field at its place, which is where the previous field ended.
+    pub(crate) fn put(&mut self, at: core::ops::Range<usize>, b: &[u8]) {
+        debug_assert_eq!(self.pos, at.start, "fields are written in order");
+        self.buf[at.clone()].copy_from_slice(b);
+        self.pos = at.end;
     }
     pub(crate) fn u32(&mut self, v: u32) {
         self.bytes(&v.to_le_bytes());

@@ -178,6 +178,19 @@ fn epoch_permutation(seed: u64, epoch: u64, n: u32) -> Vec<u32> {
     sampler::epoch_permutation::<Sha2>(seed, epoch, n)
 }
 
+/// Every step's batch of an epoch, in step order: the sampler's permutation cut by the core's
+/// `batch_indices`, so that no Python code cuts it again.
+#[pyfunction]
+fn epoch_batches(seed: u64, epoch: u64, n: u32, batch_size: u64) -> PyResult<Vec<Vec<u32>>> {
+    if batch_size == 0 {
+        return Err(value_error("batch size must be positive"));
+    }
+    let perm = sampler::epoch_permutation::<Sha2>(seed, epoch, n);
+    Ok((0..sampler::steps_per_epoch(n.into(), batch_size))
+        .map(|k| sampler::batch_indices(&perm, batch_size, k).to_vec())
+        .collect())
+}
+
 #[pyfunction]
 fn steps_per_epoch(dataset_len: u64, batch_size: u64) -> PyResult<u64> {
     if batch_size == 0 {
@@ -212,6 +225,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_run_id, m)?)?;
     m.add_function(wrap_pyfunction!(merkle_root, m)?)?;
     m.add_function(wrap_pyfunction!(epoch_permutation, m)?)?;
+    m.add_function(wrap_pyfunction!(epoch_batches, m)?)?;
     m.add_function(wrap_pyfunction!(steps_per_epoch, m)?)?;
     m.add_function(wrap_pyfunction!(batch_digest, m)?)?;
     m.add_function(wrap_pyfunction!(zk_steps, m)?)?;

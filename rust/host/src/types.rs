@@ -4,11 +4,20 @@
 //! claim and its schedule, the JSON form the ledger holds (`to_json`/`from_json`: digests as
 //! lowercase hex, every schedule field present). Validation is the core's; bytes or JSON that are
 //! not a valid encoding raise `EncodingError`, bad constructor arguments `ValueError`.
+//!
+//! [`core_class!`] writes what every such class has; the claim's class is written from the core's
+//! list of its fields (`veritrain_core::claim_fields!`), so a field added there appears here, in
+//! the constructor, the attributes and the JSON form, without being spelled again.
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::IntoPyObjectExt;
+use veritrain_core::claim::ClaimDecodeError;
 use veritrain_core::hash::Sha2;
-use veritrain_core::record::{decode_run_id, encode_run_id, RUN_ID_LEN};
-use veritrain_core::{Digest, EpochClaim, Guarantees, Schedule, StepRecord};
+use veritrain_core::record::{decode_run_id, encode_run_id, DecodeError, RUN_ID_LEN};
+use veritrain_core::schedule::ScheduleError;
+use veritrain_core::{
+    Digest, EpochClaim, Field, Guarantees, Schedule, StepRecord, CLAIM_FIELDS, RECORD_FIELDS,
+};
 
 use crate::errors::{value_error, EncodingError};
 
@@ -67,14 +76,18 @@ impl<'a, 'py> JsonFields<'a, 'py> {
         EncodingError::new_err(format!("{}: field '{key}': {problem}", self.what))
     }
 
+    /// A required field's value, as it is.
+    fn item(&self, key: &str) -> PyResult<Bound<'py, PyAny>> {
+        self.d
+            .get_item(key)?
+            .ok_or_else(|| EncodingError::new_err(format!("{}: missing field '{key}'", self.what)))
+    }
+
     fn get<T>(&self, key: &str) -> PyResult<T>
     where
         T: for<'b> FromPyObjectOwned<'b>,
     {
-        let v = self.d.get_item(key)?.ok_or_else(|| {
-            EncodingError::new_err(format!("{}: missing field '{key}'", self.what))
-        })?;
-        self.extract(key, &v)
+        self.extract(key, &self.item(key)?)
     }
 
     /// An optional field: absent and `null` are both None.
@@ -123,8 +136,127 @@ fn type_name(v: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-fn hex_of(d: &Digest) -> String {
-    hex::encode(d)
+/// A core type as a frozen Python class: one `#[pymethods]` block (pyo3 allows one per class) of
+/// the class's own methods, a getter for each field listed in `get` (by its kind, see [`kind!`]),
+/// and what every such class has: `to_bytes`/`from_bytes` in the canonical encoding (bytes that
+/// are not one raise `EncodingError` with the message `$error` makes of the core's error) and
+/// `__reduce__` over them, so copies and pickles travel as the canonical bytes (`copy.deepcopy` of
+/// a pydantic default).
+macro_rules! core_class {
+    (
+        $class:ident($core:ident), $error:expr;
+        get { $($field:ident: $kind:ident),* $(,)? }
+        $($methods:tt)*
+    ) => {
+        #[pymethods]
+        impl $class {
+            $($methods)*
+
+            $(
+                #[getter]
+                fn $field<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                    Ok(kind!(to_py, $kind, py, self.0.$field))
+                }
+            )*
+
+            fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+                PyBytes::new(py, &self.0.encode())
+            }
+
+            #[staticmethod]
+            fn from_bytes(data: &[u8]) -> PyResult<Self> {
+                $core::decode(data)
+                    .map(Self)
+                    .map_err(|e| EncodingError::new_err(($error)(e)))
+            }
+
+            fn __reduce__<'py>(
+                slf: &Bound<'py, Self>,
+            ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+                let py = slf.py();
+                Ok((
+                    slf.get_type().getattr("from_bytes")?,
+                    (PyBytes::new(py, &slf.get().0.encode()),),
+                ))
+            }
+        }
+    };
+}
+
+/// What each kind of field (the kinds of `veritrain_core::claim_fields!`) is in Python: the
+/// constructor's argument type (`arg`) and its check (`from_arg`, a `ValueError` naming `$what`),
+/// the attribute (`to_py`) and the JSON form (`to_json`, `from_json`: digests as lowercase hex).
+macro_rules! kind {
+    (arg, guarantees) => {
+        u32
+    };
+    (arg, run_id) => {
+        &str
+    };
+    (arg, u64) => {
+        u64
+    };
+    (arg, digest) => {
+        &[u8]
+    };
+    (arg, schedule) => {
+        PySchedule
+    };
+
+    (from_arg, guarantees, $what:expr, $v:expr) => {
+        check_guarantees($v).map_err(value_error)?
+    };
+    (from_arg, run_id, $what:expr, $v:expr) => {
+        run_id_arg($v)?
+    };
+    (from_arg, u64, $what:expr, $v:expr) => {
+        $v
+    };
+    (from_arg, digest, $what:expr, $v:expr) => {
+        digest_arg($v, $what)?
+    };
+    (from_arg, schedule, $what:expr, $v:expr) => {
+        $v.0
+    };
+
+    (to_py, run_id, $py:ident, $v:expr) => {
+        PyString::new($py, run_id_str(&$v)).into_any()
+    };
+    (to_py, digest, $py:ident, $v:expr) => {
+        PyBytes::new($py, &$v).into_any()
+    };
+    (to_py, schedule, $py:ident, $v:expr) => {
+        PySchedule($v).into_bound_py_any($py)?
+    };
+    (to_py, $int:ident, $py:ident, $v:expr) => {
+        $v.into_bound_py_any($py)?
+    };
+
+    (to_json, digest, $py:ident, $v:expr) => {
+        PyString::new($py, &hex::encode($v)).into_any()
+    };
+    (to_json, schedule, $py:ident, $v:expr) => {
+        PySchedule($v).json($py)?.into_any()
+    };
+    (to_json, $kind:ident, $py:ident, $v:expr) => {
+        kind!(to_py, $kind, $py, $v)
+    };
+
+    (from_json, guarantees, $f:ident, $key:expr) => {
+        check_guarantees($f.get($key)?).map_err(EncodingError::new_err)?
+    };
+    (from_json, run_id, $f:ident, $key:expr) => {
+        $f.run_id()?
+    };
+    (from_json, u64, $f:ident, $key:expr) => {
+        $f.get($key)?
+    };
+    (from_json, digest, $f:ident, $key:expr) => {
+        $f.digest($key)?
+    };
+    (from_json, schedule, $f:ident, $key:expr) => {
+        PySchedule::parse(&format!("{}: field '{}'", $f.what, $key), &$f.item($key)?)?.0
+    };
 }
 
 // --- schedule ---------------------------------------------------------------------------------
@@ -220,8 +352,10 @@ impl PySchedule {
     }
 }
 
-#[pymethods]
-impl PySchedule {
+core_class! {
+    PySchedule(Schedule), |e: ScheduleError| e.to_string();
+    get {}
+
     #[new]
     #[pyo3(signature = (*, base_lr, kind = "constant", step_size = None, gamma = None, warmup_steps = None))]
     fn new(
@@ -266,17 +400,6 @@ impl PySchedule {
         self.0.lr_at(step)
     }
 
-    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.encode())
-    }
-
-    #[staticmethod]
-    fn from_bytes(data: &[u8]) -> PyResult<Self> {
-        Schedule::decode(data)
-            .map(Self)
-            .map_err(|e| EncodingError::new_err(e.to_string()))
-    }
-
     /// The JSON form: every field, `None` where the kind has none.
     fn to_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.json(py)
@@ -285,17 +408,6 @@ impl PySchedule {
     #[staticmethod]
     fn from_json(doc: &Bound<'_, PyAny>) -> PyResult<Self> {
         Self::parse("schedule", doc)
-    }
-
-    /// Copies and pickles travel as the canonical bytes (`copy.deepcopy` of a pydantic default).
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
-        let py = slf.py();
-        Ok((
-            slf.get_type().getattr("from_bytes")?,
-            (PyBytes::new(py, &slf.get().0.encode()),),
-        ))
     }
 
     fn __repr__(&self) -> String {
@@ -321,8 +433,18 @@ impl PySchedule {
 #[derive(Clone, PartialEq)]
 pub struct PyStepRecord(pub StepRecord);
 
-#[pymethods]
-impl PyStepRecord {
+core_class! {
+    PyStepRecord(StepRecord), |e: DecodeError| format!("record: {e}");
+    get {
+        run_id: run_id,
+        epoch: u64,
+        step: u64,
+        prev_record_hash: digest,
+        batch_digest: digest,
+        hparams_digest: digest,
+        param_digest: digest,
+    }
+
     #[new]
     #[pyo3(signature = (
         *, run_id, epoch, step, prev_record_hash, batch_digest, hparams_digest, loss, grad_norm,
@@ -357,36 +479,6 @@ impl PyStepRecord {
         }))
     }
 
-    #[getter]
-    fn run_id(&self) -> &str {
-        run_id_str(&self.0.run_id)
-    }
-
-    #[getter]
-    fn epoch(&self) -> u64 {
-        self.0.epoch
-    }
-
-    #[getter]
-    fn step(&self) -> u64 {
-        self.0.step
-    }
-
-    #[getter]
-    fn prev_record_hash<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.prev_record_hash)
-    }
-
-    #[getter]
-    fn batch_digest<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.batch_digest)
-    }
-
-    #[getter]
-    fn hparams_digest<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.hparams_digest)
-    }
-
     /// The f32 loss, exactly, as a Python float.
     #[getter]
     fn loss(&self) -> f32 {
@@ -398,42 +490,15 @@ impl PyStepRecord {
         f32::from_bits(self.0.grad_norm_bits)
     }
 
-    #[getter]
-    fn param_digest<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.param_digest)
-    }
-
     /// The post-step state digest, at steps that took one; None elsewhere.
     #[getter]
     fn state_digest<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
         self.0.state_digest.map(|d| PyBytes::new(py, &d))
     }
 
-    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.encode())
-    }
-
-    #[staticmethod]
-    fn from_bytes(data: &[u8]) -> PyResult<Self> {
-        StepRecord::decode(data)
-            .map(Self)
-            .map_err(|e| EncodingError::new_err(format!("record: {e}")))
-    }
-
     /// `H(RECORD, record bytes)`: what the next record links to.
     fn hash<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.0.hash::<Sha2>())
-    }
-
-    /// Copies and pickles travel as the canonical bytes (`copy.deepcopy` of a pydantic default).
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
-        let py = slf.py();
-        Ok((
-            slf.get_type().getattr("from_bytes")?,
-            (PyBytes::new(py, &slf.get().0.encode()),),
-        ))
     }
 
     fn __repr__(&self) -> String {
@@ -461,26 +526,6 @@ impl PyStepRecord {
 #[derive(Clone, PartialEq)]
 pub struct PyEpochClaim(pub EpochClaim);
 
-const CLAIM_FIELDS: [&str; 17] = [
-    "guarantees",
-    "run_id",
-    "epoch",
-    "first_step",
-    "step_count",
-    "prev_record_hash",
-    "last_record_hash",
-    "records_root",
-    "start_state_digest",
-    "end_state_digest",
-    "dataset_root",
-    "dataset_len",
-    "sampler_seed",
-    "batch_size",
-    "optimizer_digest",
-    "schedule",
-    "image_id",
-];
-
 fn check_guarantees(g: u32) -> Result<u32, String> {
     if g & !Guarantees::KNOWN != 0 {
         return Err(format!("claim: unknown guarantee bits {g:#x}"));
@@ -489,29 +534,6 @@ fn check_guarantees(g: u32) -> Result<u32, String> {
 }
 
 impl PyEpochClaim {
-    fn json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let c = &self.0;
-        let d = PyDict::new(py);
-        d.set_item("guarantees", c.guarantees)?;
-        d.set_item("run_id", run_id_str(&c.run_id))?;
-        d.set_item("epoch", c.epoch)?;
-        d.set_item("first_step", c.first_step)?;
-        d.set_item("step_count", c.step_count)?;
-        d.set_item("prev_record_hash", hex_of(&c.prev_record_hash))?;
-        d.set_item("last_record_hash", hex_of(&c.last_record_hash))?;
-        d.set_item("records_root", hex_of(&c.records_root))?;
-        d.set_item("start_state_digest", hex_of(&c.start_state_digest))?;
-        d.set_item("end_state_digest", hex_of(&c.end_state_digest))?;
-        d.set_item("dataset_root", hex_of(&c.dataset_root))?;
-        d.set_item("dataset_len", c.dataset_len)?;
-        d.set_item("sampler_seed", c.sampler_seed)?;
-        d.set_item("batch_size", c.batch_size)?;
-        d.set_item("optimizer_digest", hex_of(&c.optimizer_digest))?;
-        d.set_item("schedule", PySchedule(c.schedule).json(py)?)?;
-        d.set_item("image_id", hex_of(&c.image_id))?;
-        Ok(d)
-    }
-
     fn names(&self) -> Vec<&'static str> {
         GUARANTEE_NAMES
             .iter()
@@ -521,229 +543,91 @@ impl PyEpochClaim {
     }
 }
 
-#[pymethods]
-impl PyEpochClaim {
-    #[new]
-    #[pyo3(signature = (
-        *, run_id, epoch, first_step, step_count, prev_record_hash, last_record_hash,
-        records_root, start_state_digest, end_state_digest, dataset_root, dataset_len,
-        sampler_seed, batch_size, optimizer_digest, schedule, image_id,
-        guarantees = Guarantees::TORCH_MODE
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        run_id: &str,
-        epoch: u64,
-        first_step: u64,
-        step_count: u64,
-        prev_record_hash: &[u8],
-        last_record_hash: &[u8],
-        records_root: &[u8],
-        start_state_digest: &[u8],
-        end_state_digest: &[u8],
-        dataset_root: &[u8],
-        dataset_len: u64,
-        sampler_seed: u64,
-        batch_size: u64,
-        optimizer_digest: &[u8],
-        schedule: PySchedule,
-        image_id: &[u8],
-        guarantees: u32,
-    ) -> PyResult<Self> {
-        let d = |v: &[u8], what: &str| digest_arg(v, &format!("claim: {what}"));
-        Ok(Self(EpochClaim {
-            guarantees: check_guarantees(guarantees).map_err(value_error)?,
-            run_id: run_id_arg(run_id)?,
-            epoch,
-            first_step,
-            step_count,
-            prev_record_hash: d(prev_record_hash, "prev_record_hash")?,
-            last_record_hash: d(last_record_hash, "last_record_hash")?,
-            records_root: d(records_root, "records_root")?,
-            start_state_digest: d(start_state_digest, "start_state_digest")?,
-            end_state_digest: d(end_state_digest, "end_state_digest")?,
-            dataset_root: d(dataset_root, "dataset_root")?,
-            dataset_len,
-            sampler_seed,
-            batch_size,
-            optimizer_digest: d(optimizer_digest, "optimizer_digest")?,
-            schedule: schedule.0,
-            image_id: d(image_id, "image_id")?,
-        }))
-    }
+/// The class from the core's list of the claim's fields. `guarantees` comes first in the list and
+/// last among the constructor's arguments, where it defaults to torch mode.
+macro_rules! py_epoch_claim {
+    ([] guarantees: guarantees, $($(#[$doc:meta])* $name:ident: $kind:ident,)*) => {
+        impl PyEpochClaim {
+            /// The JSON form: every field by name but the version.
+            fn json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+                let d = PyDict::new(py);
+                d.set_item("guarantees", self.0.guarantees)?;
+                $(d.set_item(stringify!($name), kind!(to_json, $kind, py, self.0.$name))?;)*
+                Ok(d)
+            }
+        }
 
-    #[getter]
-    fn guarantees(&self) -> u32 {
-        self.0.guarantees
-    }
+        core_class! {
+            PyEpochClaim(EpochClaim), |e: ClaimDecodeError| e.to_string();
+            get { guarantees: guarantees, $($name: $kind),* }
 
-    /// The guarantee bits by name, in bit order.
-    #[getter]
-    fn guarantee_names(&self) -> Vec<&'static str> {
-        self.names()
-    }
+            #[new]
+            #[pyo3(signature = (*, $($name,)* guarantees = Guarantees::TORCH_MODE))]
+            #[allow(clippy::too_many_arguments)]
+            fn new($($name: kind!(arg, $kind),)* guarantees: u32) -> PyResult<Self> {
+                Ok(Self(EpochClaim {
+                    guarantees: kind!(from_arg, guarantees, "claim: guarantees", guarantees),
+                    $($name: kind!(from_arg, $kind, concat!("claim: ", stringify!($name)), $name),)*
+                }))
+            }
 
-    #[getter]
-    fn run_id(&self) -> &str {
-        run_id_str(&self.0.run_id)
-    }
+            /// The JSON form an epoch's ledger entry holds.
+            fn to_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+                self.json(py)
+            }
 
-    #[getter]
-    fn epoch(&self) -> u64 {
-        self.0.epoch
-    }
+            #[staticmethod]
+            fn from_json(doc: &Bound<'_, PyAny>) -> PyResult<Self> {
+                let keys = ["guarantees", $(stringify!($name)),*];
+                let f = JsonFields::new("claim", doc, &keys)?;
+                Ok(Self(EpochClaim {
+                    guarantees: kind!(from_json, guarantees, f, "guarantees"),
+                    $($name: kind!(from_json, $kind, f, stringify!($name)),)*
+                }))
+            }
 
-    #[getter]
-    fn first_step(&self) -> u64 {
-        self.0.first_step
-    }
+            /// The guarantee bits by name, in bit order.
+            #[getter]
+            fn guarantee_names(&self) -> Vec<&'static str> {
+                self.names()
+            }
 
-    #[getter]
-    fn step_count(&self) -> u64 {
-        self.0.step_count
-    }
+            /// `H(CLAIM, claim bytes)`: how a receipt's ledger entry names its claim.
+            fn digest<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+                PyBytes::new(py, &self.0.digest::<Sha2>())
+            }
 
-    #[getter]
-    fn prev_record_hash<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.prev_record_hash)
-    }
+            /// The `.journal.json` document: the JSON form with the guarantees spelled out.
+            fn journal_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+                let d = self.json(py)?;
+                d.set_item("guarantee_names", PyList::new(py, self.names())?)?;
+                Ok(d)
+            }
 
-    #[getter]
-    fn last_record_hash<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.last_record_hash)
-    }
+            fn __repr__(&self) -> String {
+                let c = &self.0;
+                format!(
+                    "EpochClaim(run_id='{}', epoch={}, first_step={}, step_count={}, \
+                     guarantees={:#x}, last_record_hash={}…, end_state_digest={}…, image_id={}…)",
+                    run_id_str(&c.run_id),
+                    c.epoch,
+                    c.first_step,
+                    c.step_count,
+                    c.guarantees,
+                    hex_prefix(&c.last_record_hash),
+                    hex_prefix(&c.end_state_digest),
+                    hex_prefix(&c.image_id),
+                )
+            }
+        }
+    };
+}
 
-    #[getter]
-    fn records_root<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.records_root)
-    }
+veritrain_core::claim_fields!(py_epoch_claim);
 
-    #[getter]
-    fn start_state_digest<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.start_state_digest)
-    }
-
-    #[getter]
-    fn end_state_digest<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.end_state_digest)
-    }
-
-    #[getter]
-    fn dataset_root<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.dataset_root)
-    }
-
-    #[getter]
-    fn dataset_len(&self) -> u64 {
-        self.0.dataset_len
-    }
-
-    #[getter]
-    fn sampler_seed(&self) -> u64 {
-        self.0.sampler_seed
-    }
-
-    #[getter]
-    fn batch_size(&self) -> u64 {
-        self.0.batch_size
-    }
-
-    #[getter]
-    fn optimizer_digest<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.optimizer_digest)
-    }
-
-    #[getter]
-    fn schedule(&self) -> PySchedule {
-        PySchedule(self.0.schedule)
-    }
-
-    #[getter]
-    fn image_id<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.image_id)
-    }
-
-    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.encode())
-    }
-
-    #[staticmethod]
-    fn from_bytes(data: &[u8]) -> PyResult<Self> {
-        EpochClaim::decode(data)
-            .map(Self)
-            .map_err(|e| EncodingError::new_err(e.to_string()))
-    }
-
-    /// `H(CLAIM, claim bytes)`: how a receipt's ledger entry names its claim.
-    fn digest<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.0.digest::<Sha2>())
-    }
-
-    /// The JSON form an epoch's ledger entry holds.
-    fn to_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.json(py)
-    }
-
-    #[staticmethod]
-    fn from_json(doc: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let f = JsonFields::new("claim", doc, &CLAIM_FIELDS)?;
-        let schedule =
-            f.d.get_item("schedule")?
-                .ok_or_else(|| EncodingError::new_err("claim: missing field 'schedule'"))?;
-        Ok(Self(EpochClaim {
-            guarantees: check_guarantees(f.get("guarantees")?).map_err(EncodingError::new_err)?,
-            run_id: f.run_id()?,
-            epoch: f.get("epoch")?,
-            first_step: f.get("first_step")?,
-            step_count: f.get("step_count")?,
-            prev_record_hash: f.digest("prev_record_hash")?,
-            last_record_hash: f.digest("last_record_hash")?,
-            records_root: f.digest("records_root")?,
-            start_state_digest: f.digest("start_state_digest")?,
-            end_state_digest: f.digest("end_state_digest")?,
-            dataset_root: f.digest("dataset_root")?,
-            dataset_len: f.get("dataset_len")?,
-            sampler_seed: f.get("sampler_seed")?,
-            batch_size: f.get("batch_size")?,
-            optimizer_digest: f.digest("optimizer_digest")?,
-            schedule: PySchedule::parse("claim: field 'schedule'", &schedule)?.0,
-            image_id: f.digest("image_id")?,
-        }))
-    }
-
-    /// The `.journal.json` document: the JSON form with the guarantees spelled out.
-    fn journal_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = self.json(py)?;
-        d.set_item("guarantee_names", PyList::new(py, self.names())?)?;
-        Ok(d)
-    }
-
-    /// Copies and pickles travel as the canonical bytes (`copy.deepcopy` of a pydantic default).
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
-        let py = slf.py();
-        Ok((
-            slf.get_type().getattr("from_bytes")?,
-            (PyBytes::new(py, &slf.get().0.encode()),),
-        ))
-    }
-
-    fn __repr__(&self) -> String {
-        let c = &self.0;
-        format!(
-            "EpochClaim(run_id='{}', epoch={}, first_step={}, step_count={}, guarantees={:#x}, \
-             last_record_hash={}…, end_state_digest={}…, image_id={}…)",
-            run_id_str(&c.run_id),
-            c.epoch,
-            c.first_step,
-            c.step_count,
-            c.guarantees,
-            hex_prefix(&c.last_record_hash),
-            hex_prefix(&c.end_state_digest),
-            hex_prefix(&c.image_id),
-        )
-    }
+/// A field table as Python tuples `(name, offset, length)`.
+fn field_table<'py>(py: Python<'py>, fields: &[Field]) -> PyResult<Bound<'py, PyTuple>> {
+    PyTuple::new(py, fields.iter().map(|f| (f.name, f.offset, f.len)))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -756,5 +640,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add("GUARANTEES", names)?;
     m.add("TORCH_MODE", Guarantees::TORCH_MODE)?;
+    m.add("RECORD_FIELDS", field_table(m.py(), RECORD_FIELDS)?)?;
+    m.add("CLAIM_FIELDS", field_table(m.py(), CLAIM_FIELDS)?)?;
     Ok(())
 }
