@@ -182,22 +182,23 @@ class Replay:
 
     def step(self, step: int) -> bytes:
         """Re-executes ``step`` from the live state; returns the record it should have."""
-        fields = self.stepper.step(step)
+        result = self.stepper.step(step)
         take_state, _ = commitments(self.spec, self.spe, step)
+        state_digest: bytes | None = None
         if self.canonical is not None:
             if take_state:
-                fields["state_digest"] = cn.digest_arrays(self.canonical.tensors())
-            fields["param_digest"] = cn.digest_arrays(self.canonical.param_tensors())
+                state_digest = cn.digest_arrays(self.canonical.tensors())
+            param_digest = cn.digest_arrays(self.canonical.param_tensors())
         else:
             if take_state:
                 tensors = st.state_tensors(
                     self.model, self.optimizer, step + 1, self.manifest.digest
                 )
-                fields["state_digest"] = st.digest_tensors(tensors)
-            fields["param_digest"] = st.digest_tensors(st.param_tensors(self.model))
-        fields["prev_record_hash"] = self.link(step)
+                state_digest = st.digest_tensors(tensors)
+            param_digest = st.digest_tensors(st.param_tensors(self.model))
+        prev_record_hash = self.link(step)
         self.replayed += 1
-        return StepRecord(**fields).to_bytes()
+        return result.record(prev_record_hash, param_digest, state_digest).to_bytes()
 
     def scan(self, c: int, last: int) -> Finding | None:
         """Restores checkpoint ``c`` and replays steps c..last; the first mismatch, if any."""

@@ -57,6 +57,7 @@ from veritrain.pipeline.store.keys import (
 from veritrain.pipeline.train import canonical as cn
 from veritrain.pipeline.train import state as st
 from veritrain.pipeline.train.networks import build_model, build_optimizer
+from veritrain.pipeline.train.step import StepResult
 from veritrain.prover import (
     PROTOCOL_VERSION,
     EpochClaim,
@@ -316,11 +317,9 @@ class Stepper:
         b = self.spec.batch_size
         return self._perm[1][k * b : (k + 1) * b]
 
-    def step(self, step: int, before_update: Callable[[], None] | None = None) -> dict:
-        """Trains global step ``step`` and returns its record's fields, except the previous record
-        hash and the param and state digests, which the caller adds: the trainer hashes the
-        parameters while the next step runs, a replay at once. ``before_update`` runs between
-        backward and the optimizer step, the last moment the pre-step parameters exist."""
+    def step(self, step: int, before_update: Callable[[], None] | None = None) -> StepResult:
+        """Trains global step ``step``. ``before_update`` runs between backward and the optimizer
+        step, the last moment the pre-step parameters exist."""
         lr = self.spec.schedule.lr_at(step)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
@@ -335,17 +334,15 @@ class Stepper:
         self.optimizer.step()
         if self.tamper is not None:
             self.tamper.after_update(step, self.model, self.optimizer)
-        return {
-            "run_id": self.run_id,
-            "epoch": step // self.spe,
-            "step": step,
-            "prev_record_hash": None,
-            "batch_digest": batch_digest(idx.tolist()),
-            "hparams_digest": hparams_digest(lr, self.opt_digest),
-            "loss": float(loss.item()),
-            "grad_norm": grad_norm,
-            "state_digest": None,
-        }
+        return StepResult(
+            run_id=self.run_id,
+            epoch=step // self.spe,
+            step=step,
+            batch_digest=batch_digest(idx.tolist()),
+            hparams_digest=hparams_digest(lr, self.opt_digest),
+            loss=float(loss.item()),
+            grad_norm=grad_norm,
+        )
 
 
 def train(t: Trainer, until_epoch: int | None = None) -> int:
@@ -365,14 +362,13 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
             t.run_id, spec, spe, opt_digest, t.dataset, t.model, t.optimizer, t.tamper
         )
     total = spec.epochs * spe
-    # A record waiting for its parameter digest: (fields, future).
-    waiting: tuple[dict, Future] | None = None
+    # A record waiting for its parameter digest: (step, previous record hash, digest).
+    waiting: tuple[StepResult, bytes, Future[bytes]] | None = None
     prev_hash = b""
 
-    def finish(w: tuple[dict, Future]) -> StepRecord:
-        fields, fut = w
-        fields["param_digest"] = fut.result()
-        return StepRecord(**fields)
+    def finish(w: tuple[StepResult, bytes, Future[bytes]]) -> StepRecord:
+        result, prev, digest = w
+        return result.record(prev, digest.result())
 
     def before_update() -> None:
         # The previous step's parameters are about to change: its digest must be done.
@@ -389,21 +385,19 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
         prev_hash = StepRecord.from_bytes(pending[-1]).hash() if pending else link
         waiting = None
         for k in range(step - epoch * spe, spe):
-            fields = stepper.step(step, before_update)
-            fields["prev_record_hash"] = prev_hash
+            result = stepper.step(step, before_update)
             done = step + 1
             last_of_epoch = k == spe - 1
             take_state, at_checkpoint = commitments(spec, spe, step)
             if take_state:
                 tensors = _state(t, done)
-                fields["state_digest"] = _digest(t, tensors)
-                fields["param_digest"] = _param_digest(t)
-                rec = StepRecord(**fields)
+                state_digest = _digest(t, tensors)
+                rec = result.record(prev_hash, _param_digest(t), state_digest)
                 pending.append(rec.to_bytes())
                 prev_hash = rec.hash()
                 if at_checkpoint:
                     body = _write_checkpoint(
-                        t, done, tensors, [] if last_of_epoch else pending, fields["state_digest"]
+                        t, done, tensors, [] if last_of_epoch else pending, state_digest
                     )
                     if last_of_epoch:
                         _close_epoch(t, epoch, link, start_state, pending, body)
@@ -412,12 +406,13 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
                         t.append(body)
             else:
                 waiting = (
-                    fields,
+                    result,
+                    prev_hash,
                     t._pool.submit(st.digest_tensors, st.param_tensors(t.model), st.spare_cores()),
                 )
             step = done
             if t.on_step:
-                t.on_step(StepEvent(step=done, total_steps=total, epoch=epoch, loss=fields["loss"]))
+                t.on_step(StepEvent(step=done, total_steps=total, epoch=epoch, loss=result.loss))
     return end_epoch
 
 
