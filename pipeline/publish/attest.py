@@ -46,7 +46,7 @@ from veritrain.pipeline.verify.verifier import (
     UNREPLAYABLE,
     EpochReport,
     RunReport,
-    _run_check,
+    run_check,
     verify_run,
 )
 
@@ -371,7 +371,7 @@ def verify_attestation(
     wanted = epoch if epoch is not None else attested_epoch(data)
     report = verify_run(store, run_id, wanted, **verify_args)
     target = next((r.checks for r in report.epochs if r.epoch == wanted), report.checks)
-    _run_check(
+    run_check(
         target,
         "attestation",
         lambda: check_attestation(store, report, data, source, trainer_keys),

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from veritrain.pipeline.checkpoint.digest import checkpoint_digest
 from veritrain.pipeline.checkpoint.tensors import (
@@ -58,6 +60,7 @@ COMMITTED, PROVEN, FINAL, DISPUTED = "committed", "proven", "final", "disputed"
 # Proven and past its window, but no one the verifier trusts to replay the run's determinism
 # profile could have challenged it: the optimistic guarantee did not hold (docs/OPERATIONS.md).
 UNREPLAYABLE = "unreplayable"
+_T = TypeVar("_T")
 
 _HEX = "^[0-9a-f]{64}$"
 _CHECK = {
@@ -142,7 +145,7 @@ class EpochReport:
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
 
 
@@ -150,7 +153,7 @@ class EpochReport:
 class RunReport:
     run_id: str
     image_id: str
-    trust: dict = field(default_factory=dict)
+    trust: dict[str, Any] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     epochs: list[EpochReport] = field(default_factory=list)
 
@@ -158,7 +161,7 @@ class RunReport:
     def ok(self) -> bool:
         return all(c.ok for c in self.checks) and all(e.ok for e in self.epochs)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "run_id": self.run_id,
@@ -169,13 +172,16 @@ class RunReport:
         }
 
 
-def _run_check(checks: list[Check], name: str, fn) -> object:
-    """Runs one named check; integrity and prover errors fail it, storage errors propagate
-    (they mean "could not look", not "looked and it is wrong") except a missing object. Only
-    VeritrainError fails a check: anything else is a bug here, which must not read as tampering
-    (malformed stored data is an IntegrityError where it is parsed, pipeline/run/entries.py)."""
+def _attempt(
+    checks: list[Check], name: str, fn: Callable[[], _T], detail: Callable[[_T], str]
+) -> _T | None:
+    """Runs one named check and appends its outcome; fn's value, or None where it failed.
+    Integrity and prover errors fail it, storage errors propagate (they mean "could not look",
+    not "looked and it is wrong") except a missing object. Only VeritrainError fails a check:
+    anything else is a bug here, which must not read as tampering (malformed stored data is an
+    IntegrityError where it is parsed, pipeline/run/entries.py)."""
     try:
-        result = fn()
+        value = fn()
     except NotFoundError as e:
         checks.append(Check(name, False, str(e)))
         return None
@@ -184,8 +190,19 @@ def _run_check(checks: list[Check], name: str, fn) -> object:
     except VeritrainError as e:
         checks.append(Check(name, False, message(e)))
         return None
-    checks.append(Check(name, True, result if isinstance(result, str) else ""))
-    return result if result is not None else True
+    checks.append(Check(name, True, detail(value)))
+    return value
+
+
+def run_check(checks: list[Check], name: str, fn: Callable[[], str]) -> bool:
+    """Runs a check whose function returns its detail (or raises); whether it passed."""
+    return _attempt(checks, name, fn, lambda d: d) is not None
+
+
+def _checked(checks: list[Check], name: str, fn: Callable[[], _T]) -> _T | None:
+    """Runs a check that finds what the next checks need (the manifest, the ledger's entries,
+    the receipt's journal); that, or None where it failed. Its detail stays empty."""
+    return _attempt(checks, name, fn, lambda _: "")
 
 
 def verify_run(
@@ -215,24 +232,24 @@ def verify_run(
     now = time.time() if now is None else now
     policy = Policy() if policy is None else policy
     report = RunReport(run_id=run_id, image_id="", trust=policy.trust_json())
-    manifest = _run_check(report.checks, "manifest", lambda: _load_manifest(store, run_id))
-    if not manifest:
+    manifest = _checked(report.checks, "manifest", lambda: _load_manifest(store, run_id))
+    if manifest is None:
         return report
     report.image_id = manifest.image_id.hex()
     where = manifest_key(run_id)
     trainer = manifest.public_key.hex()
     trusted = [
-        _run_check(
+        run_check(
             report.checks, "image_id", lambda: policy.check_image_id(manifest.image_id, where)
         ),
-        _run_check(report.checks, "trainer_key", lambda: policy.check_trainer_key(trainer, where)),
+        run_check(report.checks, "trainer_key", lambda: policy.check_trainer_key(trainer, where)),
     ]
     if not all(trusted):
         return report
-    entries = _run_check(report.checks, "ledger", lambda: _open_checked_ledger(store, manifest))
-    if not entries:
+    entries = _checked(report.checks, "ledger", lambda: _open_checked_ledger(store, manifest))
+    if entries is None:
         return report
-    can_replay = _run_check(
+    can_replay = run_check(
         report.checks, "replayable", lambda: _check_replayable(manifest, replayable)
     )
     epochs = epoch_entries(entries)
@@ -247,7 +264,7 @@ def verify_run(
     reports = [
         _verify_epoch(store, manifest, entries, epochs, receipts, e, audit=audit) for e in wanted
     ]
-    _settle_windows(store, manifest, receipts, reports, now, state, bool(can_replay))
+    _settle_windows(store, manifest, receipts, reports, now, state, can_replay)
     for rep in reports:
         ok, detail, disputed = challenged.for_epoch(rep.epoch)
         rep.checks.append(Check("challenges", ok, detail))
@@ -270,9 +287,9 @@ def _check_requirements(rep: EpochReport, policy: Policy, claim: EpochClaim) -> 
     """What the policy requires of every verified epoch, once its status is settled. The claim
     is the ledger's, which the receipt's journal equals where the epoch is proven."""
     if policy.required_status:
-        _run_check(rep.checks, "required_status", lambda: policy.check_status(rep.status))
+        run_check(rep.checks, "required_status", lambda: policy.check_status(rep.status))
     if policy.required_guarantees:
-        _run_check(
+        run_check(
             rep.checks, "required_guarantees", lambda: policy.check_guarantees(claim.guarantees)
         )
 
@@ -383,24 +400,22 @@ def _verify_epoch(
     )
     checks = rep.checks
     prev = epochs[e - 1].body.claim if e > 0 else None
-    _run_check(checks, "claim", lambda: _check_claim(manifest, claim))
-    _run_check(checks, "records", lambda: _check_records(store, manifest, entry, claim, prev))
-    proven = None
+    run_check(checks, "claim", lambda: _check_claim(manifest, claim))
+    run_check(checks, "records", lambda: _check_records(store, manifest, entry, claim, prev))
+    proven: EpochClaim | None = None  # the receipt's journal, once the receipt checks out
     if e in receipts:
         rbody = receipts[e].body
-        proven = _run_check(
-            checks, "receipt", lambda: _check_receipt(store, manifest, rbody, claim)
-        )
-        journal = proven if isinstance(proven, EpochClaim) else claim
-        _run_check(checks, "journal", lambda: _check_journal_file(store, rbody, journal))
-        if proven:
+        proven = _checked(checks, "receipt", lambda: _check_receipt(store, manifest, rbody, claim))
+        journal = proven if proven is not None else claim
+        run_check(checks, "journal", lambda: _check_journal_file(store, rbody, journal))
+        if proven is not None:
             rep.status = PROVEN
     elif audit:
         checks.append(Check("receipt", False, f"epoch {e} has no receipt: committed, not proven"))
     # The end state is compared with the receipt's journal where there is one: an auditor trusts
     # the proof, not the trainer's ledger.
-    end = proven.end_state_digest if isinstance(proven, EpochClaim) else claim.end_state_digest
-    _run_check(
+    end = (proven if proven is not None else claim).end_state_digest
+    run_check(
         checks,
         "checkpoint",
         lambda: _check_checkpoints(
