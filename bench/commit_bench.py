@@ -69,7 +69,8 @@ def overhead(steps: int) -> dict:
     spec = parse_spec(_spec(steps))
     with tempfile.TemporaryDirectory() as root:
         base = open_trainer(spec, LocalStore(root), "plain")
-        params = sum(p.numel() for p in base.model.parameters())
+        model, _ = st.torch_objects(base.model, base.optimizer)
+        params = sum(p.numel() for p in model.parameters())
         plain = plain_loop(base, steps)
         t = open_trainer(spec, LocalStore(root), "committed")
         t0 = time.perf_counter()

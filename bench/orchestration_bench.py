@@ -18,8 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
-SPEC = {
+SPEC: dict[str, Any] = {
     "model": {"kind": "mlp", "hidden": [32]},
     "dataset": {"kind": "synthetic", "samples": 2048, "features": 16, "classes": 4},
     "batch_size": 16,

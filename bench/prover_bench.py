@@ -64,6 +64,7 @@ def example_epoch(path: str, root: str) -> dict:
     inp = first_epoch_input(spec, root, "bench-example")
     ex = prover.execute(inp)
     r = prover.prove_epoch(inp)
+    assert r.stats is not None  # proven here, so measured
     return {
         "example": path,
         "steps": ex.claim.step_count,
@@ -105,6 +106,7 @@ def main() -> None:
             }
             if not args.no_prove:
                 r = prover.prove_epoch(inp)
+                assert r.stats is not None  # proven here, so measured
                 t0 = time.perf_counter()
                 prover.verify_receipt(r.receipt, prover.image_id())
                 row |= {

@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,7 +56,9 @@ def _median_seconds(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def proven_run(root: Path, spec: RunSpec, run_id: str = RUN_ID) -> tuple[LocalStore, float, float]:
+def proven_run(
+    root: Path, spec: RunSpec, run_id: str = RUN_ID
+) -> tuple[LocalStore, float | None, float | None]:
     """Trains ``spec`` here unless ``root`` holds the run already, then proves in order every epoch
     that has no receipt yet: (store, train s, prove s), the times None for work found done."""
     spec = spec.model_copy(update={"finalize_every": 0})
@@ -73,7 +76,7 @@ def proven_run(root: Path, spec: RunSpec, run_id: str = RUN_ID) -> tuple[LocalSt
     for epoch in range(done, spec.epochs):
         ledger, entries = open_ledger(store, manifest)
         finalize_epoch(store, manifest, ledger, entries, key, epoch)
-        print(f"proved epoch {epoch + 1}/{spec.epochs}", file=os.sys.stderr, flush=True)
+        print(f"proved epoch {epoch + 1}/{spec.epochs}", file=sys.stderr, flush=True)
     prove_s = time.perf_counter() - t0 if done == 0 else None
     return store, train_s, prove_s
 

@@ -26,6 +26,7 @@ from veritrain.pipeline.run.manifest import (
     load_epoch_records,
     read_committed,
 )
+from veritrain.pipeline.run.spec import RunSpec
 from veritrain.pipeline.store.base import Store
 from veritrain.pipeline.store.keys import manifest_key
 from veritrain.pipeline.train import canonical as cn
@@ -148,7 +149,7 @@ def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.asarray(epoch_permutation(seed, epoch, n), dtype=np.int64)
 
 
-def _batch(spec, n: int, spe: int, step: int) -> np.ndarray:
+def _batch(spec: RunSpec, n: int, spe: int, step: int) -> np.ndarray:
     epoch, k = divmod(step, spe)
     return _permutation(spec.seed, epoch, n)[k * spec.batch_size : (k + 1) * spec.batch_size]
 

@@ -22,7 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import FormatError, VerificationError
-from securesystemslib.signer import CryptoSigner, SSlibKey
+from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 
 from veritrain.pipeline.errors import ConflictError, IntegrityError, StorageError, UsageError
 from veritrain.pipeline.run.entries import CheckpointBody, Entry, EpochEntry
@@ -272,7 +272,9 @@ def check_attestation(
     envelope = _envelope(data, source)
     manifest = Manifest.load(store, run_id)
     raw_keys = trainer_keys if trainer_keys is not None else [manifest.public_key]
-    ssl_keys = [SSlibKey.from_crypto(Ed25519PublicKey.from_public_bytes(k)) for k in raw_keys]
+    ssl_keys: list[Key] = [
+        SSlibKey.from_crypto(Ed25519PublicKey.from_public_bytes(k)) for k in raw_keys
+    ]
     try:
         envelope.verify(ssl_keys, 1)
     except VerificationError:

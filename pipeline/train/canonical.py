@@ -25,7 +25,7 @@ from veritrain.pipeline.data.datasets import Dataset
 from veritrain.pipeline.errors import IntegrityError
 from veritrain.pipeline.run.manifest import canonical_settings
 from veritrain.pipeline.run.spec import MlpModel, RunSpec
-from veritrain.pipeline.train.step import StepResult
+from veritrain.pipeline.train.step import StepResult, Tamper
 from veritrain.prover import (
     batch_digest,
     canonical_init,
@@ -139,7 +139,7 @@ class CanonicalStepper:
         opt_digest: bytes,
         dataset: Dataset,
         state: CanonicalState,
-        tamper=None,
+        tamper: Tamper | None = None,
     ):
         self.run_id, self.spec, self.spe, self.opt_digest = run_id, spec, spe, opt_digest
         self.state, self.tamper = state, tamper

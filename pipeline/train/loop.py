@@ -14,14 +14,14 @@ is deterministic, so the steps replayed after a crash produce the very same byte
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from veritrain.pipeline.data.datasets import Dataset, load_dataset
 from veritrain.pipeline.errors import IntegrityError, SpecError
@@ -39,12 +39,12 @@ from veritrain.pipeline.run.ledger import Ledger, load_or_create_key, public_key
 from veritrain.pipeline.run.manifest import (
     Manifest,
     epoch_entries,
+    load_pending_records,
     manifest_digest,
     open_ledger,
     optimizer_digest,
     read_committed,
     sha256_hex,
-    split_records,
 )
 from veritrain.pipeline.run.spec import RunSpec, check_sizes
 from veritrain.pipeline.store.base import Store
@@ -57,7 +57,7 @@ from veritrain.pipeline.store.keys import (
 from veritrain.pipeline.train import canonical as cn
 from veritrain.pipeline.train import state as st
 from veritrain.pipeline.train.networks import build_model, build_optimizer
-from veritrain.pipeline.train.step import StepResult
+from veritrain.pipeline.train.step import StepResult, Tamper
 from veritrain.prover import (
     PROTOCOL_VERSION,
     EpochClaim,
@@ -84,21 +84,6 @@ class StepEvent:
     loss: float
 
 
-class Tamper(Protocol):
-    """Test-only: how a dishonest trainer lies (tests/test_challenge.py). Honest runs have none."""
-
-    def batch(self, step: int, idx: np.ndarray) -> np.ndarray:
-        """The indices actually trained on; the record still names the sampler's batch."""
-        ...
-
-    def after_update(
-        self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer
-    ) -> None:
-        """Changes the live state after the optimizer step, before anything digests it (a
-        canonical run passes its CanonicalState as ``model`` and None as ``optimizer``)."""
-        ...
-
-
 @dataclass
 class Trainer:
     spec: RunSpec
@@ -109,7 +94,7 @@ class Trainer:
     dataset: Dataset
     model: torch.nn.Module | None  # torch mode
     optimizer: torch.optim.Optimizer | None
-    key: object
+    key: Ed25519PrivateKey
     canonical: cn.CanonicalState | None = None  # arithmetic: canonical
     on_step: Callable[[StepEvent], None] | None = None
     tamper: Tamper | None = None
@@ -184,7 +169,8 @@ def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
                 cn.CanonicalState(spec, dataset, manifest_digest(doc)).tensors()
             )
         else:
-            genesis = st.state_tensors(model, optimizer, 0, manifest_digest(doc))
+            live = st.torch_objects(model, optimizer)
+            genesis = st.state_tensors(*live, 0, manifest_digest(doc))
             genesis_digest = st.digest_tensors(genesis)
         doc["genesis_state_digest"] = genesis_digest.hex()
         # Deterministic bytes: a crash between here and the ledger entry re-creates them equal.
@@ -210,7 +196,7 @@ def _state(t: Trainer, step: int) -> dict:
     """The live state after ``step`` steps as named tensors (torch's, or canonical arrays)."""
     if t.canonical is not None:
         return t.canonical.tensors()
-    return st.state_tensors(t.model, t.optimizer, step, t.manifest.digest)
+    return st.state_tensors(*st.torch_objects(t.model, t.optimizer), step, t.manifest.digest)
 
 
 def _digest(t: Trainer, tensors: dict) -> bytes:
@@ -220,7 +206,12 @@ def _digest(t: Trainer, tensors: dict) -> bytes:
 def _param_digest(t: Trainer) -> bytes:
     if t.canonical is not None:
         return cn.digest_arrays(t.canonical.param_tensors())
-    return st.digest_tensors(st.param_tensors(t.model))
+    return st.digest_tensors(_torch_params(t))
+
+
+def _torch_params(t: Trainer) -> dict[str, torch.Tensor]:
+    model, _ = st.torch_objects(t.model, t.optimizer)
+    return st.param_tensors(model)
 
 
 def _write_checkpoint(
@@ -253,11 +244,9 @@ def _resume_point(t: Trainer) -> tuple[int, list[bytes]]:
     if t.canonical is not None:
         step = t.canonical.restore(data, body.checkpoint)
     else:
-        step = st.restore(t.model, t.optimizer, st.load_checkpoint(data, body.checkpoint))
-    pending: list[bytes] = []
-    if body.pending_records is not None:
-        pending = split_records(read_committed(t.store, body.pending_records, body.pending_sha256))
-    return step, pending
+        live = st.torch_objects(t.model, t.optimizer)
+        step = st.restore(*live, st.load_checkpoint(data, body.checkpoint))
+    return step, load_pending_records(t.store, body)
 
 
 def _epoch_link(t: Trainer, epoch: int) -> tuple[bytes, bytes]:
@@ -271,7 +260,7 @@ def _epoch_link(t: Trainer, epoch: int) -> tuple[bytes, bytes]:
     return prev.last_record_hash, prev.end_state_digest
 
 
-def _grad_norm(params: list[torch.Tensor]) -> float:
+def _grad_norm(params: Sequence[torch.Tensor]) -> float:
     norms = [torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None]
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
 
@@ -358,9 +347,8 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
             t.run_id, spec, spe, opt_digest, t.dataset, t.canonical, t.tamper
         )
     else:
-        stepper = Stepper(
-            t.run_id, spec, spe, opt_digest, t.dataset, t.model, t.optimizer, t.tamper
-        )
+        model, optimizer = st.torch_objects(t.model, t.optimizer)
+        stepper = Stepper(t.run_id, spec, spe, opt_digest, t.dataset, model, optimizer, t.tamper)
     total = spec.epochs * spe
     # A record waiting for its parameter digest: (step, previous record hash, digest).
     waiting: tuple[StepResult, bytes, Future[bytes]] | None = None
@@ -408,7 +396,7 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
                 waiting = (
                     result,
                     prev_hash,
-                    t._pool.submit(st.digest_tensors, st.param_tensors(t.model), st.spare_cores()),
+                    t._pool.submit(st.digest_tensors, _torch_params(t), st.spare_cores()),
                 )
             step = done
             if t.on_step:
@@ -427,7 +415,6 @@ def _close_epoch(
     """Writes the epoch's records and its claim; the ledger entry is the commit point."""
     m = t.manifest
     hashes = [StepRecord.from_bytes(r).hash() for r in records]
-    last = StepRecord.from_bytes(records[-1])
     claim = EpochClaim(
         run_id=t.run_id,
         epoch=epoch,
@@ -437,7 +424,7 @@ def _close_epoch(
         last_record_hash=hashes[-1],
         records_root=merkle_root(hashes),
         start_state_digest=start_state,
-        end_state_digest=last.state_digest,
+        end_state_digest=bytes.fromhex(checkpoint.state_digest),
         dataset_root=m.dataset_root,
         dataset_len=m.dataset_len,
         sampler_seed=t.spec.seed,

@@ -1,12 +1,21 @@
 """One training step as the trainer and a challenger's replay both see it: what a step gives
 (``StepResult``), whichever stepper ran it (torch mode's ``loop.Stepper`` or
-``canonical.CanonicalStepper``). No torch here, so canonical mode needs none."""
+``canonical.CanonicalStepper``), and the test-only ``Tamper`` hook both steppers take. No torch
+here, so canonical mode needs none."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
 
 from veritrain.prover import StepRecord
+
+if TYPE_CHECKING:
+    import torch
+
+    from veritrain.pipeline.train.canonical import CanonicalState
 
 
 @dataclass(frozen=True)
@@ -39,3 +48,21 @@ class StepResult:
             param_digest=param_digest,
             state_digest=state_digest,
         )
+
+
+class Tamper(Protocol):
+    """Test-only: how a dishonest trainer lies (tests/test_challenge.py). Honest runs have none."""
+
+    def batch(self, step: int, idx: np.ndarray) -> np.ndarray:
+        """The indices actually trained on; the record still names the sampler's batch."""
+        ...
+
+    def after_update(
+        self,
+        step: int,
+        model: torch.nn.Module | CanonicalState,
+        optimizer: torch.optim.Optimizer | None,
+    ) -> None:
+        """Changes the live state after the optimizer step, before anything digests it (a
+        canonical run passes its CanonicalState as ``model`` and None as ``optimizer``)."""
+        ...

@@ -182,7 +182,7 @@ def _evidence_keys(
     and that checkpoint's pending records, the records of every epoch from the one before the
     pre-state to the disputed step's, and the pending records of checkpoints in the run's open
     epoch (a replay counts the committed steps)."""
-    if manifest is None:
+    if manifest is None or proof is None:
         return []
     spe = manifest.steps_per_epoch
     try:

@@ -33,6 +33,7 @@ from veritrain.pipeline.run.manifest import (
     claim_digest,
     epoch_entries,
     load_epoch_records,
+    load_pending_records,
     open_ledger,
     optimizer_digest,
     read_committed,
@@ -309,15 +310,16 @@ def _check_replayable(manifest: Manifest, profiles: list[DeterminismProfile] | N
     else:
         source = "the profiles declared with --replayable-profile"
     recorded = manifest.determinism
-    if any(p.machine_difference(recorded) is None for p in profiles):
+    differences = [p.machine_difference(recorded) for p in profiles]
+    if any(d is None for d in differences):
         return f"torch {recorded.torch_version}, {recorded.cpu_capability}: replayable by {source}"
-    if not profiles:
+    name = differences[0] if differences else None
+    if name is None:
         why = f"no profile is replayable here ({source})"
     else:
-        field = profiles[0].machine_difference(recorded)
         why = (
-            f"it differs in {field} ({getattr(recorded, field)!r}) from {source} "
-            f"({', '.join(repr(getattr(p, field)) for p in profiles)})"
+            f"it differs in {name} ({getattr(recorded, name)!r}) from {source} "
+            f"({', '.join(repr(getattr(p, name)) for p in profiles)})"
         )
     raise DeterminismError(
         f"{where}: the run's determinism profile cannot be replayed: {why}; no challenge could "
@@ -585,10 +587,11 @@ def _check_pending_records(
 ) -> None:
     if body.pending_records is None:
         return
-    key = body.pending_records
-    blob = read_committed(store, key, body.pending_sha256)
-    if records is not None and blob != b"".join(records[: body.step - first]):
-        raise IntegrityError(f"{key}: not the epoch's records up to step {body.step}")
+    pending = load_pending_records(store, body)
+    if records is not None and pending != records[: body.step - first]:
+        raise IntegrityError(
+            f"{body.pending_records}: not the epoch's records up to step {body.step}"
+        )
 
 
 def _check_checkpoint(
