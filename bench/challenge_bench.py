@@ -35,7 +35,8 @@ from veritrain.pipeline.challenge.search import bisect_range, replay_range
 from veritrain.pipeline.run.spec import parse_spec
 from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.train import state as st
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 
 TINY: dict[str, Any] = {
     "model": {"kind": "mlp", "hidden": [8]},

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from veritrain.pipeline.run.spec import parse_spec
 from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.train import state as st
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 from veritrain.prover import epoch_permutation
 
 # ~1.06M parameters: 64 -> 1024 -> 960 -> 10.

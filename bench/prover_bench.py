@@ -31,7 +31,8 @@ from veritrain import prover
 from veritrain.pipeline.run.manifest import epoch_entries, load_epoch_records
 from veritrain.pipeline.run.spec import load_spec, parse_spec
 from veritrain.pipeline.store.local import LocalStore
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 
 GOAL_CYCLES_PER_STEP = 1500
 

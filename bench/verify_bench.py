@@ -40,7 +40,8 @@ from veritrain.pipeline.run.ledger import load_or_create_key
 from veritrain.pipeline.run.manifest import Manifest, open_ledger, receipt_entries
 from veritrain.pipeline.run.spec import RunSpec, load_spec
 from veritrain.pipeline.store.local import LocalStore
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 from veritrain.pipeline.verify.verifier import verify_run
 
 TINY = example("tiny.yaml")

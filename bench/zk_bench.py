@@ -42,7 +42,8 @@ from veritrain.pipeline.run.manifest import Manifest, canonical_settings, epoch_
 from veritrain.pipeline.run.spec import AdamOptimizer, DigitsDataset, RunSpec, load_spec
 from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.train.canonical import CanonicalState
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 ELF = "riscv32im-risc0-zkvm-elf/guest/zk-cycles"

@@ -32,7 +32,9 @@ from veritrain.pipeline.run.manifest import (
 from veritrain.pipeline.run.spec import RunSpec, parse_spec
 from veritrain.pipeline.store.base import open_store
 from veritrain.pipeline.store.uris import object_uri, run_uri
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.step import StepEvent
+from veritrain.pipeline.train.trainer import open_trainer
 
 
 def _spec(spec_json: dict[str, Any]) -> RunSpec:
@@ -71,7 +73,7 @@ def train_epoch(
     task_id = bar.add_task(f"train epoch {epoch}", total=t.spe, info="") if bar else None
     first = epoch * t.spe
 
-    def on_step(ev) -> None:
+    def on_step(ev: StepEvent) -> None:
         done = ev.step - first
         if bar is not None and task_id is not None:
             bar.update(task_id, completed=done, info=f"loss {ev.loss:.4f}")

@@ -29,7 +29,8 @@ from veritrain.pipeline.errors import DeterminismError
 from veritrain.pipeline.run.spec import parse_spec
 from veritrain.pipeline.store.keys import proof_key, verdict_key
 from veritrain.pipeline.store.local import LocalStore
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 from veritrain.pipeline.verify.audit import audit_epoch
 from veritrain.pipeline.verify.verifier import COMMITTED, DISPUTED, verify_run
 

@@ -32,7 +32,8 @@ from veritrain.pipeline.store.base import Store
 from veritrain.pipeline.store.keys import manifest_key
 from veritrain.pipeline.train import canonical as cn
 from veritrain.pipeline.train import state as st
-from veritrain.pipeline.train.loop import Stepper, commitments, prepare
+from veritrain.pipeline.train.loop import Stepper, commitments
+from veritrain.pipeline.train.trainer import prepare
 from veritrain.prover import StepRecord, genesis_hash
 
 

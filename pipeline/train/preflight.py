@@ -21,8 +21,8 @@ from veritrain.pipeline.run.spec import RunSpec, check_sizes, load_spec
 from veritrain.pipeline.store.base import Store, open_store
 from veritrain.pipeline.store.keys import manifest_key
 from veritrain.pipeline.store.uris import check_run_id, check_store_uri
-from veritrain.pipeline.train.loop import check_resumable, prepare
 from veritrain.pipeline.train.networks import parameter_bytes
+from veritrain.pipeline.train.trainer import check_resumable, prepare
 
 
 @dataclass(frozen=True)

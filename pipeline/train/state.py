@@ -62,7 +62,7 @@ def torch_objects(
     model: nn.Module | None, optimizer: torch.optim.Optimizer | None
 ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The live model and optimizer of a torch-mode run. A canonical run builds neither
-    (pipeline/train/loop.py, ``prepare``), and its code paths never ask for them."""
+    (pipeline/train/trainer.py, ``prepare``), and its code paths never ask for them."""
     if model is None or optimizer is None:
         raise TypeError("a canonical run has no torch model or optimizer")
     return model, optimizer

@@ -1,7 +1,7 @@
 """One training step as the trainer and a challenger's replay both see it: what a step gives
 (``StepResult``), whichever stepper ran it (torch mode's ``loop.Stepper`` or
-``canonical.CanonicalStepper``), and the test-only ``Tamper`` hook both steppers take. No torch
-here, so canonical mode needs none."""
+``canonical.CanonicalStepper``), what the progress callback hears of it (``StepEvent``), and the
+test-only ``Tamper`` hook both steppers take. No torch here, so canonical mode needs none."""
 
 from __future__ import annotations
 
@@ -16,6 +16,16 @@ if TYPE_CHECKING:
     import torch
 
     from veritrain.pipeline.train.canonical import CanonicalState
+
+
+@dataclass
+class StepEvent:
+    """What the progress callback receives after each step."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
 
 
 @dataclass(frozen=True)
