@@ -28,7 +28,8 @@ from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.train import canonical as cn
 from veritrain.pipeline.train.loop import train
 from veritrain.pipeline.train.trainer import check_resumable, open_trainer
-from veritrain.pipeline.verify.verifier import COMMITTED, DISPUTED, verify_run
+from veritrain.pipeline.verify.checks import COMMITTED, DISPUTED
+from veritrain.pipeline.verify.verifier import verify_run
 from veritrain.prover import (
     PROTOCOL_VERSION,
     CanonicalSettings,

@@ -39,7 +39,7 @@ from veritrain.pipeline.store.base import NotFoundError, Store
 from veritrain.pipeline.store.keys import attestation_key, manifest_key, run_prefix
 from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.store.uris import object_uri, run_uri
-from veritrain.pipeline.verify.verifier import (
+from veritrain.pipeline.verify.checks import (
     COMMITTED,
     FINAL,
     PROVEN,
@@ -47,8 +47,8 @@ from veritrain.pipeline.verify.verifier import (
     EpochReport,
     RunReport,
     run_check,
-    verify_run,
 )
+from veritrain.pipeline.verify.verifier import verify_run
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from veritrain.pipeline.verify.checks import COMMITTED, DISPUTED, FINAL, PROVEN, UNREPLAYABLE
 from veritrain.pipeline.verify.finality import window_start
-from veritrain.pipeline.verify.verifier import COMMITTED, DISPUTED, FINAL, PROVEN, UNREPLAYABLE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -39,9 +39,10 @@ from veritrain.pipeline.run.manifest import (
 from veritrain.pipeline.store.base import NotFoundError, Store
 from veritrain.pipeline.store.keys import ledger_key, manifest_key
 from veritrain.pipeline.store.uris import run_uri
+from veritrain.pipeline.verify.checks import EpochReport, RunReport
 from veritrain.pipeline.verify.finality import Sighting, first_sightings, window_start
 from veritrain.pipeline.verify.policy import Policy
-from veritrain.pipeline.verify.verifier import EpochReport, RunReport, verify_run
+from veritrain.pipeline.verify.verifier import verify_run
 from veritrain.prover import StepRecord, VeritrainError, hparams_digest
 from veritrain.prover.errors import message
 

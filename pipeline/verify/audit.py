@@ -37,8 +37,9 @@ from veritrain.pipeline.store.base import NotFoundError, Store
 from veritrain.pipeline.store.keys import challenges_prefix, ledger_prefix, manifest_key, run_prefix
 from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.store.uris import run_uri
+from veritrain.pipeline.verify.checks import RunReport
 from veritrain.pipeline.verify.policy import Policy
-from veritrain.pipeline.verify.verifier import RunReport, verify_run
+from veritrain.pipeline.verify.verifier import verify_run
 
 AUDIT_FILE = "audit.json"
 

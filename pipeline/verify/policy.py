@@ -28,7 +28,7 @@ from veritrain.prover import image_id as installed_image_id
 from veritrain.prover.results import GUARANTEE_NAMES
 
 INSTALLED = "installed"
-# The epoch statuses (pipeline/verify/verifier.py) that reach a required one. An unreplayable epoch
+# The epoch statuses (pipeline/verify/checks.py) that reach a required one. An unreplayable epoch
 # is proven, but nobody the verifier trusts could have challenged it, so it is not final.
 REACHES = {"proven": ("proven", "unreplayable", "final"), "final": ("final",)}
 _SHORT_OF = {
