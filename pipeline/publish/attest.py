@@ -329,7 +329,7 @@ def check_attestation(
     )
 
 
-def _first_difference(got: Any, want: Any, path: str = "statement") -> tuple | None:
+def _first_difference(got: Any, want: Any, path: str = "statement") -> tuple[str, Any, Any] | None:
     """(JSON path, attested value, expected value) of the first place ``got`` differs from
     ``want``; the values are None where a key or an item is missing or extra."""
     if isinstance(want, dict) and isinstance(got, dict):

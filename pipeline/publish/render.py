@@ -226,7 +226,7 @@ def _until(t: float | None, now: float) -> str:
     return f"{_utc(t)} (in {span})"
 
 
-def _view(report: Report) -> dict:
+def _view(report: Report) -> dict[str, Any]:
     """Everything the page and the markdown show, as plain strings, in the order shown."""
     v = report.verification
     epochs = []

@@ -28,6 +28,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from veritrain.pipeline.errors import IntegrityError, StorageError, UsageError
 from veritrain.pipeline.run.determinism import DeterminismProfile
@@ -140,7 +141,7 @@ def pull_epoch(
     return copied
 
 
-def _lenient_json(data: bytes | None) -> dict | None:
+def _lenient_json(data: bytes | None) -> dict[str, Any] | None:
     """A stored object as a JSON object, or None if it is missing or not one. The pull reads
     leniently: what is malformed names nothing, and the folder's verification reports it."""
     try:
@@ -176,7 +177,7 @@ def _keys_named(entry: Entry, epoch: int) -> list[str]:
 
 
 def _evidence_keys(
-    manifest: Manifest | None, ledger: list[Entry], proof: dict | None, epoch: int
+    manifest: Manifest | None, ledger: list[Entry], proof: dict[str, Any] | None, epoch: int
 ) -> list[str]:
     """Keys a re-check of a fraud proof reads (veritrain.pipeline.challenge.replay.Replay), for a
     proof that bears on ``epoch`` (it names that epoch or an earlier one): its pre-state checkpoint
