@@ -26,6 +26,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,9 +35,10 @@ from veritrain.pipeline.challenge.search import bisect_range, replay_range
 from veritrain.pipeline.run.spec import parse_spec
 from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.train import state as st
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 
-TINY = {
+TINY: dict[str, Any] = {
     "model": {"kind": "mlp", "hidden": [8]},
     "dataset": {"kind": "synthetic", "samples": 800, "features": 4, "classes": 2},
 }
@@ -115,11 +117,12 @@ def cost_model(name: str, base: dict, batch: int, steps: int, root: Path) -> dic
     spec = parse_spec(_spec(base, steps, batch, 10))
     store = LocalStore(root / f"cost-{name}")
     t = open_trainer(spec, store, "cost")
-    params = sum(p.numel() for p in t.model.parameters())
+    model, optimizer = st.torch_objects(t.model, t.optimizer)
+    params = sum(p.numel() for p in model.parameters())
     t0 = time.perf_counter()
     train(t)
     train_step = (time.perf_counter() - t0) / (spec.epochs * t.spe)
-    tensors = st.state_tensors(t.model, t.optimizer, 0, t.manifest.digest)
+    tensors = st.state_tensors(model, optimizer, 0, t.manifest.digest)
     t0 = time.perf_counter()
     for i in range(3):
         LocalStore(root / f"w-{name}").create(f"ck{i}", st.checkpoint_bytes(tensors))

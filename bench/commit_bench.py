@@ -27,7 +27,8 @@ from veritrain.pipeline.data.sampler import batch_indices
 from veritrain.pipeline.run.spec import parse_spec
 from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.train import state as st
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 
 # ~1.06M parameters: 64 -> 1024 -> 960 -> 10.
 MODEL = {"kind": "mlp", "hidden": [1024, 960]}
@@ -67,7 +68,8 @@ def overhead(steps: int) -> dict:
     spec = parse_spec(_spec(steps))
     with tempfile.TemporaryDirectory() as root:
         base = open_trainer(spec, LocalStore(root), "plain")
-        params = sum(p.numel() for p in base.model.parameters())
+        model, _ = st.torch_objects(base.model, base.optimizer)
+        params = sum(p.numel() for p in model.parameters())
         plain = plain_loop(base, steps)
         t = open_trainer(spec, LocalStore(root), "committed")
         t0 = time.perf_counter()

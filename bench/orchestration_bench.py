@@ -18,8 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
-SPEC = {
+SPEC: dict[str, Any] = {
     "model": {"kind": "mlp", "hidden": [32]},
     "dataset": {"kind": "synthetic", "samples": 2048, "features": 16, "classes": 4},
     "batch_size": 16,
@@ -41,7 +42,8 @@ def s3_round_trips() -> dict:
 
     from veritrain.pipeline.run.spec import parse_spec
     from veritrain.pipeline.store.s3 import S3Store
-    from veritrain.pipeline.train.loop import open_trainer, train
+    from veritrain.pipeline.train.loop import train
+    from veritrain.pipeline.train.trainer import open_trainer
 
     port = _port()
     server = subprocess.Popen(
@@ -91,7 +93,8 @@ def prefect_overhead() -> dict:
     from veritrain.flows.training import train_flow
     from veritrain.pipeline.run.spec import parse_spec
     from veritrain.pipeline.store.local import LocalStore
-    from veritrain.pipeline.train.loop import open_trainer, train
+    from veritrain.pipeline.train.loop import train
+    from veritrain.pipeline.train.trainer import open_trainer
 
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()

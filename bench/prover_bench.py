@@ -31,7 +31,8 @@ from veritrain import prover
 from veritrain.pipeline.run.manifest import epoch_entries, load_epoch_records
 from veritrain.pipeline.run.spec import load_spec, parse_spec
 from veritrain.pipeline.store.local import LocalStore
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 
 GOAL_CYCLES_PER_STEP = 1500
 
@@ -64,6 +65,7 @@ def example_epoch(path: str, root: str) -> dict:
     inp = first_epoch_input(spec, root, "bench-example")
     ex = prover.execute(inp)
     r = prover.prove_epoch(inp)
+    assert r.stats is not None  # proven here, so measured
     return {
         "example": path,
         "steps": ex.claim.step_count,
@@ -105,6 +107,7 @@ def main() -> None:
             }
             if not args.no_prove:
                 r = prover.prove_epoch(inp)
+                assert r.stats is not None  # proven here, so measured
                 t0 = time.perf_counter()
                 prover.verify_receipt(r.receipt, prover.image_id())
                 row |= {

@@ -25,7 +25,8 @@ from veritrain import example
 from veritrain.pipeline.publish.report import build_report, write_report
 from veritrain.pipeline.run.spec import load_spec
 from veritrain.pipeline.store.local import LocalStore
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 from veritrain.pipeline.verify.verifier import verify_run
 
 TINY = example("tiny.yaml")

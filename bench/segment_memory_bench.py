@@ -28,7 +28,8 @@ from veritrain import example
 from veritrain.pipeline.prove import parts
 from veritrain.pipeline.run.spec import load_spec
 from veritrain.pipeline.store.local import LocalStore
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 
 RUN_ID = "bench-memory"
 

@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +40,8 @@ from veritrain.pipeline.run.ledger import load_or_create_key
 from veritrain.pipeline.run.manifest import Manifest, open_ledger, receipt_entries
 from veritrain.pipeline.run.spec import RunSpec, load_spec
 from veritrain.pipeline.store.local import LocalStore
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 from veritrain.pipeline.verify.verifier import verify_run
 
 TINY = example("tiny.yaml")
@@ -55,7 +57,9 @@ def _median_seconds(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def proven_run(root: Path, spec: RunSpec, run_id: str = RUN_ID) -> tuple[LocalStore, float, float]:
+def proven_run(
+    root: Path, spec: RunSpec, run_id: str = RUN_ID
+) -> tuple[LocalStore, float | None, float | None]:
     """Trains ``spec`` here unless ``root`` holds the run already, then proves in order every epoch
     that has no receipt yet: (store, train s, prove s), the times None for work found done."""
     spec = spec.model_copy(update={"finalize_every": 0})
@@ -73,7 +77,7 @@ def proven_run(root: Path, spec: RunSpec, run_id: str = RUN_ID) -> tuple[LocalSt
     for epoch in range(done, spec.epochs):
         ledger, entries = open_ledger(store, manifest)
         finalize_epoch(store, manifest, ledger, entries, key, epoch)
-        print(f"proved epoch {epoch + 1}/{spec.epochs}", file=os.sys.stderr, flush=True)
+        print(f"proved epoch {epoch + 1}/{spec.epochs}", file=sys.stderr, flush=True)
     prove_s = time.perf_counter() - t0 if done == 0 else None
     return store, train_s, prove_s
 

@@ -58,13 +58,13 @@ class Stopper:
             bar = progress.current()
             if bar is not None:
                 bar.stop()  # the last frame stays, the cursor comes back, the line below is ours
-        name = signal.Signals(signum).name
+        sig = signal.Signals(signum)
         print(
-            f"veritrain: stopped by {name}; rerun the same command to resume",
+            f"veritrain: stopped by {sig.name}; rerun the same command to resume",
             file=sys.stderr,
             flush=True,
         )
-        os._exit(EXIT_SIGNAL[signum])
+        os._exit(EXIT_SIGNAL[sig])
 
     def _kill_server(self) -> None:
         proc = getattr(self.server, "server_process", None)

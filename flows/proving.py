@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import Flow, flow, get_run_logger, task
+from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.futures import PrefectFuture
@@ -62,11 +63,11 @@ def _on_pool(pool: str, flow_name: str, parameters: dict[str, Any]) -> None:
             f"--prove-pool {pool}: the Prefect server has no deployment {name}; "
             f"create it with `veritrain deploy-prove --pool {pool}`"
         ) from None
-    if not fr.state.is_completed():
-        raise WorkerError(
-            f"flow run {fr.name} ({fr.id}) of deployment {name} ended {fr.state.name}: "
-            f"{fr.state.message or 'see its logs'}"
-        )
+    assert isinstance(fr, FlowRun)  # a coroutine only when called from async code; this is sync
+    state = fr.state
+    if state is None or not state.is_completed():
+        ended = f"{state.name}: {state.message or 'see its logs'}" if state else "with no state"
+        raise WorkerError(f"flow run {fr.name} ({fr.id}) of deployment {name} ended {ended}")
 
 
 @task(name="execute-epoch", retries=1, retry_delay_seconds=2)
@@ -160,20 +161,23 @@ def submit_epoch_proof(
     Only the finish waits for another epoch, so the parts of several epochs are proven at once."""
     n = execute_epoch(store_uri, run_id, epoch, po2)
     if n == 0:
-        return [finish_epoch.submit(store_uri, run_id, epoch, po2, wait_for=after)]
-    parts: dict[tuple[int, int], PrefectFuture] = {}
+        return [
+            finish_epoch.submit(store_uri, run_id, epoch, po2, wait_for=after, return_state=False)
+        ]
+    # Receipt of segments [first, end) -> its future (named apart from the module ``parts``).
+    made: dict[tuple[int, int], PrefectFuture] = {}
 
     def chain() -> list[PrefectFuture]:
         # In this process proofs run one at a time: each already uses every core.
-        return [] if pool or not parts else [list(parts.values())[-1]]
+        return [] if pool or not made else [list(made.values())[-1]]
 
     for k in range(n):
-        parts[(k, k + 1)] = prove_segment.submit(
-            store_uri, run_id, epoch, po2, k, pool, wait_for=chain()
+        made[(k, k + 1)] = prove_segment.submit(
+            store_uri, run_id, epoch, po2, k, pool, wait_for=chain(), return_state=False
         )
     for level in parts.join_tree(n):
         for first, mid, end in level:
-            parts[(first, end)] = join_receipts.submit(
+            made[(first, end)] = join_receipts.submit(
                 store_uri,
                 run_id,
                 epoch,
@@ -182,10 +186,13 @@ def submit_epoch_proof(
                 mid,
                 end,
                 pool,
-                wait_for=[parts[(first, mid)], parts[(mid, end)], *chain()],
+                wait_for=[made[(first, mid)], made[(mid, end)], *chain()],
+                return_state=False,
             )
-    finish = finish_epoch.submit(store_uri, run_id, epoch, po2, wait_for=[parts[(0, n)], *after])
-    return [*parts.values(), finish]
+    finish = finish_epoch.submit(
+        store_uri, run_id, epoch, po2, wait_for=[made[(0, n)], *after], return_state=False
+    )
+    return [*made.values(), finish]
 
 
 def results(futures: Sequence[PrefectFuture]) -> list[Any]:
@@ -236,7 +243,9 @@ def deploy(pool: str, flow_pool: str | None = None) -> list[str]:
         (prove_flow, flow_pool or pool, {"pool": pool}),
     ):
         entrypoint = f"veritrain/flows/proving.py:{fn.fn.__name__}"
-        flow.from_source(source=source, entrypoint=entrypoint).deploy(
+        source_flow = flow.from_source(source=source, entrypoint=entrypoint)
+        assert isinstance(source_flow, Flow)  # a coroutine only when called from async code
+        source_flow.deploy(
             name=pool, work_pool_name=target, parameters=params, print_next_steps=False
         )
         names.append(f"{fn.name}/{pool}")

@@ -4,7 +4,9 @@ reopens the run from the store, so a retried task resumes from the last checkpoi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
@@ -13,6 +15,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.futures import PrefectFuture
 
 from veritrain.flows import progress
 from veritrain.flows.proving import results, submit_epoch_proof
@@ -29,7 +32,9 @@ from veritrain.pipeline.run.manifest import (
 from veritrain.pipeline.run.spec import RunSpec, parse_spec
 from veritrain.pipeline.store.base import open_store
 from veritrain.pipeline.store.uris import object_uri, run_uri
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.step import StepEvent
+from veritrain.pipeline.train.trainer import open_trainer
 
 
 def _spec(spec_json: dict[str, Any]) -> RunSpec:
@@ -58,18 +63,19 @@ def open_run(spec_json: dict[str, Any], store_uri: str, run_id: str) -> dict[str
 @task(name="train-epoch", retries=2, retry_delay_seconds=2)
 def train_epoch(
     spec_json: dict[str, Any], store_uri: str, run_id: str, epoch: int
-) -> dict[str, Any]:
+) -> Mapping[str, Any]:
     """Trains one epoch (resuming from the run's last checkpoint); returns the epoch's claim."""
     log = get_run_logger()
     t = open_trainer(_spec(spec_json), open_store(store_uri), run_id)
     artifact = create_progress_artifact(0.0, description=f"run {run_id} epoch {epoch}")
+    assert isinstance(artifact, UUID)  # a coroutine only when called from async code
     bar = progress.current()
     task_id = bar.add_task(f"train epoch {epoch}", total=t.spe, info="") if bar else None
     first = epoch * t.spe
 
-    def on_step(ev) -> None:
+    def on_step(ev: StepEvent) -> None:
         done = ev.step - first
-        if bar is not None:
+        if bar is not None and task_id is not None:
             bar.update(task_id, completed=done, info=f"loss {ev.loss:.4f}")
         if done == t.spe or done % max(1, t.spe // 10) == 0:
             update_progress_artifact(artifact, 100.0 * done / t.spe)
@@ -102,7 +108,7 @@ def prove_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None = None)
         stats["receipt_bytes"] = len(r.receipt)
     if r is not None and r.stats is not None:  # None: a receipt found in the store was adopted
         stats |= {"seconds": round(r.stats.seconds, 1), "cycles": r.stats.total_cycles}
-    if bar is not None:
+    if bar is not None and task_id is not None:
         bar.update(
             task_id,
             total=1,
@@ -130,7 +136,7 @@ def train_flow(
     store_uri = store or s.store
     run_id = run_id or default_run_id(s)
     info = open_run(spec, store_uri, run_id)
-    proofs = []
+    proofs: list[tuple[int, PrefectFuture]] = []
     previous = None
     finished = None
     parts = []
@@ -153,7 +159,9 @@ def train_flow(
                     )
                     finished = parts[-1]
                     after.append(finished)
-                previous = prove_epoch.submit(store_uri, run_id, e, segment_po2, wait_for=after)
+                previous = prove_epoch.submit(
+                    store_uri, run_id, e, segment_po2, wait_for=after, return_state=False
+                )
                 proofs.append((e, previous))
     results(parts)
     stats = [f.result() for _, f in proofs]

@@ -143,7 +143,11 @@ def check_records(claim: EpochClaim, prev: EpochClaim | None, records: Sequence[
 
 def _stats(d: _native.ExecuteOutput) -> ProverStats:
     return ProverStats(
-        **{k: d[k] for k in ("user_cycles", "paging_cycles", "total_cycles", "segments", "seconds")}
+        user_cycles=d["user_cycles"],
+        paging_cycles=d["paging_cycles"],
+        total_cycles=d["total_cycles"],
+        segments=d["segments"],
+        seconds=d["seconds"],
     )
 
 

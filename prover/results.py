@@ -78,8 +78,10 @@ def _claim_schema(
 
 # pydantic looks for these hooks on the class itself (a field's default is serialized by its
 # type); the Rust classes have no pydantic of their own, so the hooks are attached here, once.
-Schedule.__get_pydantic_core_schema__ = classmethod(_schedule_schema)
-EpochClaim.__get_pydantic_core_schema__ = classmethod(_claim_schema)
+# The stub (_native.pyi) declares the Rust classes as they are, without the hooks: hence the
+# ignores.
+Schedule.__get_pydantic_core_schema__ = classmethod(_schedule_schema)  # type: ignore[attr-defined]
+EpochClaim.__get_pydantic_core_schema__ = classmethod(_claim_schema)  # type: ignore[attr-defined]
 
 
 class ProverStats(_Frozen):

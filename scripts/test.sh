@@ -25,10 +25,10 @@ if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "install ok ins
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >&2
 fi
 
-# House rules first (seconds on warm caches): formatting and lints, Rust and Python. The host's
-# clippy shares the release build's cache (its build scripts, risc0's kernels among them, are not
-# rerun), so it checks only the crate itself.
-say "rustfmt, clippy, ruff, stubtest"
+# House rules first (seconds on warm caches): formatting, lints and types, Rust and Python. The
+# host's clippy shares the release build's cache (its build scripts, risc0's kernels among them,
+# are not rerun), so it checks only the crate itself.
+say "rustfmt, clippy, ruff, stubtest, mypy"
 cd "$REPO/rust"
 cargo fmt --check
 CARGO_TARGET_DIR="$CACHE/target-core" cargo clippy -p veritrain-core --all-targets --quiet \
@@ -42,6 +42,9 @@ VERITRAIN_GUEST_ELF="$GUEST_ELF" CARGO_TARGET_DIR="$CACHE/target" cargo clippy -
 # attribute (prover/stubtest-allowlist.txt names what it leaves out, and why).
 (cd "$REPO" && "$CACHE/venv/bin/python" -m mypy.stubtest veritrain.prover._native \
   --allowlist prover/stubtest-allowlist.txt)
+# From the root, where veritrain/ links the folders as the installed package has them
+# (pyproject.toml's [tool.mypy] says how strict).
+(cd "$REPO" && "$CACHE/venv/bin/mypy" -p veritrain)
 
 CARGO_TARGET_DIR="$CACHE/target-core" cargo test -p veritrain-core --quiet
 cd "$REPO"

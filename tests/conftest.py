@@ -71,7 +71,8 @@ def unproven_run(tmp_path_factory, tiny_spec) -> tuple[Path, str]:
     (finalize_every 0): seconds, where a proven run takes minutes. Returns (store folder, run id).
     Its key is in the session's key folder, so tests can sign ledger entries for it."""
     from veritrain.pipeline.store.local import LocalStore
-    from veritrain.pipeline.train.loop import open_trainer, train
+    from veritrain.pipeline.train.loop import train
+    from veritrain.pipeline.train.trainer import open_trainer
 
     store = tmp_path_factory.mktemp("unproven-store")
     spec = tiny_spec.model_copy(update={"finalize_every": 0})

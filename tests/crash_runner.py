@@ -5,7 +5,8 @@ import sys
 
 from veritrain.pipeline.run.spec import load_spec
 from veritrain.pipeline.store.base import open_store
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 
 if __name__ == "__main__":
     spec_path, store_root, run_id = sys.argv[1:4]

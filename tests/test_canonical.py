@@ -26,8 +26,10 @@ from veritrain.pipeline.run.manifest import (
 from veritrain.pipeline.run.spec import parse_spec
 from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.train import canonical as cn
-from veritrain.pipeline.train.loop import check_resumable, open_trainer, train
-from veritrain.pipeline.verify.verifier import COMMITTED, DISPUTED, verify_run
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import check_resumable, open_trainer
+from veritrain.pipeline.verify.checks import COMMITTED, DISPUTED
+from veritrain.pipeline.verify.verifier import verify_run
 from veritrain.prover import (
     PROTOCOL_VERSION,
     CanonicalSettings,

@@ -29,9 +29,11 @@ from veritrain.pipeline.errors import DeterminismError
 from veritrain.pipeline.run.spec import parse_spec
 from veritrain.pipeline.store.keys import proof_key, verdict_key
 from veritrain.pipeline.store.local import LocalStore
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 from veritrain.pipeline.verify.audit import audit_epoch
-from veritrain.pipeline.verify.verifier import COMMITTED, DISPUTED, verify_run
+from veritrain.pipeline.verify.checks import COMMITTED, DISPUTED
+from veritrain.pipeline.verify.verifier import verify_run
 
 # 4 epochs of 6 steps (24 in all). Checkpoints after 4, 6, 8, 12, 16, 18, 20 and 24 steps; a
 # state digest after every even number of steps, so the records of steps 1, 3, 5, ... carry one.

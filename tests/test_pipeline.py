@@ -17,7 +17,8 @@ from veritrain.pipeline.run.ledger import Ledger
 from veritrain.pipeline.run.manifest import Manifest
 from veritrain.pipeline.run.spec import load_spec, parse_spec
 from veritrain.pipeline.store.local import LocalStore
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 

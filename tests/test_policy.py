@@ -65,7 +65,8 @@ def replaced(tiny_run, tiny_spec, tmp_path_factory) -> tuple[Path, str, str]:
     signed. (Re-signing the original's objects with another key is not enough: every state holds
     the manifest's digest, which binds the key; test_tamper.py shows verify refuses that.) Its
     epochs are committed, not proven. Returns (store folder, run id, forger's public key)."""
-    from veritrain.pipeline.train.loop import open_trainer, train
+    from veritrain.pipeline.train.loop import train
+    from veritrain.pipeline.train.trainer import open_trainer
 
     src, run_id, _ = tiny_run
     store = tmp_path_factory.mktemp("replaced") / "store"
@@ -360,8 +361,9 @@ def test_the_guest_check_answers_for_the_installed_guest_and_a_runs_pinned_id(
 def test_runs_signed_with_one_trainer_key_verify_pinned_to_it(tmp_path, capsys, monkeypatch):
     """`run --key FILE`: the trainer's own key signs every run it is given to, so one pinned key
     speaks for all of them; a run signed by another key is refused before anything starts."""
-    from veritrain.pipeline.train.loop import open_trainer, train
+    from veritrain.pipeline.train.loop import train
     from veritrain.pipeline.train.preflight import preflight
+    from veritrain.pipeline.train.trainer import open_trainer
 
     monkeypatch.setenv("VERITRAIN_KEYS", str(tmp_path / "keys"))
 

@@ -13,7 +13,8 @@ from veritrain.pipeline.run.manifest import (
     receipt_entries,
 )
 from veritrain.pipeline.store.local import LocalStore
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 from veritrain.prover import (
     EpochClaim,
     FakeReceiptError,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import veritrain.pipeline.verify.epoch_checks
 import veritrain.pipeline.verify.verifier
 from veritrain.flows.cli import main
 from veritrain.pipeline.errors import IntegrityError
@@ -183,7 +184,7 @@ def test_a_bug_in_a_check_raises_while_tampered_data_fails_it(run, capsys, monke
     def buggy(*args, **kwargs):
         raise TypeError("'NoneType' object is not subscriptable")
 
-    monkeypatch.setattr(veritrain.pipeline.verify.verifier, "_check_claim", buggy)
+    monkeypatch.setattr(veritrain.pipeline.verify.epoch_checks, "_check_claim", buggy)
     with pytest.raises(TypeError, match="not subscriptable"):
         veritrain.pipeline.verify.verifier.verify_run(store, run_id)
     assert main(["verify", uri]) == 3

@@ -488,7 +488,8 @@ def week_run(tmp_path_factory, tiny_spec) -> tuple[Path, str, dict]:
     trainer whose recorded torch version exists nowhere, and proven for real. Returns (store
     folder, run id, its determinism profile)."""
     from veritrain.pipeline.prove.finalize import finalize_epoch
-    from veritrain.pipeline.train.loop import open_trainer, train
+    from veritrain.pipeline.train.loop import train
+    from veritrain.pipeline.train.trainer import open_trainer
 
     real = DeterminismProfile.current
     store = tmp_path_factory.mktemp("week-store")

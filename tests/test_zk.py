@@ -15,7 +15,8 @@ from veritrain.pipeline.prove.guest_input import guest_input
 from veritrain.pipeline.run.manifest import Manifest, epoch_entries, open_ledger, receipt_entries
 from veritrain.pipeline.run.spec import load_spec
 from veritrain.pipeline.store.local import LocalStore
-from veritrain.pipeline.train.loop import open_trainer, train
+from veritrain.pipeline.train.loop import train
+from veritrain.pipeline.train.trainer import open_trainer
 from veritrain.pipeline.verify.verifier import verify_run
 from veritrain.prover import EpochCheckError, GuestError
 

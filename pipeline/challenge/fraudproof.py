@@ -169,8 +169,8 @@ def check_fraud_proof(store: Store, proof: Any, run_id: str | None = None) -> Ve
 
     try:
         p = _Proof.model_validate(proof)
-    except ValidationError as e:
-        err = e.errors()[0]
+    except ValidationError as invalid:
+        err = invalid.errors()[0]
         where = ".".join(str(x) for x in err["loc"]) or "(top level)"
         return reject(f"not a fraud proof: {where}: {err['msg']}")
     s, e = p.step, p.epoch
@@ -216,11 +216,11 @@ def check_fraud_proof(store: Store, proof: Any, run_id: str | None = None) -> Ve
     except IntegrityError as err:
         return reject(f"its pre-state cannot be restored: {err}", e, s)
     for t in range(c, s):
-        rec = r.step(t)
-        if rec != r.claimed(t):
+        replayed = r.step(t)
+        if replayed != r.claimed(t):
             return reject(
                 f"step {t}, before step {s}, already re-executes differently "
-                f"({', '.join(differing(r.claimed(t), rec))}): a proof names the first step "
+                f"({', '.join(differing(r.claimed(t), replayed))}): a proof names the first step "
                 "that differs",
                 e,
                 s,

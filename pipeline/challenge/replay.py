@@ -19,21 +19,21 @@ from veritrain.pipeline.checkpoint.digest import checkpoint_digest
 from veritrain.pipeline.checkpoint.tensors import check_tensors, read_header
 from veritrain.pipeline.errors import DeterminismError, IntegrityError
 from veritrain.pipeline.run.determinism import current_profile
-from veritrain.pipeline.run.entries import CheckpointBody
 from veritrain.pipeline.run.manifest import (
     Manifest,
     checkpoint_bodies,
     epoch_entries,
     load_epoch_records,
+    load_pending_records,
     open_ledger,
     read_committed,
-    split_records,
 )
 from veritrain.pipeline.store.base import Store
 from veritrain.pipeline.store.keys import manifest_key
 from veritrain.pipeline.train import canonical as cn
 from veritrain.pipeline.train import state as st
-from veritrain.pipeline.train.loop import Stepper, commitments, prepare
+from veritrain.pipeline.train.loop import Stepper, commitments
+from veritrain.pipeline.train.trainer import prepare
 from veritrain.prover import StepRecord, genesis_hash
 
 
@@ -89,8 +89,9 @@ class Replay:
                 run_id, self.spec, self.spe, opt_digest, dataset, self.canonical
             )
         else:
+            model, optimizer = st.torch_objects(self.model, self.optimizer)
             self.stepper = Stepper(
-                run_id, self.spec, self.spe, opt_digest, dataset, self.model, self.optimizer
+                run_id, self.spec, self.spe, opt_digest, dataset, model, optimizer
             )
         # Checkpoint step -> its ledger body ("checkpoint" entries, and epoch ends in "epoch").
         self.checkpoints = checkpoint_bodies(self.entries)
@@ -115,12 +116,9 @@ class Replay:
                     and b.pending_records is not None
                 ]
                 if inside:
-                    recs = self._pending(max(inside, key=lambda b: b.step))
+                    recs = load_pending_records(self.store, max(inside, key=lambda b: b.step))
             self._records[epoch] = recs
         return self._records[epoch]
-
-    def _pending(self, body: CheckpointBody) -> list[bytes]:
-        return split_records(read_committed(self.store, body.pending_records, body.pending_sha256))
 
     def committed_steps(self) -> int:
         """Steps with a committed record (records are contiguous from step 0)."""
@@ -154,6 +152,7 @@ class Replay:
             digest = checkpoint_digest(data, key)
         if digest.hex() != body.state_digest:
             raise IntegrityError(f"{key}: recomputed state digest is not its ledger entry's")
+        stated: bytes | None  # a record states its state digest only where the trainer took one
         if c == 0:
             stated = self.manifest.genesis_state_digest
         else:
@@ -162,14 +161,15 @@ class Replay:
             raise IntegrityError(f"{key}: not the state the record of step {c - 1} commits to")
         if body.pending_records is not None:
             epoch = c // self.spe
-            if self._pending(body) != self._epoch_records(epoch)[: c - epoch * self.spe]:
+            committed = self._epoch_records(epoch)[: c - epoch * self.spe]
+            if load_pending_records(self.store, body) != committed:
                 raise IntegrityError(
                     f"{body.pending_records}: not the epoch's committed records up to step {c}"
                 )
         if self.canonical is not None:
             restored = self.canonical.restore(data, key)
         else:
-            restored = st.restore(self.model, self.optimizer, tensors, key)
+            restored = st.restore(*st.torch_objects(self.model, self.optimizer), tensors, key)
         if restored != c:
             raise IntegrityError(f"{key}: its step counter is not {c}")
 
@@ -182,22 +182,22 @@ class Replay:
 
     def step(self, step: int) -> bytes:
         """Re-executes ``step`` from the live state; returns the record it should have."""
-        fields = self.stepper.step(step)
+        result = self.stepper.step(step)
         take_state, _ = commitments(self.spec, self.spe, step)
+        state_digest: bytes | None = None
         if self.canonical is not None:
             if take_state:
-                fields["state_digest"] = cn.digest_arrays(self.canonical.tensors())
-            fields["param_digest"] = cn.digest_arrays(self.canonical.param_tensors())
+                state_digest = cn.digest_arrays(self.canonical.tensors())
+            param_digest = cn.digest_arrays(self.canonical.param_tensors())
         else:
+            model, optimizer = st.torch_objects(self.model, self.optimizer)
             if take_state:
-                tensors = st.state_tensors(
-                    self.model, self.optimizer, step + 1, self.manifest.digest
-                )
-                fields["state_digest"] = st.digest_tensors(tensors)
-            fields["param_digest"] = st.digest_tensors(st.param_tensors(self.model))
-        fields["prev_record_hash"] = self.link(step)
+                tensors = st.state_tensors(model, optimizer, step + 1, self.manifest.digest)
+                state_digest = st.digest_tensors(tensors)
+            param_digest = st.digest_tensors(st.param_tensors(model))
+        prev_record_hash = self.link(step)
         self.replayed += 1
-        return StepRecord(**fields).to_bytes()
+        return result.record(prev_record_hash, param_digest, state_digest).to_bytes()
 
     def scan(self, c: int, last: int) -> Finding | None:
         """Restores checkpoint ``c`` and replays steps c..last; the first mismatch, if any."""

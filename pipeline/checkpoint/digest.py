@@ -37,7 +37,7 @@ def read_checkpoint(data: bytes, source: str) -> list[NamedTensor]:
         parsed = deserialize(data)
     except (SafetensorError, ValueError, RuntimeError) as e:
         raise IntegrityError(f"{source}: not a readable safetensors checkpoint: {e}") from None
-    items = []
+    items: list[NamedTensor] = []
     for name, t in parsed:
         if t["dtype"] not in DTYPES:
             raise IntegrityError(

@@ -49,17 +49,20 @@ def read_header(data: bytes, source: str) -> dict[str, TensorInfo]:
     if not isinstance(doc, dict):
         raise bad("its header is not an object")
     body = len(data) - 8 - n
-    out = {}
+    out: dict[str, TensorInfo] = {}
     for name, t in doc.items():
         if name == "__metadata__":
             continue
         ok = isinstance(t, dict) and t.get("dtype") in DTYPES
         shape, offsets = (t.get("shape"), t.get("data_offsets")) if ok else (None, None)
-        ints = [*shape, *offsets] if isinstance(shape, list) and isinstance(offsets, list) else []
         if (
-            not ok
-            or len(ints) != len(shape or []) + 2
-            or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ints)
+            not isinstance(shape, list)
+            or not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                for i in [*shape, *offsets]
+            )
         ):
             raise bad(
                 f"tensor {name!r} has no valid dtype (one of {', '.join(sorted(DTYPES))}), "
@@ -127,7 +130,8 @@ def expected_tensors(
     if features is None:
         weight = found.get(f"param/{first}")
         features = weight.shape[-1] if weight is not None and weight.shape else 0
-    if spec.arithmetic == "canonical":
+    # A canonical spec names an MLP (pipeline/run/spec.py); isinstance says so to the type checker.
+    if spec.arithmetic == "canonical" and isinstance(spec.model, MlpModel):
         return canonical_tensors(spec, [features, *spec.model.hidden, classes])
     params = _model_params(spec, features, classes)
     out = {f"param/{name}": ("F32", shape) for name, shape in params}

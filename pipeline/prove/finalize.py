@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from veritrain.pipeline.errors import IntegrityError
 from veritrain.pipeline.run.entries import Entry, ReceiptBody
 from veritrain.pipeline.run.ledger import Ledger
@@ -26,7 +28,7 @@ def finalize_epoch(
     manifest: Manifest,
     ledger: Ledger,
     entries: list[Entry],
-    key,
+    key: Ed25519PrivateKey,
     epoch: int,
     po2: int | None = None,
 ) -> EpochReceipt | None:

@@ -17,7 +17,7 @@ import numpy as np
 from veritrain.pipeline.data.datasets import load_dataset
 from veritrain.pipeline.data.sampler import batch_indices
 from veritrain.pipeline.errors import IntegrityError
-from veritrain.pipeline.run.entries import CheckpointBody, EpochEntry
+from veritrain.pipeline.run.entries import CheckpointBody, Entry, EpochEntry
 from veritrain.pipeline.run.manifest import (
     Manifest,
     canonical_settings,
@@ -44,7 +44,7 @@ def guest_input(
     manifest: Manifest,
     epochs: dict[int, EpochEntry],
     epoch: int,
-    entries: list | None = None,
+    entries: list[Entry] | None = None,
 ) -> bytes:
     """The guest's input for committed ``epoch`` (``epochs``: the ledger's epoch entries;
     ``entries``: the whole ledger, needed for a canonical epoch's checkpoints)."""
@@ -80,7 +80,7 @@ def canonical_section(
     store: Store,
     manifest: Manifest,
     epochs: dict[int, EpochEntry],
-    entries: list,
+    entries: list[Entry],
     claim: EpochClaim,
     records: list[bytes],
 ) -> tuple[bytes, list]:

@@ -22,7 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import FormatError, VerificationError
-from securesystemslib.signer import CryptoSigner, SSlibKey
+from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 
 from veritrain.pipeline.errors import ConflictError, IntegrityError, StorageError, UsageError
 from veritrain.pipeline.run.entries import CheckpointBody, Entry, EpochEntry
@@ -39,16 +39,16 @@ from veritrain.pipeline.store.base import NotFoundError, Store
 from veritrain.pipeline.store.keys import attestation_key, manifest_key, run_prefix
 from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.store.uris import object_uri, run_uri
-from veritrain.pipeline.verify.verifier import (
+from veritrain.pipeline.verify.checks import (
     COMMITTED,
     FINAL,
     PROVEN,
     UNREPLAYABLE,
     EpochReport,
     RunReport,
-    _run_check,
-    verify_run,
+    run_check,
 )
+from veritrain.pipeline.verify.verifier import verify_run
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -272,7 +272,9 @@ def check_attestation(
     envelope = _envelope(data, source)
     manifest = Manifest.load(store, run_id)
     raw_keys = trainer_keys if trainer_keys is not None else [manifest.public_key]
-    ssl_keys = [SSlibKey.from_crypto(Ed25519PublicKey.from_public_bytes(k)) for k in raw_keys]
+    ssl_keys: list[Key] = [
+        SSlibKey.from_crypto(Ed25519PublicKey.from_public_bytes(k)) for k in raw_keys
+    ]
     try:
         envelope.verify(ssl_keys, 1)
     except VerificationError:
@@ -327,7 +329,7 @@ def check_attestation(
     )
 
 
-def _first_difference(got: Any, want: Any, path: str = "statement") -> tuple | None:
+def _first_difference(got: Any, want: Any, path: str = "statement") -> tuple[str, Any, Any] | None:
     """(JSON path, attested value, expected value) of the first place ``got`` differs from
     ``want``; the values are None where a key or an item is missing or extra."""
     if isinstance(want, dict) and isinstance(got, dict):
@@ -371,7 +373,7 @@ def verify_attestation(
     wanted = epoch if epoch is not None else attested_epoch(data)
     report = verify_run(store, run_id, wanted, **verify_args)
     target = next((r.checks for r in report.epochs if r.epoch == wanted), report.checks)
-    _run_check(
+    run_check(
         target,
         "attestation",
         lambda: check_attestation(store, report, data, source, trainer_keys),

@@ -26,7 +26,7 @@ from veritrain.pipeline.run.manifest import Manifest, epoch_entries, open_ledger
 from veritrain.pipeline.store.base import Store
 from veritrain.pipeline.store.keys import model_signature_key
 from veritrain.pipeline.store.uris import object_uri
-from veritrain.pipeline.verify.verifier import FINAL, PROVEN, RunReport
+from veritrain.pipeline.verify.checks import FINAL, PROVEN, RunReport
 
 SIGNABLE = (PROVEN, FINAL)
 # The curves model_signing's elliptic-key signer accepts (its _check_supported_ec_key).

@@ -11,12 +11,14 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from veritrain.pipeline.verify.checks import COMMITTED, DISPUTED, FINAL, PROVEN, UNREPLAYABLE
 from veritrain.pipeline.verify.finality import window_start
-from veritrain.pipeline.verify.verifier import COMMITTED, DISPUTED, FINAL, PROVEN, UNREPLAYABLE
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from veritrain.pipeline.publish.report import Report
 
 # Plot name -> file name beside report.md.
@@ -100,15 +102,18 @@ def render_plots(report: Report) -> dict[str, bytes]:
 TIMELINE_ROWS = 30
 
 
-def _timeline(report: Report):
+def _timeline(report: Report) -> Figure | None:
     """One row per epoch (the newest TIMELINE_ROWS): committed (server), proven (trainer's
     clock), receipt stored, first sighting, and the challenge window from its start to its end,
     coloured by status; None if no epoch has a time."""
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
 
-    rows = [(e.epoch, e.status, report.times.get(e.epoch)) for e in report.verification.epochs]
-    rows = [r for r in rows if r[2] is not None][-TIMELINE_ROWS:]
+    rows = [
+        (e.epoch, e.status, report.times[e.epoch])
+        for e in report.verification.epochs
+        if e.epoch in report.times
+    ][-TIMELINE_ROWS:]
     if all(
         t.committed is None and t.proven_at is None and t.first_seen is None for _, _, t in rows
     ):
@@ -118,7 +123,7 @@ def _timeline(report: Report):
     day = 86400.0  # matplotlib's dates are days since 1970-01-01 UTC
     labelled: set[str] = set()
 
-    def mark(x: float | None, y: int, **kw) -> None:
+    def mark(x: float | None, y: int, **kw: Any) -> None:
         if x is None:
             return
         label = kw.pop("label")
@@ -221,7 +226,7 @@ def _until(t: float | None, now: float) -> str:
     return f"{_utc(t)} (in {span})"
 
 
-def _view(report: Report) -> dict:
+def _view(report: Report) -> dict[str, Any]:
     """Everything the page and the markdown show, as plain strings, in the order shown."""
     v = report.verification
     epochs = []

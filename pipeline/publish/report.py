@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,17 +32,17 @@ from veritrain.pipeline.run.manifest import (
     Manifest,
     epoch_entries,
     load_epoch_records,
+    load_pending_records,
     open_ledger,
-    read_committed,
     receipt_entries,
-    split_records,
 )
 from veritrain.pipeline.store.base import NotFoundError, Store
 from veritrain.pipeline.store.keys import ledger_key, manifest_key
 from veritrain.pipeline.store.uris import run_uri
+from veritrain.pipeline.verify.checks import EpochReport, RunReport
 from veritrain.pipeline.verify.finality import Sighting, first_sightings, window_start
 from veritrain.pipeline.verify.policy import Policy
-from veritrain.pipeline.verify.verifier import RunReport, verify_run
+from veritrain.pipeline.verify.verifier import verify_run
 from veritrain.prover import StepRecord, VeritrainError, hparams_digest
 from veritrain.prover.errors import message
 
@@ -179,7 +180,7 @@ def build_report(
 
 
 def reverify_commands(
-    uri: str, verification: RunReport, replayable_files: list[str], flags: list[str] = ()
+    uri: str, verification: RunReport, replayable_files: list[str], flags: Sequence[str] = ()
 ) -> list[tuple[str, str]]:
     """The commands that repeat this verification, as (what it does, command line), with the
     flags it was made with (``flags``: the trust flags, already split into words)."""
@@ -210,7 +211,7 @@ def reverify_commands(
     return cmds
 
 
-def _receipt_ok(epoch_report) -> bool:
+def _receipt_ok(epoch_report: EpochReport) -> bool:
     return any(c.name == "receipt" and c.ok for c in epoch_report.checks)
 
 
@@ -241,8 +242,7 @@ def _points(
     if pending:
         body = max(pending, key=lambda b: b.step)
         try:
-            blob = read_committed(store, body.pending_records, body.pending_sha256)
-            blobs.append((open_epoch, split_records(blob), True))
+            blobs.append((open_epoch, load_pending_records(store, body), True))
         except (IntegrityError, NotFoundError) as err:
             notes.append(f"Epoch {open_epoch} (open): records not plotted ({_one_line(err)}).")
     points = []
@@ -253,9 +253,8 @@ def _points(
             except VeritrainError as err:
                 notes.append(f"Epoch {e}: a record does not decode ({_one_line(err)}).")
                 break
-            lr = schedule.lr_at(rec.step)
-            if hparams_digest(lr, optimizer) != rec.hparams_digest:
-                lr = None
+            rate = schedule.lr_at(rec.step)
+            lr = rate if hparams_digest(rate, optimizer) == rec.hparams_digest else None
             points.append(Point(rec.step, e, rec.loss, lr, is_pending))
     if any(p.lr is None for p in points):
         notes.append(

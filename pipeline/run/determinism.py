@@ -102,8 +102,9 @@ def _torch_version() -> str | None:
             continue
         target, value = node.targets[0], node.value
         if isinstance(target, ast.Name) and target.id == "__version__":
-            is_text = isinstance(value, ast.Constant) and isinstance(value.value, str)
-            return value.value if is_text else None
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                return value.value
+            return None
     return None
 
 

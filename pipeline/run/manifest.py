@@ -70,6 +70,14 @@ def load_epoch_records(store: Store, entry: EpochEntry) -> list[bytes]:
     return split_records(read_committed(store, entry.body.records, entry.body.records_sha256))
 
 
+def load_pending_records(store: Store, body: CheckpointBody) -> list[bytes]:
+    """A mid-epoch checkpoint's pending records (its epoch's records before it, the file its
+    ledger entry names by sha256); none where it has none."""
+    if body.pending_records is None or body.pending_sha256 is None:
+        return []
+    return split_records(read_committed(store, body.pending_records, body.pending_sha256))
+
+
 def claim_digest(claim: EpochClaim) -> str:
     """``H("veritrain/claim/v1", claim bytes)`` in hex: a receipt entry's ``claim_digest``."""
     return claim.digest().hex()

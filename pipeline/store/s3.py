@@ -26,8 +26,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import boto3
 from botocore.config import Config
@@ -45,6 +46,9 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from veritrain.pipeline.errors import ConflictError, StorageError, UsageError
 from veritrain.pipeline.store.base import NotFoundError, writing
 from veritrain.pipeline.store.uris import S3_SCHEME, check_store_uri
+
+if TYPE_CHECKING:  # boto3-stubs: the S3 client's request and response types, for mypy only
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 # Objects above this size go by multipart upload, in parts of this size (S3's minimum part is
 # 5 MiB; 16 MiB keeps a 1 GB checkpoint at ~64 parts, far below the 10 000-part limit).
@@ -87,13 +91,14 @@ _NO_LOCK_CODES = {
     "MethodNotAllowed",
     "405",
 }
-_CHECKSUM_FIELDS = (
+_ChecksumField = Literal[
     "ChecksumCRC32",
     "ChecksumCRC32C",
     "ChecksumSHA1",
     "ChecksumSHA256",
     "ChecksumCRC64NVME",
-)
+]
+_CHECKSUM_FIELDS: tuple[_ChecksumField, ...] = get_args(_ChecksumField)
 
 
 class _Exists(Exception):
@@ -206,7 +211,7 @@ class S3Store:
             raise self._error(where, e, "read the bucket's Object Lock configuration") from None
         return conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
 
-    def _ensure_retention(self, obj: str, head: dict[str, Any], lock: dict[str, Any]) -> None:
+    def _ensure_retention(self, obj: str, head: Mapping[str, Any], lock: dict[str, Any]) -> None:
         """Puts the retention on an object that lacks it. AWS applies the Object Lock headers of
         CreateMultipartUpload to the completed object, but moto drops them (checked with moto
         5.2), and a crash between an upload and this call leaves an object without retention
@@ -296,7 +301,7 @@ class S3Store:
         )
         upload_id = upload["UploadId"]
         try:
-            parts = []
+            parts: list[CompletedPartTypeDef] = []
             for number, offset in enumerate(range(0, len(data), PART_SIZE), start=1):
                 r = self._s3.upload_part(
                     Bucket=self.bucket,
@@ -306,8 +311,10 @@ class S3Store:
                     Body=data[offset : offset + PART_SIZE],
                     ChecksumAlgorithm="CRC32",
                 )
-                part = {"PartNumber": number, "ETag": r["ETag"]}
-                part.update({f: r[f] for f in _CHECKSUM_FIELDS if r.get(f)})
+                part: CompletedPartTypeDef = {"PartNumber": number, "ETag": r["ETag"]}
+                for f in _CHECKSUM_FIELDS:
+                    if r.get(f):
+                        part[f] = r[f]
                 parts.append(part)
             try:
                 self._s3.complete_multipart_upload(
@@ -329,7 +336,7 @@ class S3Store:
                 pass
             raise
 
-    def _head(self, obj: str) -> dict[str, Any] | None:
+    def _head(self, obj: str) -> Mapping[str, Any] | None:
         try:
             return self._s3.head_object(Bucket=self.bucket, Key=obj)
         except ClientError as e:
@@ -337,7 +344,7 @@ class S3Store:
                 return None
             raise
 
-    def _existing(self, obj: str, data: bytes) -> tuple[bool | None, dict[str, Any]]:
+    def _existing(self, obj: str, data: bytes) -> tuple[bool | None, Mapping[str, Any]]:
         """Whether the object at ``obj`` holds ``data`` (None: there is no such object), and
         its HEAD."""
         head = self._head(obj)

@@ -12,6 +12,8 @@ and ``param/{i}.bias`` I32 ``[out]`` (Q8.24; ``i`` the Linear's index in the Seq
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
@@ -24,6 +26,7 @@ from veritrain.pipeline.data.sampler import batch_indices
 from veritrain.pipeline.errors import IntegrityError
 from veritrain.pipeline.run.manifest import canonical_settings
 from veritrain.pipeline.run.spec import MlpModel, RunSpec
+from veritrain.pipeline.train.step import StepResult, Tamper
 from veritrain.prover import (
     batch_digest,
     canonical_init,
@@ -125,7 +128,7 @@ def checkpoint_bytes(tensors: dict[str, np.ndarray]) -> bytes:
 
 
 class CanonicalStepper:
-    """One canonical training step: the same record fields as torch mode's ``Stepper`` (the
+    """One canonical training step: the same ``StepResult`` as torch mode's ``Stepper`` (the
     trainer and a replay both step through this)."""
 
     def __init__(
@@ -136,7 +139,7 @@ class CanonicalStepper:
         opt_digest: bytes,
         dataset: Dataset,
         state: CanonicalState,
-        tamper=None,
+        tamper: Tamper | None = None,
     ):
         self.run_id, self.spec, self.spe, self.opt_digest = run_id, spec, spe, opt_digest
         self.state, self.tamper = state, tamper
@@ -146,9 +149,8 @@ class CanonicalStepper:
     def batch(self, step: int) -> np.ndarray:
         return batch_indices(self.spec, self.n, step)
 
-    def step(self, step: int, before_update=None) -> dict:
-        """Trains global step ``step``; the record's fields but the previous record hash and the
-        digests. ``before_update`` runs before the state changes."""
+    def step(self, step: int, before_update: Callable[[], None] | None = None) -> StepResult:
+        """Trains global step ``step``. ``before_update`` runs before the state changes."""
         idx = self.batch(step)
         used = idx if self.tamper is None else self.tamper.batch(step, idx)
         if before_update is not None:
@@ -156,14 +158,12 @@ class CanonicalStepper:
         loss, grad_norm = self.state.train(step, np.ascontiguousarray(self.rows[used]))
         if self.tamper is not None:
             self.tamper.after_update(step, self.state, None)
-        return {
-            "run_id": self.run_id,
-            "epoch": step // self.spe,
-            "step": step,
-            "prev_record_hash": None,
-            "batch_digest": batch_digest(idx.tolist()),
-            "hparams_digest": hparams_digest(self.spec.schedule.lr_at(step), self.opt_digest),
-            "loss": loss,
-            "grad_norm": grad_norm,
-            "state_digest": None,
-        }
+        return StepResult(
+            run_id=self.run_id,
+            epoch=step // self.spe,
+            step=step,
+            batch_digest=batch_digest(idx.tolist()),
+            hparams_digest=hparams_digest(self.spec.schedule.lr_at(step), self.opt_digest),
+            loss=loss,
+            grad_norm=grad_norm,
+        )

@@ -1,262 +1,42 @@
-"""Deterministic training with a committed record for every step.
+"""The training loop: every step through a stepper, with a committed record for every step.
 
 Each step: learning rate from the schedule, the sampler's batch, forward, backward, then the
 optimizer step. The digest of step t's parameters is hashed in Rust on other cores while step t+1
 runs forward and backward (they only read the parameters) and is awaited before step t+1's
 optimizer step writes them. Full state digests are taken every ``state_every`` steps, at every
-checkpoint and at every epoch end.
-
-Crash safety: every object is write-once and the ledger entry that names it is written last, so
-the newest ``checkpoint`` or ``epoch`` entry is always a consistent point to resume from. Training
-is deterministic, so the steps replayed after a crash produce the very same bytes.
+checkpoint and at every epoch end. The run being trained, its state and checkpoints, is
+``trainer.py``'s ``Trainer``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from veritrain.pipeline.data.datasets import Dataset, load_dataset
+from veritrain.pipeline.data.datasets import Dataset
 from veritrain.pipeline.data.sampler import batch_indices
-from veritrain.pipeline.errors import IntegrityError, SpecError
-from veritrain.pipeline.run.determinism import DeterminismProfile, Profile, current_profile
-from veritrain.pipeline.run.entries import (
-    Body,
-    CheckpointBody,
-    CheckpointEntry,
-    Entry,
-    EpochBody,
-    EpochEntry,
-    RunBody,
-)
-from veritrain.pipeline.run.ledger import Ledger, load_or_create_key, public_key_hex
-from veritrain.pipeline.run.manifest import (
-    Manifest,
-    epoch_entries,
-    manifest_digest,
-    open_ledger,
-    optimizer_digest,
-    read_committed,
-    sha256_hex,
-    split_records,
-)
-from veritrain.pipeline.run.spec import RunSpec, check_sizes
-from veritrain.pipeline.store.base import Store
-from veritrain.pipeline.store.keys import (
-    checkpoint_key,
-    manifest_key,
-    pending_records_key,
-    records_key,
-)
+from veritrain.pipeline.run.entries import CheckpointBody, EpochBody
+from veritrain.pipeline.run.manifest import epoch_entries, sha256_hex
+from veritrain.pipeline.run.spec import RunSpec
+from veritrain.pipeline.store.keys import records_key
 from veritrain.pipeline.train import canonical as cn
 from veritrain.pipeline.train import state as st
-from veritrain.pipeline.train.networks import build_model, build_optimizer
+from veritrain.pipeline.train.step import StepEvent, StepResult, Tamper
+from veritrain.pipeline.train.trainer import Trainer
 from veritrain.prover import (
-    PROTOCOL_VERSION,
     EpochClaim,
     StepRecord,
     batch_digest,
     check_records,
     genesis_hash,
     hparams_digest,
-    image_id,
     merkle_root,
-    steps_per_epoch,
 )
 from veritrain.prover.results import GUARANTEES, TORCH_MODE
-
-
-@dataclass
-class StepEvent:
-    """What the progress callback receives after each step."""
-
-    step: int
-    total_steps: int
-    epoch: int
-    loss: float
-
-
-class Tamper(Protocol):
-    """Test-only: how a dishonest trainer lies (tests/test_challenge.py). Honest runs have none."""
-
-    def batch(self, step: int, idx: np.ndarray) -> np.ndarray:
-        """The indices actually trained on; the record still names the sampler's batch."""
-        ...
-
-    def after_update(
-        self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer
-    ) -> None:
-        """Changes the live state after the optimizer step, before anything digests it (a
-        canonical run passes its CanonicalState as ``model`` and None as ``optimizer``)."""
-        ...
-
-
-@dataclass
-class Trainer:
-    spec: RunSpec
-    store: Store
-    manifest: Manifest
-    ledger: Ledger
-    entries: list[Entry]
-    dataset: Dataset
-    model: torch.nn.Module | None  # torch mode
-    optimizer: torch.optim.Optimizer | None
-    key: object
-    canonical: cn.CanonicalState | None = None  # arithmetic: canonical
-    on_step: Callable[[StepEvent], None] | None = None
-    tamper: Tamper | None = None
-    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
-
-    @property
-    def run_id(self) -> str:
-        return self.manifest.run_id
-
-    @property
-    def spe(self) -> int:
-        return self.manifest.steps_per_epoch
-
-    def append(self, body: Body) -> Entry:
-        # The prover may append receipts concurrently; anything else is a second trainer.
-        return self.ledger.append(self.key, body, self.entries, tolerate=frozenset({"receipt"}))
-
-
-def prepare(
-    spec: RunSpec, dataset: Dataset | None = None
-) -> tuple[Profile, Dataset, torch.nn.Module | None, torch.optim.Optimizer | None]:
-    """Everything training builds from the spec; ``dataset`` if the caller loaded it already.
-    A canonical run builds no torch objects and leaves torch's settings alone: its state is
-    pipeline/train/canonical.py's, made once the manifest digest exists."""
-    profile = current_profile(spec.arithmetic, spec.threads)
-    dataset = dataset if dataset is not None else load_dataset(spec.dataset)
-    check_sizes(spec, len(dataset))
-    if not isinstance(profile, DeterminismProfile):
-        return profile, dataset, None, None
-    profile.apply()
-    torch.manual_seed(spec.seed)
-    model = build_model(spec.model, dataset.in_features, dataset.classes)
-    optimizer = build_optimizer(spec.optimizer, model.parameters())
-    return profile, dataset, model, optimizer
-
-
-def check_resumable(manifest: Manifest, spec: RunSpec) -> None:
-    """Raises unless this environment may continue the run: same spec, same determinism profile,
-    same guest."""
-    mkey = manifest_key(manifest.run_id)
-    if manifest.spec != spec:
-        raise SpecError(f"{mkey}: run {manifest.run_id} exists with another spec; use a new run id")
-    current_profile(spec.arithmetic, spec.threads).require_same(manifest.determinism)
-    if manifest.image_id != image_id():
-        raise IntegrityError(
-            f"{mkey}: run pins guest image id {manifest.image_id.hex()}, "
-            f"this build has {image_id().hex()}"
-        )
-
-
-def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
-    """Creates the run (manifest, genesis checkpoint, first ledger entries) or reopens it to resume.
-    Reopening checks that the spec, the determinism profile and the guest are the run's own."""
-    profile, dataset, model, optimizer = prepare(spec)
-    key = load_or_create_key(run_id)
-    mkey = manifest_key(run_id)
-    if not store.exists(mkey):
-        doc = {
-            "protocol_version": PROTOCOL_VERSION,
-            "run_id": run_id,
-            "spec": spec.model_dump(mode="json"),
-            "determinism": profile.model_dump(),
-            "dataset_root": dataset.root().hex(),
-            "dataset_len": len(dataset),
-            "steps_per_epoch": steps_per_epoch(len(dataset), spec.batch_size),
-            "optimizer_digest": optimizer_digest(spec).hex(),
-            "image_id": image_id().hex(),
-            "public_key": public_key_hex(key),
-        }
-        if spec.arithmetic == "canonical":
-            genesis_digest = cn.digest_arrays(
-                cn.CanonicalState(spec, dataset, manifest_digest(doc)).tensors()
-            )
-        else:
-            genesis = st.state_tensors(model, optimizer, 0, manifest_digest(doc))
-            genesis_digest = st.digest_tensors(genesis)
-        doc["genesis_state_digest"] = genesis_digest.hex()
-        # Deterministic bytes: a crash between here and the ledger entry re-creates them equal.
-        store.create(mkey, json.dumps(doc, indent=1, sort_keys=True).encode())
-    manifest = Manifest.load(store, run_id)
-    if manifest.public_key.hex() != public_key_hex(key):
-        raise IntegrityError(f"{mkey}: signed by another key than this machine's key for {run_id}")
-    ledger = Ledger(store, run_id, manifest.public_key.hex())
-    entries = ledger.entries()
-    if not entries:
-        ledger.append(key, RunBody(manifest_sha256=sha256_hex(manifest.raw)), entries)
-    ledger, entries = open_ledger(store, manifest)
-    check_resumable(manifest, spec)
-    t = Trainer(spec, store, manifest, ledger, entries, dataset, model, optimizer, key)
-    if spec.arithmetic == "canonical":
-        t.canonical = cn.CanonicalState(spec, dataset, manifest.digest)
-    if not any(isinstance(e, CheckpointEntry) for e in entries):
-        t.append(_write_checkpoint(t, 0, _state(t, 0), [], None))
-    return t
-
-
-def _state(t: Trainer, step: int) -> dict:
-    """The live state after ``step`` steps as named tensors (torch's, or canonical arrays)."""
-    if t.canonical is not None:
-        return t.canonical.tensors()
-    return st.state_tensors(t.model, t.optimizer, step, t.manifest.digest)
-
-
-def _digest(t: Trainer, tensors: dict) -> bytes:
-    return cn.digest_arrays(tensors) if t.canonical is not None else st.digest_tensors(tensors)
-
-
-def _param_digest(t: Trainer) -> bytes:
-    if t.canonical is not None:
-        return cn.digest_arrays(t.canonical.param_tensors())
-    return st.digest_tensors(st.param_tensors(t.model))
-
-
-def _write_checkpoint(
-    t: Trainer, step: int, tensors: dict, pending: list[bytes], state_digest: bytes | None
-) -> CheckpointBody:
-    data = cn.checkpoint_bytes(tensors) if t.canonical is not None else st.checkpoint_bytes(tensors)
-    digest = state_digest or _digest(t, tensors)
-    ck = checkpoint_key(t.run_id, step)
-    t.store.create(ck, data)
-    pk = blob_sha256 = None
-    if pending:
-        blob = b"".join(pending)
-        pk, blob_sha256 = pending_records_key(t.run_id, step), sha256_hex(blob)
-        t.store.create(pk, blob)
-    return CheckpointBody(
-        step=step,
-        state_digest=digest.hex(),
-        checkpoint=ck,
-        checkpoint_sha256=sha256_hex(data),
-        pending_records=pk,
-        pending_sha256=blob_sha256,
-    )
-
-
-def _resume_point(t: Trainer) -> tuple[int, list[bytes]]:
-    """Restores the newest consistent state; returns (next step, this epoch's records so far)."""
-    last = next(e for e in reversed(t.entries) if isinstance(e, (CheckpointEntry, EpochEntry)))
-    body = last.body.checkpoint if isinstance(last, EpochEntry) else last.body
-    data = read_committed(t.store, body.checkpoint, body.checkpoint_sha256)
-    if t.canonical is not None:
-        step = t.canonical.restore(data, body.checkpoint)
-    else:
-        step = st.restore(t.model, t.optimizer, st.load_checkpoint(data, body.checkpoint))
-    pending: list[bytes] = []
-    if body.pending_records is not None:
-        pending = split_records(read_committed(t.store, body.pending_records, body.pending_sha256))
-    return step, pending
 
 
 def _epoch_link(t: Trainer, epoch: int) -> tuple[bytes, bytes]:
@@ -270,7 +50,7 @@ def _epoch_link(t: Trainer, epoch: int) -> tuple[bytes, bytes]:
     return prev.last_record_hash, prev.end_state_digest
 
 
-def _grad_norm(params: list[torch.Tensor]) -> float:
+def _grad_norm(params: Sequence[torch.Tensor]) -> float:
     norms = [torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None]
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
 
@@ -310,11 +90,9 @@ class Stepper:
         """The sampler's indices for global step ``step``."""
         return batch_indices(self.spec, self.n, step)
 
-    def step(self, step: int, before_update: Callable[[], None] | None = None) -> dict:
-        """Trains global step ``step`` and returns its record's fields, except the previous record
-        hash and the param and state digests, which the caller adds: the trainer hashes the
-        parameters while the next step runs, a replay at once. ``before_update`` runs between
-        backward and the optimizer step, the last moment the pre-step parameters exist."""
+    def step(self, step: int, before_update: Callable[[], None] | None = None) -> StepResult:
+        """Trains global step ``step``. ``before_update`` runs between backward and the optimizer
+        step, the last moment the pre-step parameters exist."""
         lr = self.spec.schedule.lr_at(step)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
@@ -329,17 +107,15 @@ class Stepper:
         self.optimizer.step()
         if self.tamper is not None:
             self.tamper.after_update(step, self.model, self.optimizer)
-        return {
-            "run_id": self.run_id,
-            "epoch": step // self.spe,
-            "step": step,
-            "prev_record_hash": None,
-            "batch_digest": batch_digest(idx.tolist()),
-            "hparams_digest": hparams_digest(lr, self.opt_digest),
-            "loss": float(loss.item()),
-            "grad_norm": grad_norm,
-            "state_digest": None,
-        }
+        return StepResult(
+            run_id=self.run_id,
+            epoch=step // self.spe,
+            step=step,
+            batch_digest=batch_digest(idx.tolist()),
+            hparams_digest=hparams_digest(lr, self.opt_digest),
+            loss=float(loss.item()),
+            grad_norm=grad_norm,
+        )
 
 
 def train(t: Trainer, until_epoch: int | None = None) -> int:
@@ -347,7 +123,7 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
     done."""
     spec, spe = t.spec, t.spe
     end_epoch = spec.epochs if until_epoch is None else min(until_epoch, spec.epochs)
-    step, pending = _resume_point(t)
+    step, pending = t.resume()
     opt_digest = t.manifest.optimizer_digest
     stepper: Stepper | cn.CanonicalStepper
     if t.canonical is not None:
@@ -355,18 +131,16 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
             t.run_id, spec, spe, opt_digest, t.dataset, t.canonical, t.tamper
         )
     else:
-        stepper = Stepper(
-            t.run_id, spec, spe, opt_digest, t.dataset, t.model, t.optimizer, t.tamper
-        )
+        model, optimizer = st.torch_objects(t.model, t.optimizer)
+        stepper = Stepper(t.run_id, spec, spe, opt_digest, t.dataset, model, optimizer, t.tamper)
     total = spec.epochs * spe
-    # A record waiting for its parameter digest: (fields, future).
-    waiting: tuple[dict, Future] | None = None
+    # A record waiting for its parameter digest: (step, previous record hash, digest).
+    waiting: tuple[StepResult, bytes, Future[bytes]] | None = None
     prev_hash = b""
 
-    def finish(w: tuple[dict, Future]) -> StepRecord:
-        fields, fut = w
-        fields["param_digest"] = fut.result()
-        return StepRecord(**fields)
+    def finish(w: tuple[StepResult, bytes, Future[bytes]]) -> StepRecord:
+        result, prev, digest = w
+        return result.record(prev, digest.result())
 
     def before_update() -> None:
         # The previous step's parameters are about to change: its digest must be done.
@@ -383,21 +157,19 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
         prev_hash = StepRecord.from_bytes(pending[-1]).hash() if pending else link
         waiting = None
         for k in range(step - epoch * spe, spe):
-            fields = stepper.step(step, before_update)
-            fields["prev_record_hash"] = prev_hash
+            result = stepper.step(step, before_update)
             done = step + 1
             last_of_epoch = k == spe - 1
             take_state, at_checkpoint = commitments(spec, spe, step)
             if take_state:
-                tensors = _state(t, done)
-                fields["state_digest"] = _digest(t, tensors)
-                fields["param_digest"] = _param_digest(t)
-                rec = StepRecord(**fields)
+                tensors = t.state(done)
+                state_digest = t.state_digest(tensors)
+                rec = result.record(prev_hash, t.param_digest(), state_digest)
                 pending.append(rec.to_bytes())
                 prev_hash = rec.hash()
                 if at_checkpoint:
-                    body = _write_checkpoint(
-                        t, done, tensors, [] if last_of_epoch else pending, fields["state_digest"]
+                    body = t.write_checkpoint(
+                        done, tensors, [] if last_of_epoch else pending, state_digest
                     )
                     if last_of_epoch:
                         _close_epoch(t, epoch, link, start_state, pending, body)
@@ -406,12 +178,13 @@ def train(t: Trainer, until_epoch: int | None = None) -> int:
                         t.append(body)
             else:
                 waiting = (
-                    fields,
-                    t._pool.submit(st.digest_tensors, st.param_tensors(t.model), st.spare_cores()),
+                    result,
+                    prev_hash,
+                    t.digester.submit(st.digest_tensors, t.torch_params(), st.spare_cores()),
                 )
             step = done
             if t.on_step:
-                t.on_step(StepEvent(step=done, total_steps=total, epoch=epoch, loss=fields["loss"]))
+                t.on_step(StepEvent(step=done, total_steps=total, epoch=epoch, loss=result.loss))
     return end_epoch
 
 
@@ -426,7 +199,6 @@ def _close_epoch(
     """Writes the epoch's records and its claim; the ledger entry is the commit point."""
     m = t.manifest
     hashes = [StepRecord.from_bytes(r).hash() for r in records]
-    last = StepRecord.from_bytes(records[-1])
     claim = EpochClaim(
         run_id=t.run_id,
         epoch=epoch,
@@ -436,7 +208,7 @@ def _close_epoch(
         last_record_hash=hashes[-1],
         records_root=merkle_root(hashes),
         start_state_digest=start_state,
-        end_state_digest=last.state_digest,
+        end_state_digest=bytes.fromhex(checkpoint.state_digest),
         dataset_root=m.dataset_root,
         dataset_len=m.dataset_len,
         sampler_seed=t.spec.seed,

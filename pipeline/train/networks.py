@@ -5,14 +5,20 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
 from veritrain.pipeline.errors import SpecError
-from veritrain.pipeline.run.spec import CnnModel, ImportedModel, MlpModel
+from veritrain.pipeline.run.spec import (
+    AdamOptimizer,
+    CnnModel,
+    ImportedModel,
+    MlpModel,
+    SgdOptimizer,
+)
 
 ModelSpec = MlpModel | CnnModel | ImportedModel
 
@@ -118,12 +124,14 @@ def parameter_bytes(spec: ModelSpec, in_features: int, classes: int) -> int | No
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def build_optimizer(spec, params) -> torch.optim.Optimizer:
+def build_optimizer(
+    spec: SgdOptimizer | AdamOptimizer, params: Iterable[nn.Parameter]
+) -> torch.optim.Optimizer:
     """The learning rate is set per step from the schedule; the value here is a placeholder."""
     if spec.kind == "sgd":
         return torch.optim.SGD(
             params, lr=0.0, momentum=spec.momentum, weight_decay=spec.weight_decay
         )
     return torch.optim.Adam(
-        params, lr=0.0, betas=tuple(spec.betas), eps=spec.eps, weight_decay=spec.weight_decay
+        params, lr=0.0, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay
     )

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from veritrain.pipeline.data.datasets import load_dataset
+from veritrain.pipeline.data.datasets import Dataset, load_dataset
 from veritrain.pipeline.errors import SpecError, UsageError
 from veritrain.pipeline.run.ledger import install_run_key, public_key_hex, read_trainer_key
 from veritrain.pipeline.run.manifest import Manifest, default_run_id
@@ -21,8 +21,8 @@ from veritrain.pipeline.run.spec import RunSpec, check_sizes, load_spec
 from veritrain.pipeline.store.base import Store, open_store
 from veritrain.pipeline.store.keys import manifest_key
 from veritrain.pipeline.store.uris import check_run_id, check_store_uri
-from veritrain.pipeline.train.loop import check_resumable, prepare
 from veritrain.pipeline.train.networks import parameter_bytes
+from veritrain.pipeline.train.trainer import check_resumable, prepare
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def preflight(
     except SpecError as e:
         raise SpecError(f"{spec_path}: {e}") from None
     _check_existing(opened, spec, run_id, trainer_key, key)
-    if trainer_key is not None:
+    if trainer_key is not None and key is not None:  # both are --key's
         install_run_key(run_id, trainer_key, key)
     return Plan(spec, store_uri, run_id)
 
@@ -118,7 +118,7 @@ def _dry_run(spec: RunSpec) -> None:
         ) from None
 
 
-def _canonical_dry_run(spec: RunSpec, dataset) -> None:
+def _canonical_dry_run(spec: RunSpec, dataset: Dataset) -> None:
     """One canonical step on the first batch, on a throwaway state: what the core refuses (more
     than 256 classes, a learning rate outside [-2, 2)) fails here."""
     from veritrain.pipeline.train.canonical import CanonicalState

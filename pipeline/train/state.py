@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -57,11 +58,21 @@ def state_tensors(
     return t
 
 
+def torch_objects(
+    model: nn.Module | None, optimizer: torch.optim.Optimizer | None
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The live model and optimizer of a torch-mode run. A canonical run builds neither
+    (pipeline/train/trainer.py, ``prepare``), and its code paths never ask for them."""
+    if model is None or optimizer is None:
+        raise TypeError("a canonical run has no torch model or optimizer")
+    return model, optimizer
+
+
 def param_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {f"param/{name}": p.detach() for name, p in model.named_parameters()}
 
 
-def _buffer(t: torch.Tensor):
+def _buffer(t: torch.Tensor) -> np.ndarray | bytearray:
     flat = t.contiguous().reshape(-1)
     return flat.view(torch.uint8).numpy() if flat.numel() else bytearray()
 
@@ -95,7 +106,7 @@ def load_checkpoint(data: bytes, source: str) -> dict[str, torch.Tensor]:
 
 
 def _require_fits(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
-    live = {f"param/{n}": p for n, p in model.named_parameters()}
+    live: dict[str, torch.Tensor] = {f"param/{n}": p for n, p in model.named_parameters()}
     live |= {f"buffer/{n}": b for n, b in model.named_buffers()}
     stored = {n for n in tensors if n.startswith(("param/", "buffer/"))}
     for name in sorted(set(live) | stored | {"rng/torch", "step", "manifest"}):

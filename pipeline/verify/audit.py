@@ -28,6 +28,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from veritrain.pipeline.errors import IntegrityError, StorageError, UsageError
 from veritrain.pipeline.run.determinism import DeterminismProfile
@@ -37,8 +38,9 @@ from veritrain.pipeline.store.base import NotFoundError, Store
 from veritrain.pipeline.store.keys import challenges_prefix, ledger_prefix, manifest_key, run_prefix
 from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.store.uris import run_uri
+from veritrain.pipeline.verify.checks import RunReport
 from veritrain.pipeline.verify.policy import Policy
-from veritrain.pipeline.verify.verifier import RunReport, verify_run
+from veritrain.pipeline.verify.verifier import verify_run
 
 AUDIT_FILE = "audit.json"
 
@@ -139,7 +141,7 @@ def pull_epoch(
     return copied
 
 
-def _lenient_json(data: bytes | None) -> dict | None:
+def _lenient_json(data: bytes | None) -> dict[str, Any] | None:
     """A stored object as a JSON object, or None if it is missing or not one. The pull reads
     leniently: what is malformed names nothing, and the folder's verification reports it."""
     try:
@@ -175,14 +177,14 @@ def _keys_named(entry: Entry, epoch: int) -> list[str]:
 
 
 def _evidence_keys(
-    manifest: Manifest | None, ledger: list[Entry], proof: dict | None, epoch: int
+    manifest: Manifest | None, ledger: list[Entry], proof: dict[str, Any] | None, epoch: int
 ) -> list[str]:
     """Keys a re-check of a fraud proof reads (veritrain.pipeline.challenge.replay.Replay), for a
     proof that bears on ``epoch`` (it names that epoch or an earlier one): its pre-state checkpoint
     and that checkpoint's pending records, the records of every epoch from the one before the
     pre-state to the disputed step's, and the pending records of checkpoints in the run's open
     epoch (a replay counts the committed steps)."""
-    if manifest is None:
+    if manifest is None or proof is None:
         return []
     spe = manifest.steps_per_epoch
     try:
