@@ -3,7 +3,6 @@ trainer. Nothing here writes to the store."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from veritrain.pipeline.checkpoint.tensors import (
     read_header,
     same_layout,
 )
+from veritrain.pipeline.documents import load_json
 from veritrain.pipeline.errors import DeterminismError, IntegrityError, StorageError
 from veritrain.pipeline.run.determinism import CanonicalProfile, DeterminismProfile, machine_profile
 from veritrain.pipeline.run.entries import (
@@ -496,7 +496,7 @@ def _check_receipt(
 def _check_journal_file(store: Store, rbody: ReceiptBody, journal: EpochClaim) -> str:
     key = rbody.journal
     try:
-        doc = json.loads(store.read(key))
+        doc = load_json(store.read(key))
     except ValueError as e:
         raise IntegrityError(f"{key}: not JSON ({e})") from None
     if doc != journal.journal_json():
