@@ -12,8 +12,8 @@ From the bottom up; a wing imports only the wings before it (tests/test_house.py
 - ``verify``: named checks, trust policy, finality, disputes, audits (no torch)
 - ``publish``: the audit report, in-toto attestations, model signatures
 
-``errors`` (the error kinds, each with its exit code) and ``extras`` (what an installation has)
-serve every wing.
+``errors`` (the error kinds, each with its exit code), ``extras`` (what an installation has) and
+``documents`` (the one loader of YAML and JSON, with size and depth limits) serve every wing.
 """
 
 if __name__ != "veritrain.pipeline":  # the checkout's root is on the path too

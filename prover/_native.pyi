@@ -6,7 +6,7 @@ and ``to_bytes``/``from_bytes`` in the canonical encoding (``EncodingError`` on 
 """
 
 from collections.abc import Sequence
-from typing import Any, Final, Literal, TypedDict, final, overload
+from typing import Any, ClassVar, Final, Literal, TypedDict, final, overload
 
 PROTOCOL_VERSION: Final[int]
 RECORD_LEN: Final[int]
@@ -20,7 +20,9 @@ GUARANTEES: Final[dict[str, int]]
 TORCH_MODE: Final[int]
 """The guarantees a torch-mode epoch's receipt carries (all but arithmetic)."""
 
-class VeritrainError(Exception): ...
+class VeritrainError(Exception):
+    exit_code: ClassVar[int]  # set by prover/errors.py: the command line's exit code
+
 class EncodingError(VeritrainError): ...
 
 class EpochCheckError(VeritrainError):

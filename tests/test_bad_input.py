@@ -1,11 +1,15 @@
-"""Bad input to the command line, one row each: the spec, the flags, the URIs. Every row runs the
-real command in its own process and expects the documented exit code (2 usage or bad spec,
-3 storage or environment), one line on stderr with the given words, no traceback, and, for
-`run`, nothing written and nothing started (the checks come before the Prefect server)."""
+"""Bad input to the command line, one row each: the spec, the flags, the URIs, documents past the
+loader's limits (pipeline/documents.py). Every row runs the real command in its own process and
+expects the documented exit code (2 usage or bad spec, 3 storage or environment), one line on
+stderr with the given words, no traceback, and, for `run`, nothing written and nothing started
+(the checks come before the Prefect server). Stored documents past the limits (run.json, a ledger
+entry, a fraud proof, an attestation) are tampered objects: they fail verification (exit 1)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -19,6 +23,16 @@ from conftest import ROOT
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from s3servers import closed_port, moto_s3, set_s3_env  # noqa: F401 - fixture
+
+from veritrain.pipeline.documents import (
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_YAML_BYTES,
+    MAX_YAML_DEPTH,
+    DocumentError,
+    load_json,
+    load_yaml,
+)
 
 # Trains in well under a second; each row changes what it tests.
 SPEC: dict[str, Any] = {
@@ -53,6 +67,23 @@ answer = 42
 """
 BROKEN_MODULE = "raise RuntimeError('import-time failure')\n"
 
+# Documents past the limits: a few thousand levels deep (where an unlimited parser recursed past
+# Python's stack), past the size limit, aliases of aliases (a billion "x"), an alias inside the
+# node it names.
+DEEP = 3000
+
+
+def deep_list(levels: int = DEEP) -> str:
+    return "[" * levels + "]" * levels
+
+
+OVERSIZE_YAML = b"# " + b"x" * MAX_YAML_BYTES + b"\n"
+ALIAS_BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 10)
+)
+YAML_DEEP = f"nested deeper than {MAX_YAML_DEPTH} levels"
+JSON_DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels"
+
 
 @dataclass(frozen=True)
 class Case:
@@ -62,6 +93,8 @@ class Case:
     words: tuple[str, ...]
     # For `run`: the spec file's content (a dict patched over SPEC, or raw bytes).
     spec: dict[str, Any] | bytes = field(default_factory=dict)
+    # Other files the row reads, by path under the workspace.
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 def run_case(*argv: str) -> tuple[str, ...]:
@@ -218,6 +251,34 @@ CASES = [
         spec={"model": {"kind": "mlp", "hidden": [10**12]}},
     ),
     Case(
+        "spec-nested-too-deep",
+        run_case(),
+        2,
+        ("{spec}", YAML_DEEP),
+        spec=f"image_ids: {deep_list()}\n".encode(),
+    ),
+    Case(
+        "spec-too-large",
+        run_case(),
+        2,
+        ("{spec}", f"larger than {MAX_YAML_BYTES} bytes"),
+        spec=OVERSIZE_YAML,
+    ),
+    Case(
+        "spec-aliases-expand-too-far",
+        run_case(),
+        2,
+        ("{spec}", f"expands to more than {MAX_YAML_BYTES} bytes"),
+        spec=ALIAS_BOMB.encode(),
+    ),
+    Case(
+        "spec-alias-inside-itself",
+        run_case(),
+        2,
+        ("{spec}", "the alias *k is inside the node it names"),
+        spec=b"model: {kind: import, factory: 'vt_factories:raises', kwargs: &k {a: *k}}\n",
+    ),
+    Case(
         "spec-store-file-scheme",
         ("run", "{spec}"),
         2,
@@ -276,6 +337,49 @@ CASES = [
         ("run", "{spec}", "--store", "{tmp}/a-file/store"),
         3,
         ("{tmp}/a-file", "not a folder"),
+    ),
+    # -- files a verifier names ------------------------------------------------------------------
+    Case(
+        "policy-nested-too-deep",
+        ("verify", "{store}/runs/r", "--policy", "{tmp}/policy.yaml"),
+        2,
+        ("{tmp}/policy.yaml", YAML_DEEP),
+        files={"policy.yaml": f"image_ids: {deep_list()}\n".encode()},
+    ),
+    Case(
+        "policy-block-nested-too-deep",
+        ("status", "{store}/runs/r", "--policy", "{tmp}/policy.yaml"),
+        2,
+        ("{tmp}/policy.yaml", YAML_DEEP),
+        files={"policy.yaml": b"image_ids:\n" + b"- " * DEEP + b"x\n"},
+    ),
+    Case(
+        "policy-too-large",
+        ("verify", "{store}/runs/r", "--policy", "{tmp}/policy.yaml"),
+        2,
+        ("{tmp}/policy.yaml", f"larger than {MAX_YAML_BYTES} bytes"),
+        files={"policy.yaml": OVERSIZE_YAML},
+    ),
+    Case(
+        "policy-alias-inside-itself",
+        ("audit", "{store}/runs/r", "--epoch", "0", "--out", "{tmp}/a", "--policy", "{tmp}/p.yaml"),
+        2,
+        ("{tmp}/p.yaml", "the alias *i is inside the node it names"),
+        files={"p.yaml": b"image_ids: &i [*i]\n"},
+    ),
+    Case(
+        "replayable-profile-nested-too-deep",
+        ("verify", "{store}/runs/r", "--replayable-profile", "{tmp}/profile.json"),
+        2,
+        ("--replayable-profile {tmp}/profile.json", JSON_DEEP),
+        files={"profile.json": deep_list().encode()},
+    ),
+    Case(
+        "replayable-profile-too-large",
+        ("report", "{store}/runs/r", "--out", "{tmp}/r", "--replayable-profile", "{tmp}/p.json"),
+        2,
+        ("--replayable-profile {tmp}/p.json", f"larger than {MAX_JSON_BYTES} bytes"),
+        files={"p.json": b"[" + b" " * MAX_JSON_BYTES + b"]"},
     ),
     # -- run URIs of the other commands ----------------------------------------------------------
     Case(
@@ -341,6 +445,16 @@ CASES = [
 ]
 
 
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every file and folder under ``root`` but modules/ (where Python caches the factories'
+    bytecode), with a file's digest."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
+        for p in sorted(root.rglob("*"))
+        if p.relative_to(root).parts[0] != "modules"
+    }
+
+
 def _fill(value: str, tmp: Path, spec_path: Path, store: Path) -> str:
     return value.format(tmp=tmp, spec=spec_path, store=store)
 
@@ -400,13 +514,14 @@ def test_bad_input(case: Case, workspace: Path):
     else:
         spec = SPEC | _fill_spec(case.spec, workspace)
         spec_path.write_text(yaml.safe_dump(spec))
+    for name, content in case.files.items():
+        (workspace / name).write_bytes(content)
+    before = _snapshot(workspace)
     argv = [_fill(a, workspace, spec_path, store) for a in case.argv]
     r = cli(argv, workspace)
     _one_line_error(r, case.code, [_fill(w, workspace, spec_path, store) for w in case.words])
     # Nothing written: no store, and no folder a store URI could have been misread as.
-    assert not store.exists()
-    made = {p.name for p in workspace.iterdir()}
-    assert made <= {"modules", "garbage.npz", "only-x.npz", "a-file", "ec.pem", "spec.yaml"}, made
+    assert _snapshot(workspace) == before
 
 
 # -- the store's reachability, before anything starts ---------------------------------------------
@@ -446,3 +561,145 @@ def test_existing_run_with_another_spec(workspace, unproven_run, tiny_spec):
     r = cli(["run", "spec.yaml", "--store", str(store), "--run-id", run_id], workspace)
     _one_line_error(r, 2, [f"runs/{run_id}/run.json", "another spec"])
     assert sorted(p for p in store.rglob("*")) == before
+
+
+# -- the loader's limits --------------------------------------------------------------------------
+
+
+def test_json_depth_is_counted_outside_strings_only():
+    assert load_json("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) is not None
+    with pytest.raises(DocumentError, match=JSON_DEEP):
+        load_json("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1))
+    with pytest.raises(DocumentError, match=JSON_DEEP):
+        load_json('{"a": ' + deep_list() + "}")
+    with pytest.raises(DocumentError, match=JSON_DEEP):  # unclosed: still refused, not recursed
+        load_json("[" * DEEP)
+    text = '{"s": "' + "[{" * DEEP + '\\" [", "t": [[1]]}'
+    assert load_json(text)["t"] == [[1]]
+    with pytest.raises(DocumentError, match=JSON_DEEP):  # as json.loads decodes it
+        load_json(deep_list().encode("utf-16"))
+
+
+def test_json_size_limit():
+    assert load_json(b"[" + b" " * (MAX_JSON_BYTES - 2) + b"]") == []
+    with pytest.raises(DocumentError, match=f"larger than {MAX_JSON_BYTES} bytes"):
+        load_json(b"[" + b" " * (MAX_JSON_BYTES - 1) + b"]")
+    with pytest.raises(ValueError, match="Expecting value"):  # what is not JSON stays so
+        load_json(b"[1,]")
+
+
+# YAML text nested ``levels`` deep, each way YAML nests.
+YAML_NESTINGS = {
+    "flow": lambda levels: "[" * levels + "]" * levels,
+    "block-sequences": lambda levels: "- " * levels + "x\n",
+    "block-mappings": lambda levels: (
+        "".join(" " * i + f"k{i}:\n" for i in range(levels)) + " " * levels + "x\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("nest", YAML_NESTINGS.values(), ids=YAML_NESTINGS)
+def test_yaml_depth_limit(nest):
+    assert load_yaml(nest(MAX_YAML_DEPTH)) is not None
+    with pytest.raises(DocumentError, match=YAML_DEEP):
+        load_yaml(nest(MAX_YAML_DEPTH + 1))
+
+
+def test_yaml_aliases_and_size():
+    assert load_yaml("a: &x [1]\nb: *x\n") == {"a": [1], "b": [1]}
+    with pytest.raises(DocumentError, match=f"expands to more than {MAX_YAML_BYTES} bytes"):
+        load_yaml(ALIAS_BOMB)
+    with pytest.raises(DocumentError, match=r"the alias \*x is inside the node it names"):
+        load_yaml("a: &x {b: [*x]}\n")
+    assert load_yaml("# " + "x" * (MAX_YAML_BYTES - 3) + "\n") is None
+    with pytest.raises(DocumentError, match=f"larger than {MAX_YAML_BYTES} bytes"):
+        load_yaml("# " + "x" * (MAX_YAML_BYTES - 2) + "\n")
+
+
+# -- stored documents past the limits: tampered objects --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stored:
+    id: str
+    path: str  # under the run's folder, or {tmp}/...
+    content: bytes
+    argv: tuple[str, ...]  # after the run URI
+    code: int
+    words: tuple[str, ...]
+
+
+PROOF_ID = "0" * 32
+STORED = [
+    Stored(
+        "run-json-nested-too-deep",
+        "run.json",
+        deep_list().encode(),
+        ("verify",),
+        1,
+        ("manifest", "runs/{run_id}/run.json: not a valid run manifest", JSON_DEEP),
+    ),
+    Stored(
+        "ledger-entry-nested-too-deep",
+        "ledger/000000000001.json",
+        ('{"body": ' + deep_list() + "}").encode(),
+        ("status",),
+        1,
+        ("ledger/000000000001.json: not a valid ledger entry", JSON_DEEP),
+    ),
+    Stored(
+        "ledger-entry-too-large",
+        "ledger/000000000000.json",
+        b"{" + b" " * MAX_JSON_BYTES + b"}",
+        ("verify",),
+        1,
+        ("ledger/000000000000.json: not a valid ledger entry", f"larger than {MAX_JSON_BYTES}"),
+    ),
+    Stored(
+        "attestation-nested-too-deep",
+        "{tmp}/att.json",
+        deep_list().encode(),
+        ("verify", "--attestation", "{tmp}/att.json"),
+        1,
+        ("attestation", "{tmp}/att.json: not a DSSE envelope", JSON_DEEP),
+    ),
+    Stored(
+        "attestation-too-large",
+        "{tmp}/att.json",
+        b"[" + b" " * MAX_JSON_BYTES + b"]",
+        ("verify", "--attestation", "{tmp}/att.json"),
+        1,
+        ("--attestation {tmp}/att.json", f"larger than {MAX_JSON_BYTES} bytes"),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", STORED, ids=[c.id for c in STORED])
+def test_a_stored_document_past_the_limits_fails_verification(case, unproven_run, tmp_path):
+    """As a malformed one of its kind: verification fails naming the object (exit 1)."""
+    store, run_id = unproven_run
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    run = copy / "runs" / run_id
+    path = Path(case.path.format(tmp=tmp_path)) if "{tmp}" in case.path else run / case.path
+    path.write_bytes(case.content)
+    argv = [case.argv[0], str(run), *(a.format(tmp=tmp_path) for a in case.argv[1:])]
+    r = cli(argv, tmp_path)
+    _one_line_error(r, case.code, [w.format(tmp=tmp_path, run_id=run_id) for w in case.words])
+
+
+def test_a_filed_fraud_proof_nested_too_deep_is_rejected(unproven_run, tmp_path):
+    """As a proof that is not JSON: check-fraud-proof rejects it (exit 1) and verify, which
+    re-checks every filed proof, still verifies the run."""
+    store, run_id = unproven_run
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    run = copy / "runs" / run_id
+    (run / "challenges").mkdir(exist_ok=True)
+    (run / "challenges" / f"{PROOF_ID}.json").write_text(deep_list())
+    r = cli(["check-fraud-proof", str(run), PROOF_ID], tmp_path)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert r.stdout.startswith("rejected: ") and "not JSON" in r.stdout, r.stdout
+    assert "Traceback" not in r.stderr
+    r = cli(["verify", str(run)], tmp_path)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]

@@ -14,9 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "pipeline"
-# Bottom up, as pipeline/__init__.py lists them; errors and extras serve every wing.
+# Bottom up, as pipeline/__init__.py lists them; errors, extras and documents serve every wing.
 WINGS = ["store", "run", "checkpoint", "data", "train", "prove", "challenge", "verify", "publish"]
-SHARED = {"errors", "extras"}
+SHARED = {"errors", "extras", "documents"}
 MAX_LINES = 450
 
 

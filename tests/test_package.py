@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from veritrain.flows.cli import BENCHES
+from veritrain.flows.commands.tools import BENCHES
 
 ROOT = Path(__file__).resolve().parent.parent
 LINKED = ("pipeline", "prover", "flows", "bench", "examples")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from veritrain.pipeline.documents import load_json
 from veritrain.pipeline.errors import ConflictError, IntegrityError
 from veritrain.pipeline.extras import require_extra
 from veritrain.pipeline.run.ledger import canonical_json
@@ -257,8 +258,8 @@ def read_proof(store: Store, run_id: str, pid: str) -> Any:
     key = proof_key(run_id, pid)
     data = store.read(key)
     try:
-        doc = json.loads(data)
-    except ValueError:
+        doc = load_json(data)
+    except ValueError:  # a DocumentError too: too large or too deep is not a proof
         return None
     return doc if isinstance(doc, dict) and proof_id(doc) == pid else None
 

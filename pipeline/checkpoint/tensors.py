@@ -10,9 +10,9 @@ module against the states torch builds."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
+from veritrain.pipeline.documents import DocumentError, load_json
 from veritrain.pipeline.errors import IntegrityError
 from veritrain.pipeline.run.spec import CnnModel, DigitsDataset, MlpModel, RunSpec, SyntheticDataset
 
@@ -20,6 +20,8 @@ Shape = tuple[int, ...]
 # The safetensors dtype names a state digest binds (pipeline/train/state.py maps torch's dtypes to
 # them).
 DTYPES = frozenset({"F64", "F32", "F16", "BF16", "U64", "I64", "I32", "I16", "I8", "U8", "BOOL"})
+# safetensors' own limit on a header (its MAX_HEADER_SIZE): a header scales with the tensor count.
+MAX_HEADER_BYTES = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,9 @@ def read_header(data: bytes, source: str) -> dict[str, TensorInfo]:
     if n > len(data) - 8:
         raise bad("its header is longer than the file")
     try:
-        doc = json.loads(data[8 : 8 + n])
+        doc = load_json(data[8 : 8 + n], MAX_HEADER_BYTES)
+    except DocumentError as e:
+        raise bad(f"its header is {e}") from None
     except ValueError as e:
         raise bad(f"its header is not JSON ({e})") from None
     if not isinstance(doc, dict):

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from veritrain import prover
+from veritrain.pipeline.documents import load_json
 from veritrain.pipeline.errors import ConflictError, IntegrityError, UsageError
 from veritrain.pipeline.prove.guest_input import guest_input
 from veritrain.pipeline.run.entries import EpochEntry
@@ -102,7 +103,7 @@ class ExecutionRecord:
         cls, key: str, data: bytes, run_id: str, epoch: int, po2: int | None
     ) -> ExecutionRecord:
         try:
-            ex = cls(**json.loads(data))
+            ex = cls(**load_json(data))
             if (ex.run_id, ex.epoch, ex.po2) != (run_id, epoch, po2):
                 raise ValueError(f"it is of run {ex.run_id}, epoch {ex.epoch}, po2 {ex.po2}")
             if not re.fullmatch(r"[0-9a-f]{16}", str(ex.id)):

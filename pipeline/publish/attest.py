@@ -24,6 +24,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import FormatError, VerificationError
 from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 
+from veritrain.pipeline.documents import MAX_JSON_BYTES, DocumentError, load_json, read_document
 from veritrain.pipeline.errors import ConflictError, IntegrityError, StorageError, UsageError
 from veritrain.pipeline.run.entries import CheckpointBody, Entry, EpochEntry
 from veritrain.pipeline.run.ledger import canonical_json, load_key, public_key_hex
@@ -224,9 +225,11 @@ def read_attestation(arg: str, store: Store, run_id: str) -> bytes:
         except NotFoundError:
             raise UsageError(f"--attestation {arg}: no such object") from None
     try:
-        return Path(arg).read_bytes()
+        return read_document(arg, MAX_JSON_BYTES)
     except OSError as e:
         raise UsageError(f"--attestation {arg}: cannot read ({e.strerror})") from None
+    except DocumentError as e:  # as a malformed attestation: it fails verification
+        raise IntegrityError(f"--attestation {arg}: {e}") from None
 
 
 def _envelope(data: bytes, source: str) -> Envelope:
@@ -234,10 +237,12 @@ def _envelope(data: bytes, source: str) -> Envelope:
         return IntegrityError(f"{source}: not a DSSE envelope of an in-toto statement ({why})")
 
     try:
-        doc = json.loads(data)
+        doc = load_json(data)
         if not isinstance(doc, dict) or not isinstance(doc.get("signatures"), list):
             raise bad("no signatures list")
         envelope = Envelope.from_dict(doc)
+    except DocumentError as e:
+        raise bad(str(e)) from None
     except (ValueError, KeyError, TypeError, FormatError, binascii.Error) as e:
         raise bad(f"{type(e).__name__}: {e}") from None
     if envelope.payload_type != PAYLOAD_TYPE:
@@ -249,7 +254,7 @@ def attested_epoch(data: bytes) -> int | None:
     """The epoch an attestation names, read without checking anything (to know which epoch to
     verify); None if it names none."""
     try:
-        epoch = json.loads(_envelope(data, "").payload)["predicate"]["claim"]["epoch"]
+        epoch = load_json(_envelope(data, "").payload)["predicate"]["claim"]["epoch"]
     except (IntegrityError, ValueError, KeyError, TypeError):
         return None
     return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 else None
@@ -285,7 +290,7 @@ def check_attestation(
             f"{signed}), or its payload was changed"
         ) from None
     try:
-        stmt = json.loads(envelope.payload)
+        stmt = load_json(envelope.payload)
         claim = stmt["predicate"]["claim"]
         named = (claim["run_id"], claim["epoch"])
     except (ValueError, KeyError, TypeError) as e:

@@ -13,13 +13,13 @@ object (PROTOCOL.md §14 says why).
 from __future__ import annotations
 
 import base64
-import json
 import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from veritrain.pipeline.documents import load_json
 from veritrain.pipeline.errors import ConflictError, IntegrityError, UsageError
 from veritrain.pipeline.publish.attest import require_verified, write_new_file
 from veritrain.pipeline.run.manifest import Manifest, epoch_entries, open_ledger, read_committed
@@ -119,7 +119,7 @@ def write_bundle(store: Store, run_id: str, epoch: int, bundle: bytes, out: str 
 def signed_digest(bundle: bytes) -> str | None:
     """The one resource digest a model_signing bundle of a single file signs (unverified)."""
     try:
-        payload = json.loads(base64.b64decode(json.loads(bundle)["dsseEnvelope"]["payload"]))
+        payload = load_json(base64.b64decode(load_json(bundle)["dsseEnvelope"]["payload"]))
         (resource,) = payload["predicate"]["resources"]
         return resource["digest"] if resource["algorithm"] == "sha256" else None
     except (ValueError, KeyError, TypeError):

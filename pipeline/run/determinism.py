@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
-import json
 import os
 import platform
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
 
+from veritrain.pipeline.documents import MAX_JSON_BYTES, DocumentError, load_json, read_document
 from veritrain.pipeline.errors import DeterminismError, UsageError
 
 # Fields that say what a machine can replay. ``threads`` is not one of them: a replay sets the
@@ -139,9 +139,11 @@ def load_profiles(path: str | Path) -> list[DeterminismProfile]:
     list of them. Raises UsageError naming the file."""
     where = f"--replayable-profile {path}"
     try:
-        doc = json.loads(Path(path).read_text())
+        doc = load_json(read_document(path, MAX_JSON_BYTES))
     except OSError as e:
         raise UsageError(f"{where}: cannot read: {e.strerror}") from None
+    except DocumentError as e:
+        raise UsageError(f"{where}: {e}") from None
     except ValueError as e:
         raise UsageError(f"{where}: not JSON ({e})") from None
     items = doc if isinstance(doc, list) else [doc]

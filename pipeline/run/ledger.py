@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from veritrain.pipeline.documents import load_json
 from veritrain.pipeline.errors import ConflictError, IntegrityError, StorageError, UsageError
 from veritrain.pipeline.run.entries import Body, Entry, parse_entry
 from veritrain.pipeline.store.base import Store
@@ -163,7 +164,7 @@ class Ledger:
 
     def _parse(self, key: str, data: bytes) -> Entry:
         try:
-            d = json.loads(data)
+            d = load_json(data)
             if not isinstance(d, dict) or set(d) != _FIELDS:
                 raise ValueError(f"its fields are not {', '.join(sorted(_FIELDS))}")
             if d["run_id"] != self.run_id:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from functools import cached_property
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from veritrain.pipeline.documents import DocumentError, load_json
 from veritrain.pipeline.errors import IntegrityError
 from veritrain.pipeline.run.determinism import PROFILE_TAGS, Profile
 from veritrain.pipeline.run.entries import (
@@ -155,7 +155,9 @@ class Manifest(BaseModel):
         """The manifest of run ``run_id`` from run.json's bytes; IntegrityError naming the key."""
         key = manifest_key(run_id)
         try:
-            content = json.loads(raw)
+            content = load_json(raw)
+        except DocumentError as e:
+            raise IntegrityError(f"{key}: not a valid run manifest ({e})") from None
         except ValueError as e:
             raise IntegrityError(f"{key}: not a valid run manifest (not JSON: {e})") from None
         if not isinstance(content, dict):

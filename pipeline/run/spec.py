@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from veritrain.pipeline.documents import MAX_YAML_BYTES, DocumentError, load_yaml, read_document
 from veritrain.pipeline.errors import SpecError
 from veritrain.pipeline.store.uris import store_uri_problem
 from veritrain.prover import steps_per_epoch
@@ -194,9 +195,11 @@ def load_spec(path: str | Path) -> RunSpec:
     """Loads a spec from YAML (or JSON, which is YAML). Raises SpecError naming file and key."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        raw = read_document(p, MAX_YAML_BYTES)
     except OSError as e:
         raise SpecError(f"{p}: cannot read the spec: {e.strerror}") from None
+    except DocumentError as e:
+        raise SpecError(f"{p}: {e}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -206,7 +209,9 @@ def load_spec(path: str | Path) -> RunSpec:
     import yaml  # here, not at the top: verify reads specs from run.json, never from YAML
 
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except DocumentError as e:
+        raise SpecError(f"{p}: {e}") from None
     except yaml.YAMLError as e:
         raise SpecError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
     return parse_spec(data, str(p))

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from veritrain.pipeline.documents import MAX_JSON_BYTES, load_json, read_document
 from veritrain.pipeline.errors import IntegrityError, StorageError, UsageError
 from veritrain.pipeline.run.determinism import DeterminismProfile
 from veritrain.pipeline.run.entries import Entry, EpochEntry, ReceiptEntry, parse_entry
@@ -145,7 +146,7 @@ def _lenient_json(data: bytes | None) -> dict[str, Any] | None:
     """A stored object as a JSON object, or None if it is missing or not one. The pull reads
     leniently: what is malformed names nothing, and the folder's verification reports it."""
     try:
-        doc = json.loads(data) if data is not None else None
+        doc = load_json(data) if data is not None else None
     except ValueError:
         return None
     return doc if isinstance(doc, dict) else None
@@ -214,7 +215,7 @@ def holds_audit(out: Path, run_id: str, epoch: int) -> bool:
         return False
     files = {str(p.relative_to(out)) for p in out.rglob("*") if not p.is_dir()}
     try:
-        doc = json.loads((out / AUDIT_FILE).read_bytes())
+        doc = load_json(read_document(out / AUDIT_FILE, MAX_JSON_BYTES))
         same = (
             doc["run_id"] == run_id
             and doc["epoch"] == epoch

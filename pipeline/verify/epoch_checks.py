@@ -4,8 +4,6 @@ runs them for every epoch asked about."""
 
 from __future__ import annotations
 
-import json
-
 from veritrain.pipeline.checkpoint.digest import checkpoint_digest
 from veritrain.pipeline.checkpoint.tensors import (
     TensorInfo,
@@ -13,6 +11,7 @@ from veritrain.pipeline.checkpoint.tensors import (
     read_header,
     same_layout,
 )
+from veritrain.pipeline.documents import load_json
 from veritrain.pipeline.errors import IntegrityError
 from veritrain.pipeline.run.entries import (
     CheckpointBody,
@@ -182,7 +181,7 @@ def _check_receipt(
 def _check_journal_file(store: Store, rbody: ReceiptBody, journal: EpochClaim) -> str:
     key = rbody.journal
     try:
-        doc = json.loads(store.read(key))
+        doc = load_json(store.read(key))
     except ValueError as e:
         raise IntegrityError(f"{key}: not JSON ({e})") from None
     if doc != journal.journal_json():

@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from veritrain.pipeline.documents import MAX_JSON_BYTES, load_json, read_document
 from veritrain.pipeline.errors import StorageError
 
 SIGHTINGS_FILE = "sightings.json"
@@ -82,7 +83,7 @@ def first_sightings(
 
 def _load(path: Path) -> dict[str, float]:
     try:
-        doc = json.loads(path.read_text())
+        doc = load_json(read_document(path, MAX_JSON_BYTES))
     except FileNotFoundError:
         return {}
     except ValueError:

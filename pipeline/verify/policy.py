@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from veritrain.pipeline.documents import MAX_YAML_BYTES, DocumentError, load_yaml, read_document
 from veritrain.pipeline.errors import TrustError, UsageError
 from veritrain.prover import image_id as installed_image_id
 from veritrain.prover.results import GUARANTEE_NAMES
@@ -265,13 +266,17 @@ def load_policy(path: str | Path) -> Policy:
 
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_document(p, MAX_YAML_BYTES).decode("utf-8")
     except OSError as e:
         raise UsageError(f"{p}: cannot read the policy: {e.strerror}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{p}: not UTF-8 text") from None
+    except DocumentError as e:
+        raise UsageError(f"{p}: {e}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except DocumentError as e:
+        raise UsageError(f"{p}: {e}") from None
     except yaml.YAMLError as e:
         raise UsageError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
