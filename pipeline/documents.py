@@ -91,7 +91,7 @@ def _limited_loader() -> type:
     import yaml
 
     class Loader(yaml.SafeLoader):
-        def __init__(self, stream, max_bytes: int):
+        def __init__(self, stream: str | bytes, max_bytes: int) -> None:
             super().__init__(stream)
             self.max_bytes = max_bytes
             # A byte a node and a scalar's bytes so far (at least what the document takes as
@@ -101,12 +101,12 @@ def _limited_loader() -> type:
             # The anchor of each collection being composed (None if it has none): the depth.
             self.open_collections: list[str | None] = []
 
-        def compose_node(self, parent, index):
+        def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
             event = self.peek_event()
             if isinstance(event, yaml.AliasEvent):
                 if event.anchor in self.open_collections:
                     raise DocumentError(f"the alias *{event.anchor} is inside the node it names")
-                self._grow(self.anchor_sizes.get(event.anchor, 0))
+                self._grow(self.anchor_sizes.get(event.anchor or "", 0))
                 return super().compose_node(parent, index)
             start = self.expanded
             if isinstance(event, yaml.ScalarEvent):
