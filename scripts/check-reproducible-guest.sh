@@ -70,7 +70,8 @@ def compare(what: str, other: bytes, bit: int) -> None:
 compare("installed extension's guest", _native.image_id(), 8)
 if run_uri:
     from veritrain.pipeline.run.manifest import Manifest
-    from veritrain.pipeline.store.base import open_store, split_run_uri
+    from veritrain.pipeline.store.base import open_store
+    from veritrain.pipeline.store.uris import split_run_uri
 
     try:
         store_uri, run_id = split_run_uri(run_uri)
