@@ -5,9 +5,11 @@ import os
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -54,14 +56,85 @@ def veritrain(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     )
 
 
+@dataclass(frozen=True)
+class Installed:
+    """The wheel installed in a venv of its own, its commands run from an empty folder with no
+    PYTHONPATH, so that the checkout is nowhere on their path."""
+
+    venv: Path
+    cwd: Path
+    env: dict[str, str]
+
+    @property
+    def python(self) -> str:
+        return str(self.venv / "bin" / "python")
+
+    @property
+    def veritrain(self) -> str:
+        return str(self.venv / "bin" / "veritrain")
+
+    def run(self, *cmd: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            cmd,
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> tuple[Path, str, str]:
-    """`veritrain run examples/tiny.yaml` through Prefect (ephemeral API): two epochs, each proven
-    for real. Returns (store folder, run id, run URI). Shared: proving is slow on 2 cores."""
+def installed(wheel, tmp_path_factory) -> Installed:
+    """The wheel alone (no dependency resolution: nothing is downloaded) in a new venv whose
+    dependencies are this interpreter's packages, through a .pth file appended after the venv's
+    own site-packages."""
+    home = tmp_path_factory.mktemp("installed")
+    venv = home / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    pip = subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    Path(site, "zz-test-dependencies.pth").write_text("".join(f"{p}\n" for p in sorted(ours)))
+    elsewhere = home / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return Installed(venv=venv, cwd=elsewhere, env=env)
+
+
+@pytest.fixture(scope="session")
+def demo(installed, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """`veritrain demo` of the installed wheel: examples/tiny.yaml (two epochs, each proven for
+    real, epoch 1's receipt verifying epoch 0's) through Prefect's ephemeral API into a store
+    folder. Returns (the store folder, the finished command). It is the suite's shared proven
+    run (tiny_run): proving is slow on 2 cores, and one run both shows that the wheel alone
+    trains and proves and gives the tests their receipts."""
     store = tmp_path_factory.mktemp("tiny-store")
-    r = veritrain("run", str(ROOT / "examples" / "tiny.yaml"), "--store", str(store))
+    r = installed.run(installed.veritrain, "demo", "--store", str(store), timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
+    return store, r
+
+
+@pytest.fixture(scope="session")
+def tiny_run(demo) -> tuple[Path, str, str]:
+    """The tiny run `veritrain demo` made (`veritrain run examples/tiny.yaml`, two epochs, each
+    proven for real). Returns (store folder, run id, run URI)."""
+    store, r = demo
     uri = r.stdout.strip().splitlines()[-1]
+    assert uri.startswith(f"{store}/runs/"), r.stdout
     return store, uri.rsplit("/", 1)[-1], uri
 
 
@@ -86,18 +159,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def prefect_server(tmp_path):
-    """A real `prefect server` on loopback; yields the environment that points at it."""
+@contextlib.contextmanager
+def running_prefect_server(home: Path) -> Iterator[dict[str, str]]:
+    """A real `prefect server` on loopback with its home in ``home``; yields the environment that
+    points at it."""
+    home.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     env = {
         **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_HOME": str(home / "prefect-home"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_WORKER_QUERY_SECONDS": "2",
     }
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
+    log = open(home / "server.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
@@ -113,7 +188,7 @@ def prefect_server(tmp_path):
                         break
             except OSError:
                 pass
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+            assert server.poll() is None, (home / "server.log").read_text()[-2000:]
             assert time.monotonic() < deadline, "prefect server did not become healthy in 120 s"
             time.sleep(1)
         yield env
@@ -121,6 +196,13 @@ def prefect_server(tmp_path):
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    """A real `prefect server` on loopback for one test; yields the environment pointing at it."""
+    with running_prefect_server(tmp_path) as env:
+        yield env
 
 
 @contextlib.contextmanager

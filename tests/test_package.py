@@ -5,10 +5,7 @@ the folders it links (pipeline, prover, flows, bench, examples), and an installe
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -42,58 +39,23 @@ def test_the_wheel_holds_veritrain_only_and_every_file_of_its_folders(wheel):
 
 
 @pytest.mark.proving
-def test_the_installed_wheel_runs_demo_outside_the_checkout(wheel, tmp_path):
-    """The wheel alone (no dependency resolution: nothing is downloaded) in a new venv whose
-    dependencies are this interpreter's packages, through a .pth file appended after the venv's
-    own site-packages; processes start in an empty folder with no PYTHONPATH, so the checkout is
-    nowhere on their path."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = str(venv / "bin" / "python")
-    pip = subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert pip.returncode == 0, pip.stderr[-3000:]
-    site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    Path(site, "zz-test-dependencies.pth").write_text("".join(f"{p}\n" for p in sorted(ours)))
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-
-    def run(*cmd: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            cmd,
-            cwd=elsewhere,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
+def test_the_installed_wheel_runs_demo_outside_the_checkout(installed, demo):
+    """The wheel alone in a venv of its own (tests/conftest.py's `installed`), its processes
+    started in an empty folder with no PYTHONPATH: the checkout is nowhere on their path. Its
+    `demo` is the suite's shared proven run (conftest's `demo`)."""
     probe = (
         "import importlib.util, json, veritrain.flows.cli, veritrain.pipeline.verify.verifier\n"
         "import veritrain.prover\n"
         "print(json.dumps({'file': veritrain.__file__, 'top': [n for n in "
         "('pipeline', 'prover', 'flows', 'bench') if importlib.util.find_spec(n)]}))"
     )
-    r = run(python, "-c", probe)
+    r = installed.run(installed.python, "-c", probe)
     assert r.returncode == 0, r.stderr
     found = json.loads(r.stdout)
     assert found["top"] == [], "the checkout's top-level packages are importable"
-    assert Path(found["file"]).is_relative_to(venv), found["file"]
+    assert Path(found["file"]).is_relative_to(installed.venv), found["file"]
 
-    veritrain = str(venv / "bin" / "veritrain")
-    r = run(veritrain, "schema", "spec")
+    r = installed.run(installed.veritrain, "schema", "spec")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == json.loads((ROOT / "docs/schemas/spec.schema.json").read_text())
     # `veritrain bench` runs each as `python -m veritrain.bench.NAME`; they find the examples too.
@@ -103,12 +65,13 @@ def test_the_installed_wheel_runs_demo_outside_the_checkout(wheel, tmp_path):
         "for spec in ('tiny.yaml', 'digits-mlp.yaml', 'policy.yaml'):\n"
         "    assert veritrain.example(spec).is_file(), spec\n"
     )
-    r = run(python, "-c", probe, *BENCHES)
+    r = installed.run(installed.python, "-c", probe, *BENCHES)
     assert r.returncode == 0, r.stderr[-3000:]
 
-    store = tmp_path / "store"
-    r = run(veritrain, "demo", "--store", str(store), timeout=1800)
-    assert r.returncode == 0, r.stderr[-3000:]
+    store, r = demo
     lines = r.stdout.strip().splitlines()
     assert lines[-2].startswith("receipt for epoch 1 verified against image id "), r.stdout
     assert lines[-1].startswith(f"{store}/runs/"), r.stdout
+    # Above them, the journal of epoch 1's receipt.
+    journal = json.loads("\n".join(lines[:-2]))
+    assert journal["epoch"] == 1 and journal["guarantee_names"], journal

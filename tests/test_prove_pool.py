@@ -1,7 +1,8 @@
 """Proving in parts on a Prefect prove pool (docs/OPERATIONS.md "The prove pool"): a real
-`prefect server`, a `prove` process pool with two workers, the tiny run's epochs executed once,
-their segments proven and joined by both workers, the receipts adopted by the trainer and the run
-verified."""
+`prefect server`, a `prove` process pool with two workers, a tiny epoch executed once, its
+segments proven and joined by both workers, the receipt adopted by the trainer and the run
+verified; and the refusals of segments joined out of order or finished without their
+predecessor."""
 
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from conftest import PREFECT, ROOT, in_env, process_worker, veritrain
+import yaml
+from conftest import PREFECT, ROOT, in_env, process_worker, running_prefect_server, veritrain
 
+from veritrain import prover
 from veritrain.pipeline.prove import parts
+from veritrain.pipeline.prove.guest_input import guest_input
+from veritrain.pipeline.run.manifest import Manifest, epoch_entries, open_ledger, receipt_entries
 from veritrain.pipeline.store.keys import (
     execution_key,
     execution_prefix,
@@ -24,6 +31,7 @@ from veritrain.pipeline.store.keys import (
     receipt_key,
 )
 from veritrain.pipeline.store.local import LocalStore
+from veritrain.prover import ReceiptVerificationError, _native
 
 # A tiny epoch spans 2 or 3 segments of 2^16 cycles (at 2^14 it spans 23 or 38, and at 2^15
 # hundreds: from 2^15 on risc0 reserves 25,000 cycles of each segment for a single instruction).
@@ -138,66 +146,77 @@ def test_a_pool_without_the_deployments_fails_naming_them(prefect_server, tmp_pa
     assert [e["status"] for e in json.loads(r.stdout)["epochs"]] == ["committed", "committed"]
 
 
-@pytest.mark.proving
-def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
-    env = prefect_server
-    store = tmp_path / "store"
-
-    run = functools.partial(in_env, env)
-
-    r = run(PREFECT, "work-pool", "create", "prove", "--type", "process")
-    assert r.returncode == 0, r.stdout + r.stderr
-    r = run(sys.executable, "-m", "veritrain.flows.cli", "deploy-prove", "--pool", "prove")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.splitlines()[-3:] == [
-        "veritrain-prove-segment/prove",
-        "veritrain-prove-join/prove",
-        "veritrain-prove/prove",
-    ]
-    logs = {name: tmp_path / f"{name}.log" for name in ("worker-a", "worker-b")}
-    with (
-        process_worker(
-            {**env, parts.PROVER_ENV: "worker-a"},
-            "prove",
-            logs["worker-a"],
-            "--name",
-            "worker-a",
-            "--limit",
-            "1",
-        ),
-        process_worker(
-            {**env, parts.PROVER_ENV: "worker-b"},
-            "prove",
-            logs["worker-b"],
-            "--name",
-            "worker-b",
-            "--limit",
-            "1",
-        ),
-    ):
-        r = run(
-            sys.executable,
-            "-m",
-            "veritrain.flows.cli",
-            "run",
-            str(ROOT / "examples" / "tiny.yaml"),
-            "--store",
-            str(store),
-            "--run-id",
-            "pooled",
-            "--prove-pool",
-            "prove",
-            "--segment-po2",
-            str(PO2),
-            timeout=3600,
+@pytest.fixture(scope="module")
+def pooled(tmp_path_factory) -> Iterator[tuple[LocalStore, dict[str, Path]]]:
+    """One epoch of the tiny spec on 16 samples (one step) proven by a `prove` process pool of
+    two workers (`--limit 1` each) on a real Prefect server, in segments of 2^PO2 cycles: two
+    segments, two lifts and their join. Yields (its store, the workers' logs) for the tests
+    below, which share it."""
+    home = tmp_path_factory.mktemp("pooled")
+    store = home / "store"
+    spec = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text()) | {"epochs": 1}
+    spec["dataset"]["samples"] = 16
+    (home / "pooled.yaml").write_text(yaml.safe_dump(spec))
+    with running_prefect_server(home) as env:
+        run = functools.partial(in_env, env)
+        r = run(PREFECT, "work-pool", "create", "prove", "--type", "process")
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = run(sys.executable, "-m", "veritrain.flows.cli", "deploy-prove", "--pool", "prove")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout.splitlines()[-3:] == [
+            "veritrain-prove-segment/prove",
+            "veritrain-prove-join/prove",
+            "veritrain-prove/prove",
+        ]
+        logs = {name: home / f"{name}.log" for name in ("worker-a", "worker-b")}
+        with (
+            process_worker(
+                {**env, parts.PROVER_ENV: "worker-a"},
+                "prove",
+                logs["worker-a"],
+                "--name",
+                "worker-a",
+                "--limit",
+                "1",
+            ),
+            process_worker(
+                {**env, parts.PROVER_ENV: "worker-b"},
+                "prove",
+                logs["worker-b"],
+                "--name",
+                "worker-b",
+                "--limit",
+                "1",
+            ),
+        ):
+            r = run(
+                sys.executable,
+                "-m",
+                "veritrain.flows.cli",
+                "run",
+                str(home / "pooled.yaml"),
+                "--store",
+                str(store),
+                "--run-id",
+                "pooled",
+                "--prove-pool",
+                "prove",
+                "--segment-po2",
+                str(PO2),
+                timeout=3600,
+            )
+        assert r.returncode == 0, r.stderr[-3000:] + "".join(
+            p.read_text()[-2000:] for p in logs.values()
         )
-    assert r.returncode == 0, r.stderr[-3000:] + "".join(
-        p.read_text()[-2000:] for p in logs.values()
-    )
+        yield LocalStore(store), logs
 
-    s = LocalStore(store)
+
+@pytest.mark.proving
+def test_two_workers_prove_the_segments_of_an_epoch(pooled):
+    s, _logs = pooled
+    store = s.root
     provers = {}
-    for epoch in (0, 1):
+    for epoch in (0,):
         ex = parts.load_execution(s, "pooled", epoch, PO2)
         assert len(ex.segments) >= 2
         notes = [
@@ -213,12 +232,49 @@ def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
     # The trainer adopted the receipts the provers stored; the run verifies from the store.
     r = veritrain("verify", f"{store}/runs/pooled", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert [e["status"] for e in json.loads(r.stdout)["epochs"]] == ["final", "final"]
+    assert [e["status"] for e in json.loads(r.stdout)["epochs"]] == ["final"]
 
     # Every step is done: running it again proves nothing and changes nothing.
     before = {k: s.read(k) for k in s.list("runs/pooled")}
-    assert parts.execute(s, "pooled", 1, PO2) == parts.load_execution(s, "pooled", 1, PO2)
-    assert parts.prove_segment(s, "pooled", 1, PO2, 0) is False
-    assert parts.finish(s, "pooled", 1, PO2) is None
+    assert parts.execute(s, "pooled", 0, PO2) == parts.load_execution(s, "pooled", 0, PO2)
+    assert parts.prove_segment(s, "pooled", 0, PO2, 1) is False
+    assert parts.finish(s, "pooled", 0, PO2) is None
     assert {k: s.read(k) for k in s.list("runs/pooled")} == before
-    assert s.exists(receipt_key("pooled", 1)) and s.exists(execution_key("pooled", 1, PO2))
+    assert s.exists(receipt_key("pooled", 0)) and s.exists(execution_key("pooled", 0, PO2))
+
+
+@pytest.mark.proving
+def test_segments_join_in_order_and_resolve_only_with_their_predecessor(
+    pooled, unproven_run, tiny_run
+):
+    """Segments join only in order: the pooled epoch's two lifted segments (the receipts the
+    pool stored) are refused the other way round. An epoch after the first proves on its own
+    (epoch 1 of an unproven run, one segment, lifted here, with no receipt of epoch 0 anywhere)
+    as a receipt conditional on its predecessor's claim: finishing it without resolving that
+    assumption, or resolving it with a receipt of another claim, is refused. (The successful
+    finish is in the tiny run and the pooled one.)"""
+    s, _logs = pooled
+    ex = parts.load_execution(s, "pooled", 0, PO2)
+    assert len(ex.segments) == 2
+    lifted = [s.read(part_receipt_key(ex.prefix, k, k + 1)) for k in range(2)]
+    with pytest.raises(ReceiptVerificationError, match="not consecutive"):
+        prover.join_receipts(lifted[1], lifted[0])
+
+    store = LocalStore(unproven_run[0])
+    manifest = Manifest.load(store, unproven_run[1])
+    _, entries = open_ledger(store, manifest)
+    claim = epoch_entries(entries)[1].body.claim
+    execution = prover.execute_epoch(
+        guest_input(store, manifest, epoch_entries(entries), 1, entries)
+    )
+    assert execution.claim == claim and len(execution.segments) == 1
+    joined = prover.join_all([prover.prove_segment(execution.segments[0])])
+    with pytest.raises(ReceiptVerificationError, match="assumption"):
+        _native.finish(joined, claim.to_bytes(), claim.image_id, None)
+    # The tiny run's epoch-0 receipt proves another run's claim: not this assumption.
+    other_store, other_id, _ = tiny_run
+    other = LocalStore(other_store)
+    other_entries = open_ledger(other, Manifest.load(other, other_id))[1]
+    other_receipt = other.read(receipt_entries(other_entries)[0].body.receipt)
+    with pytest.raises(ReceiptVerificationError, match="not the one this epoch assumes"):
+        prover.finish_epoch(joined, claim, other_receipt)

@@ -105,29 +105,6 @@ def test_an_epoch_executes_before_its_predecessor_is_proven(trained):
 
 
 @pytest.mark.proving
-def test_segments_prove_apart_join_in_order_and_resolve_only_with_their_predecessor(
-    trained, proven
-):
-    """Epoch 1 of the trained run cut into segments of 2^16 cycles (three; at 2^14 there would be
-    about twenty, each a recursion proof), each proven on its own and joined as a tree, with no
-    receipt of epoch 0 yet: a receipt conditional on epoch 0's claim. Joining out of order,
-    finishing without resolving the assumption, and resolving it with a receipt of another claim
-    are all refused. (The successful finish is in the tiny run and tests/test_prove_pool.py.)"""
-    claim, prev, records = _epoch(trained, 1)
-    ex = prover.execute_epoch(epoch_input(claim, prev, records), po2=16)
-    assert len(ex.segments) >= 2
-    lifted = [prover.prove_segment(s) for s in ex.segments]
-    with pytest.raises(ReceiptVerificationError, match="not consecutive"):
-        prover.join_receipts(lifted[1], lifted[0])
-    joined = prover.join_all(lifted)
-    with pytest.raises(ReceiptVerificationError, match="assumption"):
-        _native.finish(joined, claim.to_bytes(), claim.image_id, None)
-    # The tiny run's epoch-0 receipt proves another run's claim: not this assumption.
-    with pytest.raises(ReceiptVerificationError, match="not the one this epoch assumes"):
-        prover.finish_epoch(joined, claim, proven[0][0])
-
-
-@pytest.mark.proving
 def test_the_bundled_recursion_programs_have_the_control_ids_verification_allows():
     """risc0 3.1.0-rc.1 ships its recursion programs in crates instead of a download: recompute
     the control id of every program succinct verification allows from those bytes, and the

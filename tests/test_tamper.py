@@ -486,14 +486,21 @@ WEEK = 7 * 24 * 3600.0
 def week_run(tmp_path_factory, tiny_spec) -> tuple[Path, str, dict]:
     """One epoch of the tiny spec with a 7-day challenge window, made (honestly, in-process) by a
     trainer whose recorded torch version exists nowhere, and proven for real. Returns (store
-    folder, run id, its determinism profile)."""
+    folder, run id, its determinism profile). Its 16 samples make one step: the epoch fits a
+    2^16-cycle segment, half the proving of the tiny spec's three steps (2^17)."""
     from veritrain.pipeline.prove.finalize import finalize_epoch
     from veritrain.pipeline.train.loop import train
     from veritrain.pipeline.train.trainer import open_trainer
 
     real = DeterminismProfile.current
     store = tmp_path_factory.mktemp("week-store")
-    spec = tiny_spec.model_copy(update={"epochs": 1, "challenge_window": WEEK})
+    spec = tiny_spec.model_copy(
+        update={
+            "epochs": 1,
+            "challenge_window": WEEK,
+            "dataset": tiny_spec.dataset.model_copy(update={"samples": 16}),
+        }
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(
             DeterminismProfile,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from conftest import veritrain
 
 from veritrain import prover
@@ -85,10 +86,21 @@ def test_a_falsified_update_fails_arithmetic_at_its_step_in_the_guest(tmp_path, 
 
 @pytest.mark.proving
 def test_a_canonical_tiny_run_proves_guarantee_31_and_verifies(tmp_path):
-    # `veritrain run` through Prefect, the epoch proven for real (finalize_every: 1). One epoch:
-    # re-executing every step makes it about 1.8M cycles, some 20 times a torch-mode tiny epoch.
-    spec = tmp_path / "tiny-canonical-1.yaml"
-    spec.write_text(TINY.read_text().replace("epochs: 2", "epochs: 1"))
+    # `veritrain run` through Prefect, the epoch proven for real (finalize_every: 1). The smallest
+    # canonical run that still re-executes a step in the guest: one epoch of three steps (batches
+    # of 4 of 12 samples, 4 features, a 4-wide hidden layer), one of them re-executed. A
+    # re-executed step costs about 205k cycles whatever the model's size, so this epoch is one
+    # 2^19 segment; the tiny spec's three re-executed steps would be 2^20 + 2^19 (three times
+    # the proving). Every step's arithmetic is checked by the executor tests above.
+    raw = yaml.safe_load(TINY.read_text()) | {
+        "epochs": 1,
+        "batch_size": 4,
+        "zk_steps_per_epoch": 1,
+        "model": {"kind": "mlp", "hidden": [4]},
+        "dataset": {"kind": "synthetic", "samples": 12, "features": 4, "classes": 3, "seed": 1},
+    }
+    spec = tmp_path / "canonical-small.yaml"
+    spec.write_text(yaml.safe_dump(raw))
     r = veritrain("run", str(spec), "--store", str(tmp_path / "store"), timeout=3600)
     assert r.returncode == 0, r.stderr[-3000:]
     run_id = r.stdout.strip().splitlines()[-1].rsplit("/", 1)[-1]
@@ -96,10 +108,11 @@ def test_a_canonical_tiny_run_proves_guarantee_31_and_verifies(tmp_path):
     m = Manifest.load(store, run_id)
     _, entries = open_ledger(store, m)
     receipts = receipt_entries(entries)
-    assert m.spec.epochs == 1 and sorted(receipts) == [0]
+    assert m.spec.epochs == 1 and m.steps_per_epoch == 3 and sorted(receipts) == [0]
     for epoch, r in receipts.items():
         claim = prover.verify_receipt(store.read(r.body.receipt), m.image_id)
         assert claim.guarantees == 31
         assert claim == epoch_entries(entries)[epoch].body.claim
+        assert len(prover.zk_steps(claim.records_root, 3, m.spec.zk_steps_per_epoch)) == 1
     report = verify_run(store, run_id)
     assert report.ok, report.to_json()

@@ -472,11 +472,36 @@ fn recursion_control_ids(py: Python<'_>) -> PyResult<(Vec<ProgramId>, Vec<u8>, V
     py.detach(|| -> anyhow::Result<_> {
         let suite = Poseidon2HashSuite::new_suite();
         // Sorted by name (get_all_zkrs sorts), which is the order of the set's Merkle leaves.
+        let zkrs: Vec<_> = get_all_zkrs()?
+            .into_iter()
+            .filter(|(n, _)| allowed(n))
+            .collect();
+        // Each program hashes on one core (seconds each): share them among the cores, in order.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = zkrs.len().div_ceil(workers).max(1);
+        let ids = std::thread::scope(|scope| {
+            let handles: Vec<_> = zkrs
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let suite = Poseidon2HashSuite::new_suite();
+                        part.iter()
+                            .map(|(_, code)| {
+                                Program::from_encoded(code, RECURSION_PO2)
+                                    .compute_control_id(suite.clone())
+                            })
+                            .collect::<anyhow::Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a control-id thread panicked"))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })?;
         let mut programs = Vec::new();
         let mut leaves = Vec::new();
-        for (name, code) in get_all_zkrs()?.into_iter().filter(|(n, _)| allowed(n)) {
-            let id =
-                Program::from_encoded(&code, RECURSION_PO2).compute_control_id(suite.clone())?;
+        for ((name, _), id) in zkrs.into_iter().zip(ids.into_iter().flatten()) {
             let constant = POSEIDON2_CONTROL_IDS
                 .iter()
                 .find(|(n, _)| *n == name)
