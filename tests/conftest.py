@@ -55,12 +55,19 @@ def veritrain(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> tuple[Path, str, str]:
+def tiny_run_process(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """`veritrain run examples/tiny.yaml` through Prefect (ephemeral API): two epochs, each proven
-    for real. Returns (store folder, run id, run URI). Shared: proving is slow on 2 cores."""
+    for real. Returns (store folder, the finished command). Shared: proving is slow on 2 cores."""
     store = tmp_path_factory.mktemp("tiny-store")
     r = veritrain("run", str(ROOT / "examples" / "tiny.yaml"), "--store", str(store))
     assert r.returncode == 0, r.stderr[-3000:]
+    return store, r
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_run_process) -> tuple[Path, str, str]:
+    """The tiny run's (store folder, run id, run URI)."""
+    store, r = tiny_run_process
     uri = r.stdout.strip().splitlines()[-1]
     return store, uri.rsplit("/", 1)[-1], uri
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -128,6 +129,11 @@ def test_a_pool_without_the_deployments_fails_naming_them(prefect_server, tmp_pa
         "veritrain-prove-segment/nowhere; create it with `veritrain deploy-prove --pool nowhere`"
     )
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    # The epoch was executed and its plan said before the pool was asked for its first part.
+    assert re.search(
+        r"epoch 0: to prove [\d,]+ cycles .* in [2-9] segments .* by prove pool nowhere's workers",
+        r.stderr,
+    ), r.stderr[-3000:]
     # Nothing written is lost: both epochs are committed, the first executed (its segments wait
     # in the store for a pool), and nothing was proven.
     s = LocalStore(store)
@@ -194,6 +200,17 @@ def test_two_workers_prove_the_segments_of_an_epoch(prefect_server, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:] + "".join(
         p.read_text()[-2000:] for p in logs.values()
     )
+
+    # The trainer's log says each epoch's plan, then each part as its worker stores it.
+    for epoch in (0, 1):
+        plan = r.stderr.find(f"epoch {epoch}: to prove ")
+        assert plan >= 0 and "by prove pool prove's workers" in r.stderr[plan:], r.stderr[-3000:]
+        part = re.search(
+            rf"epoch {epoch}: segment 1/\d+ proven and lifted by worker-[ab] in ", r.stderr
+        )
+        assert part and part.start() > plan, r.stderr[-3000:]
+        assert f"epoch {epoch}: join 1/" in r.stderr[plan:]
+    assert "epoch 1: the previous epoch's receipt resolved in " in r.stderr
 
     s = LocalStore(store)
     provers = {}
