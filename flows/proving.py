@@ -6,10 +6,17 @@ With a prove pool, each segment proof and each join is a flow run of the small d
 them; without one they run in this process, one after another. Everything passes plain values
 (URIs, numbers): the store carries the segments and receipts. Provers need no run key; the
 trainer adopts the stored receipt (flows/training.py).
+
+Once the epoch is executed its plan and estimate are logged (pipeline/prove/estimate.py), then a
+line per part as it lands in the store, with the seconds its prover took (from its
+``.prover.json`` note when a pool's worker made it). A part proven in a process is timed there
+and kept as that machine's rate.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,10 +29,11 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 
+from veritrain.flows import progress
 from veritrain.pipeline.errors import UsageError, WorkerError
-from veritrain.pipeline.prove import parts
-from veritrain.pipeline.store.base import open_store
-from veritrain.pipeline.store.keys import receipt_key
+from veritrain.pipeline.prove import estimate, parts
+from veritrain.pipeline.store.base import NotFoundError, Store, open_store
+from veritrain.pipeline.store.keys import part_receipt_key, prover_note_key, receipt_key
 
 SEGMENT_FLOW, JOIN_FLOW, PROVE_FLOW = (
     "veritrain-prove-segment",
@@ -38,12 +46,39 @@ def _note() -> dict[str, Any]:
     return {"flow_run_id": str(flow_run.id)} if flow_run.id else {}
 
 
+def _segment_here(
+    store: Store, run_id: str, epoch: int, po2: int | None, segment: int
+) -> float | None:
+    """Proves a segment in this process: its seconds, kept as this machine's rate for its size,
+    or None if it was stored already."""
+    ex = parts.load_execution(store, run_id, epoch, po2)
+    started = time.perf_counter()
+    if not parts.prove_segment(store, run_id, epoch, po2, segment, _note()):
+        return None
+    seconds = time.perf_counter() - started
+    size = estimate.segment_po2s(ex.total_cycles, len(ex.segments), po2)[segment]
+    progress.rates().record(estimate.segment_key(size), seconds)
+    return seconds
+
+
+def _join_here(
+    store: Store, run_id: str, epoch: int, po2: int | None, first: int, mid: int, end: int
+) -> float | None:
+    """Joins in this process: its seconds, kept as this machine's rate, or None if stored."""
+    started = time.perf_counter()
+    if not parts.join(store, run_id, epoch, po2, first, mid, end, _note()):
+        return None
+    seconds = time.perf_counter() - started
+    progress.rates().record("join", seconds)
+    return seconds
+
+
 @flow(name=SEGMENT_FLOW)
 def prove_segment_flow(
     store_uri: str, run_id: str, epoch: int, po2: int | None, segment: int
 ) -> bool:
     """Proves and lifts one segment of an executed epoch (a prove pool's unit of work)."""
-    return parts.prove_segment(open_store(store_uri), run_id, epoch, po2, segment, _note())
+    return _segment_here(open_store(store_uri), run_id, epoch, po2, segment) is not None
 
 
 @flow(name=JOIN_FLOW)
@@ -51,7 +86,18 @@ def join_flow(
     store_uri: str, run_id: str, epoch: int, po2: int | None, first: int, mid: int, end: int
 ) -> bool:
     """Joins two adjacent stored parts of an epoch's receipt."""
-    return parts.join(open_store(store_uri), run_id, epoch, po2, first, mid, end, _note())
+    store = open_store(store_uri)
+    return _join_here(store, run_id, epoch, po2, first, mid, end) is not None
+
+
+def _noted(store: Store, receipt: str) -> tuple[float | None, str | None]:
+    """The seconds and prover a part's note records. A note only informs: one that is missing
+    (a racer's receipt won) or unreadable leaves the progress line without them."""
+    try:
+        note = json.loads(store.read(prover_note_key(receipt)))
+        return float(note["seconds"]), str(note["prover"])
+    except (NotFoundError, ValueError, TypeError, KeyError):
+        return None, None
 
 
 def _on_pool(pool: str, flow_name: str, parameters: dict[str, Any]) -> None:
@@ -71,16 +117,21 @@ def _on_pool(pool: str, flow_name: str, parameters: dict[str, Any]) -> None:
 
 
 @task(name="execute-epoch", retries=1, retry_delay_seconds=2)
-def execute_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None) -> int:
+def execute_epoch(
+    store_uri: str, run_id: str, epoch: int, po2: int | None, pool: str | None = None
+) -> int:
     """Executes the epoch's guest once and stores its segments; returns how many there are
-    (none if the epoch's receipt is stored already: then there is nothing left to prove)."""
+    (none if the epoch's receipt is stored already: then there is nothing left to prove). Logs
+    the proof's plan and estimate."""
     store = open_store(store_uri)
     if store.exists(receipt_key(run_id, epoch)):
         return 0
     ex = parts.execute(store, run_id, epoch, po2)
-    get_run_logger().info(
-        "epoch %d executed: %d segments, %d cycles", epoch, len(ex.segments), ex.total_cycles
+    planned = estimate.plan(
+        epoch, ex.user_cycles, ex.total_cycles, len(ex.segments), po2, progress.rates()
     )
+    where = f" by prove pool {pool}'s workers (one at a time; more finish sooner)" if pool else ""
+    progress.proof_planned(run_id, planned, get_run_logger(), where)
     return len(ex.segments)
 
 
@@ -95,10 +146,16 @@ def prove_segment(
         "po2": po2,
         "segment": segment,
     }
+    store = open_store(store_uri)
+    ex = parts.load_execution(store, run_id, epoch, po2)
+    by = None
     if pool:
         _on_pool(pool, SEGMENT_FLOW, params)
+        seconds, by = _noted(store, part_receipt_key(ex.prefix, segment, segment + 1))
     else:
-        parts.prove_segment(open_store(store_uri), run_id, epoch, po2, segment, _note())
+        seconds = _segment_here(store, run_id, epoch, po2, segment)
+    n = len(ex.segments)
+    progress.proof_part(run_id, epoch, get_run_logger(), "segment", segment + 1, n, seconds, by)
 
 
 @task(name="join-receipts", retries=1, retry_delay_seconds=2)
@@ -121,22 +178,35 @@ def join_receipts(
         "mid": mid,
         "end": end,
     }
+    store = open_store(store_uri)
+    ex = parts.load_execution(store, run_id, epoch, po2)
+    by = None
     if pool:
         _on_pool(pool, JOIN_FLOW, params)
+        seconds, by = _noted(store, part_receipt_key(ex.prefix, first, end))
     else:
-        parts.join(open_store(store_uri), run_id, epoch, po2, first, mid, end, _note())
+        seconds = _join_here(store, run_id, epoch, po2, first, mid, end)
+    joins = [j for level in parts.join_tree(len(ex.segments)) for j in level]
+    index = joins.index((first, mid, end)) + 1
+    progress.proof_part(run_id, epoch, get_run_logger(), "join", index, len(joins), seconds, by)
 
 
 @task(name="finish-epoch", retries=1, retry_delay_seconds=2)
 def finish_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None) -> dict[str, Any]:
     """Resolves the previous epoch's receipt and stores this epoch's (verified) receipt."""
+    log = get_run_logger()
+    started = time.perf_counter()
     r = parts.finish(open_store(store_uri), run_id, epoch, po2)
+    seconds = time.perf_counter() - started
+    if epoch > 0 and r is not None:
+        progress.rates().record("resolve", seconds)
+        progress.proof_part(run_id, epoch, log, "resolve", 1, 1, seconds)
     stats = {
         "epoch": epoch,
         "stored": r is not None,
         "receipt_bytes": len(r.receipt) if r is not None else 0,
     }
-    get_run_logger().info(
+    log.info(
         "epoch %d: %s",
         epoch,
         f"receipt stored ({stats['receipt_bytes']} bytes)"
@@ -159,7 +229,7 @@ def submit_epoch_proof(
     submission order, the finish last.
 
     Only the finish waits for another epoch, so the parts of several epochs are proven at once."""
-    n = execute_epoch(store_uri, run_id, epoch, po2)
+    n = execute_epoch(store_uri, run_id, epoch, po2, pool)
     if n == 0:
         return [
             finish_epoch.submit(store_uri, run_id, epoch, po2, wait_for=after, return_state=False)

@@ -19,6 +19,8 @@ from prefect.futures import PrefectFuture
 
 from veritrain.flows import progress
 from veritrain.flows.proving import results, submit_epoch_proof
+from veritrain.pipeline.prove import estimate
+from veritrain.pipeline.prove.estimate import segment_key
 from veritrain.pipeline.prove.finalize import finalize_epoch
 from veritrain.pipeline.prove.parts import check_segment_po2
 from veritrain.pipeline.run.ledger import load_or_create_key
@@ -35,6 +37,7 @@ from veritrain.pipeline.store.uris import object_uri, run_uri
 from veritrain.pipeline.train.loop import train
 from veritrain.pipeline.train.step import StepEvent
 from veritrain.pipeline.train.trainer import open_trainer
+from veritrain.prover import ProofPart
 
 
 def _spec(spec_json: dict[str, Any]) -> RunSpec:
@@ -96,26 +99,37 @@ def train_epoch(
 @task(name="finalize-epoch", retries=1, retry_delay_seconds=2)
 def prove_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None = None) -> dict[str, Any]:
     """Proves one epoch in the zkVM (or adopts the receipt a prove pool stored) and records its
-    receipt and journal."""
+    receipt and journal. A proof made here says its plan first, then each part as it finishes,
+    and keeps the parts' times as this machine's rates."""
+    log = get_run_logger()
     store = open_store(store_uri)
     manifest = Manifest.load(store, run_id)
     ledger, entries = open_ledger(store, manifest)
-    bar = progress.current()
-    task_id = bar.add_task(f"prove epoch {epoch}", total=None, info="") if bar else None
-    r = finalize_epoch(store, manifest, ledger, entries, load_or_create_key(run_id), epoch, po2)
+    rates = progress.rates()
+    po2s: list[int] = []
+
+    def on_part(part: ProofPart) -> None:
+        if part.stats is not None:
+            s = part.stats
+            planned = estimate.plan(epoch, s.user_cycles, s.total_cycles, s.segments, po2, rates)
+            po2s[:] = planned.po2s
+            progress.proof_planned(run_id, planned, log)
+            return
+        kind = segment_key(po2s[part.index - 1]) if part.kind == "segment" else part.kind
+        rates.record(kind, part.seconds)
+        progress.proof_part(run_id, epoch, log, part.kind, part.index, part.count, part.seconds)
+
+    key = load_or_create_key(run_id)
+    r = finalize_epoch(store, manifest, ledger, entries, key, epoch, po2, on_part)
     stats = {"epoch": epoch, "seconds": 0.0, "cycles": 0, "receipt_bytes": 0}
     if r is not None:
         stats["receipt_bytes"] = len(r.receipt)
     if r is not None and r.stats is not None:  # None: a receipt found in the store was adopted
         stats |= {"seconds": round(r.stats.seconds, 1), "cycles": r.stats.total_cycles}
-    if bar is not None and task_id is not None:
-        bar.update(
-            task_id,
-            total=1,
-            completed=1,
-            info=f"{stats['cycles']} cycles, {stats['receipt_bytes']} bytes",
-        )
-    get_run_logger().info("epoch %d proven: %s", epoch, stats)
+    progress.proof_finished(
+        run_id, epoch, f"{stats['cycles']} cycles, {stats['receipt_bytes']} bytes"
+    )
+    log.info("epoch %d proven: %s", epoch, stats)
     return stats
 
 

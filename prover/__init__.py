@@ -10,7 +10,7 @@ declares them).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from veritrain.prover import _native
 from veritrain.prover._native import (
@@ -51,6 +51,7 @@ from veritrain.prover.results import (
     EpochReceipt,
     ExecuteResult,
     Execution,
+    ProofPart,
     ProverStats,
     Schedule,
     StepRecord,
@@ -75,6 +76,7 @@ __all__ = [
     "FakeReceiptError",
     "GuestError",
     "ImageIdMismatchError",
+    "ProofPart",
     "ProverStats",
     "ReceiptFormatError",
     "ReceiptVerificationError",
@@ -104,6 +106,7 @@ __all__ = [
     "merkle_root",
     "prove_epoch",
     "prove_segment",
+    "prove_with_risc0",
     "receipt_kind",
     "state_digest",
     "steps_per_epoch",
@@ -188,13 +191,27 @@ def join_receipts(left: bytes, right: bytes) -> bytes:
     return _native.join(left, right)
 
 
-def join_all(receipts: Sequence[bytes]) -> bytes:
-    """Joins a whole execution's segment receipts, pairwise, as a balanced tree (in order)."""
+def _since(started: float) -> float:
+    return time.perf_counter() - started
+
+
+def join_all(
+    receipts: Sequence[bytes], on_part: Callable[[ProofPart], None] | None = None
+) -> bytes:
+    """Joins a whole execution's segment receipts, pairwise, as a balanced tree (in order);
+    ``on_part`` hears of each join as it finishes."""
     level = list(receipts)
     if not level:
         raise ValueError("an execution has at least one segment")
+    count, done = len(level) - 1, 0
     while len(level) > 1:
-        pairs = [join_receipts(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        pairs = []
+        for i in range(0, len(level) - 1, 2):
+            started = time.perf_counter()
+            pairs.append(join_receipts(level[i], level[i + 1]))
+            done += 1
+            if on_part is not None:
+                on_part(ProofPart(kind="join", index=done, count=count, seconds=_since(started)))
         level = pairs + ([level[-1]] if len(level) % 2 else [])
     return level[0]
 
@@ -215,20 +232,42 @@ def prove_epoch(
     *,
     po2: int | None = None,
     precheck: bool = True,
+    on_part: Callable[[ProofPart], None] | None = None,
 ) -> EpochReceipt:
     """Proves one epoch locally: execute, prove every segment, join, resolve the lineage.
 
     With ``precheck`` the epoch is checked natively first, which fails in milliseconds instead of
-    after a proving attempt; the guest checks it again regardless.
+    after a proving attempt; the guest checks it again regardless. ``on_part`` hears of each part
+    as it finishes, the execution first (before any proving: what is to be proven).
     """
+    report = on_part or (lambda part: None)
     if precheck:
         check_epoch(input)
     started = time.perf_counter()
     ex = execute_epoch(input, po2=po2)
-    joined = join_all([prove_segment(s) for s in ex.segments])
+    report(ProofPart(kind="execute", index=1, count=1, seconds=ex.stats.seconds, stats=ex.stats))
+    lifted = []
+    for k, segment in enumerate(ex.segments):
+        t0 = time.perf_counter()
+        lifted.append(prove_segment(segment))
+        report(ProofPart(kind="segment", index=k + 1, count=len(ex.segments), seconds=_since(t0)))
+    joined = join_all(lifted, report)
+    t0 = time.perf_counter()
     done = finish_epoch(joined, ex.claim, prev_receipt)
-    stats = ex.stats.model_copy(update={"seconds": time.perf_counter() - started})
+    if prev_receipt is not None:
+        report(ProofPart(kind="resolve", index=1, count=1, seconds=_since(t0)))
+    stats = ex.stats.model_copy(update={"seconds": _since(started)})
     return done.model_copy(update={"stats": stats})
+
+
+def prove_with_risc0(
+    input: bytes, prev_receipt: bytes | None = None, *, po2: int | None = None
+) -> EpochReceipt:
+    """risc0's own prove of the same guest and input in one call (its default prover, succinct,
+    resolving the lineage with ``prev_receipt``): no parts, no store. Measurements only
+    (bench/prove_path_bench.py sets it against ``prove_epoch`` and the store's parts)."""
+    receipt = _native._prove_risc0(input, po2, prev_receipt)
+    return EpochReceipt(receipt=receipt, claim=verify_receipt(receipt, image_id()))
 
 
 def receipt_kind(receipt: bytes) -> str:

@@ -5,7 +5,7 @@ prover statistics are pydantic models here. Digests are ``bytes`` in Python and 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -93,6 +93,18 @@ class ProverStats(_Frozen):
     seconds: float
 
 
+class ProofPart(_Frozen):
+    """A part of an epoch's proof that ``prove_epoch`` finished: the execution (``stats`` set), a
+    segment proven and lifted, a join, or the resolve of the previous epoch's receipt (from epoch
+    1 on). ``index`` counts from 1 among the parts of its kind, of ``count``."""
+
+    kind: Literal["execute", "segment", "join", "resolve"]
+    index: int
+    count: int
+    seconds: float
+    stats: ProverStats | None = None
+
+
 class _WithClaim(_Frozen):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -127,6 +139,7 @@ __all__ = [
     "EpochReceipt",
     "ExecuteResult",
     "Execution",
+    "ProofPart",
     "ProverStats",
     "Schedule",
     "StepRecord",

@@ -4,11 +4,16 @@ verify, status, schema, and their exit codes."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+from pathlib import Path
 
 import jsonschema
 import pytest
 from conftest import ROOT, veritrain
+
+from veritrain.pipeline.prove.estimate import RATES_FILE
 
 pytestmark = pytest.mark.proving
 
@@ -25,6 +30,36 @@ def test_run_leaves_a_run_that_verifies(tiny_run):
     assert {e["status"] for e in doc["epochs"]} == {"final"}
     names = {c["name"] for c in doc["epochs"][1]["checks"]}
     assert {"records", "checkpoint", "receipt", "journal"} <= names
+
+
+def test_run_says_what_it_will_prove_then_each_part_as_it_finishes(demo):
+    """On stderr (the flow's log): before an epoch's first proof part, its cycles, segments and
+    estimate; then a line per part with the time it took and what is left. The parts' times are
+    kept as this machine's rates for the next estimate."""
+    _, r = demo
+    err = r.stderr
+    for epoch in (0, 1):
+        plan = re.search(
+            rf"epoch {epoch}: to prove [\d,]+ cycles \([\d,]+ user\) in (\d+) segments? "
+            r"\(.*2\^\d+\), (\d+) joins?, (1 resolve|no resolve): about .+ cycles/s",
+            err,
+        )
+        assert plan, err[-3000:]
+        segments, joins = int(plan[1]), int(plan[2])
+        assert plan[3] == ("1 resolve" if epoch else "no resolve")
+        lines = [
+            *(
+                f"epoch {epoch}: segment {k}/{segments} proven and lifted in "
+                for k in range(1, segments + 1)
+            ),
+            *(f"epoch {epoch}: join {i}/{joins} done in " for i in range(1, joins + 1)),
+            *([f"epoch {epoch}: the previous epoch's receipt resolved in "] * epoch),
+        ]
+        for line in lines:
+            assert plan.start() < err.find(line), (line, err[-3000:])
+        assert err.find(f"epoch {epoch} proven: ") > max(err.find(line) for line in lines)
+    kept = json.loads((Path(os.environ["VERITRAIN_STATE"]) / RATES_FILE).read_text())
+    assert "resolve" in kept and any(k.startswith("segment-") for k in kept), kept
 
 
 def test_rerunning_a_finished_run_changes_nothing(tiny_run, tmp_path):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
@@ -136,6 +136,11 @@ def test_a_pool_without_the_deployments_fails_naming_them(prefect_server, tmp_pa
         "veritrain-prove-segment/nowhere; create it with `veritrain deploy-prove --pool nowhere`"
     )
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    # The epoch was executed and its plan said before the pool was asked for its first part.
+    assert re.search(
+        r"epoch 0: to prove [\d,]+ cycles .* in [2-9] segments .* by prove pool nowhere's workers",
+        r.stderr,
+    ), r.stderr[-3000:]
     # Nothing written is lost: both epochs are committed, the first executed (its segments wait
     # in the store for a pool), and nothing was proven.
     s = LocalStore(store)
@@ -147,11 +152,11 @@ def test_a_pool_without_the_deployments_fails_naming_them(prefect_server, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def pooled(tmp_path_factory) -> Iterator[tuple[LocalStore, dict[str, Path]]]:
+def pooled(tmp_path_factory) -> Iterator[tuple[LocalStore, subprocess.CompletedProcess]]:
     """One epoch of the tiny spec on 16 samples (one step) proven by a `prove` process pool of
     two workers (`--limit 1` each) on a real Prefect server, in segments of 2^PO2 cycles: two
-    segments, two lifts and their join. Yields (its store, the workers' logs) for the tests
-    below, which share it."""
+    segments, two lifts and their join. Yields (its store, the finished `veritrain run`) for the
+    tests below, which share it."""
     home = tmp_path_factory.mktemp("pooled")
     store = home / "store"
     spec = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text()) | {"epochs": 1}
@@ -208,26 +213,31 @@ def pooled(tmp_path_factory) -> Iterator[tuple[LocalStore, dict[str, Path]]]:
         assert r.returncode == 0, r.stderr[-3000:] + "".join(
             p.read_text()[-2000:] for p in logs.values()
         )
-        yield LocalStore(store), logs
+        yield LocalStore(store), r
 
 
 @pytest.mark.proving
 def test_two_workers_prove_the_segments_of_an_epoch(pooled):
-    s, _logs = pooled
+    s, r = pooled
     store = s.root
-    provers = {}
-    for epoch in (0,):
-        ex = parts.load_execution(s, "pooled", epoch, PO2)
-        assert len(ex.segments) >= 2
-        notes = [
-            json.loads(s.read(prover_note_key(part_receipt_key(ex.prefix, k, k + 1))))
-            for k in range(len(ex.segments))
-        ]
-        assert [n["segment"] for n in notes] == list(range(len(ex.segments)))
-        provers[epoch] = {n["prover"] for n in notes}
-        assert s.exists(part_receipt_key(ex.prefix, 0, len(ex.segments)))
-    # Both workers took segments of the same epoch.
-    assert {"worker-a", "worker-b"} in provers.values(), provers
+    # The trainer's log says the epoch's plan, then each part as its worker stores it.
+    plan = r.stderr.find("epoch 0: to prove ")
+    assert plan >= 0 and "by prove pool prove's workers" in r.stderr[plan:], r.stderr[-3000:]
+    part = re.search(r"epoch 0: segment 1/2 proven and lifted by worker-[ab] in ", r.stderr)
+    assert part and part.start() > plan, r.stderr[-3000:]
+    assert "epoch 0: join 1/1" in r.stderr[plan:], r.stderr[-3000:]
+    assert "resolved" not in r.stderr[plan:], r.stderr[-3000:]  # epoch 0 has no predecessor
+
+    ex = parts.load_execution(s, "pooled", 0, PO2)
+    assert len(ex.segments) == 2
+    notes = [
+        json.loads(s.read(prover_note_key(part_receipt_key(ex.prefix, k, k + 1))))
+        for k in range(len(ex.segments))
+    ]
+    assert [n["segment"] for n in notes] == list(range(len(ex.segments)))
+    assert s.exists(part_receipt_key(ex.prefix, 0, len(ex.segments)))
+    # Both workers took a segment of the epoch.
+    assert {n["prover"] for n in notes} == {"worker-a", "worker-b"}, notes
 
     # The trainer adopted the receipts the provers stored; the run verifies from the store.
     r = veritrain("verify", f"{store}/runs/pooled", "--json")
@@ -253,7 +263,7 @@ def test_segments_join_in_order_and_resolve_only_with_their_predecessor(
     as a receipt conditional on its predecessor's claim: finishing it without resolving that
     assumption, or resolving it with a receipt of another claim, is refused. (The successful
     finish is in the tiny run and the pooled one.)"""
-    s, _logs = pooled
+    s, _ = pooled
     ex = parts.load_execution(s, "pooled", 0, PO2)
     assert len(ex.segments) == 2
     lifted = [s.read(part_receipt_key(ex.prefix, k, k + 1)) for k in range(2)]

@@ -104,6 +104,37 @@ def test_an_epoch_executes_before_its_predecessor_is_proven(trained):
         prover.finish_epoch(b"", claim, None)
 
 
+def test_prove_epoch_reports_each_part_as_it_finishes(trained, monkeypatch):
+    """The execution first (what is to be proven, before any proof), then each segment, each join
+    (numbered as the prove pool's join tree numbers them) and the resolve. The executor is real;
+    the provers are stubbed, so nothing is proven here."""
+    claim, prev, records = _epoch(trained, 1)
+    monkeypatch.setattr(prover, "prove_segment", lambda segment: b"lifted")
+    monkeypatch.setattr(prover, "join_receipts", lambda left, right: b"joined")
+
+    def finish(joined: bytes, c: EpochClaim, prev_receipt: bytes | None) -> prover.EpochReceipt:
+        assert (joined, prev_receipt) == (b"joined", b"epoch 0's receipt")
+        return prover.EpochReceipt(receipt=b"receipt", claim=c)
+
+    monkeypatch.setattr(prover, "finish_epoch", finish)
+    heard: list[prover.ProofPart] = []
+    r = prover.prove_epoch(
+        epoch_input(claim, prev, records), b"epoch 0's receipt", po2=16, on_part=heard.append
+    )
+    assert r.receipt == b"receipt" and r.stats is not None
+    n = r.stats.segments
+    assert n >= 2
+    assert heard[0].kind == "execute" and heard[0].stats is not None
+    assert heard[0].stats.segments == n
+    got = [(p.kind, p.index, p.count) for p in heard[1:]]
+    assert got == [
+        *(("segment", k, n) for k in range(1, n + 1)),
+        *(("join", j, n - 1) for j in range(1, n)),
+        ("resolve", 1, 1),
+    ]
+    assert all(p.seconds >= 0 for p in heard)
+
+
 @pytest.mark.proving
 def test_the_bundled_recursion_programs_have_the_control_ids_verification_allows():
     """risc0 3.1.0-rc.1 ships its recursion programs in crates instead of a download: recompute

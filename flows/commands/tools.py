@@ -18,6 +18,7 @@ BENCHES = (
     "report_bench",
     "verify_startup_bench",
     "canonical_bench",
+    "prove_path_bench",
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -20,7 +21,7 @@ from veritrain.pipeline.run.manifest import (
 )
 from veritrain.pipeline.store.base import Store
 from veritrain.pipeline.store.keys import journal_key, receipt_key
-from veritrain.prover import EpochReceipt, prove_epoch, verify_receipt
+from veritrain.prover import EpochReceipt, ProofPart, prove_epoch, verify_receipt
 
 
 def finalize_epoch(
@@ -31,9 +32,11 @@ def finalize_epoch(
     key: Ed25519PrivateKey,
     epoch: int,
     po2: int | None = None,
+    on_part: Callable[[ProofPart], None] | None = None,
 ) -> EpochReceipt | None:
     """Proves ``epoch`` (its predecessor must already have a receipt) in segments of 2^``po2``
-    cycles (None: risc0's default) and records the receipt.
+    cycles (None: risc0's default) and records the receipt; ``on_part`` hears of the proof's
+    parts (``prover.prove_epoch``).
 
     Returns None if the epoch already has a receipt entry. A receipt object without its ledger
     entry (left by a crash, or written by a prover of a prove pool, which holds no trainer key) is
@@ -67,7 +70,7 @@ def finalize_epoch(
         from veritrain.pipeline.prove.guest_input import guest_input
 
         inp = guest_input(store, manifest, epochs, epoch, entries)
-        result = prove_epoch(inp, prev_receipt, po2=po2)
+        result = prove_epoch(inp, prev_receipt, po2=po2, on_part=on_part)
         if result.claim != claim:
             raise IntegrityError(f"epoch {epoch}: the receipt's journal is not the committed claim")
         store.create(rk, result.receipt)

@@ -9,8 +9,9 @@ use risc0_binfmt::ProgramBinary;
 use risc0_zkos_v1compat::V1COMPAT_ELF;
 use risc0_zkvm::sha::{Digest as R0Digest, Digestible};
 use risc0_zkvm::{
-    get_prover_server, ExecutorEnv, ExecutorImpl, FakeReceipt, InnerReceipt, MaybePruned,
-    NullSegmentRef, ProverOpts, Receipt, ReceiptClaim, Segment, SuccinctReceipt, VerifierContext,
+    default_prover, get_prover_server, ExecutorEnv, ExecutorImpl, FakeReceipt, InnerReceipt,
+    MaybePruned, NullSegmentRef, ProverOpts, Receipt, ReceiptClaim, Segment, SuccinctReceipt,
+    VerifierContext,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -344,6 +345,42 @@ fn finish<'py>(
     Ok(PyBytes::new(py, &encode(&receipt, "receipt")?))
 }
 
+/// risc0's own prove of the embedded guest, in one call: `default_prover()` with succinct
+/// options executes, proves every segment, lifts, joins and resolves the lineage assumption with
+/// `prev_receipt` (added to the environment as a proven assumption). Only measurements use it
+/// (bench/prove_path_bench.py times veritrain's proof in parts against it); it returns the
+/// receipt's bytes.
+#[pyfunction]
+#[pyo3(signature = (input, po2 = None, prev_receipt = None))]
+fn _prove_risc0<'py>(
+    py: Python<'py>,
+    input: &[u8],
+    po2: Option<u32>,
+    prev_receipt: Option<&[u8]>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    refuse_dev_mode()?;
+    let prev = prev_receipt.map(decode_receipt).transpose()?;
+    let receipt = py
+        .detach(|| -> anyhow::Result<_> {
+            let mut builder = ExecutorEnv::builder();
+            builder.write_slice(input);
+            if let Some(prev) = prev {
+                builder.add_assumption(prev);
+            }
+            if let Some(po2) = po2 {
+                builder.segment_limit_po2(po2);
+            }
+            let info = default_prover().prove_with_opts(
+                builder.build()?,
+                &program().blob,
+                &ProverOpts::succinct(),
+            )?;
+            Ok(info.receipt)
+        })
+        .map_err(prover_failure("risc0's prove"))?;
+    Ok(PyBytes::new(py, &encode(&receipt, "receipt")?))
+}
+
 /// The kind of a receipt: "succinct" (one recursion proof, constant size) or "composite"
 /// (protocol 1: segment proofs plus the embedded receipts of its assumptions).
 #[pyfunction]
@@ -533,5 +570,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify_receipt, m)?)?;
     m.add_function(wrap_pyfunction!(_fake_receipt, m)?)?;
     m.add_function(wrap_pyfunction!(_execute_elf, m)?)?;
+    m.add_function(wrap_pyfunction!(_prove_risc0, m)?)?;
     Ok(())
 }
