@@ -46,7 +46,7 @@ def _torch_run(
     spec, data, steps: int | None, epochs: int, init: CanonicalState | None = None
 ) -> tuple[float, torch.nn.Module]:
     torch.manual_seed(spec.seed)
-    model = build_model(spec.model, data.in_features, data.classes)
+    model = build_model(spec, data)
     if init is not None:  # start from the canonical initialization's values
         with torch.no_grad():
             for name, p in model.named_parameters():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -45,7 +46,11 @@ class CnnModel(_Strict):
 
 
 class ImportedModel(_Strict):
-    """``package.module:function``, called as ``function(in_features, classes, **kwargs)``."""
+    """``package.module:function``, called with the dataset's description by keyword
+    (``task``, ``input_shape``, ``in_features``, ``classes``: those its signature takes) and
+    ``kwargs``; a factory that takes none of them by name is called as
+    ``function(in_features, classes, **kwargs)``. Its module is searched for in the spec's
+    ``import_path`` first."""
 
     kind: Literal["import"] = "import"
     factory: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
@@ -69,7 +74,8 @@ class SyntheticDataset(_Strict):
 
 
 class FileDataset(_Strict):
-    """A local ``.npz`` or ``.safetensors`` file with arrays ``x`` (features) and ``y`` (labels)."""
+    """A local ``.npz`` or ``.safetensors`` file with arrays ``x`` (features) and ``y`` (labels).
+    A relative path is the spec file's folder's (see ``resolve_paths``)."""
 
     kind: Literal["file"] = "file"
     path: str
@@ -109,6 +115,10 @@ class RunSpec(_Strict):
     challenge_window: Annotated[float, Field(ge=0)] = 7 * 24 * 3600.0
     threads: Annotated[int, Field(gt=0)] = 1
     store: str = "./veritrain-store"
+    # Folders searched, before Python's own path, for the modules of every ``kind: import``.
+    # Loading a spec makes each absolute and, where a spec with an import gives none, sets it to
+    # the spec file's folder and the current one (resolve_paths).
+    import_path: list[Annotated[str, Field(min_length=1)]] = []
     # torch: the model's own torch arithmetic, replayable only in the recorded determinism
     # profile. canonical: the fixed-point MLP of PROTOCOL.md §15, the same bits on any machine,
     # and each epoch's receipt re-executes zk_steps_per_epoch Fiat-Shamir-chosen steps.
@@ -182,13 +192,39 @@ def check_sizes(spec: RunSpec, dataset_len: int) -> None:
         )
 
 
-def parse_spec(data: Any, source: str = "spec") -> RunSpec:
+def _absolute(path: str, base: Path) -> str:
+    return str(Path(os.path.abspath(base / Path(path).expanduser())))
+
+
+def resolve_paths(spec: RunSpec, base: str | Path | None = None) -> RunSpec:
+    """``spec`` with every path made absolute: relative ones are ``base``'s (the spec file's
+    folder; None: the current folder), so the spec a manifest stores names the very files and
+    folders the run used, whichever folder a replay runs in. A spec with a ``kind: import`` and
+    no ``import_path`` gets ``[base, current folder]``. The store is a URI, not a path of the
+    spec: a relative local store stays the current folder's."""
+    here = Path.cwd()
+    folder = here if base is None else Path(_absolute(str(base), here))
+    update: dict[str, Any] = {}
+    if isinstance(spec.dataset, FileDataset):
+        update["dataset"] = spec.dataset.model_copy(
+            update={"path": _absolute(spec.dataset.path, folder)}
+        )
+    paths = spec.import_path
+    if not paths and isinstance(spec.model, ImportedModel):
+        paths = [str(folder), str(here)]
+    update["import_path"] = list(dict.fromkeys(_absolute(p, folder) for p in paths))
+    return spec.model_copy(update=update)
+
+
+def parse_spec(data: Any, source: str = "spec", base: str | Path | None = None) -> RunSpec:
+    """A spec from a mapping, its paths resolved against ``base`` (resolve_paths)."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a spec is a mapping of keys, got {type(data).__name__}")
     try:
-        return RunSpec.model_validate(data)
+        spec = RunSpec.model_validate(data)
     except ValidationError as e:
         raise SpecError(f"{source}: {_describe(e)}") from None
+    return resolve_paths(spec, base)
 
 
 def load_spec(path: str | Path) -> RunSpec:
@@ -214,7 +250,7 @@ def load_spec(path: str | Path) -> RunSpec:
         raise SpecError(f"{p}: {e}") from None
     except yaml.YAMLError as e:
         raise SpecError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
-    return parse_spec(data, str(p))
+    return parse_spec(data, str(p), p.parent)
 
 
 def spec_json_schema() -> dict[str, Any]:

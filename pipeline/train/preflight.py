@@ -83,7 +83,7 @@ def _dry_run(spec: RunSpec) -> None:
     check_sizes(spec, len(dataset))
     # Parameters, their gradients and the optimizer's per-parameter state are resident at once.
     slots = 2 if spec.optimizer.kind == "adam" else int(spec.optimizer.momentum > 0)
-    size = parameter_bytes(spec.model, dataset.in_features, dataset.classes)
+    size = parameter_bytes(spec, dataset)
     available = _available_memory()
     if size is not None and available is not None and size * (2 + slots) > available:
         gib = 2**30

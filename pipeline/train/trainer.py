@@ -158,7 +158,7 @@ def prepare(
         return profile, dataset, None, None
     profile.apply()
     torch.manual_seed(spec.seed)
-    model = build_model(spec.model, dataset.in_features, dataset.classes)
+    model = build_model(spec, dataset)
     optimizer = build_optimizer(spec.optimizer, model.parameters())
     return profile, dataset, model, optimizer
 
