@@ -6,21 +6,28 @@ files. No proving here (finalize_every: 0)."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import sys
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
+from veritrain.flows.cli import main
 from veritrain.pipeline.challenge.search import challenge
-from veritrain.pipeline.errors import SpecError
+from veritrain.pipeline.errors import CodeError, SpecError
+from veritrain.pipeline.run import code as code_module
 from veritrain.pipeline.run.manifest import Manifest
 from veritrain.pipeline.run.spec import load_spec, parse_spec
 from veritrain.pipeline.store.local import LocalStore
+from veritrain.pipeline.train import trainer as trainer_module
 from veritrain.pipeline.train.loop import train
 from veritrain.pipeline.train.trainer import open_trainer, prepare
+from veritrain.pipeline.verify.verifier import verify_run
 
 BASE = {
     "epochs": 1,
@@ -177,3 +184,121 @@ def test_the_manifest_names_the_files_a_replay_uses(tmp_path, module_name, monke
     sys.modules.pop(module_name)  # a fresh process: the module is found again from the manifest
     result = challenge(store, "own-code")
     assert result.finding is None and result.replayed_steps == 4
+
+
+# -- code identity --------------------------------------------------------------------------------
+
+
+class FlipParamBit:
+    """A dishonest trainer: flips one parameter's last mantissa bit after step ``at``."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def batch(self, step: int, idx: np.ndarray) -> np.ndarray:
+        return idx
+
+    def after_update(self, step, model, optimizer) -> None:
+        if step == self.at:
+            next(model.parameters()).detach().view(-1)[:1].view(torch.int32).bitwise_xor_(1)
+
+
+@pytest.fixture
+def trained(tmp_path, module_name, monkeypatch):
+    """An honest and a dishonest run of an imported GELU model, a fraud proof filed against the
+    dishonest one; returns (store, module file, the spec)."""
+    spec_path = _project(tmp_path, module_name, "make")
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(spec_path)
+    store = LocalStore(tmp_path / "store")
+    train(open_trainer(spec, store, "honest"))
+    t = open_trainer(spec, store, "dishonest")
+    t.tamper = FlipParamBit(2)
+    train(t)
+    assert challenge(store, "dishonest").finding is not None  # the proof is filed
+    return store, spec_path.parent / f"{module_name}.py", spec
+
+
+def test_the_manifest_records_the_code(trained, module_name):
+    store, module_file, _ = trained
+    code = Manifest.load(store, "honest").content["code"]
+    assert code == {
+        "modules": [
+            {
+                "key": "model.factory",
+                "module": module_name,
+                "source": f"{module_name}.py",
+                "sha256": hashlib.sha256(module_file.read_bytes()).hexdigest(),
+            }
+        ],
+        "torch": torch.__version__,
+        "veritrain": importlib.metadata.version("veritrain"),
+    }
+    report = verify_run(store, "honest")
+    assert report.ok and report.to_json()["code"] == code
+
+
+def test_other_code_is_reported_as_other_code_never_as_fraud(trained, module_name, capsys):
+    store, module_file, spec = trained
+    module_file.write_text(module_file.read_text().replace("GELU", "ReLU"))
+    sys.modules.pop(module_name)  # as a challenger's fresh process imports it
+    with pytest.raises(
+        CodeError, match=f"code differs in model.factory: the run used {module_name}"
+    ):
+        challenge(store, "honest")
+    honest, dishonest = (f"{store.root}/runs/{r}" for r in ("honest", "dishonest"))
+    assert main(["challenge", honest]) == 3
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "code differs in model.factory" in err and module_name in err
+    assert store.list("runs/honest/challenges/") == []  # no proof against the honest run
+    (pid,) = {Path(k).name.split(".")[0] for k in store.list("runs/dishonest/challenges/")}
+    assert main(["check-fraud-proof", dishonest, pid]) == 3
+    assert "code differs in model.factory" in capsys.readouterr().err
+    # The dispute cannot be checked with this code: unconfirmed, not upheld.
+    details = [c.detail for e in verify_run(store, "dishonest").epochs for c in e.checks]
+    assert any("could not be checked here" in d and "code differs" in d for d in details)
+    # Nor does a trainer resume the run with it.
+    with pytest.raises(CodeError, match="code differs in model.factory"):
+        open_trainer(spec, store, "honest")
+
+
+def test_a_missing_module_stops_a_replay_with_exit_3(trained, module_name, capsys):
+    store, module_file, _ = trained
+    module_file.unlink()
+    sys.modules.pop(module_name)
+    assert main(["challenge", f"{store.root}/runs/honest"]) == 3
+    assert "the run's code cannot be imported here" in capsys.readouterr().err
+
+
+def test_versions_count_for_torch_arithmetic(trained, monkeypatch):
+    store, _, _ = trained
+    monkeypatch.setattr(code_module, "_veritrain_version", lambda: "9.9.9")
+    with pytest.raises(CodeError, match="code differs in veritrain: the run used"):
+        challenge(store, "honest")
+
+
+def test_a_run_without_code_identity_still_verifies(tmp_path, module_name, monkeypatch):
+    """A run made before code identity: its run.json has no "code"; it loads and verifies, and
+    reports none."""
+    spec_path = _project(tmp_path, module_name, "make")
+    store = LocalStore(tmp_path / "store")
+    monkeypatch.setattr(trainer_module, "code_fields", lambda spec: {})
+    train(open_trainer(load_spec(spec_path), store, "old"))
+    monkeypatch.undo()
+    assert "code" not in Manifest.load(store, "old").content
+    report = verify_run(store, "old")
+    assert report.ok and report.code is None, [c for c in report.checks if not c.ok]
+    assert report.to_json()["code"] is None
+    assert challenge(store, "old").finding is None  # nothing to compare: replayed as before
+
+
+def test_verify_and_the_audit_report_show_the_code(trained, module_name, capsys):
+    from veritrain.pipeline.publish.report import build_report, markdown_standalone
+
+    store, module_file, _ = trained
+    digest = hashlib.sha256(module_file.read_bytes()).hexdigest()
+    assert main(["verify", f"{store.root}/runs/honest"]) == 0
+    line = f"model.factory: {module_name} ({module_name}.py, sha256 {digest[:16]}…)"
+    assert f"code: {line}; torch {torch.__version__}" in capsys.readouterr().out
+    markdown = markdown_standalone(build_report(store, "honest"))
+    assert f"| code | {line}" in markdown.replace("\\", "")  # markdown's escapes removed

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from veritrain.pipeline.documents import DocumentError, load_json
 from veritrain.pipeline.errors import IntegrityError
+from veritrain.pipeline.run.code import CodeIdentity
 from veritrain.pipeline.run.determinism import PROFILE_TAGS, Profile
 from veritrain.pipeline.run.entries import (
     CheckpointBody,
@@ -116,7 +117,8 @@ def optimizer_digest(spec: RunSpec) -> bytes:
 
 
 class Manifest(BaseModel):
-    """``run.json``: spec, determinism profile, dataset root, image id, public key, genesis.
+    """``run.json``: spec, determinism profile, dataset root, image id, public key, genesis,
+    code identity.
 
     Parsed once, by ``load``; ``raw`` keeps the stored bytes (entry 0 of the ledger commits to
     them) and ``content`` the JSON as stored, which the manifest digest and attestations quote
@@ -135,6 +137,8 @@ class Manifest(BaseModel):
     image_id: Digest
     public_key: Digest
     genesis_state_digest: Digest
+    # What code trained the run (pipeline/run/code.py); None in a run made before it was recorded.
+    code: CodeIdentity | None = None
     _raw: bytes = PrivateAttr(b"")
     _content: dict[str, Any] = PrivateAttr(default_factory=dict)
 
