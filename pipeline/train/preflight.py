@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,13 @@ from veritrain.pipeline.data.datasets import Dataset, load_dataset
 from veritrain.pipeline.errors import SpecError, UsageError
 from veritrain.pipeline.run.ledger import install_run_key, public_key_hex, read_trainer_key
 from veritrain.pipeline.run.manifest import Manifest, default_run_id
-from veritrain.pipeline.run.spec import RunSpec, check_sizes, load_spec
+from veritrain.pipeline.run.spec import (
+    RunSpec,
+    check_sizes,
+    load_spec,
+    parse_spec,
+    resolve_paths,
+)
 from veritrain.pipeline.store.base import Store, open_store
 from veritrain.pipeline.store.keys import manifest_key
 from veritrain.pipeline.store.uris import check_run_id, check_store_uri
@@ -35,16 +42,18 @@ class Plan:
 
 
 def preflight(
-    spec_path: str | Path,
+    spec_source: str | Path | RunSpec | dict[str, Any],
     store: str | None = None,
     run_id: str | None = None,
     key: str | None = None,
 ) -> Plan:
-    """Checks a run before it starts. ``store``, ``run_id`` and ``key`` are the command line's
-    ``--store``, ``--run-id`` and ``--key`` (None when not given). The one thing written, once
-    every check passed: ``--key``'s key as the run's key file."""
+    """Checks a run before it starts. ``spec_source`` is a spec file (YAML or JSON), a spec
+    (its paths made absolute against the current folder) or a mapping of its keys; ``store``,
+    ``run_id`` and ``key`` are the command line's ``--store``, ``--run-id`` and ``--key`` (None
+    when not given). The one thing written, once every check passed: ``--key``'s key as the run's
+    key file."""
     trainer_key = read_trainer_key(key) if key is not None else None
-    spec = load_spec(spec_path)
+    spec, spec_path = _spec_of(spec_source)
     run_id = default_run_id(spec) if run_id is None else check_run_id(run_id, "--run-id")
     if store is None:
         store_uri, where = spec.store, f"{spec_path}: store"
@@ -60,6 +69,15 @@ def preflight(
     if trainer_key is not None and key is not None:  # both are --key's
         install_run_key(run_id, trainer_key, key)
     return Plan(spec, store_uri, run_id)
+
+
+def _spec_of(source: str | Path | RunSpec | dict[str, Any]) -> tuple[RunSpec, str]:
+    """The spec and the name its errors go by (the file, or ``spec``)."""
+    if isinstance(source, RunSpec):
+        return resolve_paths(source), "spec"
+    if isinstance(source, dict):
+        return parse_spec(source, "spec"), "spec"
+    return load_spec(source), str(source)
 
 
 def _available_memory() -> int | None:
