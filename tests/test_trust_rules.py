@@ -64,7 +64,7 @@ def _trained_checkpoint(spec, steps: int) -> bytes:
     torch.manual_seed(0)
     shape = Dataset(np.zeros((1, features), np.float32), np.zeros(1, np.int64), classes)
     model = build_model(spec, shape)
-    optimizer = build_optimizer(spec.optimizer, model.parameters())
+    optimizer = build_optimizer(spec, model.parameters())
     for _ in range(steps):
         for g in optimizer.param_groups:
             g["lr"] = 0.01

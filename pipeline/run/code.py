@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from veritrain.pipeline.errors import CodeError, SpecError
 from veritrain.pipeline.run.determinism import installed_torch_version
-from veritrain.pipeline.run.spec import ImportedModel, RunSpec
+from veritrain.pipeline.run.spec import RunSpec
 
 
 def one_line(e: BaseException) -> str:
@@ -107,13 +107,6 @@ def describe_code(code: dict[str, Any] | None) -> str:
     return CodeIdentity.model_validate(code).describe()
 
 
-def imports(spec: RunSpec) -> list[tuple[str, str]]:
-    """Every ``kind: import`` of the spec: (its spec key, ``module:name``)."""
-    if isinstance(spec.model, ImportedModel):
-        return [("model.factory", spec.model.factory)]
-    return []
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -165,7 +158,7 @@ def code_identity(spec: RunSpec) -> CodeIdentity:
     """This machine's code for ``spec``: each import's module, imported as training imports it
     (SpecError naming the key where it cannot be)."""
     modules = []
-    for key, ref in imports(spec):
+    for key, ref in spec.imports():
         import_object(ref, key, spec.import_path)
         modules.append(module_identity(key, sys.modules[ref.split(":")[0]]))
     return CodeIdentity(

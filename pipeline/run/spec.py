@@ -97,6 +97,37 @@ class AdamOptimizer(_Strict):
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
 
 
+class ImportedOptimizer(_Strict):
+    """Any ``torch.optim`` class or an importable one (``package.module.Class`` or
+    ``package.module:Class``), built as ``Class(parameters, lr=0.0, **kwargs)``; the schedule
+    sets each step's rate. Its module is searched for in the spec's ``import_path`` first."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+        validate_by_name=True,
+        serialize_by_alias=True,
+    )
+
+    kind: Literal["import"] = "import"
+    class_: Annotated[str, Field(alias="class", pattern=r"^[A-Za-z_][\w.]*[.:][A-Za-z_]\w*$")]
+    kwargs: dict[str, Any] = {}
+
+    @property
+    def ref(self) -> str:
+        """``module:Class``, however the spec wrote it."""
+        if ":" in self.class_:
+            return self.class_
+        module, _, name = self.class_.rpartition(".")
+        return f"{module}:{name}"
+
+
+OptimizerSpec = Annotated[
+    SgdOptimizer | AdamOptimizer | ImportedOptimizer, Field(discriminator="kind")
+]
+
+
 class RunSpec(_Strict):
     """Everything that determines a run. Its canonical JSON is stored in the run manifest."""
 
@@ -104,8 +135,14 @@ class RunSpec(_Strict):
     dataset: Annotated[
         DigitsDataset | SyntheticDataset | FileDataset, Field(discriminator="kind")
     ] = DigitsDataset()
-    optimizer: Annotated[SgdOptimizer | AdamOptimizer, Field(discriminator="kind")] = SgdOptimizer()
+    optimizer: OptimizerSpec = SgdOptimizer()
     schedule: Schedule = Schedule(kind="constant", base_lr=0.05)
+    # Gradient clipping: the gradients' total L2 norm is scaled down to at most this before the
+    # optimizer step (the record's grad norm is the norm before clipping). None: no clipping.
+    max_grad_norm: Annotated[float, Field(gt=0)] | None = None
+    # Gradient accumulation: each step's batch runs forward and backward in this many
+    # micro-batches (numpy.array_split of the sampler's batch), then one optimizer step.
+    micro_batches: Annotated[int, Field(ge=1, le=U32_MAX)] = 1
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     epochs: Annotated[int, Field(gt=0, le=U64_MAX)] = 1
     batch_size: Annotated[int, Field(gt=0, le=U32_MAX)] = 32
@@ -136,6 +173,11 @@ class RunSpec(_Strict):
 
     @model_validator(mode="after")
     def _canonical_rules(self) -> RunSpec:
+        if self.micro_batches > self.batch_size:
+            raise ValueError(
+                f"micro_batches: {self.micro_batches} micro-batches of a batch of "
+                f"{self.batch_size} samples leave some empty"
+            )
         if self.arithmetic == "torch":
             if self.zk_steps_per_epoch != 1:
                 raise ValueError(
@@ -146,6 +188,16 @@ class RunSpec(_Strict):
             raise ValueError(
                 f"arithmetic: canonical trains model kind mlp only, not {self.model.kind}"
             )
+        for key, torch_only in (
+            ("optimizer", isinstance(self.optimizer, ImportedOptimizer)),
+            ("max_grad_norm", self.max_grad_norm is not None),
+            ("micro_batches", self.micro_batches != 1),
+        ):
+            if torch_only:
+                raise ValueError(
+                    f"{key}: arithmetic: canonical has sgd and adam without clipping or "
+                    "micro-batches (PROTOCOL.md §15); this needs arithmetic: torch"
+                )
         if self.state_every != 1:
             raise ValueError(
                 "state_every: a canonical run commits every step's state (1), not "
@@ -160,6 +212,15 @@ class RunSpec(_Strict):
         if problem:
             raise ValueError(problem)
         return v
+
+    def imports(self) -> list[tuple[str, str]]:
+        """Every ``kind: import`` of the spec: (its spec key, ``module:name``)."""
+        out = []
+        if isinstance(self.model, ImportedModel):
+            out.append(("model.factory", self.model.factory))
+        if isinstance(self.optimizer, ImportedOptimizer):
+            out.append(("optimizer.class", self.optimizer.ref))
+        return out
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -210,7 +271,7 @@ def resolve_paths(spec: RunSpec, base: str | Path | None = None) -> RunSpec:
             update={"path": _absolute(spec.dataset.path, folder)}
         )
     paths = spec.import_path
-    if not paths and isinstance(spec.model, ImportedModel):
+    if not paths and spec.imports():
         paths = [str(folder), str(here)]
     update["import_path"] = list(dict.fromkeys(_absolute(p, folder) for p in paths))
     return spec.model_copy(update=update)

@@ -17,6 +17,7 @@ from veritrain.pipeline.run.spec import (
     AdamOptimizer,
     CnnModel,
     ImportedModel,
+    ImportedOptimizer,
     MlpModel,
     RunSpec,
     SgdOptimizer,
@@ -149,14 +150,31 @@ def parameter_bytes(spec: RunSpec, dataset: Dataset) -> int | None:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def build_optimizer(
-    spec: SgdOptimizer | AdamOptimizer, params: Iterable[nn.Parameter]
-) -> torch.optim.Optimizer:
+def build_optimizer(spec: RunSpec, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     """The learning rate is set per step from the schedule; the value here is a placeholder."""
-    if spec.kind == "sgd":
-        return torch.optim.SGD(
-            params, lr=0.0, momentum=spec.momentum, weight_decay=spec.weight_decay
+    o = spec.optimizer
+    if isinstance(o, SgdOptimizer):
+        return torch.optim.SGD(params, lr=0.0, momentum=o.momentum, weight_decay=o.weight_decay)
+    if isinstance(o, AdamOptimizer):
+        return torch.optim.Adam(
+            params, lr=0.0, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
         )
-    return torch.optim.Adam(
-        params, lr=0.0, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay
-    )
+    return _imported_optimizer(o, spec.import_path, params)
+
+
+def _imported_optimizer(
+    o: ImportedOptimizer, import_path: list[str], params: Iterable[nn.Parameter]
+) -> torch.optim.Optimizer:
+    if "lr" in o.kwargs:
+        raise SpecError("optimizer.kwargs: 'lr' is the schedule's, which sets it every step")
+    cls = import_object(o.ref, "optimizer.class", import_path)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise SpecError(f"optimizer.class: {o.class_!r} is not a torch.optim.Optimizer class")
+    construct: Callable[..., torch.optim.Optimizer] = cls  # a subclass's own signature
+    try:
+        return construct(params, lr=0.0, **o.kwargs)
+    except Exception as e:  # the class's own constructor may raise anything
+        raise SpecError(
+            f"optimizer.class: {o.class_}(parameters, lr=0.0"
+            f"{''.join(f', {k}=...' for k in o.kwargs)}) raised {one_line(e)}"
+        ) from None

@@ -16,10 +16,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from veritrain.pipeline.data.datasets import Dataset, load_dataset
 from veritrain.pipeline.errors import SpecError, UsageError
+from veritrain.pipeline.run.code import one_line
 from veritrain.pipeline.run.ledger import install_run_key, public_key_hex, read_trainer_key
 from veritrain.pipeline.run.manifest import Manifest, default_run_id
 from veritrain.pipeline.run.spec import (
+    ImportedOptimizer,
     RunSpec,
+    SgdOptimizer,
     check_sizes,
     load_spec,
     parse_spec,
@@ -100,7 +103,9 @@ def _dry_run(spec: RunSpec) -> None:
         raise SpecError("dataset: too large to generate in this machine's memory") from None
     check_sizes(spec, len(dataset))
     # Parameters, their gradients and the optimizer's per-parameter state are resident at once.
-    slots = 2 if spec.optimizer.kind == "adam" else int(spec.optimizer.momentum > 0)
+    # An imported optimizer is counted as Adam-like: two slots.
+    o = spec.optimizer
+    slots = int(o.momentum > 0) if isinstance(o, SgdOptimizer) else 2
     size = parameter_bytes(spec, dataset)
     available = _available_memory()
     if size is not None and available is not None and size * (2 + slots) > available:
@@ -110,7 +115,7 @@ def _dry_run(spec: RunSpec) -> None:
             f"{size * (2 + slots) / gib:.1f} GiB to train (parameters, gradients, optimizer "
             f"state); this machine has {available / gib:.1f} GiB available"
         )
-    _profile, dataset, model, _optimizer = prepare(spec, dataset)
+    _profile, dataset, model, optimizer = prepare(spec, dataset)
     batch = spec.batch_size
     if model is None:
         _canonical_dry_run(spec, dataset)
@@ -134,6 +139,37 @@ def _dry_run(spec: RunSpec) -> None:
         raise SpecError(
             f"model: the forward pass of one batch fails: {type(e).__name__}: {detail}"
         ) from None
+    if isinstance(o, ImportedOptimizer) and optimizer is not None:
+        _optimizer_dry_run(spec, o, model, optimizer, x, y)
+
+
+def _optimizer_dry_run(
+    spec: RunSpec,
+    o: ImportedOptimizer,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> None:
+    """One step of an imported optimizer on the throwaway model: a checkpoint holds tensors
+    only, so an optimizer keeping other state could not be resumed or replayed exactly."""
+    F.cross_entropy(model(x), y).backward()
+    for g in optimizer.param_groups:
+        g["lr"] = spec.schedule.lr_at(0)
+    try:
+        optimizer.step()
+    except Exception as e:  # noqa: BLE001 - the optimizer's own step may raise anything
+        raise SpecError(
+            f"optimizer.class: the first step of {o.class_} fails: {one_line(e)}"
+        ) from None
+    for state in optimizer.state_dict()["state"].values():
+        for key, value in state.items():
+            if value is not None and not torch.is_tensor(value):
+                raise SpecError(
+                    f"optimizer.class: {o.class_} keeps its state {key!r} as "
+                    f"{type(value).__name__}; a checkpoint holds tensors only, so a resume or "
+                    "a replay could not restore it"
+                )
 
 
 def _canonical_dry_run(spec: RunSpec, dataset: Dataset) -> None:

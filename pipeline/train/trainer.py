@@ -160,7 +160,7 @@ def prepare(
     profile.apply()
     torch.manual_seed(spec.seed)
     model = build_model(spec, dataset)
-    optimizer = build_optimizer(spec.optimizer, model.parameters())
+    optimizer = build_optimizer(spec, model.parameters())
     return profile, dataset, model, optimizer
 
 
