@@ -93,11 +93,19 @@ def test_preflight_takes_a_mapping_or_a_runspec(tmp_path, monkeypatch):
 
 
 def test_run_trains_and_verify_verifies(tmp_path):
-    """A script's use: run a mapping, then verify the URI it returns."""
+    """A script's use: run a mapping, then verify the URI it returns. Its model is a module in
+    the script's folder, not on PYTHONPATH: the flow's tasks import it from the spec's
+    import_path."""
+    (tmp_path / "vt_api_model.py").write_text(
+        "import torch\n\n"
+        "def make(*, in_features, classes):\n"
+        "    return torch.nn.Linear(in_features, classes)\n"
+    )
+    spec = {**SPEC, "model": {"kind": "import", "factory": "vt_api_model:make"}}
     r = _python(
         f"""
         import json, veritrain
-        uri = veritrain.run({SPEC!r}, store="store", run_id="api-run")
+        uri = veritrain.run({spec!r}, store="store", run_id="api-run")
         print(json.dumps({{"uri": uri, "report": veritrain.verify(uri)}}))
         """,
         tmp_path,
@@ -106,3 +114,5 @@ def test_run_trains_and_verify_verifies(tmp_path):
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["uri"] == f"{tmp_path}/store/runs/api-run"
     assert out["report"]["ok"] and [e["status"] for e in out["report"]["epochs"]] == ["committed"]
+    (module,) = out["report"]["code"]["modules"]
+    assert (module["key"], module["source"]) == ("model.factory", "vt_api_model.py")
