@@ -46,12 +46,12 @@ def _torch_run(
     spec, data, steps: int | None, epochs: int, init: CanonicalState | None = None
 ) -> tuple[float, torch.nn.Module]:
     torch.manual_seed(spec.seed)
-    model = build_model(spec.model, data.in_features, data.classes)
+    model = build_model(spec, data)
     if init is not None:  # start from the canonical initialization's values
         with torch.no_grad():
             for name, p in model.named_parameters():
                 p.copy_(torch.from_numpy(init.arrays[f"param/{name}"] / 2.0**24))
-    opt = build_optimizer(spec.optimizer, model.parameters())
+    opt = build_optimizer(spec, model.parameters())
     x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
     started, done = time.perf_counter(), 0
     for step, idx in _batches(spec, len(data), epochs):

@@ -17,6 +17,11 @@ class DeterminismError(VeritrainError):
     exit_code = EXIT_ENV
 
 
+class CodeError(DeterminismError):
+    """This machine's code for a run (an imported module, torch, veritrain) is not the code its
+    manifest records (the message names the module)."""
+
+
 class StorageError(VeritrainError):
     """The store is unreachable or an object could not be read or written."""
 

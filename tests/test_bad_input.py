@@ -244,6 +244,13 @@ CASES = [
         spec={"model": {"kind": "import", "factory": "vt_factories:wrong_output"}},
     ),
     Case(
+        "optimizer-not-an-optimizer",
+        run_case(),
+        2,
+        ("{spec}", "optimizer.class", "'vt_factories.one_arg' is not a torch.optim.Optimizer"),
+        spec={"optimizer": {"kind": "import", "class": "vt_factories.one_arg"}},
+    ),
+    Case(
         "model-too-large",
         run_case(),
         2,

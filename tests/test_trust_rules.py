@@ -11,6 +11,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import torch
 from conftest import ROOT
@@ -22,6 +23,7 @@ from veritrain.pipeline.checkpoint.tensors import (
     expected_tensors,
     read_header,
 )
+from veritrain.pipeline.data.datasets import Dataset
 from veritrain.pipeline.errors import IntegrityError, StorageError, UsageError
 from veritrain.pipeline.run.determinism import (
     MACHINE_FIELDS,
@@ -60,8 +62,9 @@ SPECS = {
 def _trained_checkpoint(spec, steps: int) -> bytes:
     features, classes = (8, 3) if spec.dataset.kind == "synthetic" else (64, 10)
     torch.manual_seed(0)
-    model = build_model(spec.model, features, classes)
-    optimizer = build_optimizer(spec.optimizer, model.parameters())
+    shape = Dataset(np.zeros((1, features), np.float32), np.zeros(1, np.int64), classes)
+    model = build_model(spec, shape)
+    optimizer = build_optimizer(spec, model.parameters())
     for _ in range(steps):
         for g in optimizer.param_groups:
             g["lr"] = 0.01

@@ -7,6 +7,9 @@ examples/), so that an installed veritrain cannot collide with other projects' `
 repository's root first, so that every module below it is imported from its real file: tracebacks,
 coverage and editors name ``pipeline/verify/verifier.py``, never a path through a link
 (tests/test_package.py checks both).
+
+The Python API is ``veritrain.run`` and ``veritrain.verify`` (flows/api.py); importing veritrain
+imports neither torch nor Prefect.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from pathlib import Path
 _HERE = Path(__file__).parent
 if (_HERE / "pipeline").is_symlink():
     __path__.insert(0, str(_HERE.parent))
+
+
+from veritrain.flows.api import run, verify  # noqa: E402 - the package's path comes first
+
+__all__ = ["example", "run", "verify"]
 
 
 def example(name: str) -> Path:

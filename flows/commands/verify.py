@@ -165,12 +165,15 @@ def cmd_status(args) -> int:
 def print_report(report: RunReport, as_json: bool, what: str) -> int:
     """Prints a RunReport (one JSON document with --json); a failure also gets one line on
     stderr naming the first failed check, whose detail names the object."""
+    from veritrain.pipeline.run.code import describe_code
+
     failed = [("run", c) for c in report.checks if not c.ok]
     failed += [(f"epoch {e.epoch}", c) for e in report.epochs for c in e.checks if not c.ok]
     if as_json:
         print(json.dumps(report.to_json(), indent=1))
     else:
         print(f"trust: {trust_line(report.trust)}")
+        print(f"code: {describe_code(report.code)}")
         for c in report.checks:
             print(f"{'ok  ' if c.ok else 'FAIL'} run: {c.name} {c.detail}")
         for e in report.epochs:

@@ -18,6 +18,7 @@ from veritrain.pipeline.challenge.fraudproof import differing
 from veritrain.pipeline.checkpoint.digest import checkpoint_digest
 from veritrain.pipeline.checkpoint.tensors import check_tensors, read_header
 from veritrain.pipeline.errors import DeterminismError, IntegrityError
+from veritrain.pipeline.run.code import require_same_code
 from veritrain.pipeline.run.determinism import current_profile
 from veritrain.pipeline.run.manifest import (
     Manifest,
@@ -58,7 +59,8 @@ class Replay:
     """A run's live model and optimizer, restored from its checkpoints and stepped with the
     trainer's step function, next to the run's committed records.
 
-    Raises DeterminismError (naming the field) unless this environment has the run's recorded
+    Raises CodeError (naming the module) unless this machine has the code run.json records, and
+    DeterminismError (naming the field) unless this environment has the run's recorded
     determinism profile: a replay anywhere else would differ in the last bits and prove nothing.
     Likewise ReplayEnvironmentError unless the spec's dataset here has the run's dataset root.
     """
@@ -69,6 +71,8 @@ class Replay:
         _, self.entries = open_ledger(store, self.manifest)  # chain and signatures checked
         self.run_id = run_id
         self.spec = self.manifest.spec
+        # First: other code replays differently for that reason alone, which is not fraud.
+        require_same_code(self.manifest.code, self.spec, manifest_key(run_id))
         self.spe = self.manifest.steps_per_epoch
         self.profile = self.manifest.determinism
         current_profile(self.spec.arithmetic, self.spec.threads).require_same(self.profile)

@@ -121,10 +121,10 @@ def expected_tensors(
     spec: RunSpec, step: int, found: dict[str, TensorInfo]
 ) -> dict[str, tuple[str, Shape]] | None:
     """Name -> (dtype, shape) of every tensor but ``rng/torch`` that the spec's model and
-    optimizer hold after ``step`` steps; None for ``model: import`` (its factory is code). The
+    optimizer hold after ``step`` steps; None where either is ``kind: import`` (code). The
     dataset's class count, and its feature count where the spec does not state it, are read from
     ``found``'s outer layers: the dataset decides them, not the spec."""
-    if not isinstance(spec.model, (MlpModel, CnnModel)):
+    if spec.imports():
         return None
     names = [name for name, _ in _model_params(spec, 0, 0)]
     first, last = names[0], names[-1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,15 @@ class Dataset:
     @property
     def in_features(self) -> int:
         return int(np.prod(self.x.shape[1:]))
+
+    def description(self) -> dict[str, Any]:
+        """What a model factory is told about the dataset, by keyword (``model: import``)."""
+        return {
+            "task": "classification",
+            "input_shape": tuple(int(d) for d in self.x.shape[1:]),
+            "in_features": self.in_features,
+            "classes": self.classes,
+        }
 
     def canonical_rows(self) -> np.ndarray:
         """One row of canonical bytes per sample: features f32 LE, then label i64 LE."""

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from veritrain.pipeline.run.code import describe_code
 from veritrain.pipeline.verify.checks import COMMITTED, DISPUTED, FINAL, PROVEN, UNREPLAYABLE
 from veritrain.pipeline.verify.finality import window_start
 
@@ -264,6 +265,7 @@ def _view(report: Report) -> dict[str, Any]:
         ),
         ("steps plotted", str(len(report.points))),
         ("challenge window", _NO_TIME if window is None else f"{window:g} s"),
+        ("code", describe_code(v.code)),
         ("report made", _utc(report.generated_at)),
     ]
     return {

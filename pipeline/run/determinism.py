@@ -89,7 +89,7 @@ def _torch_cpu_capability(flags: set[str]) -> str:
     return "DEFAULT"
 
 
-def _torch_version() -> str | None:
+def installed_torch_version() -> str | None:
     """``torch.__version__`` without importing torch: read from the installed package's
     torch/version.py (the distribution's metadata version lacks the local part, e.g. "+cpu")."""
     try:
@@ -113,7 +113,7 @@ def machine_profile(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[DeterminismP
     torch's version from the installed package's torch/version.py, its CPU capability by torch's
     rule from the CPU's flags (x86-64 Linux only). Returns (profile or None, what it compared,
     or why there is none)."""
-    version = _torch_version()
+    version = installed_torch_version()
     if version is None:
         return None, "this machine, which has no readable torch installation"
     if platform.machine() not in ("x86_64", "AMD64") or not cpuinfo.is_file():

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from veritrain.pipeline.documents import DocumentError, load_json
 from veritrain.pipeline.errors import IntegrityError
+from veritrain.pipeline.run.code import CodeIdentity
 from veritrain.pipeline.run.determinism import PROFILE_TAGS, Profile
 from veritrain.pipeline.run.entries import (
     CheckpointBody,
@@ -21,7 +22,7 @@ from veritrain.pipeline.run.entries import (
     describe,
 )
 from veritrain.pipeline.run.ledger import Ledger, canonical_json
-from veritrain.pipeline.run.spec import AdamOptimizer, RunSpec
+from veritrain.pipeline.run.spec import AdamOptimizer, RunSpec, SgdOptimizer
 from veritrain.pipeline.store.base import NotFoundError, Store
 from veritrain.pipeline.store.keys import manifest_key
 from veritrain.prover import RECORD_LEN, CanonicalSettings, EpochClaim
@@ -100,23 +101,32 @@ def canonical_settings(spec: RunSpec) -> CanonicalSettings:
         return CanonicalSettings.adam(
             zk_steps_per_epoch=k, beta1=b1, beta2=b2, eps=o.eps, weight_decay=o.weight_decay
         )
+    if not isinstance(o, SgdOptimizer):  # RunSpec refuses it; said here to the type checker
+        raise ValueError("arithmetic: canonical has sgd and adam only")
     return CanonicalSettings.sgd(
         zk_steps_per_epoch=k, momentum=o.momentum, weight_decay=o.weight_decay
     )
 
 
 def optimizer_digest(spec: RunSpec) -> bytes:
-    """Digest of the constant optimizer settings; each step's hparams digest binds it. A
-    canonical run's is its canonical settings' digest (PROTOCOL.md §15), which the guest reads."""
+    """Digest of the constant optimizer settings (PROTOCOL.md §7); each step's hparams digest
+    binds it. The spec's optimizer section, with ``max_grad_norm`` and ``micro_batches`` added
+    where the spec sets them other than their defaults, so a run without them has the digest
+    runs always had. A canonical run's is its canonical settings' digest (PROTOCOL.md §15),
+    which the guest reads."""
     if spec.arithmetic == "canonical":
         return canonical_settings(spec).digest()
-    return hashlib.sha256(
-        OPTIMIZER_TAG + canonical_json(spec.optimizer.model_dump(mode="json"))
-    ).digest()
+    settings = spec.optimizer.model_dump(mode="json")
+    if spec.max_grad_norm is not None:
+        settings["max_grad_norm"] = spec.max_grad_norm
+    if spec.micro_batches != 1:
+        settings["micro_batches"] = spec.micro_batches
+    return hashlib.sha256(OPTIMIZER_TAG + canonical_json(settings)).digest()
 
 
 class Manifest(BaseModel):
-    """``run.json``: spec, determinism profile, dataset root, image id, public key, genesis.
+    """``run.json``: spec, determinism profile, dataset root, image id, public key, genesis,
+    code identity.
 
     Parsed once, by ``load``; ``raw`` keeps the stored bytes (entry 0 of the ledger commits to
     them) and ``content`` the JSON as stored, which the manifest digest and attestations quote
@@ -135,6 +145,8 @@ class Manifest(BaseModel):
     image_id: Digest
     public_key: Digest
     genesis_state_digest: Digest
+    # What code trained the run (pipeline/run/code.py); None in a run made before it was recorded.
+    code: CodeIdentity | None = None
     _raw: bytes = PrivateAttr(b"")
     _content: dict[str, Any] = PrivateAttr(default_factory=dict)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -45,7 +46,11 @@ class CnnModel(_Strict):
 
 
 class ImportedModel(_Strict):
-    """``package.module:function``, called as ``function(in_features, classes, **kwargs)``."""
+    """``package.module:function``, called with the dataset's description by keyword
+    (``task``, ``input_shape``, ``in_features``, ``classes``: those its signature takes) and
+    ``kwargs``; a factory that takes none of them by name is called as
+    ``function(in_features, classes, **kwargs)``. Its module is searched for in the spec's
+    ``import_path`` first."""
 
     kind: Literal["import"] = "import"
     factory: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
@@ -69,7 +74,8 @@ class SyntheticDataset(_Strict):
 
 
 class FileDataset(_Strict):
-    """A local ``.npz`` or ``.safetensors`` file with arrays ``x`` (features) and ``y`` (labels)."""
+    """A local ``.npz`` or ``.safetensors`` file with arrays ``x`` (features) and ``y`` (labels).
+    A relative path is the spec file's folder's (see ``resolve_paths``)."""
 
     kind: Literal["file"] = "file"
     path: str
@@ -91,6 +97,37 @@ class AdamOptimizer(_Strict):
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
 
 
+class ImportedOptimizer(_Strict):
+    """Any ``torch.optim`` class or an importable one (``package.module.Class`` or
+    ``package.module:Class``), built as ``Class(parameters, lr=0.0, **kwargs)``; the schedule
+    sets each step's rate. Its module is searched for in the spec's ``import_path`` first."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+        validate_by_name=True,
+        serialize_by_alias=True,
+    )
+
+    kind: Literal["import"] = "import"
+    class_: Annotated[str, Field(alias="class", pattern=r"^[A-Za-z_][\w.]*[.:][A-Za-z_]\w*$")]
+    kwargs: dict[str, Any] = {}
+
+    @property
+    def ref(self) -> str:
+        """``module:Class``, however the spec wrote it."""
+        if ":" in self.class_:
+            return self.class_
+        module, _, name = self.class_.rpartition(".")
+        return f"{module}:{name}"
+
+
+OptimizerSpec = Annotated[
+    SgdOptimizer | AdamOptimizer | ImportedOptimizer, Field(discriminator="kind")
+]
+
+
 class RunSpec(_Strict):
     """Everything that determines a run. Its canonical JSON is stored in the run manifest."""
 
@@ -98,8 +135,14 @@ class RunSpec(_Strict):
     dataset: Annotated[
         DigitsDataset | SyntheticDataset | FileDataset, Field(discriminator="kind")
     ] = DigitsDataset()
-    optimizer: Annotated[SgdOptimizer | AdamOptimizer, Field(discriminator="kind")] = SgdOptimizer()
+    optimizer: OptimizerSpec = SgdOptimizer()
     schedule: Schedule = Schedule(kind="constant", base_lr=0.05)
+    # Gradient clipping: the gradients' total L2 norm is scaled down to at most this before the
+    # optimizer step (the record's grad norm is the norm before clipping). None: no clipping.
+    max_grad_norm: Annotated[float, Field(gt=0)] | None = None
+    # Gradient accumulation: each step's batch runs forward and backward in this many
+    # micro-batches (numpy.array_split of the sampler's batch), then one optimizer step.
+    micro_batches: Annotated[int, Field(ge=1, le=U32_MAX)] = 1
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     epochs: Annotated[int, Field(gt=0, le=U64_MAX)] = 1
     batch_size: Annotated[int, Field(gt=0, le=U32_MAX)] = 32
@@ -109,6 +152,10 @@ class RunSpec(_Strict):
     challenge_window: Annotated[float, Field(ge=0)] = 7 * 24 * 3600.0
     threads: Annotated[int, Field(gt=0)] = 1
     store: str = "./veritrain-store"
+    # Folders searched, before Python's own path, for the modules of every ``kind: import``.
+    # Loading a spec makes each absolute and, where a spec with an import gives none, sets it to
+    # the spec file's folder and the current one (resolve_paths).
+    import_path: list[Annotated[str, Field(min_length=1)]] = []
     # torch: the model's own torch arithmetic, replayable only in the recorded determinism
     # profile. canonical: the fixed-point MLP of PROTOCOL.md §15, the same bits on any machine,
     # and each epoch's receipt re-executes zk_steps_per_epoch Fiat-Shamir-chosen steps.
@@ -126,6 +173,11 @@ class RunSpec(_Strict):
 
     @model_validator(mode="after")
     def _canonical_rules(self) -> RunSpec:
+        if self.micro_batches > self.batch_size:
+            raise ValueError(
+                f"micro_batches: {self.micro_batches} micro-batches of a batch of "
+                f"{self.batch_size} samples leave some empty"
+            )
         if self.arithmetic == "torch":
             if self.zk_steps_per_epoch != 1:
                 raise ValueError(
@@ -136,6 +188,16 @@ class RunSpec(_Strict):
             raise ValueError(
                 f"arithmetic: canonical trains model kind mlp only, not {self.model.kind}"
             )
+        for key, torch_only in (
+            ("optimizer", isinstance(self.optimizer, ImportedOptimizer)),
+            ("max_grad_norm", self.max_grad_norm is not None),
+            ("micro_batches", self.micro_batches != 1),
+        ):
+            if torch_only:
+                raise ValueError(
+                    f"{key}: arithmetic: canonical has sgd and adam without clipping or "
+                    "micro-batches (PROTOCOL.md §15); this needs arithmetic: torch"
+                )
         if self.state_every != 1:
             raise ValueError(
                 "state_every: a canonical run commits every step's state (1), not "
@@ -150,6 +212,15 @@ class RunSpec(_Strict):
         if problem:
             raise ValueError(problem)
         return v
+
+    def imports(self) -> list[tuple[str, str]]:
+        """Every ``kind: import`` of the spec: (its spec key, ``module:name``)."""
+        out = []
+        if isinstance(self.model, ImportedModel):
+            out.append(("model.factory", self.model.factory))
+        if isinstance(self.optimizer, ImportedOptimizer):
+            out.append(("optimizer.class", self.optimizer.ref))
+        return out
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -182,13 +253,39 @@ def check_sizes(spec: RunSpec, dataset_len: int) -> None:
         )
 
 
-def parse_spec(data: Any, source: str = "spec") -> RunSpec:
+def _absolute(path: str, base: Path) -> str:
+    return str(Path(os.path.abspath(base / Path(path).expanduser())))
+
+
+def resolve_paths(spec: RunSpec, base: str | Path | None = None) -> RunSpec:
+    """``spec`` with every path made absolute: relative ones are ``base``'s (the spec file's
+    folder; None: the current folder), so the spec a manifest stores names the very files and
+    folders the run used, whichever folder a replay runs in. A spec with a ``kind: import`` and
+    no ``import_path`` gets ``[base, current folder]``. The store is a URI, not a path of the
+    spec: a relative local store stays the current folder's."""
+    here = Path.cwd()
+    folder = here if base is None else Path(_absolute(str(base), here))
+    update: dict[str, Any] = {}
+    if isinstance(spec.dataset, FileDataset):
+        update["dataset"] = spec.dataset.model_copy(
+            update={"path": _absolute(spec.dataset.path, folder)}
+        )
+    paths = spec.import_path
+    if not paths and spec.imports():
+        paths = [str(folder), str(here)]
+    update["import_path"] = list(dict.fromkeys(_absolute(p, folder) for p in paths))
+    return spec.model_copy(update=update)
+
+
+def parse_spec(data: Any, source: str = "spec", base: str | Path | None = None) -> RunSpec:
+    """A spec from a mapping, its paths resolved against ``base`` (resolve_paths)."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a spec is a mapping of keys, got {type(data).__name__}")
     try:
-        return RunSpec.model_validate(data)
+        spec = RunSpec.model_validate(data)
     except ValidationError as e:
         raise SpecError(f"{source}: {_describe(e)}") from None
+    return resolve_paths(spec, base)
 
 
 def load_spec(path: str | Path) -> RunSpec:
@@ -214,7 +311,7 @@ def load_spec(path: str | Path) -> RunSpec:
         raise SpecError(f"{p}: {e}") from None
     except yaml.YAMLError as e:
         raise SpecError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
-    return parse_spec(data, str(p))
+    return parse_spec(data, str(p), p.parent)
 
 
 def spec_json_schema() -> dict[str, Any]:

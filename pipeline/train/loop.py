@@ -90,6 +90,25 @@ class Stepper:
         """The sampler's indices for global step ``step``."""
         return batch_indices(self.spec, self.n, step)
 
+    def _forward_backward(self, used: np.ndarray) -> torch.Tensor:
+        """The batch's mean loss, its gradient accumulated over ``micro_batches`` parts, each
+        part's mean loss weighted by its share of the batch (one part: the batch's mean loss as
+        it is, the very operations of a run without micro-batches)."""
+        parts = self.spec.micro_batches
+        if parts == 1:
+            loss = F.cross_entropy(self.model(self.x[used]), self.y[used])
+            loss.backward()
+            return loss
+        total = torch.zeros(())
+        for chunk in np.array_split(used, parts):
+            if not len(chunk):  # an epoch's short last batch may have fewer samples than parts
+                continue
+            part = F.cross_entropy(self.model(self.x[chunk]), self.y[chunk])
+            part = part * (len(chunk) / len(used))
+            part.backward()
+            total += part.detach()
+        return total
+
     def step(self, step: int, before_update: Callable[[], None] | None = None) -> StepResult:
         """Trains global step ``step``. ``before_update`` runs between backward and the optimizer
         step, the last moment the pre-step parameters exist."""
@@ -99,9 +118,10 @@ class Stepper:
         idx = self.batch(step)
         used = idx if self.tamper is None else self.tamper.batch(step, idx)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(self.x[used]), self.y[used])
-        loss.backward()
+        loss = self._forward_backward(used)
         grad_norm = _grad_norm(self.params)
+        if self.spec.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.spec.max_grad_norm)
         if before_update is not None:
             before_update()
         self.optimizer.step()

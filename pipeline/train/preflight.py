@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,9 +16,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from veritrain.pipeline.data.datasets import Dataset, load_dataset
 from veritrain.pipeline.errors import SpecError, UsageError
+from veritrain.pipeline.run.code import one_line
 from veritrain.pipeline.run.ledger import install_run_key, public_key_hex, read_trainer_key
 from veritrain.pipeline.run.manifest import Manifest, default_run_id
-from veritrain.pipeline.run.spec import RunSpec, check_sizes, load_spec
+from veritrain.pipeline.run.spec import (
+    ImportedOptimizer,
+    RunSpec,
+    SgdOptimizer,
+    check_sizes,
+    load_spec,
+    parse_spec,
+    resolve_paths,
+)
 from veritrain.pipeline.store.base import Store, open_store
 from veritrain.pipeline.store.keys import manifest_key
 from veritrain.pipeline.store.uris import check_run_id, check_store_uri
@@ -35,16 +45,18 @@ class Plan:
 
 
 def preflight(
-    spec_path: str | Path,
+    spec_source: str | Path | RunSpec | dict[str, Any],
     store: str | None = None,
     run_id: str | None = None,
     key: str | None = None,
 ) -> Plan:
-    """Checks a run before it starts. ``store``, ``run_id`` and ``key`` are the command line's
-    ``--store``, ``--run-id`` and ``--key`` (None when not given). The one thing written, once
-    every check passed: ``--key``'s key as the run's key file."""
+    """Checks a run before it starts. ``spec_source`` is a spec file (YAML or JSON), a spec
+    (its paths made absolute against the current folder) or a mapping of its keys; ``store``,
+    ``run_id`` and ``key`` are the command line's ``--store``, ``--run-id`` and ``--key`` (None
+    when not given). The one thing written, once every check passed: ``--key``'s key as the run's
+    key file."""
     trainer_key = read_trainer_key(key) if key is not None else None
-    spec = load_spec(spec_path)
+    spec, spec_path = _spec_of(spec_source)
     run_id = default_run_id(spec) if run_id is None else check_run_id(run_id, "--run-id")
     if store is None:
         store_uri, where = spec.store, f"{spec_path}: store"
@@ -60,6 +72,15 @@ def preflight(
     if trainer_key is not None and key is not None:  # both are --key's
         install_run_key(run_id, trainer_key, key)
     return Plan(spec, store_uri, run_id)
+
+
+def _spec_of(source: str | Path | RunSpec | dict[str, Any]) -> tuple[RunSpec, str]:
+    """The spec and the name its errors go by (the file, or ``spec``)."""
+    if isinstance(source, RunSpec):
+        return resolve_paths(source), "spec"
+    if isinstance(source, dict):
+        return parse_spec(source, "spec"), "spec"
+    return load_spec(source), str(source)
 
 
 def _available_memory() -> int | None:
@@ -82,8 +103,10 @@ def _dry_run(spec: RunSpec) -> None:
         raise SpecError("dataset: too large to generate in this machine's memory") from None
     check_sizes(spec, len(dataset))
     # Parameters, their gradients and the optimizer's per-parameter state are resident at once.
-    slots = 2 if spec.optimizer.kind == "adam" else int(spec.optimizer.momentum > 0)
-    size = parameter_bytes(spec.model, dataset.in_features, dataset.classes)
+    # An imported optimizer is counted as Adam-like: two slots.
+    o = spec.optimizer
+    slots = int(o.momentum > 0) if isinstance(o, SgdOptimizer) else 2
+    size = parameter_bytes(spec, dataset)
     available = _available_memory()
     if size is not None and available is not None and size * (2 + slots) > available:
         gib = 2**30
@@ -92,7 +115,7 @@ def _dry_run(spec: RunSpec) -> None:
             f"{size * (2 + slots) / gib:.1f} GiB to train (parameters, gradients, optimizer "
             f"state); this machine has {available / gib:.1f} GiB available"
         )
-    _profile, dataset, model, _optimizer = prepare(spec, dataset)
+    _profile, dataset, model, optimizer = prepare(spec, dataset)
     batch = spec.batch_size
     if model is None:
         _canonical_dry_run(spec, dataset)
@@ -116,6 +139,37 @@ def _dry_run(spec: RunSpec) -> None:
         raise SpecError(
             f"model: the forward pass of one batch fails: {type(e).__name__}: {detail}"
         ) from None
+    if isinstance(o, ImportedOptimizer) and optimizer is not None:
+        _optimizer_dry_run(spec, o, model, optimizer, x, y)
+
+
+def _optimizer_dry_run(
+    spec: RunSpec,
+    o: ImportedOptimizer,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> None:
+    """One step of an imported optimizer on the throwaway model: a checkpoint holds tensors
+    only, so an optimizer keeping other state could not be resumed or replayed exactly."""
+    F.cross_entropy(model(x), y).backward()
+    for g in optimizer.param_groups:
+        g["lr"] = spec.schedule.lr_at(0)
+    try:
+        optimizer.step()
+    except Exception as e:  # noqa: BLE001 - the optimizer's own step may raise anything
+        raise SpecError(
+            f"optimizer.class: the first step of {o.class_} fails: {one_line(e)}"
+        ) from None
+    for state in optimizer.state_dict()["state"].values():
+        for key, value in state.items():
+            if value is not None and not torch.is_tensor(value):
+                raise SpecError(
+                    f"optimizer.class: {o.class_} keeps its state {key!r} as "
+                    f"{type(value).__name__}; a checkpoint holds tensors only, so a resume or "
+                    "a replay could not restore it"
+                )
 
 
 def _canonical_dry_run(spec: RunSpec, dataset: Dataset) -> None:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from veritrain.pipeline.data.datasets import Dataset, load_dataset
 from veritrain.pipeline.errors import IntegrityError, SpecError
+from veritrain.pipeline.run.code import code_fields, require_same_code
 from veritrain.pipeline.run.determinism import DeterminismProfile, Profile, current_profile
 from veritrain.pipeline.run.entries import (
     Body,
@@ -158,17 +159,18 @@ def prepare(
         return profile, dataset, None, None
     profile.apply()
     torch.manual_seed(spec.seed)
-    model = build_model(spec.model, dataset.in_features, dataset.classes)
-    optimizer = build_optimizer(spec.optimizer, model.parameters())
+    model = build_model(spec, dataset)
+    optimizer = build_optimizer(spec, model.parameters())
     return profile, dataset, model, optimizer
 
 
 def check_resumable(manifest: Manifest, spec: RunSpec) -> None:
-    """Raises unless this environment may continue the run: same spec, same determinism profile,
-    same guest."""
+    """Raises unless this environment may continue the run: same spec, same code, same
+    determinism profile, same guest."""
     mkey = manifest_key(manifest.run_id)
     if manifest.spec != spec:
         raise SpecError(f"{mkey}: run {manifest.run_id} exists with another spec; use a new run id")
+    require_same_code(manifest.code, spec, mkey)
     current_profile(spec.arithmetic, spec.threads).require_same(manifest.determinism)
     if manifest.image_id != image_id():
         raise IntegrityError(
@@ -195,6 +197,7 @@ def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
             "optimizer_digest": optimizer_digest(spec).hex(),
             "image_id": image_id().hex(),
             "public_key": public_key_hex(key),
+            **code_fields(spec),
         }
         if spec.arithmetic == "canonical":
             genesis_digest = cn.digest_arrays(

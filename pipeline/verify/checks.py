@@ -50,6 +50,9 @@ class RunReport:
     run_id: str
     image_id: str
     trust: dict[str, Any] = field(default_factory=dict)
+    # run.json's code identity as stored (pipeline/run/code.py); None where the run recorded
+    # none (made before veritrain recorded it) or its manifest cannot be read.
+    code: dict[str, Any] | None = None
     checks: list[Check] = field(default_factory=list)
     epochs: list[EpochReport] = field(default_factory=list)
 
@@ -63,6 +66,7 @@ class RunReport:
             "run_id": self.run_id,
             "image_id": self.image_id,
             "trust": self.trust,
+            "code": self.code,
             "checks": [asdict(c) for c in self.checks],
             "epochs": [e.to_json() for e in self.epochs],
         }

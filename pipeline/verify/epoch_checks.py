@@ -224,7 +224,8 @@ def _check_checkpoints(
         for body, expected in points
     ]
     steps = "steps " + ", ".join(str(s) for s in sorted(b.step for b, _ in points))
-    if spec.model.kind != "import":
+    imported = [key.split(".")[0] for key, _ in spec.imports()]
+    if not imported:
         built = f"{spec.model.kind} and {spec.optimizer.kind}"
         return f"{steps}; tensors as the spec's {built} build them"
     for key, header in found[1:]:
@@ -233,8 +234,8 @@ def _check_checkpoints(
                 f"{key}: its parameters differ in names, dtypes or shapes from {found[0][0]}'s"
             )
     return (
-        f"{steps}; model: import, so tensor names, dtypes and shapes were only checked "
-        "for consistency across these checkpoints"
+        f"{steps}; {' and '.join(f'{k}: import' for k in imported)}, so tensor names, dtypes "
+        "and shapes were only checked for consistency across these checkpoints"
     )
 
 

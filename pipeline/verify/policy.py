@@ -279,8 +279,14 @@ def load_policy(path: str | Path) -> Policy:
         raise UsageError(f"{p}: {e}") from None
     except yaml.YAMLError as e:
         raise UsageError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
+    return parse_policy(data, str(p))
+
+
+def parse_policy(data: Any, source: str = "policy") -> Policy:
+    """A policy from a mapping of its keys (a policy file's content); UsageError naming
+    ``source`` and the key."""
     if not isinstance(data, dict):
-        raise UsageError(f"{p}: a policy is a mapping of keys, got {type(data).__name__}")
+        raise UsageError(f"{source}: a policy is a mapping of keys, got {type(data).__name__}")
     try:
         return Policy.model_validate(data)
     except ValidationError as e:
@@ -288,4 +294,4 @@ def load_policy(path: str | Path) -> Policy:
         loc = ".".join(str(part) for part in err["loc"])
         more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
         msg = err["msg"].removeprefix("Value error, ")
-        raise UsageError(f"{p}: {loc}: {msg}{more}") from None
+        raise UsageError(f"{source}: {loc}: {msg}{more}") from None

@@ -46,7 +46,7 @@ VERIFY_JSON_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "veritrain verify --json",
     "type": "object",
-    "required": ["ok", "run_id", "image_id", "trust", "checks", "epochs"],
+    "required": ["ok", "run_id", "image_id", "trust", "code", "checks", "epochs"],
     "properties": {
         "ok": {"type": "boolean"},
         "run_id": {"type": "string"},
@@ -71,6 +71,31 @@ VERIFY_JSON_SCHEMA = {
                 "require_pinned": {"type": "boolean"},
                 "required_status": {"enum": ["proven", "final", None]},
                 "required_guarantees": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        # What code trained the run (run.json's "code"); null where the run recorded none.
+        "code": {
+            "type": ["object", "null"],
+            "required": ["modules", "veritrain"],
+            "properties": {
+                "modules": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["key", "module"],
+                        "properties": {
+                            "key": {"type": "string"},
+                            "module": {"type": "string"},
+                            "source": {"type": "string"},
+                            "sha256": {"type": "string", "pattern": _HEX},
+                            "distribution": {"type": "string"},
+                            "version": {"type": "string"},
+                            "record_sha256": {"type": "string", "pattern": _HEX},
+                        },
+                    },
+                },
+                "torch": {"type": "string"},
+                "veritrain": {"type": "string"},
             },
         },
         "checks": {"type": "array", "items": _CHECK},
@@ -125,6 +150,7 @@ def verify_run(
     if manifest is None:
         return report
     report.image_id = manifest.image_id.hex()
+    report.code = manifest.code.to_json() if manifest.code is not None else None
     where = manifest_key(run_id)
     trainer = manifest.public_key.hex()
     trusted = [
