@@ -8,6 +8,7 @@ mod canonical;
 mod codec;
 mod digest;
 mod errors;
+mod samples;
 mod types;
 mod zkvm;
 
@@ -18,6 +19,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     canonical::register(m)?;
     codec::register(m)?;
     digest::register(m)?;
+    samples::register(m)?;
     zkvm::register(m)?;
     m.add("PROTOCOL_VERSION", veritrain_core::PROTOCOL_VERSION)?;
     m.add("RECORD_LEN", veritrain_core::RECORD_LEN)?;
