@@ -1,12 +1,10 @@
 //! veritrain's rules, in one place.
 //!
 //! Everything that decides "what is valid" lives here: the byte encodings of step records and epoch
-//! claims and of each task's dataset samples, the domain-separated SHA-256 hashing, Merkle roots,
-//! the sampler, the learning-rate schedule and the epoch check. The host
-//! (`veritrain.prover._native`) and the zkVM guest compile this same crate, so the prover and every
-//! verifier agree by construction. `docs/PROTOCOL.md` is the prose version;
-//! `tests/vectors/protocol-v1.json` (and `samples-v1.json`, `kernels-v1.json`) pin the bytes for
-//! Rust and Python alike.
+//! claims, the domain-separated SHA-256 hashing, Merkle roots, the sampler, the learning-rate
+//! schedule and the epoch check. The host (`veritrain.prover._native`) and the zkVM guest compile
+//! this same crate, so the prover and every verifier agree by construction. `docs/PROTOCOL.md` is
+//! the prose version; `tests/vectors/protocol-v1.json` pins the bytes for Rust and Python alike.
 //!
 //! SHA-256 is a parameter ([`Sha256`]) so that the guest can use the zkVM's accelerator while the
 //! host uses SHA-NI; both compute the same function.
@@ -22,6 +20,7 @@ pub mod hash;
 pub mod kernels;
 pub mod merkle;
 pub mod record;
+#[cfg(feature = "samples")]
 pub mod sample;
 pub mod sampler;
 pub mod schedule;

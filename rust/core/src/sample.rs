@@ -9,7 +9,9 @@
 //!
 //! Different tasks may give rows of the same length; the run's spec, which the manifest binds,
 //! says which task its dataset root is of. The guest reads classification rows of a canonical
-//! run in `canonical::quantize_batch`, in this same layout.
+//! run in `canonical::quantize_batch`, in this same layout. This module is behind the `samples`
+//! feature, which the host enables and the guest does not: the guest never reads a torch-mode
+//! run's samples, so its image id does not move with them.
 use alloc::vec::Vec;
 
 /// What a run trains its model to do; each task has its own sample bytes.
