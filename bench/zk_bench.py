@@ -40,7 +40,8 @@ from veritrain.pipeline.data.datasets import load_dataset
 from veritrain.pipeline.data.sampler import batch_indices
 from veritrain.pipeline.prove.guest_input import guest_input
 from veritrain.pipeline.run.manifest import Manifest, canonical_settings, epoch_entries, open_ledger
-from veritrain.pipeline.run.spec import AdamOptimizer, DigitsDataset, RunSpec, load_spec
+from veritrain.pipeline.run.spec import AdamOptimizer, RunSpec, load_spec
+from veritrain.pipeline.run.tasks import DigitsDataset
 from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.train.canonical import CanonicalState
 from veritrain.pipeline.train.loop import train

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from veritrain.pipeline.documents import DocumentError, load_json
 from veritrain.pipeline.errors import IntegrityError
-from veritrain.pipeline.run.spec import CnnModel, DigitsDataset, MlpModel, RunSpec, SyntheticDataset
+from veritrain.pipeline.run.spec import (
+    CnnModel,
+    ImportedModel,
+    ImportedOptimizer,
+    MlpModel,
+    RunSpec,
+)
+from veritrain.pipeline.run.tasks import DiabetesDataset, DigitsDataset, SyntheticDataset
 
 Shape = tuple[int, ...]
 # The safetensors dtype names a state digest binds (pipeline/train/state.py maps torch's dtypes to
@@ -114,6 +121,8 @@ def _known_features(spec: RunSpec) -> int | None:
         return 64
     if isinstance(spec.dataset, SyntheticDataset):
         return spec.dataset.features
+    if isinstance(spec.dataset, DiabetesDataset):
+        return 10
     return None
 
 
@@ -123,8 +132,9 @@ def expected_tensors(
     """Name -> (dtype, shape) of every tensor but ``rng/torch`` that the spec's model and
     optimizer hold after ``step`` steps; None where either is ``kind: import`` (code). The
     dataset's class count, and its feature count where the spec does not state it, are read from
-    ``found``'s outer layers: the dataset decides them, not the spec."""
-    if spec.imports():
+    ``found``'s outer layers: the dataset decides them, not the spec. An imported loss changes
+    no tensor."""
+    if isinstance(spec.model, ImportedModel) or isinstance(spec.optimizer, ImportedOptimizer):
         return None
     names = [name for name, _ in _model_params(spec, 0, 0)]
     first, last = names[0], names[-1]

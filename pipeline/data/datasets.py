@@ -1,8 +1,11 @@
 """Datasets and their commitment.
 
-A dataset is ``x`` (float32, one row per sample) and ``y`` (int64 labels). Each sample's canonical
-bytes are its features as little-endian float32 followed by its label as little-endian int64; the
-dataset root is the Merkle root of the sample leaves (PROTOCOL.md), computed once per run.
+A dataset is ``x`` (the model's inputs, one row per sample) and ``y`` (what the loss compares the
+outputs with), of its task's form: classification's float32 features and int64 labels,
+regression's float32 features and float32 target columns, a language model's token windows (``x``
+the first ``context`` tokens of each window, ``y`` the next ``context``). Each sample's canonical
+bytes are its task's (PROTOCOL.md §4, rust/core's ``sample``); the dataset root is the Merkle root
+of the sample leaves, computed once per run.
 """
 
 from __future__ import annotations
@@ -13,16 +16,30 @@ from typing import Any
 
 import numpy as np
 
+from veritrain.pipeline.data.text import VOCAB_SIZE, load_text
 from veritrain.pipeline.errors import SpecError
-from veritrain.pipeline.run.spec import DigitsDataset, FileDataset, SyntheticDataset
-from veritrain.prover import dataset_root
+from veritrain.pipeline.run.tasks import (
+    DatasetSpec,
+    DiabetesDataset,
+    DigitsDataset,
+    SyntheticDataset,
+    Task,
+    TextDataset,
+)
+from veritrain.prover import (
+    classification_rows,
+    dataset_root,
+    language_model_rows,
+    regression_rows,
+)
 
 
 @dataclass(frozen=True)
 class Dataset:
-    x: np.ndarray  # float32, shape (n, *feature_shape)
-    y: np.ndarray  # int64, shape (n,)
-    classes: int
+    x: np.ndarray  # float32 (n, *feature_shape); language model: tokens (n, context)
+    y: np.ndarray  # int64 (n,); regression: float32 (n, targets); language model: (n, context)
+    classes: int = 0  # classification: labels are 0 .. classes - 1
+    task: Task = "classification"
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -31,56 +48,118 @@ class Dataset:
     def in_features(self) -> int:
         return int(np.prod(self.x.shape[1:]))
 
+    @property
+    def outputs(self) -> int:
+        """The width of the model's output per input: classes, target columns or vocabulary."""
+        if self.task == "regression":
+            return int(self.y.shape[1])
+        if self.task == "language_model":
+            return VOCAB_SIZE
+        return self.classes
+
     def description(self) -> dict[str, Any]:
         """What a model factory is told about the dataset, by keyword (``model: import``)."""
-        return {
-            "task": "classification",
+        out: dict[str, Any] = {
+            "task": self.task,
             "input_shape": tuple(int(d) for d in self.x.shape[1:]),
             "in_features": self.in_features,
-            "classes": self.classes,
         }
+        if self.task == "classification":
+            out["classes"] = self.classes
+        elif self.task == "regression":
+            out["targets"] = self.outputs
+        else:
+            out |= {"vocab_size": VOCAB_SIZE, "context": int(self.x.shape[1])}
+        return out
 
     def canonical_rows(self) -> np.ndarray:
-        """One row of canonical bytes per sample: features f32 LE, then label i64 LE."""
-        feats = self.x.reshape(len(self), -1).astype("<f4", copy=False).view(np.uint8)
-        labels = self.y.astype("<i8", copy=False).reshape(-1, 1).view(np.uint8)
-        return np.ascontiguousarray(np.concatenate([feats, labels], axis=1))
+        """One row of canonical bytes per sample (PROTOCOL.md §4), as the core writes them."""
+        n = len(self)
+        if self.task == "classification":
+            data = classification_rows(_flat(self.x, np.float32), _flat(self.y, np.int64))
+        elif self.task == "regression":
+            data = regression_rows(_flat(self.x, np.float32), _flat(self.y, np.float32), n)
+        else:
+            windows = np.concatenate([self.x[:, :1], self.y], axis=1)
+            data = language_model_rows(_flat(windows, np.uint32), int(self.x.shape[1]))
+        return np.frombuffer(data, dtype=np.uint8).reshape(n, -1)
 
     def root(self) -> bytes:
         rows = self.canonical_rows()
         return dataset_root(rows, rows.shape[1])
 
 
-def _checked(x: np.ndarray, y: np.ndarray, source: str) -> Dataset:
-    if x.ndim < 2 or y.ndim != 1 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise SpecError(f"{source}: need x of shape (n, features...) and y of shape (n,), n > 0")
-    if not np.all(np.isfinite(x)):
-        raise SpecError(f"{source}: x has non-finite values")
+def _flat(a: np.ndarray, dtype: type) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
+
+
+def _features(x: np.ndarray, n: int, source: str) -> np.ndarray:
+    if x.ndim < 2 or x.shape[0] != n or n == 0:
+        raise SpecError(f"{source}: need x of shape (n, features...) and y's n rows, n > 0")
+    if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+        raise SpecError(f"{source}: x has non-finite or non-numeric values")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _classification(x: np.ndarray, y: np.ndarray, source: str) -> Dataset:
+    if y.ndim != 1:
+        raise SpecError(f"{source}: y has shape {y.shape}; class labels have shape (n,)")
+    x = _features(x, y.shape[0], source)
+    if not np.issubdtype(y.dtype, np.number):
+        raise SpecError(f"{source}: y holds {y.dtype}, not class labels")
+    if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y) & (y == np.round(y))):
+        raise SpecError(
+            f"{source}: y has non-integer values; class labels are integers "
+            "(float targets are task: regression)"
+        )
     if y.min() < 0:
         raise SpecError(f"{source}: labels must be non-negative integers")
-    return Dataset(
-        x=np.ascontiguousarray(x, dtype=np.float32),
-        y=np.ascontiguousarray(y, dtype=np.int64),
-        classes=int(y.max()) + 1,
-    )
+    return Dataset(x=x, y=np.ascontiguousarray(y, dtype=np.int64), classes=int(y.max()) + 1)
 
 
-def load_dataset(spec: DigitsDataset | SyntheticDataset | FileDataset) -> Dataset:
-    if isinstance(spec, DigitsDataset):
+def _regression(x: np.ndarray, y: np.ndarray, source: str) -> Dataset:
+    if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] == 0):
+        raise SpecError(
+            f"{source}: y has shape {y.shape}; regression targets have shape (n,) or (n, targets)"
+        )
+    x = _features(x, y.shape[0], source)
+    if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)):
+        raise SpecError(f"{source}: y has non-finite or non-numeric targets")
+    targets = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=np.float32)
+    return Dataset(x=x, y=targets, task="regression")
+
+
+def _checked(x: np.ndarray, y: np.ndarray, task: Task, source: str) -> Dataset:
+    return _regression(x, y, source) if task == "regression" else _classification(x, y, source)
+
+
+def load_dataset(d: DatasetSpec, task: Task = "classification") -> Dataset:
+    """A spec's dataset as its ``task`` reads it; SpecError naming the key or file if the data
+    does not fit the task."""
+    if isinstance(d, DigitsDataset):
         from sklearn.datasets import load_digits
 
-        d = load_digits()
-        return _checked((d.data / 16.0).astype(np.float32), d.target.astype(np.int64), "digits")
-    if isinstance(spec, SyntheticDataset):
-        rng = np.random.default_rng(spec.seed)
-        centers = rng.normal(0, 3, size=(spec.classes, spec.features))
-        y = rng.integers(0, spec.classes, size=spec.samples)
-        x = centers[y] + rng.normal(0, 1, size=(spec.samples, spec.features))
-        return _checked(x.astype(np.float32), y.astype(np.int64), "synthetic")
-    return _load_file(Path(spec.path))
+        digits = load_digits()
+        x = (digits.data / 16.0).astype(np.float32)
+        return _checked(x, digits.target.astype(np.int64), task, "digits")
+    if isinstance(d, DiabetesDataset):
+        from sklearn.datasets import load_diabetes
+
+        diabetes = load_diabetes()
+        return _checked(diabetes.data, diabetes.target, task, "diabetes")
+    if isinstance(d, SyntheticDataset):
+        rng = np.random.default_rng(d.seed)
+        centers = rng.normal(0, 3, size=(d.classes, d.features))
+        y = rng.integers(0, d.classes, size=d.samples)
+        x = centers[y] + rng.normal(0, 1, size=(d.samples, d.features))
+        return _checked(x.astype(np.float32), y.astype(np.int64), task, "synthetic")
+    if isinstance(d, TextDataset):
+        x, y = load_text(Path(d.path), d.context)
+        return Dataset(x=x, y=y, task="language_model")
+    return _load_file(Path(d.path), task)
 
 
-def _load_file(path: Path) -> Dataset:
+def _load_file(path: Path, task: Task) -> Dataset:
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as f:
@@ -101,4 +180,4 @@ def _load_file(path: Path) -> Dataset:
     for name in ("x", "y"):
         if name not in arrays:
             raise SpecError(f"{path}: no array {name!r}; a dataset file holds arrays x and y")
-    return _checked(np.asarray(arrays["x"]), np.asarray(arrays["y"]), str(path))
+    return _checked(np.asarray(arrays["x"]), np.asarray(arrays["y"]), task, str(path))

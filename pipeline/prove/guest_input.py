@@ -87,7 +87,7 @@ def canonical_section(
     """(canonical settings bytes, the re-executed steps) for ``claim``'s epoch; raises
     IntegrityError naming the object or step that does not give the committed states."""
     spec = manifest.spec
-    dataset = load_dataset(spec.dataset)
+    dataset = load_dataset(spec.dataset, spec.task)
     if dataset.root() != claim.dataset_root:
         raise IntegrityError(
             f"{manifest_key(manifest.run_id)}: the spec's dataset here does not have the run's "

@@ -18,6 +18,17 @@ from pydantic import (
 
 from veritrain.pipeline.documents import MAX_YAML_BYTES, DocumentError, load_yaml, read_document
 from veritrain.pipeline.errors import SpecError
+from veritrain.pipeline.run.tasks import (
+    IMPORT_REF,
+    DatasetSpec,
+    DigitsDataset,
+    FileDataset,
+    ImportedLoss,
+    Task,
+    TextDataset,
+    check_task,
+    default_task,
+)
 from veritrain.pipeline.store.uris import store_uri_problem
 from veritrain.prover import steps_per_epoch
 from veritrain.prover.results import Schedule
@@ -53,32 +64,8 @@ class ImportedModel(_Strict):
     ``import_path`` first."""
 
     kind: Literal["import"] = "import"
-    factory: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
+    factory: Annotated[str, Field(pattern=IMPORT_REF)]
     kwargs: dict[str, Any] = {}
-
-
-class DigitsDataset(_Strict):
-    """scikit-learn's bundled digits (1,797 8x8 images); nothing is downloaded."""
-
-    kind: Literal["digits"] = "digits"
-
-
-class SyntheticDataset(_Strict):
-    """Gaussian blobs, generated from a seed: small and instant, for tests."""
-
-    kind: Literal["synthetic"] = "synthetic"
-    samples: Annotated[int, Field(gt=0, le=1_000_000)] = 64
-    features: Annotated[int, Field(gt=0)] = 16
-    classes: Annotated[int, Field(ge=2)] = 4
-    seed: Annotated[int, Field(ge=0)] = 0
-
-
-class FileDataset(_Strict):
-    """A local ``.npz`` or ``.safetensors`` file with arrays ``x`` (features) and ``y`` (labels).
-    A relative path is the spec file's folder's (see ``resolve_paths``)."""
-
-    kind: Literal["file"] = "file"
-    path: str
 
 
 class SgdOptimizer(_Strict):
@@ -131,10 +118,12 @@ OptimizerSpec = Annotated[
 class RunSpec(_Strict):
     """Everything that determines a run. Its canonical JSON is stored in the run manifest."""
 
+    # What the model learns (pipeline/run/tasks.py); by default the dataset's own task.
+    task: Task = "classification"
     model: Annotated[MlpModel | CnnModel | ImportedModel, Field(discriminator="kind")] = MlpModel()
-    dataset: Annotated[
-        DigitsDataset | SyntheticDataset | FileDataset, Field(discriminator="kind")
-    ] = DigitsDataset()
+    dataset: DatasetSpec = DigitsDataset()
+    # None: the task's own loss (cross-entropy, mean squared error, next-token cross-entropy).
+    loss: ImportedLoss | None = None
     optimizer: OptimizerSpec = SgdOptimizer()
     schedule: Schedule = Schedule(kind="constant", base_lr=0.05)
     # Gradient clipping: the gradients' total L2 norm is scaled down to at most this before the
@@ -164,15 +153,18 @@ class RunSpec(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _canonical_defaults(cls, data: Any) -> Any:
+    def _defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
         # The guest needs the pre-step state of any step it samples: every record of a canonical
         # run carries its state digest, so state_every defaults to 1 there.
-        if isinstance(data, dict) and data.get("arithmetic") == "canonical":
+        if data.get("arithmetic") == "canonical":
             data = {"state_every": 1, **data}
-        return data
+        return default_task(data)
 
     @model_validator(mode="after")
-    def _canonical_rules(self) -> RunSpec:
+    def _rules(self) -> RunSpec:
+        check_task(self.task, self.dataset.kind, self.model.kind)
         if self.micro_batches > self.batch_size:
             raise ValueError(
                 f"micro_batches: {self.micro_batches} micro-batches of a batch of "
@@ -187,6 +179,16 @@ class RunSpec(_Strict):
         if not isinstance(self.model, MlpModel):
             raise ValueError(
                 f"arithmetic: canonical trains model kind mlp only, not {self.model.kind}"
+            )
+        if self.task != "classification":
+            raise ValueError(
+                f"task: arithmetic: canonical trains classification only (PROTOCOL.md §15), "
+                f"not {self.task}; this needs arithmetic: torch"
+            )
+        if self.loss is not None:
+            raise ValueError(
+                "loss: arithmetic: canonical has the MLP's cross-entropy only (PROTOCOL.md §15); "
+                "an imported loss needs arithmetic: torch"
             )
         for key, torch_only in (
             ("optimizer", isinstance(self.optimizer, ImportedOptimizer)),
@@ -220,6 +222,8 @@ class RunSpec(_Strict):
             out.append(("model.factory", self.model.factory))
         if isinstance(self.optimizer, ImportedOptimizer):
             out.append(("optimizer.class", self.optimizer.ref))
+        if self.loss is not None:
+            out.append(("loss.fn", self.loss.fn))
         return out
 
     def canonical_json(self) -> str:
@@ -266,7 +270,7 @@ def resolve_paths(spec: RunSpec, base: str | Path | None = None) -> RunSpec:
     here = Path.cwd()
     folder = here if base is None else Path(_absolute(str(base), here))
     update: dict[str, Any] = {}
-    if isinstance(spec.dataset, FileDataset):
+    if isinstance(spec.dataset, (FileDataset, TextDataset)):
         update["dataset"] = spec.dataset.model_copy(
             update={"path": _absolute(spec.dataset.path, folder)}
         )

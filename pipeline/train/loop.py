@@ -15,7 +15,6 @@ from concurrent.futures import Future
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from veritrain.pipeline.data.datasets import Dataset
 from veritrain.pipeline.data.sampler import batch_indices
@@ -25,6 +24,7 @@ from veritrain.pipeline.run.spec import RunSpec
 from veritrain.pipeline.store.keys import records_key
 from veritrain.pipeline.train import canonical as cn
 from veritrain.pipeline.train import state as st
+from veritrain.pipeline.train.losses import Batches, build_loss
 from veritrain.pipeline.train.step import StepEvent, StepResult, Tamper
 from veritrain.pipeline.train.trainer import Trainer
 from veritrain.prover import (
@@ -83,7 +83,8 @@ class Stepper:
         self.run_id, self.spec, self.spe, self.opt_digest = run_id, spec, spe, opt_digest
         self.model, self.optimizer, self.tamper = model, optimizer, tamper
         self.n = len(dataset)
-        self.x, self.y = torch.from_numpy(dataset.x), torch.from_numpy(dataset.y)
+        self.samples = Batches(dataset)
+        self.loss = build_loss(spec)
         self.params = list(model.parameters())
 
     def batch(self, step: int) -> np.ndarray:
@@ -96,14 +97,16 @@ class Stepper:
         it is, the very operations of a run without micro-batches)."""
         parts = self.spec.micro_batches
         if parts == 1:
-            loss = F.cross_entropy(self.model(self.x[used]), self.y[used])
+            x, y = self.samples[used]
+            loss = self.loss(self.model(x), y)
             loss.backward()
             return loss
         total = torch.zeros(())
         for chunk in np.array_split(used, parts):
             if not len(chunk):  # an epoch's short last batch may have fewer samples than parts
                 continue
-            part = F.cross_entropy(self.model(self.x[chunk]), self.y[chunk])
+            x, y = self.samples[chunk]
+            part = self.loss(self.model(x), y)
             part = part * (len(chunk) / len(used))
             part.backward()
             total += part.detach()

@@ -24,17 +24,17 @@ from veritrain.pipeline.run.spec import (
 )
 
 
-def _mlp(in_features: int, classes: int, hidden: list[int]) -> nn.Module:
+def _mlp(in_features: int, outputs: int, hidden: list[int]) -> nn.Module:
     layers: list[nn.Module] = [nn.Flatten()]
     width = in_features
     for h in hidden:
         layers += [nn.Linear(width, h), nn.ReLU()]
         width = h
-    layers.append(nn.Linear(width, classes))
+    layers.append(nn.Linear(width, outputs))
     return nn.Sequential(*layers)
 
 
-def _cnn(in_features: int, classes: int, channels: list[int]) -> nn.Module:
+def _cnn(in_features: int, outputs: int, channels: list[int]) -> nn.Module:
     side = math.isqrt(in_features)
     if side * side != in_features:
         raise SpecError(
@@ -45,20 +45,26 @@ def _cnn(in_features: int, classes: int, channels: list[int]) -> nn.Module:
     for c in channels:
         layers += [nn.Conv2d(c_in, c, kernel_size=3, padding=1), nn.ReLU()]
         c_in = c
-    layers += [nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(c_in * 4, classes)]
+    layers += [nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(c_in * 4, outputs)]
     return nn.Sequential(*layers)
 
 
-# What a factory is told about the dataset, by keyword (Dataset.description).
-DESCRIPTION = ("task", "input_shape", "in_features", "classes")
+# The second positional argument of a factory that takes none of the description by name.
+_LEGACY_SECOND = {
+    "classification": "classes",
+    "regression": "targets",
+    "language_model": "vocab_size",
+}
 
 
 def _call_form(
     factory: Callable[..., Any], ref: str, described: dict[str, Any], kwargs: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """How to call ``factory``: with the description's keywords its signature takes (all of
-    them where it takes ``**kwargs``), or else as ``factory(in_features, classes, **kwargs)``."""
-    legacy = ((described["in_features"], described["classes"]), kwargs)
+    them where it takes ``**kwargs``), or else as ``factory(in_features, classes, **kwargs)``
+    (regression: targets; language model: vocab_size)."""
+    second = _LEGACY_SECOND[described["task"]]
+    legacy = ((described["in_features"], described[second]), kwargs)
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):  # some builtins have none; calling them will tell
@@ -81,8 +87,8 @@ def _call_form(
         extra = "".join(f", {k}=..." for k in kwargs)
         raise SpecError(
             f"model.factory: {ref!r} cannot be called as {func_name}("
-            f"{', '.join(f'{k}=...' for k in DESCRIPTION)}{extra}) nor as "
-            f"{func_name}(in_features, classes{extra}): {e}"
+            f"{', '.join(f'{k}=...' for k in described)}{extra}) nor as "
+            f"{func_name}(in_features, {second}{extra}): {e}"
         ) from None
 
 
@@ -99,14 +105,15 @@ def _too_large(e: BaseException) -> bool:
     return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and "allocate" in str(e))
 
 
-def _build(spec: RunSpec, described: dict[str, Any]) -> nn.Module:
+def _build(spec: RunSpec, dataset: Dataset) -> nn.Module:
     model_spec = spec.model
-    in_features, classes = described["in_features"], described["classes"]
+    in_features, outputs = dataset.in_features, dataset.outputs
     if isinstance(model_spec, MlpModel):
-        return _mlp(in_features, classes, model_spec.hidden)
+        return _mlp(in_features, outputs, model_spec.hidden)
     if isinstance(model_spec, CnnModel):
-        return _cnn(in_features, classes, model_spec.channels)
-    clash = sorted(set(model_spec.kwargs) & set(DESCRIPTION))
+        return _cnn(in_features, outputs, model_spec.channels)
+    described = dataset.description()
+    clash = sorted(set(model_spec.kwargs) & set(described))
     if clash:
         raise SpecError(
             f"model.kwargs: {clash[0]!r} is the dataset's description, which veritrain passes"
@@ -131,7 +138,7 @@ def build_model(spec: RunSpec, dataset: Dataset) -> nn.Module:
     """Builds the spec's model for ``dataset``; call after seeding torch so initialization is
     reproducible."""
     try:
-        return _build(spec, dataset.description())
+        return _build(spec, dataset)
     except (MemoryError, RuntimeError) as e:
         if not _too_large(e):
             raise
@@ -143,7 +150,7 @@ def parameter_bytes(spec: RunSpec, dataset: Dataset) -> int | None:
     only, nothing allocated); None when the model cannot be built there."""
     try:
         with torch.device("meta"):
-            model = _build(spec, dataset.description())
+            model = _build(spec, dataset)
     except Exception:  # noqa: BLE001 - the real build reports it
         return None
     tensors = [*model.parameters(), *model.buffers()]

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from veritrain.pipeline.data.datasets import Dataset, load_dataset
@@ -31,6 +31,7 @@ from veritrain.pipeline.run.spec import (
 from veritrain.pipeline.store.base import Store, open_store
 from veritrain.pipeline.store.keys import manifest_key
 from veritrain.pipeline.store.uris import check_run_id, check_store_uri
+from veritrain.pipeline.train.losses import Batches, Loss, build_loss, expected_outputs
 from veritrain.pipeline.train.networks import parameter_bytes
 from veritrain.pipeline.train.trainer import check_resumable, prepare
 
@@ -98,7 +99,7 @@ def _dry_run(spec: RunSpec) -> None:
     """Builds what training builds and runs one batch forward, so that a model that cannot be
     imported, called, allocated or fed the dataset fails here and not in the flow."""
     try:
-        dataset = load_dataset(spec.dataset)
+        dataset = load_dataset(spec.dataset, spec.task)
     except MemoryError:
         raise SpecError("dataset: too large to generate in this machine's memory") from None
     check_sizes(spec, len(dataset))
@@ -120,18 +121,11 @@ def _dry_run(spec: RunSpec) -> None:
     if model is None:
         _canonical_dry_run(spec, dataset)
         return
-    x = torch.from_numpy(dataset.x[:batch])
-    y = torch.from_numpy(dataset.y[:batch])
+    x, y = Batches(dataset)[np.arange(batch)]
+    loss = build_loss(spec)
     try:
         with torch.no_grad():
-            out = model(x)
-            if not isinstance(out, torch.Tensor) or tuple(out.shape) != (batch, dataset.classes):
-                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise SpecError(
-                    f"model: gives {shape} for a batch of {batch}; training needs logits of "
-                    f"shape ({batch}, {dataset.classes})"
-                )
-            F.cross_entropy(out, y)
+            _check_loss(spec, dataset, loss, model(x), y)
     except SpecError:
         raise
     except Exception as e:  # noqa: BLE001 - the model's own forward code may raise anything
@@ -140,20 +134,47 @@ def _dry_run(spec: RunSpec) -> None:
             f"model: the forward pass of one batch fails: {type(e).__name__}: {detail}"
         ) from None
     if isinstance(o, ImportedOptimizer) and optimizer is not None:
-        _optimizer_dry_run(spec, o, model, optimizer, x, y)
+        _optimizer_dry_run(spec, o, optimizer, loss(model(x), y))
+
+
+def _check_loss(spec: RunSpec, dataset: Dataset, loss: Loss, out: Any, y: torch.Tensor) -> None:
+    """The outputs of one batch fit the task's loss (its shape), or the imported loss gives a
+    scalar tensor for them."""
+    if spec.loss is None:
+        want = expected_outputs(dataset, len(y))
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != want:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            what = "outputs" if spec.task == "regression" else "logits"
+            raise SpecError(
+                f"model: gives {shape} for a batch of {len(y)}; task {spec.task} needs "
+                f"{what} of shape {want}"
+            )
+        loss(out, y)
+        return
+    try:
+        value = loss(out, y)
+    except Exception as e:  # noqa: BLE001 - the user's loss may raise anything
+        raise SpecError(
+            f"loss.fn: {spec.loss.fn}(outputs, targets) fails on one batch: {one_line(e)}"
+        ) from None
+    if not isinstance(value, torch.Tensor) or value.ndim != 0:
+        got = (
+            f"shape {tuple(value.shape)}"
+            if isinstance(value, torch.Tensor)
+            else type(value).__name__
+        )
+        raise SpecError(f"loss.fn: {spec.loss.fn} returned {got}, not a scalar tensor")
 
 
 def _optimizer_dry_run(
     spec: RunSpec,
     o: ImportedOptimizer,
-    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    loss: torch.Tensor,
 ) -> None:
     """One step of an imported optimizer on the throwaway model: a checkpoint holds tensors
     only, so an optimizer keeping other state could not be resumed or replayed exactly."""
-    F.cross_entropy(model(x), y).backward()
+    loss.backward()
     for g in optimizer.param_groups:
         g["lr"] = spec.schedule.lr_at(0)
     try:

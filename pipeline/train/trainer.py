@@ -153,7 +153,7 @@ def prepare(
     A canonical run builds no torch objects and leaves torch's settings alone: its state is
     pipeline/train/canonical.py's, made once the manifest digest exists."""
     profile = current_profile(spec.arithmetic, spec.threads)
-    dataset = dataset if dataset is not None else load_dataset(spec.dataset)
+    dataset = dataset if dataset is not None else load_dataset(spec.dataset, spec.task)
     check_sizes(spec, len(dataset))
     if not isinstance(profile, DeterminismProfile):
         return profile, dataset, None, None
