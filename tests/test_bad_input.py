@@ -63,6 +63,9 @@ def not_a_module(in_features, classes):
 def raises(in_features, classes):
     raise ValueError("no such layer")
 
+def per_sample(outputs, targets):
+    return torch.nn.functional.cross_entropy(outputs, targets, reduction="none")
+
 answer = 42
 """
 BROKEN_MODULE = "raise RuntimeError('import-time failure')\n"
@@ -177,6 +180,75 @@ CASES = [
         2,
         ("{spec}", "{tmp}/only-x.npz", "no array 'y'"),
         spec={"dataset": {"kind": "file", "path": "{tmp}/only-x.npz"}},
+    ),
+    Case(
+        "dataset-file-labels-wrong-shape",
+        run_case(),
+        2,
+        ("{spec}", "{tmp}/y-2d.npz", "y has shape (8, 2); class labels have shape (n,)"),
+        spec={"dataset": {"kind": "file", "path": "{tmp}/y-2d.npz"}},
+    ),
+    Case(
+        "dataset-file-targets-wrong-shape",
+        run_case(),
+        2,
+        ("{spec}", "{tmp}/y-3d.npz", "regression targets have shape (n,) or (n, targets)"),
+        spec={"task": "regression", "dataset": {"kind": "file", "path": "{tmp}/y-3d.npz"}},
+    ),
+    Case(
+        "dataset-file-labels-not-integers",
+        run_case(),
+        2,
+        ("{spec}", "{tmp}/y-float.npz", "non-integer values", "task: regression"),
+        spec={"dataset": {"kind": "file", "path": "{tmp}/y-float.npz"}},
+    ),
+    Case(
+        "task-not-the-datasets",
+        run_case(),
+        2,
+        ("{spec}", "task: dataset kind synthetic gives classification samples, not regression"),
+        spec={"task": "regression"},
+    ),
+    Case(
+        "text-corpus-empty",
+        run_case(),
+        2,
+        ("{spec}", "dataset.path", "{tmp}/corpus", "is empty"),
+        spec={
+            "model": {"kind": "import", "factory": "vt_factories:one_arg"},
+            "dataset": {"kind": "text", "path": "{tmp}/corpus", "context": 8},
+        },
+    ),
+    Case(
+        "text-window-longer-than-corpus",
+        run_case(),
+        2,
+        ("{spec}", "dataset.context", "longer than the corpus", "{tmp}/short.txt (10 tokens)"),
+        spec={
+            "model": {"kind": "import", "factory": "vt_factories:one_arg"},
+            "dataset": {"kind": "text", "path": "{tmp}/short.txt", "context": 64},
+        },
+    ),
+    Case(
+        "canonical-regression",
+        run_case(),
+        2,
+        ("{spec}", "task: arithmetic: canonical trains classification only"),
+        spec={"dataset": {"kind": "diabetes"}, "arithmetic": "canonical"},
+    ),
+    Case(
+        "loss-module-missing",
+        run_case(),
+        2,
+        ("{spec}", "loss.fn", "cannot import", "no_such_module_vt"),
+        spec={"loss": {"kind": "import", "fn": "no_such_module_vt:f"}},
+    ),
+    Case(
+        "loss-not-a-scalar",
+        run_case(),
+        2,
+        ("{spec}", "loss.fn", "per_sample returned shape (16,), not a scalar tensor"),
+        spec={"loss": {"kind": "import", "fn": "vt_factories:per_sample"}},
     ),
     Case(
         "factory-module-missing",
@@ -493,6 +565,13 @@ def workspace(tmp_path) -> Path:
     (tmp_path / "modules" / "vt_broken.py").write_text(BROKEN_MODULE)
     (tmp_path / "garbage.npz").write_bytes(b"this is not a zip file")
     np.savez(tmp_path / "only-x.npz", x=np.zeros((8, 4), dtype=np.float32))
+    x = np.zeros((8, 4), dtype=np.float32)
+    np.savez(tmp_path / "y-2d.npz", x=x, y=np.zeros((8, 2), dtype=np.int64))
+    np.savez(tmp_path / "y-3d.npz", x=x, y=np.zeros((8, 2, 2), dtype=np.float32))
+    np.savez(tmp_path / "y-float.npz", x=x, y=np.full(8, 0.5))
+    (tmp_path / "corpus" / "empty").mkdir(parents=True)
+    (tmp_path / "corpus" / "empty.txt").write_bytes(b"")
+    (tmp_path / "short.txt").write_bytes(b"0123456789")
     (tmp_path / "a-file").write_text("in the way")
     (tmp_path / "ec.pem").write_bytes(
         ec.generate_private_key(ec.SECP256R1()).private_bytes(

@@ -34,7 +34,7 @@ def read_corpus(path: Path) -> bytes:
         if path.is_dir():
             files = corpus_files(path)
             data = b"".join(f.read_bytes() for f in files)
-            where = f"{path}: the text corpus (its {len(files)} files)"
+            where = f"{path}: the text corpus ({len(files)} file{'s' * (len(files) != 1)})"
         else:
             data = path.read_bytes()
             where = f"{path}: the text corpus"
