@@ -172,3 +172,14 @@ def test_a_folder_corpus_is_its_files_in_path_byte_order(tmp_path):
     assert order == ["B", "a.txt", "a/b/c", "a/z.txt", "\u00e9"]
     d = load_dataset(TextDataset(path=str(tmp_path), context=2))
     assert np.concatenate([d.x[:, :1], d.y], axis=1).tolist() == [list(b"124"), list(b"435")]
+
+
+def test_a_folder_corpus_reads_linked_files_not_linked_folders(tmp_path):
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "real" / "sub" / "f").write_bytes(b"a")
+    (tmp_path / ".hidden").write_bytes(b"b")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "flink").symlink_to(tmp_path / "real" / "sub" / "f")
+    order = [p.relative_to(tmp_path).as_posix() for p in corpus_files(tmp_path)]
+    assert order == [".hidden", "flink", "real/sub/f"]

@@ -23,7 +23,12 @@ VOCAB_SIZE = 256
 
 def corpus_files(folder: Path) -> list[Path]:
     """A folder's files in corpus order."""
-    found = [p for p in folder.rglob("*") if p.is_file()]
+    found = [
+        Path(top, name)
+        for top, _, names in os.walk(folder)  # links to folders are not followed
+        for name in names
+        if os.path.isfile(os.path.join(top, name))
+    ]
     return sorted(found, key=lambda p: os.fsencode(p.relative_to(folder).as_posix()))
 
 
