@@ -42,7 +42,7 @@ fn rows<'py>(
 
 /// Per-sample widths of `len` values over `n` samples.
 fn width(len: usize, n: usize, what: &str) -> PyResult<usize> {
-    if n == 0 || len % n != 0 {
+    if n == 0 || !len.is_multiple_of(n) {
         return Err(value_error(format!(
             "{what}: {len} values are not a whole number per sample of {n}"
         )));
@@ -78,7 +78,9 @@ fn regression_rows<'py>(
     let f = width(x.len(), samples, "features")?;
     let k = width(y.len(), samples, "targets")?;
     if k == 0 {
-        return Err(value_error("targets: a regression sample has at least one target"));
+        return Err(value_error(
+            "targets: a regression sample has at least one target",
+        ));
     }
     Ok(rows(py, samples, 4 * (f + k), |i, row| {
         sample::regression(row, &x[i * f..(i + 1) * f], &y[i * k..(i + 1) * k])
@@ -95,7 +97,7 @@ fn language_model_rows<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     let tokens = elements(py, &windows, "windows")?;
     let w = context + 1;
-    if context == 0 || tokens.is_empty() || tokens.len() % w != 0 {
+    if context == 0 || tokens.is_empty() || !tokens.len().is_multiple_of(w) {
         return Err(value_error(format!(
             "windows: {} tokens are not a whole number of windows of {w} tokens (context {context})",
             tokens.len()
