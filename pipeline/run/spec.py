@@ -58,9 +58,10 @@ class CnnModel(_Strict):
 
 class ImportedModel(_Strict):
     """``package.module:function``, called with the dataset's description by keyword
-    (``task``, ``input_shape``, ``in_features``, ``classes``: those its signature takes) and
-    ``kwargs``; a factory that takes none of them by name is called as
-    ``function(in_features, classes, **kwargs)``. Its module is searched for in the spec's
+    (``task``, ``input_shape``, ``in_features`` and ``classes``, ``targets`` or ``vocab_size``
+    and ``context`` by task: those its signature takes) and ``kwargs``; a factory that takes
+    none of them by name is called as ``function(in_features, classes, **kwargs)`` (regression:
+    targets; language model: vocab_size). Its module is searched for in the spec's
     ``import_path`` first."""
 
     kind: Literal["import"] = "import"
