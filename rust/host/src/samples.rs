@@ -17,27 +17,29 @@ fn elements<T: Element + Copy>(py: Python<'_>, buf: &PyBuffer<T>, what: &str) ->
     buf.to_vec(py)
 }
 
-/// `n` rows of `row_len` bytes, row `i` written by `fill(i, row)`.
+/// `n` rows of `row_len` bytes, row `i` written by `fill(i, row)`, straight into the Python
+/// bytes object (one buffer per worker thread, no copy of the whole).
 fn rows<'py>(
     py: Python<'py>,
     n: usize,
     row_len: usize,
     fill: impl Fn(usize, &mut Vec<u8>) + Sync,
-) -> Bound<'py, PyBytes> {
-    let out = py.detach(|| {
-        let mut out = vec![0u8; n * row_len];
+) -> PyResult<Bound<'py, PyBytes>> {
+    PyBytes::new_with(py, n * row_len, |out| {
         if row_len > 0 {
-            out.par_chunks_mut(row_len)
-                .enumerate()
-                .for_each(|(i, dst)| {
-                    let mut row = Vec::with_capacity(row_len);
-                    fill(i, &mut row);
-                    dst.copy_from_slice(&row);
-                });
+            py.detach(|| {
+                out.par_chunks_mut(row_len).enumerate().for_each_init(
+                    || Vec::with_capacity(row_len),
+                    |row, (i, dst)| {
+                        row.clear();
+                        fill(i, row);
+                        dst.copy_from_slice(row);
+                    },
+                )
+            });
         }
-        out
-    });
-    PyBytes::new(py, &out)
+        Ok(())
+    })
 }
 
 /// Per-sample widths of `len` values over `n` samples.
@@ -60,9 +62,9 @@ fn classification_rows<'py>(
     let x = elements(py, &features, "features")?;
     let y = elements(py, &labels, "labels")?;
     let f = width(x.len(), y.len(), "features")?;
-    Ok(rows(py, y.len(), 4 * f + 8, |i, row| {
+    rows(py, y.len(), 4 * f + 8, |i, row| {
         sample::classification(row, &x[i * f..(i + 1) * f], y[i])
-    }))
+    })
 }
 
 /// Regression rows: sample `i` is `features[i]` and `targets[i]` (both f32), `samples` of them.
@@ -82,9 +84,9 @@ fn regression_rows<'py>(
             "targets: a regression sample has at least one target",
         ));
     }
-    Ok(rows(py, samples, 4 * (f + k), |i, row| {
+    rows(py, samples, 4 * (f + k), |i, row| {
         sample::regression(row, &x[i * f..(i + 1) * f], &y[i * k..(i + 1) * k])
-    }))
+    })
 }
 
 /// Language-model rows: `windows` holds whole windows of `context + 1` tokens (u32), one per
@@ -103,9 +105,9 @@ fn language_model_rows<'py>(
             tokens.len()
         )));
     }
-    Ok(rows(py, tokens.len() / w, 4 * w, |i, row| {
+    rows(py, tokens.len() / w, 4 * w, |i, row| {
         sample::language_model(row, &tokens[i * w..(i + 1) * w])
-    }))
+    })
 }
 
 /// How many windows of `context + 1` tokens a text corpus of `tokens` tokens holds (§4).
