@@ -85,6 +85,7 @@ class Stepper:
         self.n = len(dataset)
         self.x, self.y = torch.from_numpy(dataset.x), torch.from_numpy(dataset.y)
         self.params = list(model.parameters())
+        self.schedule = spec.schedule_for(self.n)
 
     def batch(self, step: int) -> np.ndarray:
         """The sampler's indices for global step ``step``."""
@@ -112,7 +113,7 @@ class Stepper:
     def step(self, step: int, before_update: Callable[[], None] | None = None) -> StepResult:
         """Trains global step ``step``. ``before_update`` runs between backward and the optimizer
         step, the last moment the pre-step parameters exist."""
-        lr = self.spec.schedule.lr_at(step)
+        lr = self.schedule.lr_at(step)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         idx = self.batch(step)
@@ -234,7 +235,7 @@ def _close_epoch(
         sampler_seed=t.spec.seed,
         batch_size=t.spec.batch_size,
         optimizer_digest=m.optimizer_digest,
-        schedule=t.spec.schedule,
+        schedule=t.spec.schedule_for(m.dataset_len),
         image_id=m.image_id,
         guarantees=TORCH_MODE | GUARANTEES["arithmetic"] if t.canonical is not None else TORCH_MODE,
     )
