@@ -6,11 +6,15 @@ schedule.rs, tests/test_vectors.py; spec parsing: tests/test_boundary.py."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from veritrain.pipeline.challenge.search import challenge
+from veritrain.pipeline.errors import IntegrityError
 from veritrain.pipeline.run.manifest import Manifest, epoch_entries, load_epoch_records, open_ledger
 from veritrain.pipeline.run.spec import parse_spec
+from veritrain.pipeline.store.keys import manifest_key
 from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.train.loop import train
 from veritrain.pipeline.train.trainer import open_trainer
@@ -83,6 +87,13 @@ def test_a_run_follows_its_schedule_and_verifies(store, run_id):
     report = verify_run(store, run_id)
     assert report.ok, [c for e in report.epochs for c in e.checks if not c.ok]
     assert challenge(store, run_id).finding is None
+
+
+def test_a_manifest_whose_warmup_outlasts_the_run_is_refused(store):
+    raw = json.loads(store.read(manifest_key("cosine")))
+    raw["spec"]["schedule"]["warmup_steps"] = 19  # the run has 18 steps
+    with pytest.raises(IntegrityError, match="spec.schedule: warmup_steps must be at most"):
+        Manifest.parse(json.dumps(raw).encode(), "cosine")
 
 
 def test_a_record_off_the_cosine_is_caught_by_the_epoch_check(store):
