@@ -42,9 +42,10 @@ VERITRAIN_GUEST_ELF="$GUEST_ELF" CARGO_TARGET_DIR="$CACHE/target" cargo clippy -
 "$CACHE/venv/bin/ruff" check "$REPO"
 "$CACHE/venv/bin/ruff" format --check "$REPO"
 # The hand-written stub of the extension against the built module: every name, signature and
-# attribute (scripts/stubtest-allowlist.txt names what it leaves out, and why).
+# attribute (scripts/stubtest-allowlist.txt names what it leaves out, and why), with the
+# package's mypy settings (its pydantic plugin among them) whichever clone the venv points to.
 (cd "$REPO" && "$CACHE/venv/bin/python" -m mypy.stubtest veritrain.prover._native \
-  --allowlist scripts/stubtest-allowlist.txt)
+  --allowlist scripts/stubtest-allowlist.txt --mypy-config-file pyproject.toml)
 # From the root, where veritrain/ links the folders as the installed package has them
 # (pyproject.toml's [tool.mypy] says how strict).
 (cd "$REPO" && MYPY_CACHE_DIR="$CACHE/mypy-cache" "$CACHE/venv/bin/mypy" -p veritrain)
