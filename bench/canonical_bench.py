@@ -53,12 +53,13 @@ def _torch_run(
                 p.copy_(torch.from_numpy(init.arrays[f"param/{name}"] / 2.0**24))
     opt = build_optimizer(spec, model.parameters())
     x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
+    schedule = spec.schedule_for(len(data))
     started, done = time.perf_counter(), 0
     for step, idx in _batches(spec, len(data), epochs):
         if steps is not None and done == steps:
             break
         for g in opt.param_groups:
-            g["lr"] = spec.schedule.lr_at(step)
+            g["lr"] = schedule.lr_at(step)
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x[idx]), y[idx]).backward()
         opt.step()

@@ -51,10 +51,11 @@ def plain_loop(t, steps: int) -> float:
     """The baseline: the same model, batches and learning rates, nothing committed."""
     spec = t.spec
     x_all, y_all = torch.from_numpy(t.dataset.x), torch.from_numpy(t.dataset.y)
+    schedule = spec.schedule_for(len(t.dataset))
     t0 = time.perf_counter()
     for k in range(steps):
         for g in t.optimizer.param_groups:
-            g["lr"] = spec.schedule.lr_at(k)
+            g["lr"] = schedule.lr_at(k)
         idx = batch_indices(spec, len(t.dataset), k)
         t.optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(t.model(x_all[idx]), y_all[idx])

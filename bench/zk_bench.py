@@ -86,7 +86,7 @@ def step_cycles(program: bytes, spec: RunSpec) -> dict:
     batch = rows[batch_indices(spec, len(rows), 0)]
     inp = _u32(2) + canonical_settings(spec).to_bytes() + spec.seed.to_bytes(8, "little")
     inp += _u32(len(dims), *dims, len(batch)) + np.ascontiguousarray(batch).tobytes()
-    inp += struct.pack("<dQ", spec.schedule.lr_at(0), 1)
+    inp += struct.pack("<dQ", spec.schedule_for(len(rows)).lr_at(0), 1)
     journal, _ = prover.execute_elf(program, inp)
     cycles = int.from_bytes(journal[:8], "little")
     # Forward: batch x in x out per layer; backward: the weight gradient of every layer and the

@@ -12,8 +12,10 @@ class Schedule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["constant", "step_decay", "linear_warmup"] = "constant"
+    kind: Literal["constant", "step_decay", "linear_warmup", "cosine", "inverse_sqrt"] = "constant"
     base_lr: float
     step_size: int | None = None
     gamma: float | None = None
     warmup_steps: int | None = None
+    min_lr: float | None = None
+    total_steps: int | None = None

@@ -6,7 +6,7 @@ and ``to_bytes``/``from_bytes`` in the canonical encoding (``EncodingError`` on 
 """
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Final, Literal, TypedDict, final, overload
+from typing import Any, ClassVar, Final, Literal, NotRequired, TypedDict, final, overload
 
 PROTOCOL_VERSION: Final[int]
 RECORD_LEN: Final[int]
@@ -37,7 +37,7 @@ class ImageIdMismatchError(VeritrainError): ...
 class FakeReceiptError(VeritrainError): ...
 class ReceiptVerificationError(VeritrainError): ...
 
-ScheduleKind = Literal["constant", "step_decay", "linear_warmup"]
+ScheduleKind = Literal["constant", "step_decay", "linear_warmup", "cosine", "inverse_sqrt"]
 
 class ScheduleJson(TypedDict):
     kind: ScheduleKind
@@ -45,6 +45,8 @@ class ScheduleJson(TypedDict):
     step_size: int | None
     gamma: float | None
     warmup_steps: int | None
+    min_lr: NotRequired[float]
+    total_steps: NotRequired[int]
 
 class EpochClaimJson(TypedDict):
     """Digests are lowercase hex."""
@@ -82,6 +84,8 @@ class Schedule:
         step_size: int | None = None,
         gamma: float | None = None,
         warmup_steps: int | None = None,
+        min_lr: float | None = None,
+        total_steps: int | None = None,
     ) -> Schedule: ...
     @property
     def kind(self) -> ScheduleKind: ...
@@ -93,13 +97,18 @@ class Schedule:
     def gamma(self) -> float | None: ...
     @property
     def warmup_steps(self) -> int | None: ...
+    @property
+    def min_lr(self) -> float | None: ...
+    @property
+    def total_steps(self) -> int | None: ...
     def lr_at(self, step: int) -> float:
         """The learning rate at a global step."""
     def to_bytes(self) -> bytes: ...
     @staticmethod
     def from_bytes(data: bytes) -> Schedule: ...
     def to_json(self) -> ScheduleJson:
-        """Every field, None where the kind has none."""
+        """kind, base_lr, step_size, gamma, warmup_steps (None where the kind has none), and
+        min_lr and total_steps where the kind has them (cosine)."""
     @staticmethod
     def from_json(doc: Any) -> Schedule:
         """Raises EncodingError naming the field that is missing, unknown or wrong."""

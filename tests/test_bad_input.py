@@ -130,6 +130,43 @@ CASES = [
         ("{spec}", "batch_size", "4294967295"),
         spec={"batch_size": 2**40},
     ),
+    # The schedule: 64 samples in batches of 16 for 1 epoch make a run of 4 steps.
+    Case(
+        "schedule-warmup-longer-than-run",
+        run_case(),
+        2,
+        ("{spec}", "schedule.warmup_steps", "5 warmup steps", "the run's 4 steps"),
+        spec={"schedule": {"kind": "cosine", "base_lr": 0.1, "warmup_steps": 5, "min_lr": 0}},
+    ),
+    Case(
+        "schedule-min-lr-above-base-lr",
+        run_case(),
+        2,
+        ("{spec}", "schedule:", "min_lr", "at most base_lr"),
+        spec={"schedule": {"kind": "cosine", "base_lr": 0.1, "warmup_steps": 2, "min_lr": 0.2}},
+    ),
+    Case(
+        "schedule-non-positive",
+        run_case(),
+        2,
+        ("{spec}", "schedule:", "warmup_steps must be positive"),
+        spec={"schedule": {"kind": "inverse_sqrt", "base_lr": 0.1, "warmup_steps": 0}},
+    ),
+    Case(
+        "schedule-unknown-key",
+        run_case(),
+        2,
+        ("{spec}", "schedule.total_steps", "Extra inputs are not permitted"),
+        spec={
+            "schedule": {
+                "kind": "cosine",
+                "base_lr": 0.1,
+                "warmup_steps": 2,
+                "min_lr": 0,
+                "total_steps": 4,
+            }
+        },
+    ),
     Case(
         "batch-larger-than-dataset",
         run_case(),

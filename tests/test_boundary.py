@@ -36,8 +36,9 @@ def test_only_prover_imports_the_extension():
 
 
 def test_claim_json_is_the_ledger_form():
-    """Every field by name, digests in lowercase hex, every schedule field (null where unused):
-    the bytes an epoch entry signs, unchanged from protocol 1's first ledgers."""
+    """Every field by name, digests in lowercase hex, the schedule's step_size, gamma and
+    warmup_steps (null where unused; min_lr and total_steps only in a cosine schedule): the bytes
+    an epoch entry signs, unchanged from protocol 1's first ledgers."""
     claim = EpochClaim.from_bytes(CLAIM)
     doc = claim.to_json()
     digests = [k for k in doc if k.endswith(("_hash", "_root", "_digest")) or k == "image_id"]
@@ -69,9 +70,23 @@ def test_claim_json_is_the_ledger_form():
         (lambda d: d.update(run_id="a/b"), "claim: field 'run_id': run id is not"),
         (lambda d: d.update(guarantees=1 << 7), "claim: unknown guarantee bits 0x80"),
         (lambda d: d["schedule"].update(gamma=None), "schedule kind 'step_decay' takes exactly"),
-        (lambda d: d["schedule"].update(kind="cosine"), "unknown kind 'cosine'"),
+        (lambda d: d["schedule"].update(kind="cosine"), "kind 'cosine' takes exactly"),
+        (lambda d: d["schedule"].update(kind="warmup_cosine"), "unknown kind 'warmup_cosine'"),
+        (lambda d: d["schedule"].update(min_lr=0.01), "kind 'step_decay' takes exactly"),
     ],
-    ids=["missing", "unknown", "str", "bool", "digest", "run_id", "guarantees", "kind", "cosine"],
+    ids=[
+        "missing",
+        "unknown",
+        "str",
+        "bool",
+        "digest",
+        "run_id",
+        "guarantees",
+        "kind",
+        "cosine-fields",
+        "unknown-kind",
+        "min-lr-on-step-decay",
+    ],
 )
 def test_bad_claim_json_is_an_encoding_error_naming_the_field(edit, message):
     doc = EpochClaim.from_bytes(CLAIM).to_json()
@@ -87,7 +102,7 @@ def test_bad_claim_json_is_an_encoding_error_naming_the_field(edit, message):
         (StepRecord, b"\x02" + RECORD[1:], "record: unsupported protocol version 2"),
         (EpochClaim, CLAIM + b"\x00", "claim: expected 384 bytes, got 385"),
         (EpochClaim, CLAIM[:4] + b"\xff" + CLAIM[5:], "claim: unknown guarantee bits"),
-        (Schedule, bytes(40), "schedule: rates must be finite and positive"),
+        (Schedule, bytes(40), "schedule: base_lr must be finite and positive"),
     ],
 )
 def test_bad_bytes_are_an_encoding_error(cls, data, message):
@@ -129,7 +144,7 @@ def test_constructors_take_keywords_and_apply_the_core_rules():
         StepRecord(**fields | {"prev_record_hash": b"abc"})
     with pytest.raises(ValueError, match="run id"):
         StepRecord(**fields | {"run_id": ".."})
-    with pytest.raises(ValueError, match="periods non-zero"):
+    with pytest.raises(ValueError, match="step_size must be positive"):
         Schedule(kind="step_decay", base_lr=0.1, step_size=0, gamma=0.5)
     with pytest.raises(ValueError, match="takes no extra fields"):
         Schedule(base_lr=0.1, gamma=0.5)
@@ -144,6 +159,73 @@ def test_a_spec_schedule_is_the_core_schedule():
     from veritrain.pipeline.run.spec import parse_spec
 
     spec = parse_spec({"schedule": {"kind": "linear_warmup", "base_lr": 0.2, "warmup_steps": 4}})
-    assert spec.schedule == Schedule(kind="linear_warmup", base_lr=0.2, warmup_steps=4)
-    assert Schedule.from_bytes(spec.schedule.to_bytes()) == spec.schedule
-    assert json.loads(spec.canonical_json())["schedule"] == spec.schedule.to_json()
+    core = spec.schedule_for(100)
+    assert core == Schedule(kind="linear_warmup", base_lr=0.2, warmup_steps=4)
+    assert Schedule.from_bytes(core.to_bytes()) == core
+    assert json.loads(spec.canonical_json())["schedule"] == core.to_json()
+
+
+def test_a_cosine_spec_decays_over_the_runs_steps():
+    """The spec gives warmup_steps and min_lr; total_steps is the run's (epochs x steps per
+    epoch), which the core's schedule carries into every claim."""
+    from veritrain.pipeline.run.spec import parse_spec
+
+    cosine = {"kind": "cosine", "base_lr": 0.3, "warmup_steps": 4, "min_lr": 0.01}
+    spec = parse_spec({"schedule": cosine, "epochs": 4, "batch_size": 10})
+    core = spec.schedule_for(95)  # 10 steps an epoch, the last one short: 40 steps
+    assert core == Schedule(**cosine, total_steps=40)
+    assert (core.min_lr, core.total_steps, core.step_size, core.gamma) == (0.01, 40, None, None)
+    assert core.to_json() == {**cosine, "total_steps": 40, "step_size": None, "gamma": None}
+    assert json.loads(spec.canonical_json())["schedule"] == {
+        **cosine,
+        "step_size": None,
+        "gamma": None,
+    }
+    assert Schedule.from_json(core.to_json()) == core == Schedule.from_bytes(core.to_bytes())
+    # The rate is the core's, through the extension: warmup, base_lr, half-way, min_lr.
+    assert [core.lr_at(s) for s in (0, 3, 4)] == [0.3 / 4, 0.3, 0.3]
+    assert core.lr_at(22) == pytest.approx((0.3 + 0.01) / 2, abs=1e-16)
+    assert core.lr_at(39) > 0.01 == core.lr_at(40)
+    assert "total_steps=40" in repr(core)
+    inverse = parse_spec({"schedule": {"kind": "inverse_sqrt", "base_lr": 0.2, "warmup_steps": 4}})
+    core = inverse.schedule_for(100)
+    assert core.lr_at(15) == 0.1 and "min_lr" not in core.to_json()
+
+
+@pytest.mark.parametrize(
+    "schedule, message",
+    [
+        ({"kind": "cosine", "base_lr": 0.1, "warmup_steps": 5}, "kind 'cosine' takes exactly"),
+        ({"kind": "cosine", "base_lr": 0.1, "min_lr": 0.2, "warmup_steps": 5}, "at most base_lr"),
+        ({"kind": "cosine", "base_lr": 0.1, "min_lr": -1e-3, "warmup_steps": 5}, "min_lr must"),
+        ({"kind": "cosine", "base_lr": 0.1, "min_lr": 0, "warmup_steps": 0}, "warmup_steps must"),
+        ({"kind": "cosine", "base_lr": -0.1, "min_lr": 0, "warmup_steps": 5}, "base_lr must"),
+        (
+            {"kind": "cosine", "base_lr": 0.1, "min_lr": 0, "warmup_steps": 5, "total_steps": 9},
+            "total_steps: Extra inputs",
+        ),
+        ({"kind": "inverse_sqrt", "base_lr": 0.1}, "kind 'inverse_sqrt' takes exactly"),
+        ({"kind": "inverse_sqrt", "base_lr": 0.1, "warmup_steps": -1}, "warmup_steps: Input"),
+        ({"kind": "inverse_sqrt", "base_lr": 0.1, "warmup_steps": 2**64}, "warmup_steps: Input"),
+        ({"kind": "cosine_restarts", "base_lr": 0.1}, "kind: Input should be"),
+    ],
+)
+def test_bad_schedules_name_the_key(schedule, message):
+    from veritrain.pipeline.errors import SpecError
+    from veritrain.pipeline.run.spec import parse_spec
+
+    with pytest.raises(SpecError, match=f"^s.yaml: schedule[.:].*{message}") as e:
+        parse_spec({"schedule": schedule}, "s.yaml")
+    assert "\n" not in str(e.value) and "Value error" not in str(e.value)
+
+
+def test_a_warmup_longer_than_the_run_is_refused():
+    from veritrain.pipeline.errors import SpecError
+    from veritrain.pipeline.run.spec import check_sizes, parse_spec
+
+    for kind, extra in (("cosine", {"min_lr": 0.0}), ("inverse_sqrt", {}), ("linear_warmup", {})):
+        schedule = {"kind": kind, "base_lr": 0.1, "warmup_steps": 41, **extra}
+        spec = parse_spec({"schedule": schedule, "epochs": 4, "batch_size": 10})
+        with pytest.raises(SpecError, match="schedule.warmup_steps: 41 warmup steps, more than"):
+            check_sizes(spec, 100)
+        check_sizes(spec.model_copy(update={"epochs": 5}), 100)  # 50 steps: fits

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -163,15 +164,34 @@ def genesis_hash(run_id: str, start_state: bytes, dataset_root: bytes, seed: int
 # --- schedule and hyperparameters -------------------------------------------------------------
 
 SCHEDULE_LEN = 40
-KIND_CONSTANT, KIND_STEP_DECAY, KIND_LINEAR_WARMUP = 0, 1, 2
+KIND_CONSTANT, KIND_STEP_DECAY, KIND_LINEAR_WARMUP, KIND_COSINE, KIND_INVERSE_SQRT = range(5)
 KIND_NAMES = {
     KIND_CONSTANT: "constant",
     KIND_STEP_DECAY: "step_decay",
     KIND_LINEAR_WARMUP: "linear_warmup",
+    KIND_COSINE: "cosine",
+    KIND_INVERSE_SQRT: "inverse_sqrt",
 }
-# kind, reserved, base_lr, step_size, gamma, warmup_steps
+WARMUP_KINDS = (KIND_LINEAR_WARMUP, KIND_COSINE, KIND_INVERSE_SQRT)
+# kind, reserved, base_lr, slot A (step_size; cosine: total_steps), slot B (gamma; cosine:
+# min_lr), warmup_steps
 SCHEDULE_STRUCT = struct.Struct("<IIdQdQ")
 assert SCHEDULE_STRUCT.size == SCHEDULE_LEN
+# PROTOCOL.md §6: the f64 nearest (-1)^k pi^(2k) / (2k)!, written there as these decimals.
+COS_PI = [
+    1.0,
+    -4.934802200544679,
+    4.0587121264167685,
+    -1.3352627688545895,
+    0.2353306303588932,
+    -0.02580689139001406,
+    0.0019295743094039231,
+    -0.0001046381049248457,
+    4.303069587032947e-06,
+    -1.3878952462213771e-07,
+    3.604730797462501e-09,
+    -7.700707130601354e-11,
+]
 
 
 def _finite_positive(x: float) -> bool:
@@ -182,44 +202,59 @@ def _finite_positive(x: float) -> bool:
 class Schedule:
     kind: int
     base_lr: float
-    step_size: int = 0
-    gamma: float = 0.0
+    slot_a: int = 0  # step_size, or cosine's total_steps
+    slot_b: float = 0.0  # gamma, or cosine's min_lr
     warmup_steps: int = 0
 
     def encode(self) -> bytes:
         # Fields the kind does not use are written as zero, whatever the object holds.
-        step_size = self.step_size if self.kind == KIND_STEP_DECAY else 0
-        gamma = self.gamma if self.kind == KIND_STEP_DECAY else 0.0
-        warmup = self.warmup_steps if self.kind == KIND_LINEAR_WARMUP else 0
-        return SCHEDULE_STRUCT.pack(self.kind, 0, self.base_lr, step_size, gamma, warmup)
+        uses_slots = self.kind in (KIND_STEP_DECAY, KIND_COSINE)
+        a = self.slot_a if uses_slots else 0
+        b = self.slot_b if uses_slots else 0.0
+        warmup = self.warmup_steps if self.kind in WARMUP_KINDS else 0
+        return SCHEDULE_STRUCT.pack(self.kind, 0, self.base_lr, a, b, warmup)
 
     @classmethod
     def decode(cls, data: bytes) -> Schedule:
-        kind, _reserved, base_lr, step_size, gamma, warmup = SCHEDULE_STRUCT.unpack(data)
+        kind, _reserved, base_lr, a, b, warmup = SCHEDULE_STRUCT.unpack(data)
         if kind not in KIND_NAMES:
             raise ValueError(f"schedule: unknown kind {kind}")
-        s = cls(kind, base_lr, step_size, gamma, warmup)
+        s = cls(kind, base_lr, a, b, warmup)
         # Canonical: reserved and unused fields are zero (compared as bytes, so -0.0 is refused).
         if s.encode() != data:
             raise ValueError("schedule: unused fields must be zero")
         ok = (
             _finite_positive(base_lr)
+            and (kind not in WARMUP_KINDS or warmup > 0)
             and {
-                KIND_CONSTANT: True,
-                KIND_STEP_DECAY: step_size > 0 and _finite_positive(gamma),
-                KIND_LINEAR_WARMUP: warmup > 0,
-            }[kind]
+                KIND_STEP_DECAY: a > 0 and _finite_positive(b),
+                # min_lr +0.0 or positive, at most base_lr; warmup within the run.
+                KIND_COSINE: (struct.pack("<d", b) == bytes(8) or _finite_positive(b))
+                and b <= base_lr
+                and warmup <= a,
+            }.get(kind, True)
         )
         if not ok:
-            raise ValueError("schedule: rates must be finite and positive, periods non-zero")
+            raise ValueError("schedule: a field breaks its kind's rule")
         return s
 
     def lr_at(self, step: int) -> float:
         if self.kind == KIND_STEP_DECAY:
-            return self.base_lr * powu(self.gamma, step // self.step_size)
-        if self.kind == KIND_LINEAR_WARMUP and step < self.warmup_steps:
+            return self.base_lr * powu(self.slot_b, step // self.slot_a)
+        if self.kind in WARMUP_KINDS and step < self.warmup_steps:
             # Left to right, as in Rust: (base_lr * (step + 1)) / warmup_steps.
             return self.base_lr * float(step + 1) / float(self.warmup_steps)
+        if self.kind == KIND_COSINE:
+            total, min_lr = self.slot_a, self.slot_b
+            if step >= total:
+                return min_lr
+            d = float(step - self.warmup_steps) / float(total - self.warmup_steps)
+            c = cospi(d) if d <= 0.5 else -cospi(1.0 - d)
+            return min_lr + (self.base_lr - min_lr) * (0.5 * (1.0 + c))
+        if self.kind == KIND_INVERSE_SQRT:
+            # math.sqrt is IEEE-754's squareRoot (correctly rounded) on every platform CPython
+            # supports, as the core's integer square root is.
+            return self.base_lr * math.sqrt(float(self.warmup_steps) / float(step + 1))
         return self.base_lr
 
     def native(self) -> dict[str, Any]:
@@ -227,10 +262,22 @@ class Schedule:
         fields)."""
         d: dict[str, Any] = {"kind": KIND_NAMES[self.kind], "base_lr": self.base_lr}
         if self.kind == KIND_STEP_DECAY:
-            d |= {"step_size": self.step_size, "gamma": self.gamma}
-        elif self.kind == KIND_LINEAR_WARMUP:
+            d |= {"step_size": self.slot_a, "gamma": self.slot_b}
+        if self.kind in WARMUP_KINDS:
             d["warmup_steps"] = self.warmup_steps
+        if self.kind == KIND_COSINE:
+            d |= {"min_lr": self.slot_b, "total_steps": self.slot_a}
         return d
+
+
+def cospi(u: float) -> float:
+    """cos(pi * u) for 0 <= u <= 1/2: Horner in u * u, a multiplication then an addition per
+    coefficient, highest first (Python never fuses them)."""
+    y = u * u
+    r = COS_PI[11]
+    for c in reversed(COS_PI[:11]):
+        r = r * y + c
+    return r
 
 
 def powu(x: float, n: int) -> float:
@@ -702,7 +749,7 @@ def test_schedule_lr_bits(case):
 def test_claim_schedule_is_a_valid_schedule():
     # The claims' step decay (0.1, every 2 steps, x0.5) must decode with the same rules.
     s = Claim.decode(unhex(CLAIMS[0]["bytes"])).schedule
-    assert (s.kind, s.base_lr, s.step_size, s.gamma) == (KIND_STEP_DECAY, 0.1, 2, 0.5)
+    assert (s.kind, s.base_lr, s.slot_a, s.slot_b) == (KIND_STEP_DECAY, 0.1, 2, 0.5)
 
 
 def test_hparams_digest():

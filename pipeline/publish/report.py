@@ -221,7 +221,7 @@ def _points(
     """Loss and learning rate per committed step: every claimed epoch's records, then the open
     epoch's records stored with its newest mid-epoch checkpoint. The rate is the schedule's at
     the step where the record's hyperparameter digest commits to exactly that rate."""
-    schedule = manifest.spec.schedule
+    schedule = manifest.spec.schedule_for(manifest.dataset_len)
     optimizer = manifest.optimizer_digest
     epochs = epoch_entries(entries)
     blobs: list[tuple[int, list[bytes], bool]] = []

@@ -181,6 +181,10 @@ class Manifest(BaseModel):
             raise IntegrityError(f"{key}: not a valid run manifest ({why})") from None
         if manifest.run_id != run_id:
             raise IntegrityError(f"{key}: not a valid run manifest (names run {manifest.run_id!r})")
+        try:  # a warmup longer than the run, which a spec alone cannot tell
+            manifest.spec.schedule_for(manifest.dataset_len)
+        except ValueError as e:
+            raise IntegrityError(f"{key}: not a valid run manifest (spec.{e})") from None
         manifest._raw, manifest._content = raw, content
         return manifest
 

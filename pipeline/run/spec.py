@@ -11,8 +11,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -111,6 +113,50 @@ class ImportedOptimizer(_Strict):
         return f"{module}:{name}"
 
 
+class ScheduleSpec(_Strict):
+    """The learning-rate schedule as a spec writes it: the core's ``Schedule`` (PROTOCOL.md §6),
+    which computes every rate, less cosine's ``total_steps``, which is the run's step count
+    (``RunSpec.schedule_for``). ``cosine``: linear warmup, then cosine decay to ``min_lr`` over
+    the run's remaining steps; ``inverse_sqrt``: linear warmup, then
+    ``base_lr * sqrt(warmup_steps / (step + 1))``."""
+
+    kind: Literal["constant", "step_decay", "linear_warmup", "cosine", "inverse_sqrt"] = "constant"
+    base_lr: float
+    # u64 fields of the encoding (PROTOCOL.md §6); the core says which values a kind takes.
+    step_size: Annotated[int, Field(ge=0, le=U64_MAX)] | None = None
+    gamma: float | None = None
+    warmup_steps: Annotated[int, Field(ge=0, le=U64_MAX)] | None = None
+    min_lr: float | None = None
+
+    @model_validator(mode="after")
+    def _core_rules(self) -> ScheduleSpec:
+        if self.kind == "cosine" and (self.warmup_steps is None or self.min_lr is None):
+            raise ValueError("kind 'cosine' takes exactly the extra fields warmup_steps and min_lr")
+        # The core's rules, each field's and the kind's; the warmup's length against the run's
+        # is check_sizes's, which knows the run's steps.
+        try:
+            self.for_run(U64_MAX)
+        except ValueError as e:
+            raise ValueError(str(e).removeprefix("schedule: ").removeprefix("schedule ")) from None
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # As the core's JSON form: min_lr only where the kind has it, so the spec of any other
+        # kind reads (and hashes, default_run_id) as it did before cosine.
+        d: dict[str, Any] = handler(self)
+        if self.min_lr is None:
+            d.pop("min_lr", None)
+        return d
+
+    def for_run(self, total_steps: int) -> Schedule:
+        """The core's schedule of a run of ``total_steps`` steps."""
+        fields = self.model_dump(exclude_none=True)
+        if self.kind == "cosine":
+            fields["total_steps"] = total_steps
+        return Schedule(**fields)
+
+
 OptimizerSpec = Annotated[
     SgdOptimizer | AdamOptimizer | ImportedOptimizer, Field(discriminator="kind")
 ]
@@ -126,7 +172,7 @@ class RunSpec(_Strict):
     # None: the task's own loss (cross-entropy, mean squared error, next-token cross-entropy).
     loss: ImportedLoss | None = None
     optimizer: OptimizerSpec = SgdOptimizer()
-    schedule: Schedule = Schedule(kind="constant", base_lr=0.05)
+    schedule: ScheduleSpec = ScheduleSpec(kind="constant", base_lr=0.05)
     # Gradient clipping: the gradients' total L2 norm is scaled down to at most this before the
     # optimizer step (the record's grad norm is the norm before clipping). None: no clipping.
     max_grad_norm: Annotated[float, Field(gt=0)] | None = None
@@ -227,6 +273,12 @@ class RunSpec(_Strict):
             out.append(("loss.fn", self.loss.fn))
         return out
 
+    def schedule_for(self, dataset_len: int) -> Schedule:
+        """The core's schedule of this run on a dataset of ``dataset_len`` samples (a cosine
+        schedule decays over the run's steps, ``epochs * steps_per_epoch``): what each step's
+        rate and each epoch's claim come from."""
+        return self.schedule.for_run(self.epochs * steps_per_epoch(dataset_len, self.batch_size))
+
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
@@ -235,10 +287,11 @@ def _describe(e: ValidationError) -> str:
     err = e.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    msg = err["msg"].removeprefix("Value error, ") if err["type"] == "value_error" else err["msg"]
     if not err["loc"] and err["type"] == "value_error":
         # A rule across fields (RunSpec's validators): its message names the field.
-        return f"{err['msg'].removeprefix('Value error, ')}{more}"
-    return f"{loc}: {err['msg']}{more}"
+        return f"{msg}{more}"
+    return f"{loc}: {msg}{more}"
 
 
 def check_sizes(spec: RunSpec, dataset_len: int) -> None:
@@ -255,6 +308,12 @@ def check_sizes(spec: RunSpec, dataset_len: int) -> None:
         raise SpecError(
             f"epochs: {spec.epochs} epochs make {steps} steps, more than a step "
             "number (u64) can hold"
+        )
+    warmup = spec.schedule.warmup_steps
+    if warmup is not None and warmup > steps:
+        raise SpecError(
+            f"schedule.warmup_steps: {warmup} warmup steps, more than the run's {steps} steps "
+            f"({spec.epochs} x {steps // spec.epochs} an epoch)"
         )
 
 

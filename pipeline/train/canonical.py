@@ -58,6 +58,7 @@ class CanonicalState:
 
     def __init__(self, spec: RunSpec, dataset: Dataset, manifest: bytes):
         self.spec = spec
+        self.schedule = spec.schedule_for(len(dataset))
         self.dims = dims(spec, dataset.in_features, dataset.classes)
         self.settings = canonical_settings(spec)
         self.layout = canonical_tensors(spec, self.dims)
@@ -89,7 +90,7 @@ class CanonicalState:
 
     def train(self, step: int, rows: np.ndarray) -> tuple[float, float]:
         """Global step ``step`` on the batch's canonical sample rows; (loss, grad norm)."""
-        lr = self.spec.schedule.lr_at(step)
+        lr = self.schedule.lr_at(step)
         loss, norm = canonical_step(
             self.settings, self.dims, self._params, self._m, self._v, lr, rows, step + 1
         )
@@ -163,7 +164,7 @@ class CanonicalStepper:
             epoch=step // self.spe,
             step=step,
             batch_digest=batch_digest(idx.tolist()),
-            hparams_digest=hparams_digest(self.spec.schedule.lr_at(step), self.opt_digest),
+            hparams_digest=hparams_digest(self.state.schedule.lr_at(step), self.opt_digest),
             loss=loss,
             grad_norm=grad_norm,
         )

@@ -86,6 +86,7 @@ class Stepper:
         self.samples = Batches(dataset)
         self.loss = build_loss(spec)
         self.params = list(model.parameters())
+        self.schedule = spec.schedule_for(self.n)
 
     def batch(self, step: int) -> np.ndarray:
         """The sampler's indices for global step ``step``."""
@@ -115,7 +116,7 @@ class Stepper:
     def step(self, step: int, before_update: Callable[[], None] | None = None) -> StepResult:
         """Trains global step ``step``. ``before_update`` runs between backward and the optimizer
         step, the last moment the pre-step parameters exist."""
-        lr = self.spec.schedule.lr_at(step)
+        lr = self.schedule.lr_at(step)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         idx = self.batch(step)
@@ -237,7 +238,7 @@ def _close_epoch(
         sampler_seed=t.spec.seed,
         batch_size=t.spec.batch_size,
         optimizer_digest=m.optimizer_digest,
-        schedule=t.spec.schedule,
+        schedule=t.spec.schedule_for(m.dataset_len),
         image_id=m.image_id,
         guarantees=TORCH_MODE | GUARANTEES["arithmetic"] if t.canonical is not None else TORCH_MODE,
     )

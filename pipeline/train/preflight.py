@@ -20,6 +20,7 @@ from veritrain.pipeline.run.code import one_line
 from veritrain.pipeline.run.ledger import install_run_key, public_key_hex, read_trainer_key
 from veritrain.pipeline.run.manifest import Manifest, default_run_id
 from veritrain.pipeline.run.spec import (
+    U64_MAX,
     ImportedOptimizer,
     RunSpec,
     SgdOptimizer,
@@ -176,7 +177,7 @@ def _optimizer_dry_run(
     only, so an optimizer keeping other state could not be resumed or replayed exactly."""
     loss.backward()
     for g in optimizer.param_groups:
-        g["lr"] = spec.schedule.lr_at(0)
+        g["lr"] = spec.schedule.for_run(U64_MAX).lr_at(0)  # step 0's: the run's length aside
     try:
         optimizer.step()
     except Exception as e:  # noqa: BLE001 - the optimizer's own step may raise anything

@@ -109,7 +109,7 @@ def _check_claim(manifest: Manifest, claim: EpochClaim) -> str:
         "sampler_seed": spec.seed,
         "batch_size": spec.batch_size,
         "optimizer_digest": optimizer_digest(spec),
-        "schedule": spec.schedule,
+        "schedule": spec.schedule_for(manifest.dataset_len),
     }
     if claim.epoch == 0:
         expected["start_state_digest"] = manifest.genesis_state_digest

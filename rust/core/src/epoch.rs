@@ -391,6 +391,7 @@ fn check<H: Sha256>(input: &EpochInput, records_only: bool) -> Result<(), CheckE
     let mut hparams = [0u32; 8];
     let mut hparams_from = u64::MAX; // steps [hparams_from, hparams_until) share `hparams`
     let mut hparams_until = 0;
+    let mut hparams_lr = None; // the rate `hparams` digests (bits)
     for k in 0..input.records.len() {
         let r = input.records.get(k);
         let step = c.first_step + k as u64;
@@ -425,10 +426,14 @@ fn check<H: Sha256>(input: &EpochInput, records_only: bool) -> Result<(), CheckE
                 "batch is not the sampler's output",
             );
         }
-        // Rates change rarely: recompute the digest only where the schedule may change it.
+        // Rates change rarely: recompute the rate only where the schedule may change it, and
+        // the digest only where the rate did.
         if !(hparams_from..hparams_until).contains(&step) {
             let lr = c.schedule.lr_at(step);
-            hparams = digest_words(&hparams_digest::<H>(lr, &c.optimizer_digest));
+            if hparams_lr != Some(lr.to_bits()) {
+                hparams = digest_words(&hparams_digest::<H>(lr, &c.optimizer_digest));
+                hparams_lr = Some(lr.to_bits());
+            }
             hparams_from = step;
             hparams_until = c.schedule.constant_until(step);
         }

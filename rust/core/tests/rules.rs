@@ -281,12 +281,16 @@ proptest! {
     /// rate really is constant up to there.
     #[test]
     fn rate_is_constant_until_the_schedule_says(
-        kind in 0u32..3, step in 0u64..10_000, len in 1u64..40, base in 0.001f64..1.0,
+        kind in 0u32..5, step in 0u64..10_000, len in 1u64..40, base in 0.001f64..1.0,
     ) {
         let s = match kind {
             0 => Schedule::Constant { base_lr: base },
             1 => Schedule::StepDecay { base_lr: base, step_size: len, gamma: 0.9 },
-            _ => Schedule::LinearWarmup { base_lr: base, warmup_steps: len * 50 },
+            2 => Schedule::LinearWarmup { base_lr: base, warmup_steps: len * 50 },
+            3 => Schedule::Cosine {
+                base_lr: base, warmup_steps: len, min_lr: base / 10.0, total_steps: len * 150,
+            },
+            _ => Schedule::InverseSqrt { base_lr: base, warmup_steps: len * 50 },
         };
         let until = s.constant_until(step);
         prop_assert!(until > step);

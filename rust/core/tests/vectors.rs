@@ -76,11 +76,27 @@ fn build() -> Value {
             base_lr: 0.3,
             warmup_steps: 7,
         },
+        Schedule::Cosine {
+            base_lr: 0.3,
+            warmup_steps: 5,
+            min_lr: 0.01,
+            total_steps: 101,
+        },
+        Schedule::Cosine {
+            base_lr: 6e-4,
+            warmup_steps: 2,
+            min_lr: 0.0,
+            total_steps: 2_000_007,
+        },
+        Schedule::InverseSqrt {
+            base_lr: 0.3,
+            warmup_steps: 6,
+        },
     ];
     let schedule_cases: Vec<Value> = schedules
         .iter()
         .map(|s| {
-            let steps = [0u64, 1, 2, 5, 6, 7, 100, 1_000_003];
+            let steps = [0u64, 1, 2, 5, 6, 7, 30, 53, 77, 100, 101, 1_000_003];
             json!({"encoding": h(&s.encode()),
                    "lr_bits": steps.iter().map(|&t| json!([t, format!("{:016x}", s.lr_at(t).to_bits())])).collect::<Vec<_>>()})
         })

@@ -2,7 +2,8 @@
 //!
 //! Each converts to and from the core's canonical bytes (`to_bytes`/`from_bytes`) and, for the
 //! claim and its schedule, the JSON form the ledger holds (`to_json`/`from_json`: digests as
-//! lowercase hex, every schedule field present). Validation is the core's; bytes or JSON that are
+//! lowercase hex; a schedule's step_size, gamma and warmup_steps always, null where unused, and
+//! min_lr and total_steps in a cosine schedule only). Validation is the core's; bytes or JSON that are
 //! not a valid encoding raise `EncodingError`, bad constructor arguments `ValueError`.
 //!
 //! [`core_class!`] writes what every such class has; the claim's class is written from the core's
@@ -266,44 +267,76 @@ macro_rules! kind {
 #[derive(Clone, PartialEq)]
 pub struct PySchedule(pub Schedule);
 
-const SCHEDULE_FIELDS: [&str; 5] = ["kind", "base_lr", "step_size", "gamma", "warmup_steps"];
+const SCHEDULE_FIELDS: [&str; 7] = [
+    "kind",
+    "base_lr",
+    "step_size",
+    "gamma",
+    "warmup_steps",
+    "min_lr",
+    "total_steps",
+];
+
+/// A schedule's fields beyond its kind and `base_lr`, each `None` where the kind has none.
+#[derive(Clone, Copy, Default)]
+struct Extra {
+    step_size: Option<u64>,
+    gamma: Option<f64>,
+    warmup_steps: Option<u64>,
+    min_lr: Option<f64>,
+    total_steps: Option<u64>,
+}
 
 impl PySchedule {
     /// The schedule of a kind with its fields; each kind takes exactly its own extra fields.
-    fn build(
-        kind: &str,
-        base_lr: f64,
-        step_size: Option<u64>,
-        gamma: Option<f64>,
-        warmup_steps: Option<u64>,
-    ) -> Result<Schedule, String> {
-        let s = match (kind, step_size, gamma, warmup_steps) {
-            ("constant", None, None, None) => Schedule::Constant { base_lr },
-            ("step_decay", Some(step_size), Some(gamma), None) => Schedule::StepDecay {
+    fn build(kind: &str, base_lr: f64, x: Extra) -> Result<Schedule, String> {
+        let takes = |fields: &str| format!("schedule kind '{kind}' takes exactly {fields}");
+        let s = match (
+            kind,
+            x.step_size,
+            x.gamma,
+            x.warmup_steps,
+            x.min_lr,
+            x.total_steps,
+        ) {
+            ("constant", None, None, None, None, None) => Schedule::Constant { base_lr },
+            ("step_decay", Some(step_size), Some(gamma), None, None, None) => Schedule::StepDecay {
                 base_lr,
                 step_size,
                 gamma,
             },
-            ("linear_warmup", None, None, Some(warmup_steps)) => Schedule::LinearWarmup {
+            ("linear_warmup", None, None, Some(warmup_steps), None, None) => {
+                Schedule::LinearWarmup {
+                    base_lr,
+                    warmup_steps,
+                }
+            }
+            ("cosine", None, None, Some(warmup_steps), Some(min_lr), Some(total_steps)) => {
+                Schedule::Cosine {
+                    base_lr,
+                    warmup_steps,
+                    min_lr,
+                    total_steps,
+                }
+            }
+            ("inverse_sqrt", None, None, Some(warmup_steps), None, None) => Schedule::InverseSqrt {
                 base_lr,
                 warmup_steps,
             },
             ("constant", ..) => return Err("schedule kind 'constant' takes no extra fields".into()),
-            ("step_decay", ..) => {
-                return Err(
-                    "schedule kind 'step_decay' takes exactly the extra fields step_size and gamma"
-                        .into(),
-                )
+            ("step_decay", ..) => return Err(takes("the extra fields step_size and gamma")),
+            ("linear_warmup" | "inverse_sqrt", ..) => {
+                return Err(takes("the extra field warmup_steps"))
             }
-            ("linear_warmup", ..) => {
-                return Err(
-                    "schedule kind 'linear_warmup' takes exactly the extra field warmup_steps"
-                        .into(),
-                )
+            ("cosine", ..) => {
+                return Err(takes(
+                    "the extra fields warmup_steps, min_lr and total_steps",
+                ))
             }
             (other, ..) => {
                 return Err(format!(
-                    "schedule: unknown kind '{other}' (constant, step_decay or linear_warmup)"
+                    "schedule: unknown kind '{other}' (constant, step_decay, linear_warmup, \
+                     cosine or inverse_sqrt)"
                 ))
             }
         };
@@ -311,44 +344,96 @@ impl PySchedule {
         Ok(s)
     }
 
-    fn parts(&self) -> (&'static str, f64, Option<u64>, Option<f64>, Option<u64>) {
+    fn parts(&self) -> (&'static str, f64, Extra) {
+        let none = Extra::default();
         match self.0 {
-            Schedule::Constant { base_lr } => ("constant", base_lr, None, None, None),
+            Schedule::Constant { base_lr } => ("constant", base_lr, none),
             Schedule::StepDecay {
                 base_lr,
                 step_size,
                 gamma,
-            } => ("step_decay", base_lr, Some(step_size), Some(gamma), None),
+            } => (
+                "step_decay",
+                base_lr,
+                Extra {
+                    step_size: Some(step_size),
+                    gamma: Some(gamma),
+                    ..none
+                },
+            ),
             Schedule::LinearWarmup {
                 base_lr,
                 warmup_steps,
-            } => ("linear_warmup", base_lr, None, None, Some(warmup_steps)),
+            } => (
+                "linear_warmup",
+                base_lr,
+                Extra {
+                    warmup_steps: Some(warmup_steps),
+                    ..none
+                },
+            ),
+            Schedule::Cosine {
+                base_lr,
+                warmup_steps,
+                min_lr,
+                total_steps,
+            } => (
+                "cosine",
+                base_lr,
+                Extra {
+                    warmup_steps: Some(warmup_steps),
+                    min_lr: Some(min_lr),
+                    total_steps: Some(total_steps),
+                    ..none
+                },
+            ),
+            Schedule::InverseSqrt {
+                base_lr,
+                warmup_steps,
+            } => (
+                "inverse_sqrt",
+                base_lr,
+                Extra {
+                    warmup_steps: Some(warmup_steps),
+                    ..none
+                },
+            ),
         }
     }
 
     fn json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (kind, base_lr, step_size, gamma, warmup_steps) = self.parts();
+        let (kind, base_lr, x) = self.parts();
         let d = PyDict::new(py);
         d.set_item("kind", kind)?;
         d.set_item("base_lr", base_lr)?;
-        d.set_item("step_size", step_size)?;
-        d.set_item("gamma", gamma)?;
-        d.set_item("warmup_steps", warmup_steps)?;
+        d.set_item("step_size", x.step_size)?;
+        d.set_item("gamma", x.gamma)?;
+        d.set_item("warmup_steps", x.warmup_steps)?;
+        // Only cosine has these, and only its JSON names them: a claim of another kind reads as
+        // it always has (ledger entries sign this form).
+        if let Some(v) = x.min_lr {
+            d.set_item("min_lr", v)?;
+        }
+        if let Some(v) = x.total_steps {
+            d.set_item("total_steps", v)?;
+        }
         Ok(d)
     }
 
     fn parse(what: &str, v: &Bound<'_, PyAny>) -> PyResult<Self> {
         let f = JsonFields::new(what, v, &SCHEDULE_FIELDS)?;
         let kind: String = f.get("kind")?;
-        Self::build(
-            &kind,
-            f.get("base_lr")?,
-            f.opt("step_size")?,
-            f.opt("gamma")?,
-            f.opt("warmup_steps")?,
-        )
-        .map(Self)
-        .map_err(|e| EncodingError::new_err(format!("{what}: {e}")))
+        // min_lr and total_steps are written only for cosine; absent reads as null.
+        let extra = Extra {
+            step_size: f.opt("step_size")?,
+            gamma: f.opt("gamma")?,
+            warmup_steps: f.opt("warmup_steps")?,
+            min_lr: f.opt("min_lr")?,
+            total_steps: f.opt("total_steps")?,
+        };
+        Self::build(&kind, f.get("base_lr")?, extra)
+            .map(Self)
+            .map_err(|e| EncodingError::new_err(format!("{what}: {e}")))
     }
 }
 
@@ -357,15 +442,27 @@ core_class! {
     get {}
 
     #[new]
-    #[pyo3(signature = (*, base_lr, kind = "constant", step_size = None, gamma = None, warmup_steps = None))]
+    #[pyo3(signature = (
+        *, base_lr, kind = "constant", step_size = None, gamma = None, warmup_steps = None,
+        min_lr = None, total_steps = None
+    ))]
     fn new(
         base_lr: f64,
         kind: &str,
         step_size: Option<u64>,
         gamma: Option<f64>,
         warmup_steps: Option<u64>,
+        min_lr: Option<f64>,
+        total_steps: Option<u64>,
     ) -> PyResult<Self> {
-        Self::build(kind, base_lr, step_size, gamma, warmup_steps)
+        let extra = Extra {
+            step_size,
+            gamma,
+            warmup_steps,
+            min_lr,
+            total_steps,
+        };
+        Self::build(kind, base_lr, extra)
             .map(Self)
             .map_err(value_error)
     }
@@ -382,17 +479,27 @@ core_class! {
 
     #[getter]
     fn step_size(&self) -> Option<u64> {
-        self.parts().2
+        self.parts().2.step_size
     }
 
     #[getter]
     fn gamma(&self) -> Option<f64> {
-        self.parts().3
+        self.parts().2.gamma
     }
 
     #[getter]
     fn warmup_steps(&self) -> Option<u64> {
-        self.parts().4
+        self.parts().2.warmup_steps
+    }
+
+    #[getter]
+    fn min_lr(&self) -> Option<f64> {
+        self.parts().2.min_lr
+    }
+
+    #[getter]
+    fn total_steps(&self) -> Option<u64> {
+        self.parts().2.total_steps
     }
 
     /// The learning rate at a global step.
@@ -400,7 +507,8 @@ core_class! {
         self.0.lr_at(step)
     }
 
-    /// The JSON form: every field, `None` where the kind has none.
+    /// The JSON form: kind, base_lr, step_size, gamma and warmup_steps (`None` where the kind has
+    /// none), and min_lr and total_steps where the kind has them (cosine).
     fn to_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.json(py)
     }
@@ -411,16 +519,22 @@ core_class! {
     }
 
     fn __repr__(&self) -> String {
-        let (kind, base_lr, step_size, gamma, warmup_steps) = self.parts();
+        let (kind, base_lr, x) = self.parts();
         let mut s = format!("Schedule(kind='{kind}', base_lr={base_lr:?}");
-        if let Some(v) = step_size {
+        if let Some(v) = x.step_size {
             s += &format!(", step_size={v}");
         }
-        if let Some(v) = gamma {
+        if let Some(v) = x.gamma {
             s += &format!(", gamma={v:?}");
         }
-        if let Some(v) = warmup_steps {
+        if let Some(v) = x.warmup_steps {
             s += &format!(", warmup_steps={v}");
+        }
+        if let Some(v) = x.min_lr {
+            s += &format!(", min_lr={v:?}");
+        }
+        if let Some(v) = x.total_steps {
+            s += &format!(", total_steps={v}");
         }
         s + ")"
     }
