@@ -62,7 +62,8 @@ def test_the_installed_wheel_runs_demo_outside_the_checkout(installed, demo):
     probe = (
         "import importlib, sys, veritrain\n"
         "for name in sys.argv[1:]: importlib.import_module(f'veritrain.bench.{name}')\n"
-        "for spec in ('tiny.yaml', 'digits-mlp.yaml', 'policy.yaml'):\n"
+        "for spec in ('tiny.yaml', 'digits-mlp.yaml', 'policy.yaml', 'tiny-lm.yaml',\n"
+        "             'tiny_lm.py', 'corpus/glob.py', 'regression.yaml', 'regressor.py'):\n"
         "    assert veritrain.example(spec).is_file(), spec\n"
     )
     r = installed.run(installed.python, "-c", probe, *BENCHES)

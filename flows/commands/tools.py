@@ -19,6 +19,7 @@ BENCHES = (
     "verify_startup_bench",
     "canonical_bench",
     "prove_path_bench",
+    "lm_bench",
 )
 
 
