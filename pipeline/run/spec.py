@@ -24,6 +24,7 @@ from veritrain.pipeline.run.tasks import (
     DigitsDataset,
     FileDataset,
     ImportedLoss,
+    ShardsDataset,
     Task,
     TextDataset,
     check_task,
@@ -166,6 +167,11 @@ class RunSpec(_Strict):
     @model_validator(mode="after")
     def _rules(self) -> RunSpec:
         check_task(self.task, self.dataset.kind, self.model.kind)
+        if isinstance(self.dataset, ShardsDataset) and "://" in self.dataset.uri:
+            raise ValueError(
+                f"dataset.uri: {self.dataset.uri} is not a local folder; shards are read from "
+                "a local folder only in this version"
+            )
         if self.micro_batches > self.batch_size:
             raise ValueError(
                 f"micro_batches: {self.micro_batches} micro-batches of a batch of "
@@ -274,6 +280,10 @@ def resolve_paths(spec: RunSpec, base: str | Path | None = None) -> RunSpec:
     if isinstance(spec.dataset, (FileDataset, TextDataset)):
         update["dataset"] = spec.dataset.model_copy(
             update={"path": _absolute(spec.dataset.path, folder)}
+        )
+    elif isinstance(spec.dataset, ShardsDataset):
+        update["dataset"] = spec.dataset.model_copy(
+            update={"uri": _absolute(spec.dataset.uri, folder)}
         )
     paths = spec.import_path
     if not paths and spec.imports():
