@@ -170,5 +170,7 @@ def test_spec_rules_for_shards():
     with pytest.raises(SpecError, match="dataset.uri: s3://b/p is not a local folder"):
         parse_spec(doc)
     doc = {**BASE, "dataset": {"kind": "shards", "uri": "d", "format": "npz"}}
+    with pytest.raises(SpecError, match="dataset: arithmetic: canonical does not read sharded"):
+        parse_spec({**doc, "arithmetic": "canonical"})
     with pytest.raises(SpecError, match="format"):
         parse_spec({**doc, "dataset": {**doc["dataset"], "format": "csv"}})

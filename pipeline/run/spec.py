@@ -183,6 +183,11 @@ class RunSpec(_Strict):
                     "zk_steps_per_epoch re-executes canonical steps; it needs arithmetic: canonical"
                 )
             return self
+        if isinstance(self.dataset, ShardsDataset):
+            raise ValueError(
+                "dataset: arithmetic: canonical does not read sharded datasets yet (the guest "
+                "checks samples against a flat dataset root); this needs arithmetic: torch"
+            )
         if not isinstance(self.model, MlpModel):
             raise ValueError(
                 f"arithmetic: canonical trains model kind mlp only, not {self.model.kind}"
