@@ -28,6 +28,13 @@ class StorageError(VeritrainError):
     exit_code = EXIT_ENV
 
 
+class DatasetChangedError(VeritrainError):
+    """A shard of a sharded dataset is not the one its dataset root (or the run's manifest)
+    committed to: changed, replaced or gone since (the message names the shard)."""
+
+    exit_code = EXIT_ENV
+
+
 class ConflictError(StorageError):
     """A conditional create lost: the object already exists (another writer won)."""
 

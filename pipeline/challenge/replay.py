@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from veritrain.pipeline.challenge.fraudproof import differing
 from veritrain.pipeline.checkpoint.digest import checkpoint_digest
 from veritrain.pipeline.checkpoint.tensors import check_tensors, read_header
+from veritrain.pipeline.data.datasets import require_shards
 from veritrain.pipeline.errors import DeterminismError, IntegrityError
 from veritrain.pipeline.run.code import require_same_code
 from veritrain.pipeline.run.determinism import current_profile
@@ -77,6 +78,7 @@ class Replay:
         self.profile = self.manifest.determinism
         current_profile(self.spec.arithmetic, self.spec.threads).require_same(self.profile)
         _, dataset, self.model, self.optimizer = prepare(self.spec)
+        require_shards(dataset, self.manifest.dataset_shards, manifest_key(run_id))
         if dataset.root() != self.manifest.dataset_root:
             raise ReplayEnvironmentError(
                 f"{manifest_key(run_id)}: the spec's dataset here does not have the run's "

@@ -16,12 +16,15 @@ from typing import Any
 
 import numpy as np
 
+from veritrain.pipeline.data.shards import Shards
 from veritrain.pipeline.data.text import VOCAB_SIZE, load_text
-from veritrain.pipeline.errors import SpecError
+from veritrain.pipeline.errors import DatasetChangedError, SpecError
+from veritrain.pipeline.run.manifest import ShardEntry
 from veritrain.pipeline.run.tasks import (
     DatasetSpec,
     DiabetesDataset,
     DigitsDataset,
+    ShardsDataset,
     SyntheticDataset,
     Task,
     TextDataset,
@@ -88,6 +91,82 @@ class Dataset:
         rows = self.canonical_rows()
         return dataset_root(rows, rows.shape[1])
 
+    def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Samples ``idx`` as ``x`` and ``y`` rows, in that order."""
+        return self.x[idx], self.y[idx]
+
+    def shard_entries(self) -> list[dict[str, Any]] | None:
+        """What the manifest records of each shard; None for a dataset that is not sharded."""
+        return None
+
+
+@dataclass(frozen=True)
+class ShardedDataset(Dataset):
+    """A sharded dataset (pipeline/data/shards.py), read lazily: ``x`` and ``y`` hold no rows,
+    only the samples' shape and dtype; ``take`` reads samples by global index."""
+
+    shards: Shards | None = None
+
+    def _source(self) -> Shards:
+        assert self.shards is not None
+        return self.shards
+
+    def __len__(self) -> int:
+        return len(self._source())
+
+    def canonical_rows(self) -> np.ndarray:
+        raise TypeError("a sharded dataset's rows are read a shard at a time, never all at once")
+
+    def root(self) -> bytes:
+        return self._source().root()
+
+    def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._source().take(idx)
+
+    def shard_entries(self) -> list[dict[str, Any]] | None:
+        return self._source().entries()
+
+
+def require_shards(dataset: Dataset, recorded: list[ShardEntry] | None, source: str) -> None:
+    """DatasetChangedError naming the shard if ``dataset`` is not the sharded dataset ``source``
+    (a run's manifest) records; nothing for a run whose dataset is not sharded."""
+    if recorded is None:
+        return
+    if not isinstance(dataset, ShardedDataset):
+        raise DatasetChangedError(f"{source}: the run's dataset is sharded, the spec's here is not")
+    dataset._source().require(recorded, source)
+
+
+def shard_dataset(arrays: dict[str, Any], task: Task, source: str) -> Dataset:
+    """One shard's arrays as a dataset of ``task`` (``tokens`` for a language model: one window
+    of ``context + 1`` tokens per row); SpecError naming ``source``."""
+    if task != "language_model":
+        return _checked(np.asarray(arrays["x"]), np.asarray(arrays["y"]), task, source)
+    tokens = np.asarray(arrays["tokens"])
+    if tokens.ndim != 2 or tokens.shape[0] == 0 or tokens.shape[1] < 2:
+        raise SpecError(
+            f"{source}: tokens has shape {tokens.shape}; windows of context + 1 tokens have "
+            "shape (n, context + 1), n > 0, context > 0"
+        )
+    if (
+        not np.issubdtype(tokens.dtype, np.integer)
+        or tokens.min() < 0
+        or tokens.max() >= VOCAB_SIZE
+    ):
+        raise SpecError(f"{source}: tokens are integers 0 .. {VOCAB_SIZE - 1} (byte-level)")
+    t = np.ascontiguousarray(tokens, dtype=np.uint8)
+    return Dataset(
+        x=np.ascontiguousarray(t[:, :-1]), y=np.ascontiguousarray(t[:, 1:]), task="language_model"
+    )
+
+
+def _sharded(d: ShardsDataset, task: Task) -> ShardedDataset:
+    shards = Shards(Path(d.uri), d.format, task)
+    head = shards.head
+    return ShardedDataset(
+        x=head.x[:0], y=head.y[:0], classes=shards.classes, task=task, shards=shards
+    )
+
 
 def _flat(a: np.ndarray, dtype: type) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
@@ -153,6 +232,8 @@ def load_dataset(d: DatasetSpec, task: Task = "classification") -> Dataset:
         y = rng.integers(0, d.classes, size=d.samples)
         x = centers[y] + rng.normal(0, 1, size=(d.samples, d.features))
         return _checked(x.astype(np.float32), y.astype(np.int64), task, "synthetic")
+    if isinstance(d, ShardsDataset):
+        return _sharded(d, task)
     if isinstance(d, TextDataset):
         x, y = load_text(Path(d.path), d.context)
         return Dataset(x=x, y=y, task="language_model")

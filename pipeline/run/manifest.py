@@ -124,6 +124,17 @@ def optimizer_digest(spec: RunSpec) -> bytes:
     return hashlib.sha256(OPTIMIZER_TAG + canonical_json(settings)).digest()
 
 
+class ShardEntry(BaseModel):
+    """One shard of a sharded dataset as the run committed to it (PROTOCOL.md §4)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str
+    samples: Annotated[int, Field(strict=True, gt=0)]
+    root: Digest
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
 class Manifest(BaseModel):
     """``run.json``: spec, determinism profile, dataset root, image id, public key, genesis,
     code identity.
@@ -140,6 +151,8 @@ class Manifest(BaseModel):
     determinism: Profile
     dataset_root: Digest
     dataset_len: Annotated[int, Field(strict=True, ge=0)]
+    # A sharded dataset's shards, in order; None for any other dataset.
+    dataset_shards: list[ShardEntry] | None = None
     steps_per_epoch: Annotated[int, Field(strict=True, gt=0)]
     optimizer_digest: Digest
     image_id: Digest

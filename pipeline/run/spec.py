@@ -26,6 +26,7 @@ from veritrain.pipeline.run.tasks import (
     DigitsDataset,
     FileDataset,
     ImportedLoss,
+    ShardsDataset,
     Task,
     TextDataset,
     check_task,
@@ -212,6 +213,11 @@ class RunSpec(_Strict):
     @model_validator(mode="after")
     def _rules(self) -> RunSpec:
         check_task(self.task, self.dataset.kind, self.model.kind)
+        if isinstance(self.dataset, ShardsDataset) and "://" in self.dataset.uri:
+            raise ValueError(
+                f"dataset.uri: {self.dataset.uri} is not a local folder; shards are read from "
+                "a local folder only in this version"
+            )
         if self.micro_batches > self.batch_size:
             raise ValueError(
                 f"micro_batches: {self.micro_batches} micro-batches of a batch of "
@@ -223,6 +229,11 @@ class RunSpec(_Strict):
                     "zk_steps_per_epoch re-executes canonical steps; it needs arithmetic: canonical"
                 )
             return self
+        if isinstance(self.dataset, ShardsDataset):
+            raise ValueError(
+                "dataset: arithmetic: canonical does not read sharded datasets yet (the guest "
+                "checks samples against a flat dataset root); this needs arithmetic: torch"
+            )
         if not isinstance(self.model, MlpModel):
             raise ValueError(
                 f"arithmetic: canonical trains model kind mlp only, not {self.model.kind}"
@@ -333,6 +344,10 @@ def resolve_paths(spec: RunSpec, base: str | Path | None = None) -> RunSpec:
     if isinstance(spec.dataset, (FileDataset, TextDataset)):
         update["dataset"] = spec.dataset.model_copy(
             update={"path": _absolute(spec.dataset.path, folder)}
+        )
+    elif isinstance(spec.dataset, ShardsDataset):
+        update["dataset"] = spec.dataset.model_copy(
+            update={"uri": _absolute(spec.dataset.uri, folder)}
         )
     paths = spec.import_path
     if not paths and spec.imports():

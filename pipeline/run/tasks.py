@@ -68,8 +68,20 @@ class TextDataset(_Strict):
     context: Annotated[int, Field(gt=0, le=1 << 20)]
 
 
+class ShardsDataset(_Strict):
+    """Shard files in a local folder (its regular files, sorted by name), each one ``format``
+    file holding a slice of the samples: ``x`` and ``y`` as a file dataset's, or ``tokens`` for
+    a language model (one window of ``context + 1`` byte-level tokens per row). Read lazily; the
+    dataset root is over the shards' roots (PROTOCOL.md §4). A relative folder is the spec
+    file's folder's."""
+
+    kind: Literal["shards"] = "shards"
+    uri: Annotated[str, Field(min_length=1)]
+    format: Literal["safetensors", "npz"]
+
+
 DatasetSpec = Annotated[
-    DigitsDataset | DiabetesDataset | SyntheticDataset | FileDataset | TextDataset,
+    DigitsDataset | DiabetesDataset | SyntheticDataset | FileDataset | TextDataset | ShardsDataset,
     Field(discriminator="kind"),
 ]
 
@@ -80,6 +92,7 @@ DATASET_TASKS: dict[str, tuple[Task, ...]] = {
     "synthetic": ("classification",),
     "file": ("classification", "regression"),
     "text": ("language_model",),
+    "shards": ("classification", "regression", "language_model"),
 }
 
 

@@ -56,11 +56,12 @@ class Batches:
     the model and the loss as int64."""
 
     def __init__(self, dataset: Dataset):
-        self.x, self.y = torch.from_numpy(dataset.x), torch.from_numpy(dataset.y)
+        self.dataset = dataset
         self.tokens = dataset.task == "language_model"
 
     def __getitem__(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.x[idx], self.y[idx]
+        xs, ys = self.dataset.take(idx)
+        x, y = torch.from_numpy(xs), torch.from_numpy(ys)
         if self.tokens:
             return x.long(), y.long()
         return x, y

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from veritrain.pipeline.data.datasets import Dataset, load_dataset
+from veritrain.pipeline.data.datasets import Dataset, load_dataset, require_shards
 from veritrain.pipeline.errors import IntegrityError, SpecError
 from veritrain.pipeline.run.code import code_fields, require_same_code
 from veritrain.pipeline.run.determinism import DeterminismProfile, Profile, current_profile
@@ -199,6 +199,8 @@ def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
             "public_key": public_key_hex(key),
             **code_fields(spec),
         }
+        if (shards := dataset.shard_entries()) is not None:
+            doc["dataset_shards"] = shards
         if spec.arithmetic == "canonical":
             genesis_digest = cn.digest_arrays(
                 cn.CanonicalState(spec, dataset, manifest_digest(doc)).tensors()
@@ -219,6 +221,7 @@ def open_trainer(spec: RunSpec, store: Store, run_id: str) -> Trainer:
         ledger.append(key, RunBody(manifest_sha256=sha256_hex(manifest.raw)), entries)
     ledger, entries = open_ledger(store, manifest)
     check_resumable(manifest, spec)
+    require_shards(dataset, manifest.dataset_shards, mkey)
     t = Trainer(spec, store, manifest, ledger, entries, dataset, model, optimizer, key)
     if spec.arithmetic == "canonical":
         t.canonical = cn.CanonicalState(spec, dataset, manifest.digest)

@@ -290,6 +290,9 @@ pub mod tag {
     pub const HPARAMS: &str = "veritrain/hparams/v1";
     pub const SAMPLER: &str = "veritrain/sampler/v1";
     pub const SAMPLE: &str = "veritrain/sample/v1";
+    /// A shard of a sharded dataset (behind `samples`, which the guest does not enable).
+    #[cfg(feature = "samples")]
+    pub const SHARD: &str = "veritrain/shard/v1";
     pub const CHUNK: &str = "veritrain/chunk/v1";
     pub const TENSOR: &str = "veritrain/tensor/v1";
     pub const CLAIM: &str = "veritrain/claim/v1";

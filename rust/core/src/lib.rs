@@ -24,6 +24,8 @@ pub mod record;
 pub mod sample;
 pub mod sampler;
 pub mod schedule;
+#[cfg(feature = "samples")]
+pub mod shards;
 pub mod tensor;
 pub mod zk;
 

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use rayon::prelude::*;
 use veritrain_core::hash::{digest_bytes, digest_words, Sha2};
-use veritrain_core::{merkle, sampler, tensor, Digest};
+use veritrain_core::{merkle, sampler, shards, tensor, Digest};
 
 use crate::errors::value_error;
 use crate::types::digest_arg;
@@ -214,10 +214,29 @@ fn dataset_paths<'py>(
         .collect())
 }
 
+/// The dataset root of a sharded dataset (PROTOCOL.md §4): `shards` are `(sample count, shard
+/// root)` in key order, each shard root being `dataset_root` of that shard's own rows.
+#[pyfunction]
+fn sharded_root<'py>(
+    py: Python<'py>,
+    shards: Vec<(u64, Vec<u8>)>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let mut pairs = Vec::with_capacity(shards.len());
+    let mut total = 0u64;
+    for (i, (count, root)) in shards.iter().enumerate() {
+        total = total
+            .checked_add(*count)
+            .ok_or_else(|| value_error("sharded root: more than 2^64 samples"))?;
+        pairs.push((*count, digest_arg(root, &format!("shard {i}'s root"))?));
+    }
+    Ok(PyBytes::new(py, &shards::sharded_root::<Sha2>(&pairs)))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dataset_paths, m)?)?;
     m.add_function(wrap_pyfunction!(tensor_digests, m)?)?;
     m.add_function(wrap_pyfunction!(state_digest, m)?)?;
     m.add_function(wrap_pyfunction!(dataset_root, m)?)?;
+    m.add_function(wrap_pyfunction!(sharded_root, m)?)?;
     Ok(())
 }
