@@ -8,9 +8,9 @@ from __future__ import annotations
 import hashlib
 import re
 
-import numpy as np
 import pytest
 import torch
+from tampering import FlipParamBit
 
 from veritrain.pipeline.challenge.search import challenge
 from veritrain.pipeline.errors import SpecError
@@ -56,18 +56,6 @@ def _records(store, run_id: str) -> list[StepRecord]:
         for e in sorted(epochs)
         for r in load_epoch_records(store, epochs[e])
     ]
-
-
-class FlipParamBit:
-    def __init__(self, at: int):
-        self.at = at
-
-    def batch(self, step: int, idx: np.ndarray) -> np.ndarray:
-        return idx
-
-    def after_update(self, step, model, optimizer) -> None:
-        if step == self.at:
-            next(model.parameters()).detach().view(-1)[:1].view(torch.int32).bitwise_xor_(1)
 
 
 @pytest.fixture(scope="module")

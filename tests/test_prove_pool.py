@@ -155,8 +155,8 @@ def test_a_pool_without_the_deployments_fails_naming_them(prefect_server, tmp_pa
 def pooled(tmp_path_factory) -> Iterator[tuple[LocalStore, subprocess.CompletedProcess]]:
     """One epoch of the tiny spec on 16 samples (one step) proven by a `prove` process pool of
     two workers (`--limit 1` each) on a real Prefect server, in segments of 2^PO2 cycles: two
-    segments, two lifts and their join. Yields (its store, the finished `veritrain run`) for the
-    tests below, which share it."""
+    segments or three (the guest's count), their lifts and joins. Yields (its store, the
+    finished `veritrain run`) for the tests below, which share it."""
     home = tmp_path_factory.mktemp("pooled")
     store = home / "store"
     spec = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text()) | {"epochs": 1}
@@ -221,15 +221,19 @@ def test_two_workers_prove_the_segments_of_an_epoch(pooled):
     s, r = pooled
     store = s.root
     # The trainer's log says the epoch's plan, then each part as its worker stores it.
+    # How many segments the epoch spans is the guest's (its paging as much as its work): two or
+    # three of 2^16 cycles. The log names each part against that count.
+    ex = parts.load_execution(s, "pooled", 0, PO2)
+    n = len(ex.segments)
+    assert n >= 2
     plan = r.stderr.find("epoch 0: to prove ")
     assert plan >= 0 and "by prove pool prove's workers" in r.stderr[plan:], r.stderr[-3000:]
-    part = re.search(r"epoch 0: segment 1/2 proven and lifted by worker-[ab] in ", r.stderr)
+    assert f" in {n} segments (" in r.stderr[plan:], r.stderr[-3000:]
+    part = re.search(rf"epoch 0: segment 1/{n} proven and lifted by worker-[ab] in ", r.stderr)
     assert part and part.start() > plan, r.stderr[-3000:]
-    assert "epoch 0: join 1/1" in r.stderr[plan:], r.stderr[-3000:]
+    assert f"epoch 0: join {n - 1}/{n - 1}" in r.stderr[plan:], r.stderr[-3000:]
     assert "resolved" not in r.stderr[plan:], r.stderr[-3000:]  # epoch 0 has no predecessor
 
-    ex = parts.load_execution(s, "pooled", 0, PO2)
-    assert len(ex.segments) == 2
     notes = [
         json.loads(s.read(prover_note_key(part_receipt_key(ex.prefix, k, k + 1))))
         for k in range(len(ex.segments))
@@ -257,7 +261,7 @@ def test_two_workers_prove_the_segments_of_an_epoch(pooled):
 def test_segments_join_in_order_and_resolve_only_with_their_predecessor(
     pooled, unproven_run, tiny_run
 ):
-    """Segments join only in order: the pooled epoch's two lifted segments (the receipts the
+    """Segments join only in order: the pooled epoch's first two lifted segments (the receipts the
     pool stored) are refused the other way round. An epoch after the first proves on its own
     (epoch 1 of an unproven run, one segment, lifted here, with no receipt of epoch 0 anywhere)
     as a receipt conditional on its predecessor's claim: finishing it without resolving that
@@ -265,7 +269,7 @@ def test_segments_join_in_order_and_resolve_only_with_their_predecessor(
     finish is in the tiny run and the pooled one.)"""
     s, _ = pooled
     ex = parts.load_execution(s, "pooled", 0, PO2)
-    assert len(ex.segments) == 2
+    assert len(ex.segments) >= 2
     lifted = [s.read(part_receipt_key(ex.prefix, k, k + 1)) for k in range(2)]
     with pytest.raises(ReceiptVerificationError, match="not consecutive"):
         prover.join_receipts(lifted[1], lifted[0])

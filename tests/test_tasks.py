@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
+from tampering import FlipParamBit
 
 from veritrain.flows.cli import main
 from veritrain.pipeline.challenge.fraudproof import check_filed_proof
@@ -73,20 +73,6 @@ def l1(outputs, targets):
 """
 
 CORPUS = b"def f(x):\n    return x * 2\n\n" * 40  # 1,120 bytes: 69 windows of 16 + 1
-
-
-class FlipParamBit:
-    """A dishonest trainer: flips one parameter's last mantissa bit after step ``at``."""
-
-    def __init__(self, at: int):
-        self.at = at
-
-    def batch(self, step: int, idx: np.ndarray) -> np.ndarray:
-        return idx
-
-    def after_update(self, step, model, optimizer) -> None:
-        if step == self.at:
-            next(model.parameters()).detach().view(-1)[:1].view(torch.int32).bitwise_xor_(1)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tampering import FlipParamBit
 
 from veritrain.flows.cli import main
 from veritrain.pipeline.challenge.search import challenge
@@ -187,20 +188,6 @@ def test_the_manifest_names_the_files_a_replay_uses(tmp_path, module_name, monke
 
 
 # -- code identity --------------------------------------------------------------------------------
-
-
-class FlipParamBit:
-    """A dishonest trainer: flips one parameter's last mantissa bit after step ``at``."""
-
-    def __init__(self, at: int):
-        self.at = at
-
-    def batch(self, step: int, idx: np.ndarray) -> np.ndarray:
-        return idx
-
-    def after_update(self, step, model, optimizer) -> None:
-        if step == self.at:
-            next(model.parameters()).detach().view(-1)[:1].view(torch.int32).bitwise_xor_(1)
 
 
 @pytest.fixture
