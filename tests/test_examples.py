@@ -32,7 +32,7 @@ from veritrain.pipeline.verify.verifier import verify_run
 EXAMPLES = ROOT / "examples"
 # example: (its module beside the spec, the files it needs, its steps per epoch)
 CASES = {
-    "tiny-lm": ("tiny_lm", ["tiny_lm.py", "corpus"], 15),
+    "tiny-lm": ("tiny_lm", ["tiny_lm.py", "corpus"], 8),
     "regression": ("regressor", ["regressor.py"], 14),
 }
 
