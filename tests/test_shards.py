@@ -1,10 +1,12 @@
 """Sharded datasets in a local folder (pipeline/data/shards.py, PROTOCOL.md §4 "Sharded
-datasets"): the root over the shards' roots, lazy reads a few shards at a time, a run that
+datasets"): the root over the shards' roots, lazy reads a few shards at a time (memory-mapped
+where the format allows, trusted by file status, hashed again when it changed), a run that
 trains, verifies and replays, a shard changed after the run committed it named by key, and the
 bad inputs' one-line refusals."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ BASE = {
     "finalize_every": 0,
     "challenge_window": 0,
 }
-SIZES = (7, 20, 1, 12, 9, 15)  # 64 samples in 6 shards, more than HELD_SHARDS
+SIZES = (7, 20, 1, 12, 9, 15)  # 64 samples in 6 shards
 
 
 def _data(n: int = sum(SIZES)) -> tuple[np.ndarray, np.ndarray]:
@@ -99,6 +101,44 @@ def test_npz_and_language_model_shards(tmp_path):
     assert lm.description()["context"] == 4 and len(lm) == 8
     got_x, got_y = lm.take(np.array([4, 1]))
     assert np.array_equal(got_x, tokens[[4, 1], :4]) and np.array_equal(got_y, tokens[[4, 1], 1:])
+
+
+def _settled(folder: Path) -> None:
+    """Date the folder's files an hour back, so their status is trusted (not racy)."""
+    for p in folder.iterdir():
+        st = p.stat()
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns - 3600 * 10**9))
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "npz", "npz-compressed"])
+def test_settled_shards_are_memory_mapped_and_a_rewrite_is_caught(tmp_path, fmt):
+    folder = tmp_path / "shards"
+    if fmt == "npz-compressed":
+        folder.mkdir()
+        x, y = _data(16)
+        np.savez_compressed(folder / "a.npz", x=x[:9], y=y[:9])
+        np.savez_compressed(folder / "b.npz", x=x[9:], y=y[9:])
+    else:
+        x, y = _write(folder, fmt, sizes=(9, 7))
+    _settled(folder)
+    d = load_dataset(ShardsDataset(uri=str(folder), format=fmt.split("-")[0]))
+    idx = np.array([15, 2, 9, 8])
+    got_x, got_y = d.take(idx)
+    assert np.array_equal(got_x, x[idx]) and np.array_equal(got_y, y[idx])
+    held = d.shards._held  # type: ignore[union-attr]
+    mapped = all(isinstance(a, np.memmap) for arrays in held.values() for a in arrays.values())
+    assert mapped == (fmt != "npz-compressed")
+    # The same bytes again (same size), written in place: the status changes, the shard is
+    # hashed again, and it is still the shard that was committed.
+    path = sorted(folder.iterdir())[1]
+    path.write_bytes(path.read_bytes())
+    assert np.array_equal(d.take(idx)[0], x[idx])
+    # Other bytes of the same size: named, whatever the format.
+    data = bytearray(path.read_bytes())
+    data[-9] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetChangedError, match=rf"{path.name}: the shard changed"):
+        d.take(idx)
 
 
 def test_a_sharded_run_trains_verifies_and_replays(tmp_path, monkeypatch):

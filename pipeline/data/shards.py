@@ -6,17 +6,27 @@ one ``.safetensors`` or ``.npz`` file (the spec's ``format``) holding a slice of
 arrays ``x`` and ``y`` (classification, regression) or ``tokens`` (language_model: windows of
 ``context + 1`` tokens, one row each). Each shard is checked by its task's rules and hashed alone:
 its sample count, root (the dataset root of its own samples) and sha256 are what the manifest
-records. Samples are read by global index, a shard at a time, with at most ``HELD_SHARDS`` shards
-in memory; a shard read again is read whole and must have the sha256 it had when its root was
-computed, or DatasetChangedError names it.
+records. Samples are read by global index: a shard's arrays are memory-mapped (safetensors, and
+npz members stored uncompressed; a compressed npz member is read whole), at most
+``HELD_SHARDS`` shards at a time, and only the rows asked for are copied out and converted.
+Between reads a shard is trusted by its file's status (device, inode, size, modification and
+change times) as it was when its sha256 was computed, the way git and make trust files; a shard
+whose status changed, or whose modification time was too close to the hashing to tell a later
+write apart ("racy", as git calls it), is read whole again and must have the sha256 it had, or
+DatasetChangedError names it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
+import struct
+import time
 import zipfile
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,8 +38,17 @@ from veritrain.pipeline.run.tasks import Task
 
 ShardFormat = Literal["safetensors", "npz"]
 
-# Shards held in memory at once (each read whole when first needed).
-HELD_SHARDS = 4
+# Shards held open (memory-mapped, or read whole for a compressed npz member) at once.
+HELD_SHARDS = 16
+# A file modified this close to the moment its status was recorded may be written again within
+# the same timestamp tick: such a shard is hashed again when it is next opened.
+RACY_SECONDS = 2.0
+
+_ST_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+    "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32, "U16": np.uint16,
+    "U8": np.uint8, "BOOL": np.bool_,
+}  # fmt: skip
 
 
 def shard_files(folder: Path) -> list[Path]:
@@ -72,6 +91,66 @@ def _read(path: Path) -> bytes:
         raise DatasetChangedError(f"{path}: cannot read the shard: {e.strerror or e}") from None
 
 
+def _status(path: Path) -> tuple[int, ...]:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise DatasetChangedError(f"{path}: cannot read the shard: {e.strerror or e}") from None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _mapped_safetensors(path: Path, names: tuple[str, ...]) -> dict[str, Any] | None:
+    """The arrays ``names`` of a safetensors file, memory-mapped; None if one is not mappable."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    out = {}
+    for name in names:
+        info = header[name]
+        dtype = _ST_DTYPES.get(info["dtype"])
+        if dtype is None:
+            return None
+        begin, end = info["data_offsets"]
+        shape = tuple(info["shape"])
+        if end == begin:
+            out[name] = np.empty(shape, dtype=dtype)
+        else:
+            out[name] = np.memmap(path, dtype=dtype, mode="r", offset=8 + n + begin, shape=shape)
+    return out
+
+
+def _mapped_npz(path: Path, names: tuple[str, ...]) -> dict[str, Any] | None:
+    """The arrays ``names`` of a npz file, memory-mapped where stored uncompressed; None if one
+    is compressed (or not a plain array)."""
+    out = {}
+    with zipfile.ZipFile(path) as z, open(path, "rb") as f:
+        for name in names:
+            info = z.getinfo(f"{name}.npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                return None
+            f.seek(info.header_offset)
+            local = f.read(30)
+            skip = struct.unpack("<HH", local[26:30])
+            f.seek(info.header_offset + 30 + skip[0] + skip[1])
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                return None
+            if dtype.hasobject:
+                return None
+            order = "F" if fortran else "C"
+            if int(np.prod(shape)) == 0:
+                out[name] = np.empty(shape, dtype=dtype, order=order)
+            else:
+                out[name] = np.memmap(
+                    path, dtype=dtype, mode="r", offset=f.tell(), shape=shape, order=order
+                )
+    return out
+
+
 class Shards:
     """The shards of ``folder`` as one dataset of ``task``: each read, checked and hashed once
     here (one at a time), then read again by ``take`` when its samples are needed."""
@@ -87,7 +166,10 @@ class Shards:
         self.classes = 0
         first: Dataset | None = None
         dtypes: tuple[str, ...] = ()
+        # Each shard's file status when it was hashed (None: to hash again when next opened).
+        self._trusted: list[tuple[int, ...] | None] = []
         for path in self.paths:
+            self._trusted.append(self._trust(_status(path)))
             data = _read(path)
             arrays = _arrays(data, fmt, self.names, str(path))
             d = shard_dataset(arrays, task, str(path))
@@ -109,9 +191,16 @@ class Shards:
             self.sha256.append(hashlib.sha256(data).hexdigest())
             self.classes = max(self.classes, d.classes)
         assert first is not None
-        self.head = first
+        # The first shard's first sample: the dataset's shapes and dtypes.
+        self.head = replace(first, x=first.x[:1].copy(), y=first.y[:1].copy())
         self.starts = np.cumsum([0, *self.counts])
-        self._held: OrderedDict[int, Dataset] = OrderedDict()
+        self._held: OrderedDict[int, dict[str, Any]] = OrderedDict()
+
+    @staticmethod
+    def _trust(status: tuple[int, ...]) -> tuple[int, ...] | None:
+        """``status`` if a later write would change it, None if the file is racy: modified so
+        recently that a write within the same timestamp tick could go unseen."""
+        return None if time.time() - status[3] / 1e9 < RACY_SECONDS else status
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -132,37 +221,56 @@ class Shards:
             for p, n, r, h in zip(self.paths, self.counts, self.roots, self.sha256, strict=True)
         ]
 
-    def shard(self, s: int) -> Any:
-        """Shard ``s``'s samples (a Dataset), read again if not held, checked by sha256."""
-        from veritrain.pipeline.data.datasets import shard_dataset
-
-        if s in self._held:
+    def arrays(self, s: int) -> dict[str, Any]:
+        """Shard ``s``'s arrays as stored (memory-mapped where it can be), held open with a few
+        others; a shard whose file status is not the one it was hashed with is read whole and
+        checked by sha256 first."""
+        path = self.paths[s]
+        status = _status(path)
+        if status == self._trusted[s] and s in self._held:
             self._held.move_to_end(s)
             return self._held[s]
-        path = self.paths[s]
-        data = _read(path)
-        if hashlib.sha256(data).hexdigest() != self.sha256[s]:
-            raise DatasetChangedError(
-                f"{path}: the shard changed after its root was computed; nothing was trained on it"
-            )
-        d = shard_dataset(_arrays(data, self.fmt, self.names, str(path)), self.task, str(path))
-        self._held[s] = d
+        self._held.pop(s, None)
+        arrays = None
+        if status == self._trusted[s]:
+            try:
+                mapped = _mapped_safetensors if self.fmt == "safetensors" else _mapped_npz
+                arrays = mapped(path, self.names)
+            except (OSError, ValueError, KeyError, struct.error, zipfile.BadZipFile):
+                arrays = None
+        if arrays is None:
+            data = _read(path)
+            if hashlib.sha256(data).hexdigest() != self.sha256[s]:
+                raise DatasetChangedError(
+                    f"{path}: the shard changed after its root was computed; nothing was trained "
+                    "on it"
+                )
+            arrays = _arrays(data, self.fmt, self.names, str(path))
+            self._trusted[s] = self._trust(status)
+        self._held[s] = arrays
         if len(self._held) > HELD_SHARDS:
             self._held.popitem(last=False)
-        return d
+        return arrays
 
     def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Samples ``idx`` (global indices) as ``x`` and ``y`` rows, in that order."""
+        """Samples ``idx`` (global indices) as ``x`` and ``y`` rows, in that order: only those
+        rows are copied out of their shards, and converted as a shard's samples are."""
+        from veritrain.pipeline.data.datasets import shard_dataset
+
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
         s_of = np.searchsorted(self.starts, idx, side="right") - 1
-        x = np.empty((len(idx), *self.head.x.shape[1:]), dtype=self.head.x.dtype)
-        y = np.empty((len(idx), *self.head.y.shape[1:]), dtype=self.head.y.dtype)
+        rows: dict[str, np.ndarray] = {}
         for s in np.unique(s_of):
             at = np.nonzero(s_of == s)[0]
-            d = self.shard(int(s))
+            arrays = self.arrays(int(s))
             local = idx[at] - self.starts[s]
-            x[at], y[at] = d.x[local], d.y[local]
-        return x, y
+            for n in self.names:
+                a = arrays[n]
+                if n not in rows:
+                    rows[n] = np.empty((len(idx), *a.shape[1:]), dtype=a.dtype)
+                rows[n][at] = a[local]
+        d = shard_dataset(rows, self.task, str(self.folder))
+        return d.x, d.y
 
     def require(self, recorded: list[ShardEntry], source: str) -> None:
         """DatasetChangedError naming the first shard that is not the one ``source`` (a run's
