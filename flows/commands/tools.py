@@ -20,6 +20,7 @@ BENCHES = (
     "canonical_bench",
     "prove_path_bench",
     "lm_bench",
+    "shards_bench",
 )
 
 
