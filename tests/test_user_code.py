@@ -20,10 +20,10 @@ from tampering import FlipParamBit
 
 from veritrain.flows.cli import main
 from veritrain.pipeline.challenge.search import challenge
-from veritrain.pipeline.errors import CodeError, SpecError
+from veritrain.pipeline.errors import CodeError, SpecError, UsageError
 from veritrain.pipeline.run import code as code_module
 from veritrain.pipeline.run.manifest import Manifest
-from veritrain.pipeline.run.spec import load_spec, parse_spec
+from veritrain.pipeline.run.spec import LocalCopy, load_spec, parse_spec
 from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.train import trainer as trainer_module
 from veritrain.pipeline.train.loop import train
@@ -255,6 +255,40 @@ def test_a_missing_module_stops_a_replay_with_exit_3(trained, module_name, capsy
     sys.modules.pop(module_name)
     assert main(["challenge", f"{store.root}/runs/honest"]) == 3
     assert "the run's code cannot be imported here" in capsys.readouterr().err
+
+
+def test_a_challenger_names_its_own_copies_of_the_data_and_code(trained, module_name, capsys):
+    """The run's spec names the trainer's paths; a challenger keeps the project elsewhere and
+    names its copies (`--import-path`, `--dataset`), which are checked against the run's code
+    identity and dataset root before any step is replayed."""
+    store, module_file, _ = trained
+    project = module_file.parent
+    copy = project.rename(project.with_name("challengers-copy"))
+    sys.modules.pop(module_name)
+    honest, dishonest = (f"{store.root}/runs/{r}" for r in ("honest", "dishonest"))
+    assert main(["challenge", honest]) == 3
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "cannot be imported here" in err and "--import-path" in err
+    assert main(["challenge", honest, "--import-path", str(copy)]) == 3
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{project / 'data.npz'}: cannot read the dataset" in err, err
+    assert "--dataset" in err
+    here = ["--import-path", str(copy), "--dataset", str(copy / "data.npz")]
+    assert main(["challenge", honest, *here]) == 0
+    assert "no fraud found" in capsys.readouterr().out
+    (pid,) = {Path(k).name.split(".")[0] for k in store.list("runs/dishonest/challenges/")}
+    assert main(["check-fraud-proof", dishonest, pid, *here]) == 0
+    assert capsys.readouterr().out.startswith("upheld")
+    # Another dataset under the name: refused before a step is replayed, naming it.
+    _dataset_file(copy / "other.npz", n=40)
+    other = ["--import-path", str(copy), "--dataset", str(copy / "other.npz")]
+    assert main(["challenge", honest, *other]) == 3
+    err = capsys.readouterr().err.strip()
+    assert f"the dataset here ({copy / 'other.npz'}) does not have the run's dataset root" in err
+    # A bundled dataset has no path to point elsewhere.
+    with pytest.raises(UsageError, match="--dataset: the run's dataset is digits"):
+        LocalCopy(dataset="x.npz").apply(parse_spec({**BASE, "dataset": {"kind": "digits"}}))
+    assert store.list("runs/honest/challenges/") == []
 
 
 def test_versions_count_for_torch_arithmetic(trained, monkeypatch):

@@ -20,7 +20,7 @@ def cmd_challenge(args) -> int:
     from veritrain.pipeline.store.uris import object_uri
 
     store, run_id = open_run(args.run_uri)
-    result = challenge(store, run_id, args.steps, bisect=args.bisect)
+    result = challenge(store, run_id, args.steps, bisect=args.bisect, local=_local(args))
     doc = result.to_json()
     uri = object_uri(store, proof_key(run_id, doc["proof_id"])) if doc["fraud"] else None
     doc["proof_uri"] = uri
@@ -59,7 +59,7 @@ def cmd_check_fraud_proof(args) -> int:
     if not re.fullmatch(r"[0-9a-f]{32}", pid):
         raise UsageError(f"{args.proof_id}: not a fraud proof id (32 hex digits) or its path")
     store, run_id = open_run(args.run_uri)
-    verdict = check_filed_proof(store, run_id, pid)
+    verdict = check_filed_proof(store, run_id, pid, _local(args))
     if record_verdict(store, verdict) is None:
         err(f"a verdict on proof {pid} was already recorded; it was left as it is")
     doc = verdict.to_json()
@@ -68,6 +68,29 @@ def cmd_check_fraud_proof(args) -> int:
     else:
         print(f"{doc['verdict']}: {doc['reason']}")
     return EXIT_OK if verdict.upheld else EXIT_FAILED
+
+
+def _local(args):
+    from veritrain.pipeline.run.spec import LocalCopy
+
+    return LocalCopy(args.dataset, tuple(args.import_path or ()))
+
+
+def _add_local(parser) -> None:
+    """The options of a replay on a machine that keeps the run's files elsewhere."""
+    parser.add_argument(
+        "--dataset",
+        metavar="PATH",
+        help="this machine's copy of the run's dataset (its file, corpus, or shard folder or "
+        "s3:// prefix), if not where the run read it; it must have the run's dataset root",
+    )
+    parser.add_argument(
+        "--import-path",
+        metavar="DIR",
+        action="append",
+        help="where this machine keeps the run's imported modules (repeatable; replaces the "
+        "run's import_path); they must have the run's code identity",
+    )
 
 
 def add_challenge(sub) -> None:
@@ -85,6 +108,7 @@ def add_challenge(sub) -> None:
         "every step; finds a deviation that persists to the end of the range",
     )
     ch.add_argument("--json", action="store_true")
+    _add_local(ch)
     ch.set_defaults(fn=cmd_challenge)
 
 
@@ -96,4 +120,5 @@ def add_check_fraud_proof(sub) -> None:
     cf.add_argument("run_uri")
     cf.add_argument("proof_id")
     cf.add_argument("--json", action="store_true")
+    _add_local(cf)
     cf.set_defaults(fn=cmd_check_fraud_proof)

@@ -26,6 +26,7 @@ from veritrain.pipeline.errors import ConflictError, IntegrityError
 from veritrain.pipeline.extras import require_extra
 from veritrain.pipeline.run.ledger import canonical_json
 from veritrain.pipeline.run.manifest import Manifest
+from veritrain.pipeline.run.spec import LocalCopy
 from veritrain.pipeline.store.base import Store
 from veritrain.pipeline.store.keys import proof_key, verdict_key
 from veritrain.prover import RECORD_FIELDS, StepRecord, batch_digest
@@ -153,10 +154,13 @@ class Verdict:
         }
 
 
-def check_fraud_proof(store: Store, proof: Any, run_id: str | None = None) -> Verdict:
+def check_fraud_proof(
+    store: Store, proof: Any, run_id: str | None = None, local: LocalCopy | None = None
+) -> Verdict:
     """Upholds or rejects a fraud proof by re-executing its step from its pre-state, reading
     nothing but the proof and the run's store (whose ledger is checked, so the committed records
-    and checkpoints are the trainer's own).
+    and checkpoints are the trainer's own), and the run's dataset and code (from ``local`` where
+    given).
 
     A malformed, tampered or wrong proof is rejected with a reason. DeterminismError (this
     environment cannot replay the run) and StorageError (cannot read) are raised instead: they
@@ -182,7 +186,7 @@ def check_fraud_proof(store: Store, proof: Any, run_id: str | None = None) -> Ve
     manifest = Manifest.load(store, p.run_id)
     if p.determinism != manifest.determinism.model_dump():
         return reject("the proof names another determinism profile than the run's run.json", e, s)
-    r = _replay(store, p.run_id)  # DeterminismError here: this environment cannot check it
+    r = _replay(store, p.run_id, local)  # DeterminismError here: this environment cannot check it
     if not 0 <= s < r.committed_steps() or e != s // r.spe:
         return reject(f"step {s} of epoch {e} is not a committed step of the run", e, s)
     c = r.nearest_checkpoint(s)
@@ -264,7 +268,9 @@ def read_proof(store: Store, run_id: str, pid: str) -> Any:
     return doc if isinstance(doc, dict) and proof_id(doc) == pid else None
 
 
-def check_filed_proof(store: Store, run_id: str, pid: str) -> Verdict:
+def check_filed_proof(
+    store: Store, run_id: str, pid: str, local: LocalCopy | None = None
+) -> Verdict:
     doc = read_proof(store, run_id, pid)
     if doc is None:
         return Verdict(
@@ -274,15 +280,15 @@ def check_filed_proof(store: Store, run_id: str, pid: str) -> Verdict:
             f"{proof_key(run_id, pid)}: not JSON, or not the "
             "proof its id names (a proof's id is its content's hash)",
         )
-    v = check_fraud_proof(store, doc, run_id)
+    v = check_fraud_proof(store, doc, run_id, local)
     v.proof_id = pid
     return v
 
 
-def _replay(store: Store, run_id: str) -> Replay:
+def _replay(store: Store, run_id: str, local: LocalCopy | None) -> Replay:
     """The run's replay, for checking a proof. MissingExtraError without the training stack: like
     another determinism profile, this environment cannot check it."""
     require_extra("train", "re-executing a fraud proof's step")
     from veritrain.pipeline.challenge.replay import Replay
 
-    return Replay(store, run_id)
+    return Replay(store, run_id, local)

@@ -18,7 +18,7 @@ from veritrain.pipeline.challenge.fraudproof import differing
 from veritrain.pipeline.checkpoint.digest import checkpoint_digest
 from veritrain.pipeline.checkpoint.tensors import check_tensors, read_header
 from veritrain.pipeline.data.datasets import require_shards
-from veritrain.pipeline.errors import DeterminismError, IntegrityError
+from veritrain.pipeline.errors import DeterminismError, IntegrityError, SpecError
 from veritrain.pipeline.run.code import require_same_code
 from veritrain.pipeline.run.determinism import current_profile
 from veritrain.pipeline.run.manifest import (
@@ -30,6 +30,7 @@ from veritrain.pipeline.run.manifest import (
     open_ledger,
     read_committed,
 )
+from veritrain.pipeline.run.spec import LocalCopy
 from veritrain.pipeline.store.base import Store
 from veritrain.pipeline.store.keys import manifest_key
 from veritrain.pipeline.train import canonical as cn
@@ -66,23 +67,33 @@ class Replay:
     Likewise ReplayEnvironmentError unless the spec's dataset here has the run's dataset root.
     """
 
-    def __init__(self, store: Store, run_id: str):
+    def __init__(self, store: Store, run_id: str, local: LocalCopy | None = None):
         self.store = store
         self.manifest = Manifest.load(store, run_id)
         _, self.entries = open_ledger(store, self.manifest)  # chain and signatures checked
         self.run_id = run_id
-        self.spec = self.manifest.spec
+        # The run's spec, with this machine's copies of its dataset and code where named.
+        self.spec = (local or LocalCopy()).apply(self.manifest.spec)
         # First: other code replays differently for that reason alone, which is not fraud.
         require_same_code(self.manifest.code, self.spec, manifest_key(run_id))
         self.spe = self.manifest.steps_per_epoch
         self.profile = self.manifest.determinism
         current_profile(self.spec.arithmetic, self.spec.threads).require_same(self.profile)
-        _, dataset, self.model, self.optimizer = prepare(self.spec)
+        try:
+            _, dataset, self.model, self.optimizer = prepare(self.spec)
+        except SpecError as e:  # the run's own spec: what is missing is this machine's
+            raise ReplayEnvironmentError(
+                f"{manifest_key(run_id)}: the run cannot be set up here: {e} (--dataset and "
+                "--import-path name this machine's copies)"
+            ) from None
         require_shards(dataset, self.manifest.dataset_shards, manifest_key(run_id))
         if dataset.root() != self.manifest.dataset_root:
+            d = self.spec.dataset
+            where = getattr(d, "path", None) or getattr(d, "uri", None) or d.kind
             raise ReplayEnvironmentError(
-                f"{manifest_key(run_id)}: the spec's dataset here does not have the run's "
-                "dataset root; a replay needs the very samples the run trained on"
+                f"{manifest_key(run_id)}: the dataset here ({where}) does not have the run's "
+                "dataset root; a replay needs the very samples the run trained on (--dataset "
+                "names this machine's copy)"
             )
         opt_digest = self.manifest.optimizer_digest
         # A canonical run replays through the core's integer step: no torch state, and torch's

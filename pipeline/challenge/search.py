@@ -23,6 +23,7 @@ from typing import Any
 from veritrain.pipeline.challenge.fraudproof import build_fraud_proof, file_fraud_proof
 from veritrain.pipeline.challenge.replay import Finding, Replay
 from veritrain.pipeline.errors import IntegrityError, UsageError
+from veritrain.pipeline.run.spec import LocalCopy
 from veritrain.pipeline.store.base import Store
 
 
@@ -127,11 +128,16 @@ def bisect_range(r: Replay, first: int, end: int) -> ChallengeResult:
 
 
 def challenge(
-    store: Store, run_id: str, steps: str | None = None, bisect: bool = False
+    store: Store,
+    run_id: str,
+    steps: str | None = None,
+    bisect: bool = False,
+    local: LocalCopy | None = None,
 ) -> ChallengeResult:
-    """Replays (or bisects) a range of a run's committed steps; on a wrong step, files a fraud
-    proof under challenges/ and returns its id and key."""
-    r = Replay(store, run_id)
+    """Replays (or bisects) a range of a run's committed steps, reading its dataset and code from
+    ``local`` where given; on a wrong step, files a fraud proof under challenges/ and returns
+    its id and key."""
+    r = Replay(store, run_id, local)
     first, end = parse_steps(steps, r.committed_steps())
     result = (bisect_range if bisect else replay_range)(r, first, end)
     f = result.finding

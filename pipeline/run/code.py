@@ -190,7 +190,10 @@ def require_same_code(recorded: CodeIdentity | None, spec: RunSpec, where: str) 
     try:
         here = code_identity(spec)
     except SpecError as e:
-        raise CodeError(f"{where}: the run's code cannot be imported here: {e}") from None
+        raise CodeError(
+            f"{where}: the run's code cannot be imported here: {e} (searched {spec.import_path}; "
+            "--import-path names where this machine keeps it)"
+        ) from None
     mine = {m.key: m for m in here.modules}
     for theirs in recorded.modules:
         m = mine.get(theirs.key)

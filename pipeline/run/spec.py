@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,7 +20,7 @@ from pydantic import (
 )
 
 from veritrain.pipeline.documents import MAX_YAML_BYTES, DocumentError, load_yaml, read_document
-from veritrain.pipeline.errors import SpecError
+from veritrain.pipeline.errors import SpecError, UsageError
 from veritrain.pipeline.run.tasks import (
     IMPORT_REF,
     DatasetSpec,
@@ -354,6 +355,35 @@ def resolve_paths(spec: RunSpec, base: str | Path | None = None) -> RunSpec:
         paths = [str(folder), str(here)]
     update["import_path"] = list(dict.fromkeys(_absolute(p, folder) for p in paths))
     return spec.model_copy(update=update)
+
+
+@dataclass(frozen=True)
+class LocalCopy:
+    """Where this machine keeps a run's dataset and code when not where the run's spec names them
+    (its paths are the trainer's): a replay reads them from here instead. Safe to trust, since a
+    replay checks the dataset against the run's dataset root and the code against its code
+    identity before it re-executes a step."""
+
+    dataset: str | None = None  # a file, corpus, or shard folder or s3:// prefix
+    import_path: tuple[str, ...] = ()
+
+    def apply(self, spec: RunSpec) -> RunSpec:
+        update: dict[str, Any] = {}
+        if self.dataset is not None:
+            d = spec.dataset
+            here = self.dataset if "://" in self.dataset else _absolute(self.dataset, Path.cwd())
+            if isinstance(d, (FileDataset, TextDataset)):
+                update["dataset"] = d.model_copy(update={"path": here})
+            elif isinstance(d, ShardsDataset):
+                update["dataset"] = d.model_copy(update={"uri": here})
+            else:
+                raise UsageError(
+                    f"--dataset: the run's dataset is {d.kind}, which has no path to point "
+                    "elsewhere (it is the same on every machine)"
+                )
+        if self.import_path:
+            update["import_path"] = [_absolute(p, Path.cwd()) for p in self.import_path]
+        return spec.model_copy(update=update) if update else spec
 
 
 def parse_spec(data: Any, source: str = "spec", base: str | Path | None = None) -> RunSpec:
