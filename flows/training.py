@@ -122,10 +122,21 @@ def prove_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None = None)
     key = load_or_create_key(run_id)
     r = finalize_epoch(store, manifest, ledger, entries, key, epoch, po2, on_part)
     stats = {"epoch": epoch, "seconds": 0.0, "cycles": 0, "receipt_bytes": 0}
-    if r is not None:
-        stats["receipt_bytes"] = len(r.receipt)
-    if r is not None and r.stats is not None:  # None: a receipt found in the store was adopted
-        stats |= {"seconds": round(r.stats.seconds, 1), "cycles": r.stats.total_cycles}
+    if r is None:
+        progress.proof_finished(run_id, epoch, "already proven")
+        log.info("epoch %d: already proven (its receipt entry is in the ledger)", epoch)
+        return stats
+    stats["receipt_bytes"] = len(r.receipt)
+    if r.stats is None:  # a receipt a prove pool (or an earlier attempt) stored, verified here
+        progress.proof_finished(run_id, epoch, f"{stats['receipt_bytes']} bytes, adopted")
+        log.info(
+            "epoch %d proven: its receipt (%d bytes), proven elsewhere and stored, verified and "
+            "adopted",
+            epoch,
+            stats["receipt_bytes"],
+        )
+        return stats
+    stats |= {"seconds": round(r.stats.seconds, 1), "cycles": r.stats.total_cycles}
     progress.proof_finished(
         run_id, epoch, f"{stats['cycles']} cycles, {stats['receipt_bytes']} bytes"
     )
@@ -233,6 +244,7 @@ def _summarize(
         f"# veritrain run `{run_id}`\n\n"
         f"- run URI: `{info['run_uri']}`\n- guest image id: `{info['image_id']}`\n"
         f"- epochs: {len(rows)} ({len(receipts)} proven), {info['steps_per_epoch']} steps each\n"
-        f"- proving time: {proving:.1f} s\n\nVerify with `veritrain verify {info['run_uri']}`.\n",
+        f"- proving time in this process: {proving:.1f} s\n\n"
+        f"Verify with `veritrain verify {info['run_uri']}`.\n",
         description=f"Summary of run {run_id}",
     )

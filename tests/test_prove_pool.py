@@ -244,6 +244,12 @@ def test_two_workers_prove_the_segments_of_an_epoch(pooled):
     assert {n["prover"] for n in notes} == {"worker-a", "worker-b"}, notes
 
     # The trainer adopted the receipts the provers stored; the run verifies from the store.
+    assert re.search(
+        r"epoch 0 proven: its receipt \(\d+ bytes\), proven elsewhere and stored, verified and "
+        r"adopted",
+        pooled[1].stderr,
+    ), pooled[1].stderr[-3000:]
+    assert "'cycles': 0" not in pooled[1].stderr
     r = veritrain("verify", f"{store}/runs/pooled", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     assert [e["status"] for e in json.loads(r.stdout)["epochs"]] == ["final"]
