@@ -1,14 +1,15 @@
-"""A sharded dataset: shard files in a local folder, read lazily (PROTOCOL.md §4, "Sharded
-datasets").
+"""A sharded dataset: shard files in a local folder or an S3 prefix, read lazily (PROTOCOL.md §4,
+"Sharded datasets").
 
-The shards are the folder's regular files (not its subfolders), sorted by name as bytes; each is
-one ``.safetensors`` or ``.npz`` file (the spec's ``format``) holding a slice of the samples:
-arrays ``x`` and ``y`` (classification, regression) or ``tokens`` (language_model: windows of
-``context + 1`` tokens, one row each). Each shard is checked by its task's rules and hashed alone:
-its sample count, root (the dataset root of its own samples) and sha256 are what the manifest
-records. Samples are read by global index, a shard at a time, with at most ``HELD_SHARDS`` shards
-in memory; a shard read again is read whole and must have the sha256 it had when its root was
-computed, or DatasetChangedError names it.
+The shards are what ``sources.py`` lists (a folder's regular files, or the objects directly under
+an S3 prefix), sorted by name as bytes; each is one ``.safetensors`` or ``.npz`` file (the spec's
+``format``) holding a slice of the samples: arrays ``x`` and ``y`` (classification, regression)
+or ``tokens`` (language_model: windows of ``context + 1`` tokens, one row each). Each shard is
+read from where it is kept, checked by its task's rules and hashed alone: its sample count, root
+(the dataset root of its own samples) and sha256 are what the manifest records. Samples are read
+by global index, a shard at a time, with at most ``HELD_SHARDS`` shards in memory; a shard read
+again (from its folder, or from the local cache of S3 shards) must have the sha256 it had when its
+root was computed, or DatasetChangedError names it.
 """
 
 from __future__ import annotations
@@ -17,12 +18,17 @@ import hashlib
 import io
 import zipfile
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from veritrain.pipeline.errors import DatasetChangedError, SpecError
+from veritrain.pipeline.data.sources import (
+    ShardSource,
+    not_recorded,
+    open_source,
+    require_listing,
+)
+from veritrain.pipeline.errors import SpecError
 from veritrain.pipeline.run.manifest import ShardEntry
 from veritrain.pipeline.run.tasks import Task
 
@@ -30,17 +36,6 @@ ShardFormat = Literal["safetensors", "npz"]
 
 # Shards held in memory at once (each read whole when first needed).
 HELD_SHARDS = 4
-
-
-def shard_files(folder: Path) -> list[Path]:
-    """The folder's shard files, sorted by name as bytes; SpecError if there are none."""
-    try:
-        files = [p for p in folder.iterdir() if p.is_file()]
-    except OSError as e:
-        raise SpecError(f"{folder}: cannot list the shards: {e.strerror or e}") from None
-    if not files:
-        raise SpecError(f"{folder}: no shard files (a sharded dataset needs at least one)")
-    return sorted(files, key=lambda p: p.name.encode("utf-8", "surrogateescape"))
 
 
 def _arrays(data: bytes, fmt: ShardFormat, names: tuple[str, ...], key: str) -> dict[str, Any]:
@@ -65,49 +60,46 @@ def _arrays(data: bytes, fmt: ShardFormat, names: tuple[str, ...], key: str) -> 
     return arrays
 
 
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise DatasetChangedError(f"{path}: cannot read the shard: {e.strerror or e}") from None
-
-
 class Shards:
-    """The shards of ``folder`` as one dataset of ``task``: each read, checked and hashed once
-    here (one at a time), then read again by ``take`` when its samples are needed."""
+    """The shards at ``uri`` (a folder or ``s3://bucket/prefix``) as one dataset of ``task``:
+    each read, checked and hashed once here (one at a time; an S3 shard also fills the cache),
+    then read again by ``take`` when its samples are needed."""
 
-    def __init__(self, folder: Path, fmt: ShardFormat, task: Task):
+    def __init__(self, uri: str, fmt: ShardFormat, task: Task):
         from veritrain.pipeline.data.datasets import Dataset, shard_dataset
 
-        self.folder, self.fmt, self.task = folder, fmt, task
-        self.paths = shard_files(folder)
+        self.source: ShardSource = open_source(uri)
+        self.fmt, self.task = fmt, task
+        self.keys = self.source.keys()
         self.counts: list[int] = []
         self.roots: list[bytes] = []
         self.sha256: list[str] = []
         self.classes = 0
         first: Dataset | None = None
         dtypes: tuple[str, ...] = ()
-        for path in self.paths:
-            data = _read(path)
-            arrays = _arrays(data, fmt, self.names, str(path))
-            d = shard_dataset(arrays, task, str(path))
+        for key in self.keys:
+            where = self.source.where(key)
+            data = self.source.read(key)
+            arrays = _arrays(data, fmt, self.names, where)
+            d = shard_dataset(arrays, task, where)
             kinds = tuple(str(np.asarray(arrays[n]).dtype) for n in self.names)
             if first is None:
                 first, dtypes = d, kinds
             elif kinds != dtypes:
                 raise SpecError(
-                    f"{path}: arrays of dtypes {', '.join(kinds)}; the first shard "
-                    f"{self.paths[0].name}'s are {', '.join(dtypes)}"
+                    f"{where}: arrays of dtypes {', '.join(kinds)}; the first shard "
+                    f"{self.keys[0]}'s are {', '.join(dtypes)}"
                 )
             elif d.x.shape[1:] != first.x.shape[1:] or d.y.shape[1:] != first.y.shape[1:]:
                 raise SpecError(
-                    f"{path}: samples of shape x {d.x.shape[1:]}, y {d.y.shape[1:]}; the first "
-                    f"shard {self.paths[0].name}'s are x {first.x.shape[1:]}, y {first.y.shape[1:]}"
+                    f"{where}: samples of shape x {d.x.shape[1:]}, y {d.y.shape[1:]}; the first "
+                    f"shard {self.keys[0]}'s are x {first.x.shape[1:]}, y {first.y.shape[1:]}"
                 )
             self.counts.append(len(d))
             self.roots.append(d.root())
             self.sha256.append(hashlib.sha256(data).hexdigest())
             self.classes = max(self.classes, d.classes)
+            self.source.keep(self.sha256[-1], data)  # S3: into the cache, for training
         assert first is not None
         self.head = first
         self.starts = np.cumsum([0, *self.counts])
@@ -128,8 +120,8 @@ class Shards:
     def entries(self) -> list[dict[str, Any]]:
         """What the manifest records of each shard, in order."""
         return [
-            {"key": p.name, "samples": n, "root": r.hex(), "sha256": h}
-            for p, n, r, h in zip(self.paths, self.counts, self.roots, self.sha256, strict=True)
+            {"key": k, "samples": n, "root": r.hex(), "sha256": h}
+            for k, n, r, h in zip(self.keys, self.counts, self.roots, self.sha256, strict=True)
         ]
 
     def shard(self, s: int) -> Any:
@@ -139,13 +131,9 @@ class Shards:
         if s in self._held:
             self._held.move_to_end(s)
             return self._held[s]
-        path = self.paths[s]
-        data = _read(path)
-        if hashlib.sha256(data).hexdigest() != self.sha256[s]:
-            raise DatasetChangedError(
-                f"{path}: the shard changed after its root was computed; nothing was trained on it"
-            )
-        d = shard_dataset(_arrays(data, self.fmt, self.names, str(path)), self.task, str(path))
+        key, where = self.keys[s], self.source.where(self.keys[s])
+        data = self.source.fetch(key, self.sha256[s])
+        d = shard_dataset(_arrays(data, self.fmt, self.names, where), self.task, where)
         self._held[s] = d
         if len(self._held) > HELD_SHARDS:
             self._held.popitem(last=False)
@@ -167,16 +155,7 @@ class Shards:
     def require(self, recorded: list[ShardEntry], source: str) -> None:
         """DatasetChangedError naming the first shard that is not the one ``source`` (a run's
         manifest) records: another listing, or another file under the same key."""
-        here = self.entries()
-        for i in range(max(len(here), len(recorded))):
-            if i >= len(recorded) or i >= len(here) or here[i]["key"] != recorded[i].key:
-                key = here[i]["key"] if i < len(here) else recorded[i].key
-                raise DatasetChangedError(
-                    f"{self.folder / key}: the folder's shards are not the ones {source} records "
-                    f"({len(here)} here, {len(recorded)} recorded; they differ at this one)"
-                )
-            if here[i]["sha256"] != recorded[i].sha256 or here[i]["root"] != recorded[i].root.hex():
-                raise DatasetChangedError(
-                    f"{self.folder / recorded[i].key}: not the shard {source} records (sha256 "
-                    f"{here[i]['sha256'][:16]}..., recorded {recorded[i].sha256[:16]}...)"
-                )
+        require_listing(self.source, self.keys, recorded, source)
+        for i, entry in enumerate(recorded):
+            if self.sha256[i] != entry.sha256 or self.roots[i] != entry.root:
+                raise not_recorded(self.source.where(entry.key), self.sha256[i], entry, source)
