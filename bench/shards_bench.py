@@ -91,7 +91,7 @@ def root_figures(mb: int, counts: tuple[int, ...]) -> list[dict]:
             subprocess.run(["sha256sum", *map(str, paths)], check=True, capture_output=True)
             base = time.perf_counter() - t0
             t0 = time.perf_counter()
-            s = Shards(Path(tmp) / "shards", "safetensors", "classification")
+            s = Shards(str(Path(tmp) / "shards"), "safetensors", "classification")
             s.root()
             ours = time.perf_counter() - t0
         gib = size / (1 << 30)

@@ -19,7 +19,7 @@ from prefect.states import Completed, Failed, State
 
 from veritrain.pipeline.store.base import open_store
 from veritrain.pipeline.store.uris import split_run_uri
-from veritrain.pipeline.verify.audit import holds_audit, pull_epoch, verify_audit
+from veritrain.pipeline.verify.audit import check_dataset, holds_audit, pull_epoch, verify_audit
 from veritrain.pipeline.verify.policy import Policy, policy_from
 from veritrain.pipeline.verify.verifier import verify_run
 from veritrain.prover.errors import VeritrainError
@@ -61,7 +61,9 @@ def pull_epoch_task(run_uri: str, epoch: int, out: str) -> dict[str, str]:
     store_uri, run_id = split_run_uri(run_uri)
     if holds_audit(Path(out), run_id, epoch):
         return {}
-    return pull_epoch(open_store(store_uri), run_id, epoch, Path(out), get_run_logger().warning)
+    store = open_store(store_uri)
+    check_dataset(store, run_id)
+    return pull_epoch(store, run_id, epoch, Path(out), get_run_logger().warning)
 
 
 @task(name="verify-audit")

@@ -8,6 +8,7 @@ entry, a fraud proof, an attestation) are tampered objects: they fail verificati
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -684,6 +685,61 @@ def test_existing_run_with_another_spec(workspace, unproven_run, tiny_spec):
     r = cli(["run", "spec.yaml", "--store", str(store), "--run-id", run_id], workspace)
     _one_line_error(r, 2, [f"runs/{run_id}/run.json", "another spec"])
     assert sorted(p for p in store.rglob("*")) == before
+
+
+# -- a sharded dataset in an S3 prefix, before anything starts -----------------------------------
+
+S3_SHARDS = {
+    # row: (objects under the prefix, exit code, words)
+    "empty-prefix": ({}, 2, ["{uri}/: no shard objects under the prefix"]),
+    "mismatched-dtypes": (
+        {"b.npz": np.float64},
+        2,
+        ["{uri}/b.npz: arrays of dtypes float64, int64; the first shard a.npz's"],
+    ),
+    "mismatched-shapes": (
+        {"b.npz": (3,)},
+        2,
+        ["{uri}/b.npz: samples of shape x (3,), y (); the first shard a.npz's are x (4,)"],
+    ),
+    "not-the-format": ({"b.npz": b"not a zip"}, 2, ["{uri}/b.npz: not a npz shard"]),
+    "unreachable": (None, 3, ["{uri}/", "cannot reach the S3 endpoint"]),
+    "no-credentials": ("no-credentials", 3, ["{uri}/", "no usable S3 credentials"]),
+}
+
+
+def _npz(what: Any) -> bytes:
+    x = np.zeros((8, *(what if isinstance(what, tuple) else (4,))), dtype=np.float32)
+    out = io.BytesIO()
+    np.savez(out, x=x.astype(what) if isinstance(what, type) else x, y=np.zeros(8, np.int64))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("row", list(S3_SHARDS))
+def test_bad_s3_shards(row, workspace, monkeypatch, moto_s3):  # noqa: F811
+    objects, code, words = S3_SHARDS[row]
+    set_s3_env(monkeypatch, moto_s3.endpoint)
+    monkeypatch.setenv("VERITRAIN_CACHE", str(workspace.parent / f"{workspace.name}-cache"))
+    bucket = moto_s3.new_bucket()
+    uri = f"s3://{bucket}/data"
+    client = moto_s3.client()
+    client.put_object(Bucket=bucket, Key="data-not-under-the-prefix.npz", Body=_npz(None))
+    if isinstance(objects, dict):
+        for name, what in ({"a.npz": None, **objects} if objects else {}).items():
+            body = what if isinstance(what, bytes) else _npz(what)
+            client.put_object(Bucket=bucket, Key=f"data/{name}", Body=body)
+    elif objects is None:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
+    else:
+        for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            monkeypatch.delenv(var)
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    spec = SPEC | {"dataset": {"kind": "shards", "uri": uri, "format": "npz"}}
+    (workspace / "spec.yaml").write_text(yaml.safe_dump(spec))
+    before = _snapshot(workspace)
+    r = cli(["run", "spec.yaml", "--store", "store"], workspace)
+    _one_line_error(r, code, [w.format(uri=uri) for w in words])
+    assert _snapshot(workspace) == before
 
 
 # -- the loader's limits --------------------------------------------------------------------------

@@ -206,9 +206,15 @@ def test_bad_shards_are_refused_naming_the_shard(tmp_path):
 
 
 def test_spec_rules_for_shards():
-    doc = {**BASE, "dataset": {"kind": "shards", "uri": "s3://b/p", "format": "npz"}}
-    with pytest.raises(SpecError, match="dataset.uri: s3://b/p is not a local folder"):
-        parse_spec(doc)
+    doc = {**BASE, "dataset": {"kind": "shards", "uri": "s3://b/p/", "format": "npz"}}
+    assert parse_spec(doc, base="/elsewhere").dataset.uri == "s3://b/p/"  # not a path
+    for uri, words in [
+        ("gs://b/p", "dataset.uri: gs://b/p: shards are in a local folder or s3://"),
+        ("s3:///p", "dataset.uri: s3:///p: no bucket name"),
+        ("s3://b/../p", "dataset.uri: s3://b/../p: the prefix after the bucket has an empty"),
+    ]:
+        with pytest.raises(SpecError, match=words):
+            parse_spec({**doc, "dataset": {**doc["dataset"], "uri": uri}})
     doc = {**BASE, "dataset": {"kind": "shards", "uri": "d", "format": "npz"}}
     with pytest.raises(SpecError, match="dataset: arithmetic: canonical does not read sharded"):
         parse_spec({**doc, "arithmetic": "canonical"})

@@ -161,7 +161,7 @@ def shard_dataset(arrays: dict[str, Any], task: Task, source: str) -> Dataset:
 
 
 def _sharded(d: ShardsDataset, task: Task) -> ShardedDataset:
-    shards = Shards(Path(d.uri), d.format, task)
+    shards = Shards(d.uri, d.format, task)
     head = shards.head
     return ShardedDataset(
         x=head.x[:0], y=head.y[:0], classes=shards.classes, task=task, shards=shards

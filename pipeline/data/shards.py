@@ -1,19 +1,22 @@
-"""A sharded dataset: shard files in a local folder, read lazily (PROTOCOL.md §4, "Sharded
-datasets").
+"""A sharded dataset: shard files in a local folder or an S3 prefix, read lazily (PROTOCOL.md §4,
+"Sharded datasets").
 
-The shards are the folder's regular files (not its subfolders), sorted by name as bytes; each is
-one ``.safetensors`` or ``.npz`` file (the spec's ``format``) holding a slice of the samples:
-arrays ``x`` and ``y`` (classification, regression) or ``tokens`` (language_model: windows of
-``context + 1`` tokens, one row each). Each shard is checked by its task's rules and hashed alone:
-its sample count, root (the dataset root of its own samples) and sha256 are what the manifest
-records. Samples are read by global index: a shard's arrays are memory-mapped (safetensors, and
-npz members stored uncompressed; a compressed npz member is read whole), at most
-``HELD_SHARDS`` shards at a time, and only the rows asked for are copied out and converted.
-Between reads a shard is trusted by its file's status (device, inode, size, modification and
-change times) as it was when its sha256 was computed, the way git and make trust files; a shard
-whose status changed, or whose modification time was too close to the hashing to tell a later
-write apart ("racy", as git calls it), is read whole again and must have the sha256 it had, or
-DatasetChangedError names it.
+The shards are what ``sources.py`` lists (a folder's regular files, or the objects directly under
+an S3 prefix), sorted by name as bytes; each is one ``.safetensors`` or ``.npz`` file (the spec's
+``format``) holding a slice of the samples: arrays ``x`` and ``y`` (classification, regression)
+or ``tokens`` (language_model: windows of ``context + 1`` tokens, one row each). Each shard is
+read from where it is kept, checked by its task's rules and hashed alone: its sample count, root
+(the dataset root of its own samples) and sha256 are what the manifest records.
+
+Samples are read by global index from a local file holding the shard (its own file in a folder;
+for S3, its entry in the local cache): the file's arrays are memory-mapped (safetensors, and npz
+members stored uncompressed; a compressed npz member is read whole), at most ``HELD_SHARDS``
+shards at a time, and only the rows asked for are copied out and converted. A shard is trusted
+by its file's status (device, inode, size, modification and change times) as it was when its
+sha256 was last checked, the way git and make trust files; a shard seen for the first time, one
+whose status changed, or one whose modification time was too close to the check to tell a later
+write apart ("racy", as git calls it) is read whole and checked by sha256 again (an S3 cache entry
+that fails is fetched again), or DatasetChangedError names it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from veritrain.pipeline.errors import DatasetChangedError, SpecError
+from veritrain.pipeline.data.sources import (
+    ShardSource,
+    not_recorded,
+    open_source,
+    require_listing,
+)
+from veritrain.pipeline.errors import SpecError
 from veritrain.pipeline.run.manifest import ShardEntry
 from veritrain.pipeline.run.tasks import Task
 
@@ -40,8 +49,8 @@ ShardFormat = Literal["safetensors", "npz"]
 
 # Shards held open (memory-mapped, or read whole for a compressed npz member) at once.
 HELD_SHARDS = 16
-# A file modified this close to the moment its status was recorded may be written again within
-# the same timestamp tick: such a shard is hashed again when it is next opened.
+# A file modified this close to the moment its sha256 was checked may be written again within
+# the same timestamp tick: such a shard is checked again when it is next opened.
 RACY_SECONDS = 2.0
 
 _ST_DTYPES = {
@@ -49,17 +58,6 @@ _ST_DTYPES = {
     "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32, "U16": np.uint16,
     "U8": np.uint8, "BOOL": np.bool_,
 }  # fmt: skip
-
-
-def shard_files(folder: Path) -> list[Path]:
-    """The folder's shard files, sorted by name as bytes; SpecError if there are none."""
-    try:
-        files = [p for p in folder.iterdir() if p.is_file()]
-    except OSError as e:
-        raise SpecError(f"{folder}: cannot list the shards: {e.strerror or e}") from None
-    if not files:
-        raise SpecError(f"{folder}: no shard files (a sharded dataset needs at least one)")
-    return sorted(files, key=lambda p: p.name.encode("utf-8", "surrogateescape"))
 
 
 def _arrays(data: bytes, fmt: ShardFormat, names: tuple[str, ...], key: str) -> dict[str, Any]:
@@ -84,18 +82,12 @@ def _arrays(data: bytes, fmt: ShardFormat, names: tuple[str, ...], key: str) -> 
     return arrays
 
 
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise DatasetChangedError(f"{path}: cannot read the shard: {e.strerror or e}") from None
-
-
-def _status(path: Path) -> tuple[int, ...]:
+def _status(path: Path) -> tuple[int, ...] | None:
+    """The file's status, None if it is not there (an S3 cache entry evicted since)."""
     try:
         st = os.stat(path)
-    except OSError as e:
-        raise DatasetChangedError(f"{path}: cannot read the shard: {e.strerror or e}") from None
+    except OSError:
+        return None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
@@ -141,7 +133,7 @@ def _mapped_npz(path: Path, names: tuple[str, ...]) -> dict[str, Any] | None:
                 return None
             if dtype.hasobject:
                 return None
-            order = "F" if fortran else "C"
+            order: Literal["F", "C"] = "F" if fortran else "C"
             if int(np.prod(shape)) == 0:
                 out[name] = np.empty(shape, dtype=dtype, order=order)
             else:
@@ -152,55 +144,60 @@ def _mapped_npz(path: Path, names: tuple[str, ...]) -> dict[str, Any] | None:
 
 
 class Shards:
-    """The shards of ``folder`` as one dataset of ``task``: each read, checked and hashed once
-    here (one at a time), then read again by ``take`` when its samples are needed."""
+    """The shards at ``uri`` (a folder or ``s3://bucket/prefix``) as one dataset of ``task``:
+    each read, checked and hashed once here (one at a time; an S3 shard also fills the cache),
+    then read again by ``take`` when its samples are needed."""
 
-    def __init__(self, folder: Path, fmt: ShardFormat, task: Task):
+    def __init__(self, uri: str, fmt: ShardFormat, task: Task):
         from veritrain.pipeline.data.datasets import Dataset, shard_dataset
 
-        self.folder, self.fmt, self.task = folder, fmt, task
-        self.paths = shard_files(folder)
+        self.source: ShardSource = open_source(uri)
+        self.fmt, self.task = fmt, task
+        self.keys = self.source.keys()
         self.counts: list[int] = []
         self.roots: list[bytes] = []
         self.sha256: list[str] = []
         self.classes = 0
         first: Dataset | None = None
         dtypes: tuple[str, ...] = ()
-        # Each shard's file status when it was hashed (None: to hash again when next opened).
-        self._trusted: list[tuple[int, ...] | None] = []
-        for path in self.paths:
-            self._trusted.append(self._trust(_status(path)))
-            data = _read(path)
-            arrays = _arrays(data, fmt, self.names, str(path))
-            d = shard_dataset(arrays, task, str(path))
+        for key in self.keys:
+            where = self.source.where(key)
+            data = self.source.read(key)
+            arrays = _arrays(data, fmt, self.names, where)
+            d = shard_dataset(arrays, task, where)
             kinds = tuple(str(np.asarray(arrays[n]).dtype) for n in self.names)
             if first is None:
                 first, dtypes = d, kinds
             elif kinds != dtypes:
                 raise SpecError(
-                    f"{path}: arrays of dtypes {', '.join(kinds)}; the first shard "
-                    f"{self.paths[0].name}'s are {', '.join(dtypes)}"
+                    f"{where}: arrays of dtypes {', '.join(kinds)}; the first shard "
+                    f"{self.keys[0]}'s are {', '.join(dtypes)}"
                 )
             elif d.x.shape[1:] != first.x.shape[1:] or d.y.shape[1:] != first.y.shape[1:]:
                 raise SpecError(
-                    f"{path}: samples of shape x {d.x.shape[1:]}, y {d.y.shape[1:]}; the first "
-                    f"shard {self.paths[0].name}'s are x {first.x.shape[1:]}, y {first.y.shape[1:]}"
+                    f"{where}: samples of shape x {d.x.shape[1:]}, y {d.y.shape[1:]}; the first "
+                    f"shard {self.keys[0]}'s are x {first.x.shape[1:]}, y {first.y.shape[1:]}"
                 )
             self.counts.append(len(d))
             self.roots.append(d.root())
             self.sha256.append(hashlib.sha256(data).hexdigest())
             self.classes = max(self.classes, d.classes)
+            self.source.keep(self.sha256[-1], data)  # S3: into the cache, for training
         assert first is not None
         # The first shard's first sample: the dataset's shapes and dtypes.
         self.head = replace(first, x=first.x[:1].copy(), y=first.y[:1].copy())
         self.starts = np.cumsum([0, *self.counts])
+        # Each shard's local file status when its sha256 was last checked (None: not yet here).
+        self._trusted: list[tuple[int, ...] | None] = [None] * len(self.keys)
         self._held: OrderedDict[int, dict[str, Any]] = OrderedDict()
 
     @staticmethod
-    def _trust(status: tuple[int, ...]) -> tuple[int, ...] | None:
+    def _trust(status: tuple[int, ...] | None) -> tuple[int, ...] | None:
         """``status`` if a later write would change it, None if the file is racy: modified so
         recently that a write within the same timestamp tick could go unseen."""
-        return None if time.time() - status[3] / 1e9 < RACY_SECONDS else status
+        if status is None or time.time() - status[3] / 1e9 < RACY_SECONDS:
+            return None
+        return status
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -217,40 +214,49 @@ class Shards:
     def entries(self) -> list[dict[str, Any]]:
         """What the manifest records of each shard, in order."""
         return [
-            {"key": p.name, "samples": n, "root": r.hex(), "sha256": h}
-            for p, n, r, h in zip(self.paths, self.counts, self.roots, self.sha256, strict=True)
+            {"key": k, "samples": n, "root": r.hex(), "sha256": h}
+            for k, n, r, h in zip(self.keys, self.counts, self.roots, self.sha256, strict=True)
         ]
 
     def arrays(self, s: int) -> dict[str, Any]:
-        """Shard ``s``'s arrays as stored (memory-mapped where it can be), held open with a few
-        others; a shard whose file status is not the one it was hashed with is read whole and
-        checked by sha256 first."""
-        path = self.paths[s]
-        status = _status(path)
-        if status == self._trusted[s] and s in self._held:
+        """Shard ``s``'s arrays as stored, memory-mapped from its local file where they can be,
+        held open with a few others; a shard whose file status is not the one it was checked
+        with is read whole and checked by sha256 first."""
+        key, sha256 = self.keys[s], self.sha256[s]
+        path = self.source.local_file(key, sha256)
+        status = _status(path) if path is not None else None
+        if status is not None and status == self._trusted[s] and s in self._held:
             self._held.move_to_end(s)
             return self._held[s]
         self._held.pop(s, None)
-        arrays = None
-        if status == self._trusted[s]:
-            try:
-                mapped = _mapped_safetensors if self.fmt == "safetensors" else _mapped_npz
-                arrays = mapped(path, self.names)
-            except (OSError, ValueError, KeyError, struct.error, zipfile.BadZipFile):
-                arrays = None
-        if arrays is None:
-            data = _read(path)
-            if hashlib.sha256(data).hexdigest() != self.sha256[s]:
-                raise DatasetChangedError(
-                    f"{path}: the shard changed after its root was computed; nothing was trained "
-                    "on it"
-                )
-            arrays = _arrays(data, self.fmt, self.names, str(path))
-            self._trusted[s] = self._trust(status)
+        if status is None or status != self._trusted[s]:
+            data = self.source.fetch(key, sha256)  # checked: DatasetChangedError names it
+            after = _status(path) if path is not None else None
+            if self.source.owns_files:  # its cache: the status after the checked read
+                self._trusted[s] = after
+            else:  # the status seen before the check, unless a write since
+                self._trusted[s] = self._trust(status) if status == after else None
+            arrays = self._mapped(s, path) if self._trusted[s] is not None else None
+            if arrays is None:
+                arrays = _arrays(data, self.fmt, self.names, self.source.where(key))
+        else:
+            arrays = self._mapped(s, path)
+            if arrays is None:  # not mappable (a compressed npz member): read whole, checked
+                data = self.source.fetch(key, sha256)
+                arrays = _arrays(data, self.fmt, self.names, self.source.where(key))
         self._held[s] = arrays
         if len(self._held) > HELD_SHARDS:
             self._held.popitem(last=False)
         return arrays
+
+    def _mapped(self, s: int, path: Path | None) -> dict[str, Any] | None:
+        if path is None:
+            return None
+        try:
+            mapped = _mapped_safetensors if self.fmt == "safetensors" else _mapped_npz
+            return mapped(path, self.names)
+        except (OSError, ValueError, KeyError, struct.error, zipfile.BadZipFile):
+            return None
 
     def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Samples ``idx`` (global indices) as ``x`` and ``y`` rows, in that order: only those
@@ -269,22 +275,13 @@ class Shards:
                 if n not in rows:
                     rows[n] = np.empty((len(idx), *a.shape[1:]), dtype=a.dtype)
                 rows[n][at] = a[local]
-        d = shard_dataset(rows, self.task, str(self.folder))
+        d = shard_dataset(rows, self.task, self.source.uri)
         return d.x, d.y
 
     def require(self, recorded: list[ShardEntry], source: str) -> None:
         """DatasetChangedError naming the first shard that is not the one ``source`` (a run's
         manifest) records: another listing, or another file under the same key."""
-        here = self.entries()
-        for i in range(max(len(here), len(recorded))):
-            if i >= len(recorded) or i >= len(here) or here[i]["key"] != recorded[i].key:
-                key = here[i]["key"] if i < len(here) else recorded[i].key
-                raise DatasetChangedError(
-                    f"{self.folder / key}: the folder's shards are not the ones {source} records "
-                    f"({len(here)} here, {len(recorded)} recorded; they differ at this one)"
-                )
-            if here[i]["sha256"] != recorded[i].sha256 or here[i]["root"] != recorded[i].root.hex():
-                raise DatasetChangedError(
-                    f"{self.folder / recorded[i].key}: not the shard {source} records (sha256 "
-                    f"{here[i]['sha256'][:16]}..., recorded {recorded[i].sha256[:16]}...)"
-                )
+        require_listing(self.source, self.keys, recorded, source)
+        for i, entry in enumerate(recorded):
+            if self.sha256[i] != entry.sha256 or self.roots[i] != entry.root:
+                raise not_recorded(self.source.where(entry.key), self.sha256[i], entry, source)

@@ -33,7 +33,7 @@ from veritrain.pipeline.run.tasks import (
     check_task,
     default_task,
 )
-from veritrain.pipeline.store.uris import store_uri_problem
+from veritrain.pipeline.store.uris import S3_SCHEME, store_uri_problem
 from veritrain.prover import steps_per_epoch
 from veritrain.prover.results import Schedule
 
@@ -215,10 +215,13 @@ class RunSpec(_Strict):
     def _rules(self) -> RunSpec:
         check_task(self.task, self.dataset.kind, self.model.kind)
         if isinstance(self.dataset, ShardsDataset) and "://" in self.dataset.uri:
-            raise ValueError(
-                f"dataset.uri: {self.dataset.uri} is not a local folder; shards are read from "
-                "a local folder only in this version"
-            )
+            uri = self.dataset.uri
+            if not uri.startswith(S3_SCHEME):
+                raise ValueError(
+                    f"dataset.uri: {uri}: shards are in a local folder or s3://bucket[/prefix]"
+                )
+            if problem := store_uri_problem(uri):
+                raise ValueError(f"dataset.uri: {uri}: {problem}")
         if self.micro_batches > self.batch_size:
             raise ValueError(
                 f"micro_batches: {self.micro_batches} micro-batches of a batch of "
@@ -346,7 +349,7 @@ def resolve_paths(spec: RunSpec, base: str | Path | None = None) -> RunSpec:
         update["dataset"] = spec.dataset.model_copy(
             update={"path": _absolute(spec.dataset.path, folder)}
         )
-    elif isinstance(spec.dataset, ShardsDataset):
+    elif isinstance(spec.dataset, ShardsDataset) and not spec.dataset.uri.startswith(S3_SCHEME):
         update["dataset"] = spec.dataset.model_copy(
             update={"uri": _absolute(spec.dataset.uri, folder)}
         )

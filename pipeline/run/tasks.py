@@ -69,11 +69,12 @@ class TextDataset(_Strict):
 
 
 class ShardsDataset(_Strict):
-    """Shard files in a local folder (its regular files, sorted by name), each one ``format``
-    file holding a slice of the samples: ``x`` and ``y`` as a file dataset's, or ``tokens`` for
-    a language model (one window of ``context + 1`` byte-level tokens per row). Read lazily; the
-    dataset root is over the shards' roots (PROTOCOL.md §4). A relative folder is the spec
-    file's folder's."""
+    """Shard files in a local folder (its regular files) or an S3 prefix ``s3://bucket/prefix``
+    (the objects directly under it), sorted by name, each one ``format`` file holding a slice of
+    the samples: ``x`` and ``y`` as a file dataset's, or ``tokens`` for a language model (one
+    window of ``context + 1`` byte-level tokens per row). Read lazily (S3 shards through a local
+    cache); the dataset root is over the shards' roots (PROTOCOL.md §4). A relative folder is the
+    spec file's folder's."""
 
     kind: Literal["shards"] = "shards"
     uri: Annotated[str, Field(min_length=1)]

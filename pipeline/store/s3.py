@@ -353,23 +353,27 @@ class S3Store:
         if head.get("ContentLength") != len(data):
             return False, head  # no need to download a large object that cannot match
         try:
-            return self._get(obj) == data, head
+            return self._get(obj)[0] == data, head
         except NotFoundError:
             return None, {}
 
-    def _get(self, obj: str) -> bytes:
-        """GET with the body read; a body cut off mid-stream is fetched again (botocore retries
-        the request, not the stream)."""
+    def _get(self, obj: str, span: str = "") -> tuple[bytes, str]:
+        """GET (of bytes ``span``, an HTTP Range, if given) with the body read, and the answer's
+        Content-Range; a body cut off mid-stream is fetched again (botocore retries the request,
+        not the stream)."""
         for attempt in range(3):
             try:
-                resp = self._s3.get_object(Bucket=self.bucket, Key=obj)
+                if span:
+                    resp = self._s3.get_object(Bucket=self.bucket, Key=obj, Range=span)
+                else:
+                    resp = self._s3.get_object(Bucket=self.bucket, Key=obj)
             except ClientError as e:
                 if self._code(e) in _MISSING_KEY_CODES:
                     raise NotFoundError(f"{self._obj_uri(obj)}: no such object") from None
                 raise
             try:
                 # StreamingBody.read checks the length against Content-Length.
-                return resp["Body"].read()
+                return resp["Body"].read(), resp.get("ContentRange", "")
             except (ResponseStreamingError, IncompleteReadError, BotoConnectionError):
                 if attempt == 2:
                     raise
@@ -379,9 +383,25 @@ class S3Store:
     def read(self, key: str) -> bytes:
         obj = self._object(key)
         try:
-            return self._get(obj)
+            return self._get(obj)[0]
         except (BotoCoreError, ClientError) as e:
             raise self._error(self._obj_uri(obj), e, "read") from None
+
+    def read_range(self, key: str, start: int, stop: int) -> tuple[bytes, int]:
+        """Bytes ``start .. stop - 1`` of an object (fewer past its end) and the object's size,
+        by one ranged GET (a sharded dataset reads large shards in parts)."""
+        obj = self._object(key)
+        try:
+            body, span = self._get(obj, f"bytes={start}-{stop - 1}")
+        except ClientError as e:
+            if self._code(e) == "InvalidRange":  # an empty object has no byte to range over
+                return b"", 0
+            raise self._error(self._obj_uri(obj), e, "read") from None
+        except BotoCoreError as e:
+            raise self._error(self._obj_uri(obj), e, "read") from None
+        if not span:  # a server that ignores Range sends the whole object
+            return body[start:stop], len(body)
+        return body, int(span.rpartition("/")[2])
 
     def exists(self, key: str) -> bool:
         obj = self._object(key)

@@ -30,11 +30,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from veritrain.pipeline.data.sources import check_recorded_shards
 from veritrain.pipeline.documents import MAX_JSON_BYTES, load_json, read_document
 from veritrain.pipeline.errors import IntegrityError, StorageError, UsageError
 from veritrain.pipeline.run.determinism import DeterminismProfile
 from veritrain.pipeline.run.entries import Entry, EpochEntry, ReceiptEntry, parse_entry
 from veritrain.pipeline.run.manifest import Manifest, checkpoint_bodies, epoch_entries, sha256_hex
+from veritrain.pipeline.run.tasks import ShardsDataset
 from veritrain.pipeline.store.base import NotFoundError, Store
 from veritrain.pipeline.store.keys import challenges_prefix, ledger_prefix, manifest_key, run_prefix
 from veritrain.pipeline.store.local import LocalStore
@@ -42,6 +44,7 @@ from veritrain.pipeline.store.uris import run_uri
 from veritrain.pipeline.verify.checks import RunReport
 from veritrain.pipeline.verify.policy import Policy
 from veritrain.pipeline.verify.verifier import verify_run
+from veritrain.prover import VeritrainError
 
 AUDIT_FILE = "audit.json"
 
@@ -65,8 +68,23 @@ def audit_epoch(
     if holds_audit(out, run_id, epoch):
         log(f"{out}: re-verifying the audit of run {run_id} epoch {epoch} already there")
     else:
+        check_dataset(store, run_id)
         pull_epoch(store, run_id, epoch, out, log)
     return verify_audit(out, run_id, epoch, now, replayable, policy)
+
+
+def check_dataset(store: Store, run_id: str) -> None:
+    """A sharded run's shards, where its spec keeps them, are the ones run.json records (the
+    listing and each shard's sha256, every shard read once): DatasetChangedError naming the
+    first that is not, before anything is pulled. A manifest that does not load is left to the
+    verification, which names what is wrong with it."""
+    try:
+        manifest = Manifest.load(store, run_id)
+    except VeritrainError:
+        return
+    dataset = manifest.spec.dataset
+    if manifest.dataset_shards is not None and isinstance(dataset, ShardsDataset):
+        check_recorded_shards(dataset.uri, manifest.dataset_shards, manifest_key(run_id))
 
 
 def verify_audit(
