@@ -55,14 +55,19 @@ def verify_run_task(
 
 
 @task(name="pull-epoch", retries=2, retry_delay_seconds=5)
-def pull_epoch_task(run_uri: str, epoch: int, out: str) -> dict[str, str]:
-    """Copies the epoch's evidence into ``out``; skipped if ``out`` already holds this audit
-    (so a retry after a partial pull is refused rather than mixed: start with a new folder)."""
+def pull_epoch_task(
+    run_uri: str, epoch: int, out: str, dataset: str | None = None
+) -> dict[str, str]:
+    """Copies the epoch's evidence into ``out`` (after checking a sharded run's dataset where
+    ``dataset`` is not None: "" where the run read it, else there); skipped if ``out`` already
+    holds this audit (so a retry after a partial pull is refused rather than mixed: start with a
+    new folder)."""
     store_uri, run_id = split_run_uri(run_uri)
     if holds_audit(Path(out), run_id, epoch):
         return {}
     store = open_store(store_uri)
-    check_dataset(store, run_id)
+    if dataset is not None:
+        check_dataset(store, run_id, dataset or None)
     return pull_epoch(store, run_id, epoch, Path(out), get_run_logger().warning)
 
 
@@ -104,12 +109,14 @@ def audit_flow(
     image_ids: list[str] | None = None,
     trainer_keys: list[str] | None = None,
     require_pinned: bool = False,
+    dataset: str | None = None,
 ) -> State:
     """Pulls one epoch into ``out`` and verifies it from ``out`` alone, against the trust roots
-    named as for ``verify_flow``."""
+    named as for ``verify_flow``; with ``dataset`` ("" where the run read it, or a copy's path),
+    a sharded run's dataset is checked against run.json first."""
     _, run_id = split_run_uri(run_uri)
     trust = _trust_parameters(policy, image_ids, trainer_keys, require_pinned)
-    pull_epoch_task(run_uri, epoch, out)
+    pull_epoch_task(run_uri, epoch, out, dataset)
     return _outcome(verify_audit_task(out, run_id, epoch, trust), f"audit of {out}")
 
 

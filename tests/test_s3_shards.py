@@ -133,17 +133,17 @@ def test_a_shard_replaced_in_the_bucket_is_refused_by_challenge_and_audit(
         uri = f"{store.root}/runs/{run_id}"
         _one_line(veritrain("challenge", uri), 3, f"s3://{bucket}/{key}: not the shard")
         out = tmp_path / "audit"
-        r = veritrain("audit", uri, "--epoch", "0", "--out", str(out))
+        r = veritrain("audit", uri, "--epoch", "0", "--out", str(out), "--dataset")
         _one_line(r, 3, f"s3://{bucket}/{key}: not the shard", "runs/s3sh/run.json records")
         assert not out.exists()
         client.delete_object(Bucket=bucket, Key=key)
-        r = veritrain("audit", uri, "--epoch", "0", "--out", str(out))
+        r = veritrain("audit", uri, "--epoch", "0", "--out", str(out), "--dataset")
         _one_line(r, 3, f"s3://{bucket}/data/digits/part-002.safetensors", "(2 here, 3 recorded")
         assert not out.exists()
         assert store.list(f"runs/{run_id}/challenges/") == []
     finally:
         client.put_object(Bucket=bucket, Key=key, Body=blobs[1])
-    r = veritrain("audit", uri, "--epoch", "0", "--out", str(out), "--json")
+    r = veritrain("audit", uri, "--epoch", "0", "--out", str(out), "--json", "--dataset")
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(r.stdout)["epochs"][0]["status"] == "final"
 

@@ -7,6 +7,7 @@ bad inputs' one-line refusals."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from veritrain.pipeline.run.tasks import ShardsDataset
 from veritrain.pipeline.store.local import LocalStore
 from veritrain.pipeline.train.loop import train
 from veritrain.pipeline.train.trainer import open_trainer
+from veritrain.pipeline.verify.audit import check_dataset
 from veritrain.pipeline.verify.verifier import verify_run
 from veritrain.prover import dataset_root, sharded_root
 
@@ -156,6 +158,11 @@ def test_a_sharded_run_trains_verifies_and_replays(tmp_path, monkeypatch):
     assert report.ok, [c for e in report.epochs for c in e.checks if not c.ok]
     res = challenge(store, "sh")
     assert res.finding is None and res.replayed_steps == 4
+    # An auditor's check of the shards, where the run read them or in a copy of them.
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "project" / "shards", copy)
+    check_dataset(store, "sh")
+    check_dataset(store, "sh", str(copy))
     # A shard replaced after the run committed it: named by key, exit 3, nothing written.
     _write(tmp_path / "other", sizes=(20,))
     (tmp_path / "project" / "shards" / "part-001.safetensors").write_bytes(
@@ -164,6 +171,10 @@ def test_a_sharded_run_trains_verifies_and_replays(tmp_path, monkeypatch):
     with pytest.raises(DatasetChangedError, match=r"part-001\.safetensors: not the shard"):
         challenge(store, "sh")
     assert main(["challenge", f"{store.root}/runs/sh"]) == 3
+    with pytest.raises(DatasetChangedError, match=r"part-001\.safetensors: not the shard"):
+        check_dataset(store, "sh")
+    check_dataset(store, "sh", str(copy))  # the copy is still the run's
+    assert main(["challenge", f"{store.root}/runs/sh", "--dataset", str(copy)]) == 0
     assert store.list("runs/sh/challenges/") == []
 
 

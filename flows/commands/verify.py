@@ -129,7 +129,14 @@ def cmd_audit(args) -> int:
 
     v = verifier(args)
     report = audit_epoch(
-        v.store, v.run_id, args.epoch, args.out, log=err, replayable=v.replayable, policy=v.policy
+        v.store,
+        v.run_id,
+        args.epoch,
+        args.out,
+        log=err,
+        replayable=v.replayable,
+        policy=v.policy,
+        dataset=args.dataset,
     )
     return print_report(report, args.json, f"audit of {args.out}")
 
@@ -233,6 +240,15 @@ def add_audit(sub) -> None:
         help="empty or new folder (or one holding exactly this audit, which is re-verified)",
     )
     a.add_argument("--json", action="store_true")
+    a.add_argument(
+        "--dataset",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="also check a sharded run's dataset against run.json before the pull (the listing "
+        "and every shard's sha256, each shard read once): where the run read it, or at PATH "
+        "(this machine's copy: a shard folder or s3:// prefix)",
+    )
     add_verifier_options(a)
     a.set_defaults(fn=cmd_audit)
 

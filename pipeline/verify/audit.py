@@ -58,8 +58,11 @@ def audit_epoch(
     log: Callable[[str], None] = lambda _: None,
     replayable: list[DeterminismProfile] | None = None,
     policy: Policy | None = None,
+    dataset: str | None = None,
 ) -> RunReport:
-    """Pulls epoch ``epoch`` of the run into ``out`` and verifies it from ``out`` alone.
+    """Pulls epoch ``epoch`` of the run into ``out`` and verifies it from ``out`` alone; with
+    ``dataset`` ("" where the run read it, or this machine's copy), a sharded run's dataset is
+    checked against run.json first (``check_dataset``).
 
     ``out`` must be empty or missing, or hold exactly this audit (same run and epoch, the files
     its ``audit.json`` lists): then nothing is pulled and the folder is verified again, offline.
@@ -68,23 +71,32 @@ def audit_epoch(
     if holds_audit(out, run_id, epoch):
         log(f"{out}: re-verifying the audit of run {run_id} epoch {epoch} already there")
     else:
-        check_dataset(store, run_id)
+        if dataset is not None:
+            check_dataset(store, run_id, dataset or None)
         pull_epoch(store, run_id, epoch, out, log)
     return verify_audit(out, run_id, epoch, now, replayable, policy)
 
 
-def check_dataset(store: Store, run_id: str) -> None:
-    """A sharded run's shards, where its spec keeps them, are the ones run.json records (the
-    listing and each shard's sha256, every shard read once): DatasetChangedError naming the
-    first that is not, before anything is pulled. A manifest that does not load is left to the
-    verification, which names what is wrong with it."""
+def check_dataset(store: Store, run_id: str, here: str | None = None) -> None:
+    """A sharded run's shards, where its spec keeps them (or at ``here``, this machine's copy),
+    are the ones run.json records (the listing and each shard's sha256, every shard read once):
+    DatasetChangedError naming the first that is not, before anything is pulled. UsageError for
+    a run whose dataset is not sharded (a challenge checks any dataset's root). A manifest that
+    does not load is left to the verification, which names what is wrong with it."""
     try:
         manifest = Manifest.load(store, run_id)
     except VeritrainError:
         return
     dataset = manifest.spec.dataset
-    if manifest.dataset_shards is not None and isinstance(dataset, ShardsDataset):
-        check_recorded_shards(dataset.uri, manifest.dataset_shards, manifest_key(run_id))
+    if manifest.dataset_shards is None or not isinstance(dataset, ShardsDataset):
+        raise UsageError(
+            f"--dataset: run {run_id}'s dataset is {dataset.kind}, not sharded; audit checks a "
+            "sharded dataset's shards (a challenge checks any dataset against its root)"
+        )
+    uri = dataset.uri if here is None else here
+    if "://" not in uri:
+        uri = str(Path(uri).absolute())
+    check_recorded_shards(uri, manifest.dataset_shards, manifest_key(run_id))
 
 
 def verify_audit(
