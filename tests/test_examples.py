@@ -99,7 +99,7 @@ def test_the_examples_are_what_they_say():
     lm = load_spec(EXAMPLES / "tiny-lm.yaml")
     assert (lm.task, lm.dataset.path) == ("language_model", str(EXAMPLES / "corpus"))
     assert lm.optimizer.kind == "import" and lm.optimizer.ref == "torch.optim:AdamW"
-    assert lm.schedule.kind == "cosine" and lm.schedule.warmup_steps == 3
+    assert lm.schedule.kind == "cosine" and lm.schedule.warmup_steps == 2
     sys.path.insert(0, str(EXAMPLES))
     try:
         import tiny_lm
