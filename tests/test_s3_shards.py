@@ -182,7 +182,7 @@ def test_moto_lists_reads_in_parts_and_trains(moto_s3, monkeypatch, tmp_path):  
     # Samples come memory-mapped from the cache entry (checked once on its first read).
     d.take(np.arange(len(d)))
     held = d.shards._held  # type: ignore[union-attr]
-    assert held and all(isinstance(a, np.memmap) for v in held.values() for a in v.values())
+    assert held and all(isinstance(a.base, np.memmap) for v in held.values() for a in v.values())
     store = LocalStore(tmp_path / "store")
     train(open_trainer(spec, store, "moto"))
     assert verify_run(store, "moto").ok

@@ -128,7 +128,7 @@ def test_settled_shards_are_memory_mapped_and_a_rewrite_is_caught(tmp_path, fmt)
     got_x, got_y = d.take(idx)
     assert np.array_equal(got_x, x[idx]) and np.array_equal(got_y, y[idx])
     held = d.shards._held  # type: ignore[union-attr]
-    mapped = all(isinstance(a, np.memmap) for arrays in held.values() for a in arrays.values())
+    mapped = all(isinstance(a.base, np.memmap) for arrays in held.values() for a in arrays.values())
     assert mapped == (fmt != "npz-compressed")
     # The same bytes again (same size), written in place: the status changes, the shard is
     # hashed again, and it is still the shard that was committed.

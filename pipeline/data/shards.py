@@ -107,7 +107,10 @@ def _mapped_safetensors(path: Path, names: tuple[str, ...]) -> dict[str, Any] | 
         if end == begin:
             out[name] = np.empty(shape, dtype=dtype)
         else:
-            out[name] = np.memmap(path, dtype=dtype, mode="r", offset=8 + n + begin, shape=shape)
+            # A plain array over the mapping (indexing a memmap costs a Python call per take).
+            out[name] = np.asarray(
+                np.memmap(path, dtype=dtype, mode="r", offset=8 + n + begin, shape=shape)
+            )
     return out
 
 
@@ -137,8 +140,10 @@ def _mapped_npz(path: Path, names: tuple[str, ...]) -> dict[str, Any] | None:
             if int(np.prod(shape)) == 0:
                 out[name] = np.empty(shape, dtype=dtype, order=order)
             else:
-                out[name] = np.memmap(
-                    path, dtype=dtype, mode="r", offset=f.tell(), shape=shape, order=order
+                out[name] = np.asarray(
+                    np.memmap(
+                        path, dtype=dtype, mode="r", offset=f.tell(), shape=shape, order=order
+                    )
                 )
     return out
 
@@ -160,9 +165,17 @@ class Shards:
         self.classes = 0
         first: Dataset | None = None
         dtypes: tuple[str, ...] = ()
+        # Each shard's local file status when its sha256 was last checked (None: check it when
+        # its samples are first read). A folder's shard is trusted from this read on, by the
+        # status seen before it; an S3 shard's cache entry is checked on its first use.
+        self._trusted: list[tuple[int, ...] | None] = []
         for key in self.keys:
             where = self.source.where(key)
+            own = None if self.source.owns_files else self.source.local_file(key, "")
+            before = _status(own) if own is not None else None
             data = self.source.read(key)
+            same = own is not None and before == _status(own)
+            self._trusted.append(self._trust(before) if same else None)
             arrays = _arrays(data, fmt, self.names, where)
             d = shard_dataset(arrays, task, where)
             kinds = tuple(str(np.asarray(arrays[n]).dtype) for n in self.names)
@@ -187,8 +200,6 @@ class Shards:
         # The first shard's first sample: the dataset's shapes and dtypes.
         self.head = replace(first, x=first.x[:1].copy(), y=first.y[:1].copy())
         self.starts = np.cumsum([0, *self.counts])
-        # Each shard's local file status when its sha256 was last checked (None: not yet here).
-        self._trusted: list[tuple[int, ...] | None] = [None] * len(self.keys)
         self._held: OrderedDict[int, dict[str, Any]] = OrderedDict()
 
     @staticmethod

@@ -60,7 +60,8 @@ class ShardSource(Protocol):
 
     def local_file(self, key: str, sha256: str) -> Path | None:
         """A local file that holds the shard (its own, or its cache entry, filled first if it
-        can be), unchecked, for memory-mapped reads; None if there is none."""
+        can be), unchecked, for memory-mapped reads; None if there is none. A source that does
+        not own its files gives the shard's own file, whatever ``sha256``."""
         ...
 
 
