@@ -13,10 +13,9 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from conftest import ROOT, veritrain
+from tampering import FlipParamBit
 
 from veritrain.flows.cli import main
 from veritrain.pipeline.challenge.fraudproof import check_filed_proof
@@ -79,20 +78,6 @@ def copied(request, tmp_path):
     sys.modules.pop(module, None)
     yield name, project / f"{name}.yaml"
     sys.modules.pop(module, None)
-
-
-class FlipParamBit:
-    """A dishonest trainer: flips one parameter's last mantissa bit after step ``at``."""
-
-    def __init__(self, at: int):
-        self.at = at
-
-    def batch(self, step: int, idx: np.ndarray) -> np.ndarray:
-        return idx
-
-    def after_update(self, step, model, optimizer) -> None:
-        if step == self.at:
-            next(model.parameters()).detach().view(-1)[:1].view(torch.int32).bitwise_xor_(1)
 
 
 def test_the_examples_are_what_they_say():

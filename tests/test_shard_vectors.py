@@ -4,7 +4,6 @@ datasets") in pure Python (struct and hashlib only), and the extension's ``shard
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from pathlib import Path
@@ -12,28 +11,16 @@ from typing import Any
 
 import pytest
 
+# The pure-Python reading of PROTOCOL.md's tagged hash and Merkle root, shared with the sample
+# vectors' test (one reference implementation on the Python side).
+from test_sample_vectors import merkle_root, tagged
+
 from veritrain.prover import _native
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent / "vectors" / "shards-v1.json").read_text()
 )
 CASES = VECTORS["cases"]
-
-
-def tagged(tag: str, *parts: bytes) -> bytes:
-    h = hashlib.sha256(tag.encode() + b"\x00")
-    for p in parts:
-        h.update(p)
-    return h.digest()
-
-
-def merkle_root(leaves: list[bytes]) -> bytes:
-    if not leaves:
-        return tagged("veritrain/empty/v1")
-    if len(leaves) == 1:
-        return leaves[0]
-    k = 1 << ((len(leaves) - 1).bit_length() - 1)
-    return tagged("veritrain/node/v1", merkle_root(leaves[:k]), merkle_root(leaves[k:]))
 
 
 def flat_root(samples: list[bytes]) -> bytes:
