@@ -120,13 +120,24 @@ def prove_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None = None)
         progress.proof_part(run_id, epoch, log, part.kind, part.index, part.count, part.seconds)
 
     key = load_or_create_key(run_id)
-    r = finalize_epoch(store, manifest, ledger, entries, key, epoch, po2, on_part)
+    done = finalize_epoch(store, manifest, ledger, entries, key, epoch, po2, on_part)
     stats = {"epoch": epoch, "seconds": 0.0, "cycles": 0, "receipt_bytes": 0}
-    if r is None:
+    if done is None:
         progress.proof_finished(run_id, epoch, "already proven")
         log.info("epoch %d: already proven (its receipt entry is in the ledger)", epoch)
         return stats
+    r = done.receipt
     stats["receipt_bytes"] = len(r.receipt)
+    if done.source == "cached":
+        progress.proof_finished(run_id, epoch, f"{stats['receipt_bytes']} bytes, from the cache")
+        log.info(
+            "epoch %d proven: its receipt (%d bytes), proven before on this machine for the same "
+            "claim, from the receipt cache (%s), verified",
+            epoch,
+            stats["receipt_bytes"],
+            done.cache_path,
+        )
+        return stats
     if r.stats is None:  # a receipt a prove pool (or an earlier attempt) stored, verified here
         progress.proof_finished(run_id, epoch, f"{stats['receipt_bytes']} bytes, adopted")
         log.info(
@@ -141,6 +152,8 @@ def prove_epoch(store_uri: str, run_id: str, epoch: int, po2: int | None = None)
         run_id, epoch, f"{stats['cycles']} cycles, {stats['receipt_bytes']} bytes"
     )
     log.info("epoch %d proven: %s", epoch, stats)
+    if done.cache_path is not None:
+        log.info("epoch %d: its receipt is in the receipt cache (%s)", epoch, done.cache_path)
     return stats
 
 

@@ -53,6 +53,8 @@ VERITRAIN_GUEST_ELF="$GUEST_ELF" CARGO_TARGET_DIR="$CACHE/target" cargo clippy -
 CARGO_TARGET_DIR="$CACHE/target-core" cargo test -p veritrain-core --quiet
 cd "$REPO"
 # Proven runs are shared between tests (tests/conftest.py: the wheel's demo, the prove pool's
-# epoch), so no test proves what a fixture already has.
+# epoch), so no test proves what a fixture already has; and between sessions through the receipt
+# cache in $CACHE/receipts (verified on use: docs/OPERATIONS.md, "The receipt cache"), so a session
+# proves only what changed and what its tests of proving prove afresh.
 say "pytest"
 "$CACHE/venv/bin/python" -m pytest -q --durations=25 "$@"

@@ -20,10 +20,30 @@ ROOT = Path(__file__).resolve().parent.parent
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 
+CACHE = Path(os.environ.get("VERITRAIN_CACHE") or Path.home() / ".cache" / "veritrain")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _keys(tmp_path_factory):
-    """Run keys go to a per-session folder, never the user's (subprocesses inherit it)."""
-    os.environ["VERITRAIN_KEYS"] = str(tmp_path_factory.mktemp("keys"))
+def _keys():
+    """Run keys go to the test suite's own folder in the cache, never the user's (subprocesses
+    inherit it). It outlives the session on purpose: run.json holds the run's public key and every
+    state digest binds run.json, so the suite's proven runs make the same claims from one session
+    to the next only with the same keys, and only then does the receipt cache serve them."""
+    os.environ["VERITRAIN_KEYS"] = str(CACHE / "test-keys")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _receipt_cache():
+    """The proven fixture runs take their receipts from the machine's receipt cache when an earlier
+    session proved the same claims (pipeline/prove/receipt_cache.py: verified before use, keyed by
+    guest image id and claim, so a changed guest or run is proven afresh). A test of proving
+    itself turns it off (``NO_RECEIPT_CACHE``); ``VERITRAIN_RECEIPT_CACHE= bash scripts/test.sh``
+    proves every epoch."""
+    os.environ.setdefault("VERITRAIN_RECEIPT_CACHE", str(CACHE / "receipts"))
+
+
+# Added to a command's environment when its proof, not only its receipt, is what is tested.
+NO_RECEIPT_CACHE = {"VERITRAIN_RECEIPT_CACHE": ""}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -236,7 +256,6 @@ def wheel(tmp_path_factory) -> Path:
     interpreter), so an up-to-date cache only relinks. VERITRAIN_WHEEL names one already built."""
     if os.environ.get("VERITRAIN_WHEEL"):
         return Path(os.environ["VERITRAIN_WHEEL"])
-    cache = Path(os.environ.get("VERITRAIN_CACHE", Path.home() / ".cache" / "veritrain"))
     guest = subprocess.run(
         ["bash", str(ROOT / "scripts" / "build-guest.sh")],
         capture_output=True,
@@ -250,7 +269,7 @@ def wheel(tmp_path_factory) -> Path:
         **os.environ,
         "VIRTUAL_ENV": str(bin_dir.parent),
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "CARGO_TARGET_DIR": str(cache / "target"),
+        "CARGO_TARGET_DIR": str(CACHE / "target"),
         "VERITRAIN_GUEST_ELF": guest.stdout.strip(),
     }
     r = subprocess.run(

@@ -131,8 +131,9 @@ class S3Server:
             config=Config(retries={"mode": "standard", "max_attempts": 3}),
         )
 
-    def new_bucket(self, object_lock: bool = False) -> str:
-        bucket = f"vt-{uuid.uuid4().hex[:16]}"
+    def new_bucket(self, object_lock: bool = False, name: str | None = None) -> str:
+        """A new bucket, named ``name`` or at random."""
+        bucket = name or f"vt-{uuid.uuid4().hex[:16]}"
         kwargs = {"ObjectLockEnabledForBucket": True} if object_lock else {}
         self.client().create_bucket(Bucket=bucket, **kwargs)
         return bucket

@@ -5,7 +5,9 @@ whose cores are all busy, when the Prefect server cannot start, and when its S3 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,8 +17,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, veritrain
+from conftest import NO_RECEIPT_CACHE, ROOT, veritrain
 from s3servers import s3s_fs_own, set_s3_env  # noqa: F401 - fixture
+
+from veritrain.pipeline.prove.estimate import RATES_FILE
 
 # Long enough to be caught mid-training (3 epochs of 500 steps, a checkpoint every 100; caught
 # after the third of 15, seconds before the end), quick enough to finish when resumed; nothing
@@ -147,7 +151,10 @@ def test_sigint_mid_proving_then_resume(tmp_path):
     tiny = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text())
     tiny["dataset"]["samples"] = 16
     spec.write_text(yaml.safe_dump(tiny | {"epochs": 1}))
-    proc = _start("run", str(spec), "--store", str(store), "--run-id", "prove-stop")
+    # Proven here, not taken from the receipt cache: the proof is what the signal stops.
+    proc = _start(
+        "run", str(spec), "--store", str(store), "--run-id", "prove-stop", env=NO_RECEIPT_CACHE
+    )
     run = store / "runs" / "prove-stop"
     # Epoch 0's records are stored; its epoch entry follows and its proof starts at once.
     _wait_for(proc, (run / "records" / "epoch-000000.bin").exists, "epoch 0's records")
@@ -157,10 +164,50 @@ def test_sigint_mid_proving_then_resume(tmp_path):
     _assert_stopped(err, proc.returncode, 130, "SIGINT", children, store)
     assert not list((run / "receipts").glob("*.receipt"))
 
-    r = veritrain("run", str(spec), "--store", str(store), "--run-id", "prove-stop", "--verify")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "run prove-stop: verified" in r.stdout
+    # Resumed, the epoch is proven here too (not from the receipt cache): its log says what it
+    # will prove, then each part as it finishes.
+    resumed = _start(
+        "run",
+        str(spec),
+        "--store",
+        str(store),
+        "--run-id",
+        "prove-stop",
+        "--verify",
+        env=NO_RECEIPT_CACHE,
+    )
+    out, err = resumed.communicate(timeout=1200)
+    assert resumed.returncode == 0, err[-3000:]
+    assert "run prove-stop: verified" in out
     assert len(list((run / "receipts").glob("*.receipt"))) == 1
+    _assert_says_each_part(err, 0)
+
+
+def _assert_says_each_part(err: str, epoch: int) -> None:
+    """On stderr (the flow's log): before an epoch's first proof part, its cycles, segments and
+    estimate; then a line per part with the time it took and what is left, then "proven". The
+    parts' times are kept as this machine's rates for the next estimate."""
+    plan = re.search(
+        rf"epoch {epoch}: to prove [\d,]+ cycles \([\d,]+ user\) in (\d+) segments? "
+        r"\(.*2\^\d+\), (\d+) joins?, (1 resolve|no resolve): about .+ cycles/s",
+        err,
+    )
+    assert plan, err[-3000:]
+    segments, joins = int(plan[1]), int(plan[2])
+    assert plan[3] == ("1 resolve" if epoch else "no resolve")
+    lines = [
+        *(
+            f"epoch {epoch}: segment {k}/{segments} proven and lifted in "
+            for k in range(1, segments + 1)
+        ),
+        *(f"epoch {epoch}: join {i}/{joins} done in " for i in range(1, joins + 1)),
+        *([f"epoch {epoch}: the previous epoch's receipt resolved in "] * min(epoch, 1)),
+    ]
+    for line in lines:
+        assert plan.start() < err.find(line), (line, err[-3000:])
+    assert err.find(f"epoch {epoch} proven: ") > max(err.find(line) for line in lines)
+    kept = json.loads((Path(os.environ["VERITRAIN_STATE"]) / RATES_FILE).read_text())
+    assert any(k.startswith("segment-") for k in kept), kept
 
 
 @contextlib.contextmanager

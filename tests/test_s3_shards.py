@@ -74,7 +74,9 @@ def s3_run(s3s_fs, tmp_path_factory):  # noqa: F811
         set_s3_env(mp, s3s_fs.endpoint)
         mp.setenv("VERITRAIN_CACHE", str(tmp / "cache"))
         client = s3s_fs.client()
-        bucket = s3s_fs.new_bucket()
+        # Named, not random: the bucket is in the spec, so the run is the same from one session
+        # to the next and its receipt can come from the receipt cache (tests/conftest.py).
+        bucket = s3s_fs.new_bucket(name="vt-s3-shards")
         blobs = _shards()
         _upload(client, bucket, "data/digits", blobs)
         # A "folder" under the prefix is not a shard, as a subfolder is not locally.

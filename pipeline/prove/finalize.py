@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from veritrain.pipeline.errors import IntegrityError
+from veritrain.pipeline.prove.receipt_cache import ReceiptCache
 from veritrain.pipeline.run.entries import Entry, ReceiptBody
 from veritrain.pipeline.run.ledger import Ledger
 from veritrain.pipeline.run.manifest import (
@@ -21,7 +25,26 @@ from veritrain.pipeline.run.manifest import (
 )
 from veritrain.pipeline.store.base import Store
 from veritrain.pipeline.store.keys import journal_key, receipt_key
-from veritrain.prover import EpochReceipt, ProofPart, prove_epoch, verify_receipt
+from veritrain.prover import (
+    EpochClaim,
+    EpochReceipt,
+    ProofPart,
+    check_epoch,
+    prove_epoch,
+    verify_receipt,
+)
+
+
+@dataclass(frozen=True)
+class Finalized:
+    """An epoch's receipt, recorded in the ledger, and where it came from: ``proven`` here;
+    ``stored``, the store's receipt object (a prove pool's, or one a crash left), verified and
+    adopted; ``cached``, the receipt cache's entry at ``cache_path`` (``receipt_cache.py``),
+    verified. ``cache_path`` is also where a proof made here was cached, if it was."""
+
+    receipt: EpochReceipt
+    source: Literal["proven", "stored", "cached"]
+    cache_path: Path | None = None
 
 
 def finalize_epoch(
@@ -33,7 +56,7 @@ def finalize_epoch(
     epoch: int,
     po2: int | None = None,
     on_part: Callable[[ProofPart], None] | None = None,
-) -> EpochReceipt | None:
+) -> Finalized | None:
     """Proves ``epoch`` (its predecessor must already have a receipt) in segments of 2^``po2``
     cycles (None: risc0's default) and records the receipt; ``on_part`` hears of the proof's
     parts (``prover.prove_epoch``).
@@ -41,7 +64,8 @@ def finalize_epoch(
     Returns None if the epoch already has a receipt entry. A receipt object without its ledger
     entry (left by a crash, or written by a prover of a prove pool, which holds no trainer key) is
     verified and adopted rather than re-proven (proofs are randomized, so a new one would not
-    equal the stored bytes).
+    equal the stored bytes). With a receipt cache (``$VERITRAIN_RECEIPT_CACHE``), a receipt of
+    the same claim proven before on this machine is verified and used instead of a new proof.
     """
     run_id = manifest.run_id
     entries[:] = ledger.entries()
@@ -56,7 +80,7 @@ def finalize_epoch(
         journal = verify_receipt(data, manifest.image_id)
         if journal != claim:
             raise IntegrityError(f"{rk}: receipt is not for the epoch's committed claim")
-        result = EpochReceipt(receipt=data, claim=journal)
+        done = Finalized(EpochReceipt(receipt=data, claim=journal), "stored")
     else:
         prev_receipt = None
         if epoch > 0:
@@ -70,10 +94,9 @@ def finalize_epoch(
         from veritrain.pipeline.prove.guest_input import guest_input
 
         inp = guest_input(store, manifest, epochs, epoch, entries)
-        result = prove_epoch(inp, prev_receipt, po2=po2, on_part=on_part)
-        if result.claim != claim:
-            raise IntegrityError(f"epoch {epoch}: the receipt's journal is not the committed claim")
-        store.create(rk, result.receipt)
+        done = _prove(inp, claim, prev_receipt, po2, on_part)
+        store.create(rk, done.receipt.receipt)
+    result = done.receipt
     store.create(jk, json.dumps(result.claim.journal_json(), indent=1, sort_keys=True).encode())
     ledger.append(
         key,
@@ -91,4 +114,26 @@ def finalize_epoch(
         # prover.
         tolerate=frozenset({"checkpoint", "epoch"}),
     )
-    return result
+    return done
+
+
+def _prove(
+    inp: bytes,
+    claim: EpochClaim,
+    prev_receipt: bytes | None,
+    po2: int | None,
+    on_part: Callable[[ProofPart], None] | None,
+) -> Finalized:
+    """The epoch's receipt from the receipt cache if it has one, else proven (and cached)."""
+    cache = ReceiptCache.from_env()
+    cached = cache.get(claim) if cache is not None else None
+    if cache is not None and cached is not None:
+        # The store's records must be the claim's, as they must be for a proof: checked natively.
+        check_epoch(inp)
+        return Finalized(cached, "cached", cache.path(claim))
+    result = prove_epoch(inp, prev_receipt, po2=po2, on_part=on_part)
+    if result.claim != claim:
+        raise IntegrityError(
+            f"epoch {claim.epoch}: the receipt's journal is not the committed claim"
+        )
+    return Finalized(result, "proven", cache.put(result) if cache is not None else None)
