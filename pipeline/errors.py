@@ -36,7 +36,8 @@ class DatasetChangedError(VeritrainError):
 
 
 class ConflictError(StorageError):
-    """A conditional create lost: the object already exists (another writer won)."""
+    """A condition on an object did not hold: a conditional create lost (the object already
+    exists: another writer won), or a read pinned to an ETag found the object replaced."""
 
 
 class IntegrityError(VeritrainError):

@@ -150,6 +150,31 @@ def test_a_shard_replaced_in_the_bucket_is_refused_by_challenge_and_audit(
     assert json.loads(r.stdout)["epochs"][0]["status"] == "final"
 
 
+def test_a_shard_replaced_between_its_parts_is_refused(moto_s3, monkeypatch):  # noqa: F811
+    """The parts of one shard are pinned to the first part's ETag (If-Match): an object replaced
+    by another of the same size mid-read is refused by name, not read as a mix of both."""
+    set_s3_env(monkeypatch, moto_s3.endpoint)
+    client = moto_s3.client()
+    bucket = moto_s3.new_bucket()
+    old, new = _shards(sizes=[16])[0], _shards(sizes=[16], seed=9)[0]
+    assert len(old) == len(new) and old != new
+    client.put_object(Bucket=bucket, Key="p/a.st", Body=old)
+    monkeypatch.setattr(sources, "PART_SIZE", 64)
+    real = sources.S3Store.read_range
+
+    def replaced_after_the_first_part(s, key, start, stop, etag=""):
+        if start == 64:
+            client.put_object(Bucket=bucket, Key=f"p/{key}", Body=new)
+        return real(s, key, start, stop, etag)
+
+    source = sources.S3Source(f"s3://{bucket}/p")
+    assert source.read("a.st") == old
+    monkeypatch.setattr(sources, "PARTS_AT_ONCE", 1)  # the replacement comes before later parts
+    monkeypatch.setattr(sources.S3Store, "read_range", replaced_after_the_first_part)
+    with pytest.raises(DatasetChangedError, match=rf"s3://{bucket}/p/a.st: the shard changed"):
+        source.read("a.st")
+
+
 def test_moto_lists_reads_in_parts_and_trains(moto_s3, monkeypatch, tmp_path):  # noqa: F811
     set_s3_env(monkeypatch, moto_s3.endpoint)
     monkeypatch.setenv("VERITRAIN_CACHE", str(tmp_path / "cache"))
@@ -177,7 +202,7 @@ def test_moto_lists_reads_in_parts_and_trains(moto_s3, monkeypatch, tmp_path):  
     d = load_dataset(spec.dataset)
     entries = d.shard_entries()
     assert entries is not None and [e["key"] for e in entries] == ["B.st", "a.st", "c.st"]
-    assert len(reads) > 3 * 2 and max(b - a for _, a, b in reads) == 64
+    assert len(reads) > 3 * 2 and max(b - a for _, a, b, *_ in reads) == 64
     assert [e["sha256"] for e in entries] == [
         hashlib.sha256(b).hexdigest() for b in (blobs[1], blobs[0], blobs[2])
     ]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from veritrain.pipeline.data.cache import ShardCache
-from veritrain.pipeline.errors import DatasetChangedError, SpecError
+from veritrain.pipeline.errors import ConflictError, DatasetChangedError, SpecError
 from veritrain.pipeline.run.manifest import ShardEntry
 from veritrain.pipeline.store.s3 import S3Store
 from veritrain.pipeline.store.uris import S3_SCHEME, object_uri
@@ -123,14 +123,22 @@ class S3Source:
         return object_uri(self.store, key)
 
     def read(self, key: str) -> bytes:
-        first, size = self.store.read_range(key, 0, PART_SIZE)
+        """The object's bytes, in parts read PARTS_AT_ONCE at a time, each pinned to the first
+        part's ETag (If-Match), so that all are of one version of the object."""
+        first, size, etag = self.store.read_range(key, 0, PART_SIZE)
         if size <= len(first):
             return first
         starts = range(len(first), size, PART_SIZE)
-        with ThreadPoolExecutor(PARTS_AT_ONCE) as pool:
-            rest = pool.map(lambda at: self.store.read_range(key, at, at + PART_SIZE)[0], starts)
-            data = b"".join([first, *rest])
-        if len(data) != size:  # the object was replaced between the parts
+        try:
+            with ThreadPoolExecutor(PARTS_AT_ONCE) as pool:
+                rest = pool.map(
+                    lambda at: self.store.read_range(key, at, at + PART_SIZE, etag)[0], starts
+                )
+                data = b"".join([first, *rest])
+        except ConflictError:
+            data = b""
+        # Replaced between the parts: refused by its ETag, or by its size by a server without one.
+        if len(data) != size:
             raise DatasetChangedError(f"{self.where(key)}: the shard changed while it was read")
         return data
 

@@ -6,12 +6,10 @@ re-creates what a crash left behind) while other bytes raise ConflictError. The 
 the standard ``AWS_ENDPOINT_URL`` (boto3 reads it), credentials from boto3's standard chain.
 
 Large objects (> 16 MiB) go by multipart upload whose CompleteMultipartUpload is itself conditional
-(``If-None-Match: *``). AWS S3 supports that since 2024-08, and so do the two servers the
-conformance suite runs against (moto server 5.x and s3s-fs), so no temporary-key-then-copy
-fallback is needed: that fallback would itself need a conditional CopyObject, which is less widely
-supported than the conditional complete. A server that rejects the conditional header gets a
-StorageError that says so, rather than an unconditional write (one that silently ignores it
-cannot be told apart from the client side).
+(``If-None-Match: *``), as AWS S3 (since 2024-08), moto server 5.x and s3s-fs support: no
+temporary-key-then-copy fallback, which would need a conditional CopyObject, less widely supported.
+A server that rejects the conditional header gets a StorageError that says so, rather than an
+unconditional write (one that silently ignores it cannot be told apart from the client side).
 
 Atomicity is the server's job: AWS S3 serializes conditional writes (a concurrent loser gets 412,
 or 409 ConditionalRequestConflict while the winner is still in flight, which is retried here).
@@ -357,23 +355,19 @@ class S3Store:
         except NotFoundError:
             return None, {}
 
-    def _get(self, obj: str, span: str = "") -> tuple[bytes, str]:
-        """GET (of bytes ``span``, an HTTP Range, if given) with the body read, and the answer's
-        Content-Range; a body cut off mid-stream is fetched again (botocore retries the request,
-        not the stream)."""
+    def _get(self, obj: str, **cond: Any) -> tuple[bytes, Mapping[str, Any]]:
+        """GET (``cond``: get_object's Range, IfMatch) with the body read, and the answer; a body
+        cut off mid-stream is fetched again (botocore retries the request, not the stream)."""
         for attempt in range(3):
             try:
-                if span:
-                    resp = self._s3.get_object(Bucket=self.bucket, Key=obj, Range=span)
-                else:
-                    resp = self._s3.get_object(Bucket=self.bucket, Key=obj)
+                resp = self._s3.get_object(Bucket=self.bucket, Key=obj, **cond)
             except ClientError as e:
                 if self._code(e) in _MISSING_KEY_CODES:
                     raise NotFoundError(f"{self._obj_uri(obj)}: no such object") from None
                 raise
             try:
                 # StreamingBody.read checks the length against Content-Length.
-                return resp["Body"].read(), resp.get("ContentRange", "")
+                return resp["Body"].read(), resp
             except (ResponseStreamingError, IncompleteReadError, BotoConnectionError):
                 if attempt == 2:
                     raise
@@ -387,21 +381,27 @@ class S3Store:
         except (BotoCoreError, ClientError) as e:
             raise self._error(self._obj_uri(obj), e, "read") from None
 
-    def read_range(self, key: str, start: int, stop: int) -> tuple[bytes, int]:
-        """Bytes ``start .. stop - 1`` of an object (fewer past its end) and the object's size,
-        by one ranged GET (a sharded dataset reads large shards in parts)."""
+    def read_range(self, key: str, start: int, stop: int, etag: str = "") -> tuple[bytes, int, str]:
+        """Bytes ``start .. stop - 1`` of an object (fewer past its end), the object's size and
+        ETag, by one ranged GET (a sharded dataset reads large shards in parts). With ``etag``,
+        only of that version of the object: ConflictError if it was replaced since."""
         obj = self._object(key)
+        cond: dict[str, Any] = {"Range": f"bytes={start}-{stop - 1}"}
+        cond.update({"IfMatch": etag} if etag else {})
         try:
-            body, span = self._get(obj, f"bytes={start}-{stop - 1}")
+            body, resp = self._get(obj, **cond)
         except ClientError as e:
             if self._code(e) == "InvalidRange":  # an empty object has no byte to range over
-                return b"", 0
+                return b"", 0, etag
+            if etag and self._code(e) in _EXISTS_CODES:  # 412: not that ETag any more
+                raise ConflictError(f"{self._obj_uri(obj)}: replaced while it was read") from None
             raise self._error(self._obj_uri(obj), e, "read") from None
         except BotoCoreError as e:
             raise self._error(self._obj_uri(obj), e, "read") from None
+        span, tag = resp.get("ContentRange", ""), resp.get("ETag", "")
         if not span:  # a server that ignores Range sends the whole object
-            return body[start:stop], len(body)
-        return body, int(span.rpartition("/")[2])
+            return body[start:stop], len(body), tag
+        return body, int(span.rpartition("/")[2]), tag
 
     def exists(self, key: str) -> bool:
         obj = self._object(key)
