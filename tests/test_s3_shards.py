@@ -203,6 +203,15 @@ def test_moto_lists_reads_in_parts_and_trains(moto_s3, monkeypatch, tmp_path):  
     entries = d.shard_entries()
     assert entries is not None and [e["key"] for e in entries] == ["B.st", "a.st", "c.st"]
     assert len(reads) > 3 * 2 and max(b - a for _, a, b, *_ in reads) == 64
+    # Built again in this process (the preflight, then each epoch's trainer): listed, and an
+    # object whose ETag is the one read is not fetched again; a replaced one is.
+    read = len(reads)
+    assert load_dataset(spec.dataset).shard_entries() == entries and len(reads) == read
+    client.put_object(Bucket=bucket, Key="p/c.st", Body=blobs[0])
+    again = load_dataset(spec.dataset).shard_entries()
+    assert again is not None and {r[0] for r in reads[read:]} == {"c.st"}
+    assert again[2]["sha256"] == hashlib.sha256(blobs[0]).hexdigest()
+    client.put_object(Bucket=bucket, Key="p/c.st", Body=blobs[2])
     assert [e["sha256"] for e in entries] == [
         hashlib.sha256(b).hexdigest() for b in (blobs[1], blobs[0], blobs[2])
     ]

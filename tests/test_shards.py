@@ -18,6 +18,7 @@ from safetensors.numpy import save_file
 from veritrain.flows.cli import main
 from veritrain.pipeline.challenge.search import challenge
 from veritrain.pipeline.data import shards as shards_module
+from veritrain.pipeline.data import sources
 from veritrain.pipeline.data.datasets import load_dataset
 from veritrain.pipeline.errors import DatasetChangedError, SpecError
 from veritrain.pipeline.run.manifest import Manifest
@@ -106,8 +107,9 @@ def test_npz_and_language_model_shards(tmp_path):
 
 
 def _settled(folder: Path) -> None:
-    """Date the folder's files an hour back, so their status is trusted (not racy)."""
-    for p in folder.iterdir():
+    """Date the folder's files (or the one file) an hour back, so their status is trusted (not
+    racy)."""
+    for p in folder.iterdir() if folder.is_dir() else [folder]:
         st = p.stat()
         os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns - 3600 * 10**9))
 
@@ -176,6 +178,38 @@ def test_a_sharded_run_trains_verifies_and_replays(tmp_path, monkeypatch):
     check_dataset(store, "sh", str(copy))  # the copy is still the run's
     assert main(["challenge", f"{store.root}/runs/sh", "--dataset", str(copy)]) == 0
     assert store.list("runs/sh/challenges/") == []
+
+
+def test_a_dataset_built_again_in_one_process_reads_only_what_changed(tmp_path, monkeypatch):
+    """The preflight, the run and each epoch's trainer build the dataset again: a settled shard
+    whose status has not changed since this process checked it is not read or hashed again; a
+    shard rewritten, or still racy (too new to trust its status), is."""
+    folder = tmp_path / "shards"
+    _write(folder)
+    _settled(folder)
+    reads: list[str] = []
+    real = sources.FolderSource.read
+    monkeypatch.setattr(sources.FolderSource, "read", lambda s, k: reads.append(k) or real(s, k))
+    spec = ShardsDataset(uri=str(folder), format="safetensors")
+    first = load_dataset(spec)
+    assert len(reads) == len(SIZES)
+    again = load_dataset(spec)
+    assert len(reads) == len(SIZES)  # nothing read: every shard's status is the one it had
+    assert again.root() == first.root() and again.shard_entries() == first.shard_entries()
+    idx = np.array([63, 0, 30])
+    assert all(np.array_equal(a, b) for a, b in zip(again.take(idx), first.take(idx), strict=True))
+    # Another file under a key (same size, other bytes), settled: read again, another root.
+    path = folder / "part-004.safetensors"
+    x, y = _data(9)
+    save_file({"x": x * 2, "y": y}, str(path))
+    _settled(path)
+    changed = load_dataset(spec)
+    assert reads[len(SIZES) :] == ["part-004.safetensors"] and changed.root() != first.root()
+    # A shard written just now is racy: read every time until its status can be trusted.
+    save_file({"x": x * 3, "y": y}, str(path))
+    load_dataset(spec)
+    load_dataset(spec)
+    assert reads[len(SIZES) + 1 :] == ["part-004.safetensors"] * 2
 
 
 def test_a_shard_changed_between_root_and_training_is_named(tmp_path):

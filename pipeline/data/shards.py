@@ -16,7 +16,10 @@ by its file's status (device, inode, size, modification and change times) as it 
 sha256 was last checked, the way git and make trust files; a shard seen for the first time, one
 whose status changed, or one whose modification time was too close to the check to tell a later
 write apart ("racy", as git calls it) is read whole and checked by sha256 again (an S3 cache entry
-that fails is fetched again), or DatasetChangedError names it.
+that fails is fetched again), or DatasetChangedError names it. The same dataset built again in
+one process (the preflight, the run, each epoch's trainer) reads and hashes only the shards that
+changed since: what a shard's read found is kept by its identity (a trusted file status, or an S3
+object's ETag and size from the listing).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import struct
 import time
 import zipfile
 from collections import OrderedDict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -148,13 +151,57 @@ def _mapped_npz(path: Path, names: tuple[str, ...]) -> dict[str, Any] | None:
     return out
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """What reading and checking one shard found: its sample count, root, sha256 and classes,
+    its arrays' dtypes and its first sample (the shapes)."""
+
+    count: int
+    root: bytes
+    sha256: str
+    classes: int
+    kinds: tuple[str, ...]
+    head: Any  # a Dataset of the first sample
+
+
+# Per process, by the shard's identity (``Shards._identity``): the same dataset built again in one
+# process (the preflight, then the run, then each epoch's trainer) reads and hashes only the
+# shards that changed since. At most SEEN_SHARDS are kept, the oldest dropped first.
+SEEN_SHARDS = 100_000
+_SEEN: OrderedDict[tuple[Any, ...] | None, _Seen] = OrderedDict()
+
+
+def _remember(identity: tuple[Any, ...] | None, seen: _Seen) -> None:
+    if identity is None:
+        return
+    _SEEN[identity] = seen
+    while len(_SEEN) > SEEN_SHARDS:
+        _SEEN.popitem(last=False)
+
+
+def _read(data: bytes, fmt: ShardFormat, task: Task, names: tuple[str, ...], where: str) -> _Seen:
+    """Checks one shard's bytes by its task's rules and hashes them."""
+    from veritrain.pipeline.data.datasets import shard_dataset
+
+    arrays = _arrays(data, fmt, names, where)
+    d = shard_dataset(arrays, task, where)
+    return _Seen(
+        count=len(d),
+        root=d.root(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        classes=d.classes,
+        kinds=tuple(str(np.asarray(arrays[n]).dtype) for n in names),
+        head=replace(d, x=d.x[:1].copy(), y=d.y[:1].copy()),
+    )
+
+
 class Shards:
     """The shards at ``uri`` (a folder or ``s3://bucket/prefix``) as one dataset of ``task``:
     each read, checked and hashed once here (one at a time; an S3 shard also fills the cache),
     then read again by ``take`` when its samples are needed."""
 
     def __init__(self, uri: str, fmt: ShardFormat, task: Task):
-        from veritrain.pipeline.data.datasets import Dataset, shard_dataset
+        from veritrain.pipeline.data.datasets import Dataset
 
         self.source: ShardSource = open_source(uri)
         self.fmt, self.task = fmt, task
@@ -173,34 +220,56 @@ class Shards:
             where = self.source.where(key)
             own = None if self.source.owns_files else self.source.local_file(key, "")
             before = _status(own) if own is not None else None
-            data = self.source.read(key)
-            same = own is not None and before == _status(own)
-            self._trusted.append(self._trust(before) if same else None)
-            arrays = _arrays(data, fmt, self.names, where)
-            d = shard_dataset(arrays, task, where)
-            kinds = tuple(str(np.asarray(arrays[n]).dtype) for n in self.names)
+            seen = _SEEN.get(self._identity(key, own, before))
+            if seen is None:
+                data = self.source.read(key)
+                same = own is not None and before == _status(own)
+                trusted = self._trust(before) if same else None
+                seen = _read(data, fmt, task, self.names, where)
+                self.source.keep(seen.sha256, data)  # S3: into the cache, for training
+                _remember(self._identity(key, own, trusted), seen)
+            else:  # unchanged since this process read it (the preflight, an earlier epoch)
+                trusted = before
+            self._trusted.append(trusted)
             if first is None:
-                first, dtypes = d, kinds
-            elif kinds != dtypes:
+                first, dtypes = seen.head, seen.kinds
+            elif seen.kinds != dtypes:
                 raise SpecError(
-                    f"{where}: arrays of dtypes {', '.join(kinds)}; the first shard "
+                    f"{where}: arrays of dtypes {', '.join(seen.kinds)}; the first shard "
                     f"{self.keys[0]}'s are {', '.join(dtypes)}"
                 )
-            elif d.x.shape[1:] != first.x.shape[1:] or d.y.shape[1:] != first.y.shape[1:]:
+            elif (
+                seen.head.x.shape[1:] != first.x.shape[1:]
+                or seen.head.y.shape[1:] != first.y.shape[1:]
+            ):
+                d = seen.head
                 raise SpecError(
                     f"{where}: samples of shape x {d.x.shape[1:]}, y {d.y.shape[1:]}; the first "
                     f"shard {self.keys[0]}'s are x {first.x.shape[1:]}, y {first.y.shape[1:]}"
                 )
-            self.counts.append(len(d))
-            self.roots.append(d.root())
-            self.sha256.append(hashlib.sha256(data).hexdigest())
-            self.classes = max(self.classes, d.classes)
-            self.source.keep(self.sha256[-1], data)  # S3: into the cache, for training
+            self.counts.append(seen.count)
+            self.roots.append(seen.root)
+            self.sha256.append(seen.sha256)
+            self.classes = max(self.classes, seen.classes)
         assert first is not None
         # The first shard's first sample: the dataset's shapes and dtypes.
-        self.head = replace(first, x=first.x[:1].copy(), y=first.y[:1].copy())
+        self.head = first
         self.starts = np.cumsum([0, *self.counts])
         self._held: OrderedDict[int, dict[str, Any]] = OrderedDict()
+
+    def _identity(
+        self, key: str, own: Path | None, status: tuple[int, ...] | None
+    ) -> tuple[Any, ...] | None:
+        """What names this version of shard ``key`` as read here: its own file's path and
+        status if that status is trusted (not racy), else its source's version (an S3 object's
+        ETag); None if neither (then it is read again)."""
+        if own is not None:
+            status = self._trust(status)
+            return None if status is None else (str(own), status, self.fmt, self.task)
+        version = self.source.version(key)
+        if version is None:
+            return None
+        return (self.source.where(key), version, self.fmt, self.task)
 
     @staticmethod
     def _trust(status: tuple[int, ...] | None) -> tuple[int, ...] | None:

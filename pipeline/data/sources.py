@@ -46,6 +46,12 @@ class ShardSource(Protocol):
         """A shard's path or s3:// URI, for messages."""
         ...
 
+    def version(self, key: str) -> str | None:
+        """What names this version of the shard, as ``keys`` listed it: an S3 object's ETag and
+        size (a new object under the key has another). None where there is none (a folder's
+        file, which its status names instead)."""
+        ...
+
     def read(self, key: str) -> bytes:
         """The shard's bytes as they are now, from the folder or the bucket."""
         ...
@@ -84,6 +90,9 @@ class FolderSource:
     def where(self, key: str) -> str:
         return str(self.folder / key)
 
+    def version(self, key: str) -> str | None:
+        return None
+
     def read(self, key: str) -> bytes:
         try:
             return (self.folder / key).read_bytes()
@@ -109,9 +118,12 @@ class S3Source:
         self.store = S3Store(uri)
         self.uri = self.store.uri
         self.cache = cache if cache is not None else ShardCache.from_env()
+        self._versions: dict[str, str] = {}
 
     def keys(self) -> list[str]:
-        keys = [k for k in self.store.list("") if "/" not in k]
+        listing = self.store.listing("")
+        self._versions = {k: f"{etag} {size}" for k, (etag, size) in listing.items() if etag}
+        keys = [k for k in listing if "/" not in k]
         if not keys:
             raise SpecError(
                 f"{self.uri}/: no shard objects under the prefix (a sharded dataset needs at "
@@ -121,6 +133,9 @@ class S3Source:
 
     def where(self, key: str) -> str:
         return object_uri(self.store, key)
+
+    def version(self, key: str) -> str | None:
+        return self._versions.get(key)
 
     def read(self, key: str) -> bytes:
         """The object's bytes, in parts read PARTS_AT_ONCE at a time, each pinned to the first

@@ -6,10 +6,12 @@ re-creates what a crash left behind) while other bytes raise ConflictError. The 
 the standard ``AWS_ENDPOINT_URL`` (boto3 reads it), credentials from boto3's standard chain.
 
 Large objects (> 16 MiB) go by multipart upload whose CompleteMultipartUpload is itself conditional
-(``If-None-Match: *``), as AWS S3 (since 2024-08), moto server 5.x and s3s-fs support: no
-temporary-key-then-copy fallback, which would need a conditional CopyObject, less widely supported.
-A server that rejects the conditional header gets a StorageError that says so, rather than an
-unconditional write (one that silently ignores it cannot be told apart from the client side).
+(``If-None-Match: *``). AWS S3 supports that since 2024-08, and so do the two servers the
+conformance suite runs against (moto server 5.x and s3s-fs), so no temporary-key-then-copy
+fallback is needed: that fallback would itself need a conditional CopyObject, which is less widely
+supported than the conditional complete. A server that rejects the conditional header gets a
+StorageError that says so, rather than an unconditional write (one that silently ignores it
+cannot be told apart from the client side).
 
 Atomicity is the server's job: AWS S3 serializes conditional writes (a concurrent loser gets 412,
 or 409 ConditionalRequestConflict while the winner is still in flight, which is retried here).
@@ -33,16 +35,14 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    HTTPClientError,
     IncompleteReadError,
-    NoCredentialsError,
-    PartialCredentialsError,
     ResponseStreamingError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from veritrain.pipeline.errors import ConflictError, StorageError, UsageError
 from veritrain.pipeline.store.base import NotFoundError, writing
+from veritrain.pipeline.store.s3errors import failure, one_line
 from veritrain.pipeline.store.uris import S3_SCHEME, check_store_uri
 
 if TYPE_CHECKING:  # boto3-stubs: the S3 client's request and response types, for mypy only
@@ -72,15 +72,6 @@ _CONFIG = Config(
 _EXISTS_CODES = {"PreconditionFailed", "412"}
 _IN_FLIGHT_CODES = {"ConditionalRequestConflict", "409"}
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
-_DENIED_CODES = {
-    "AccessDenied",
-    "403",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "AllAccessDisabled",
-}
 # Servers without the Object Lock API answer these; such a bucket simply has no lock.
 _NO_LOCK_CODES = {
     "ObjectLockConfigurationNotFoundError",
@@ -106,10 +97,6 @@ class _Exists(Exception):
         self.in_flight = in_flight
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 class S3Store:
     """``s3://bucket[/prefix]``; keys live under the prefix. Thread-safe (boto3 clients are)."""
 
@@ -126,9 +113,7 @@ class S3Store:
             # from, and the flow may open stores from several threads.
             self._s3 = client or boto3.session.Session().client("s3", config=_CONFIG)
         except (BotoCoreError, ValueError) as e:
-            raise StorageError(
-                f"{self.uri}: cannot set up the S3 client ({_one_line(e)})"
-            ) from None
+            raise StorageError(f"{self.uri}: cannot set up the S3 client ({one_line(e)})") from None
         self._lock_checked = False
         self._locked = False
         self._lock_mutex = threading.Lock()
@@ -144,31 +129,9 @@ class S3Store:
         return f"s3://{self.bucket}/{obj}"
 
     def _error(self, where: str, e: Exception, doing: str) -> StorageError:
-        """One line naming the object and the cause, for any boto failure that is not a
-        precondition or a missing key."""
-        endpoint = self._s3.meta.endpoint_url
-        if isinstance(e, NoCredentialsError | PartialCredentialsError):
-            cause = (
-                f"no usable S3 credentials ({_one_line(e)}); set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
-            )
-        elif isinstance(
-            e, BotoConnectionError | HTTPClientError | ResponseStreamingError | IncompleteReadError
-        ):
-            cause = f"cannot reach the S3 endpoint {endpoint} ({_one_line(e)})"
-        elif isinstance(e, ClientError):
-            code = str(e.response.get("Error", {}).get("Code", ""))
-            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            message = _one_line(e.response.get("Error", {}).get("Message", "") or e)
-            if code == "NoSuchBucket":
-                cause = f"no such bucket {self.bucket!r} at {endpoint}"
-            elif code in _DENIED_CODES or status == 403:
-                cause = f"access denied by {endpoint} ({code}: {message})"
-            else:
-                cause = f"cannot {doing}: S3 error {code or status} ({message})"
-        else:
-            cause = f"cannot {doing} ({type(e).__name__}: {_one_line(e)})"
-        return StorageError(f"{where}: {cause}")
+        """One line naming the object and the cause (``s3errors.py``), for any boto failure that
+        is not a precondition or a missing key."""
+        return failure(where, e, doing, self._s3.meta.endpoint_url, self.bucket)
 
     @staticmethod
     def _code(e: ClientError) -> str:
@@ -257,7 +220,7 @@ class S3Store:
                     raise StorageError(
                         f"{where}: the S3 endpoint {self._s3.meta.endpoint_url} does not support "
                         f"conditional writes (If-None-Match: *), which veritrain needs "
-                        f"({_one_line(e)})"
+                        f"({one_line(e)})"
                     ) from None
                 raise self._error(where, e, "write") from None
             except BotoCoreError as e:
@@ -429,14 +392,18 @@ class S3Store:
             raise self._error(where, e, "list") from None
 
     def list(self, prefix: str) -> list[str]:
-        # As LocalStore: the prefix names a folder, so "runs/a" lists runs/a/... and not runs/ab/...
+        return sorted(self.listing(prefix))
+
+    def listing(self, prefix: str) -> dict[str, tuple[str, int]]:
+        """The objects under ``prefix`` (a folder: "runs/a" lists runs/a/... and not runs/ab/...,
+        as LocalStore) by key, each with its ETag and size, from the same LIST."""
         prefix = prefix.strip("/")
         if ".." in prefix.split("/"):
             raise StorageError(f"{self.uri}: bad object key {prefix!r}")
         base = "/".join(p for p in (self.prefix, prefix) if p)
         full = f"{base}/" if base else ""
         cut = len(self.prefix) + 1 if self.prefix else 0
-        keys = []
+        found = {}
         try:
             pages = self._s3.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=full
@@ -444,7 +411,7 @@ class S3Store:
             for page in pages:
                 for item in page.get("Contents", []):
                     if not item["Key"].endswith("/"):  # folder markers made by consoles
-                        keys.append(item["Key"][cut:])
+                        found[item["Key"][cut:]] = (item.get("ETag", ""), item.get("Size", 0))
         except (BotoCoreError, ClientError) as e:
             raise self._error(self._obj_uri(full), e, "list") from None
-        return sorted(keys)
+        return found
