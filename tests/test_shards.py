@@ -6,8 +6,11 @@ bad inputs' one-line refusals."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +213,31 @@ def test_a_dataset_built_again_in_one_process_reads_only_what_changed(tmp_path, 
     load_dataset(spec)
     load_dataset(spec)
     assert reads[len(SIZES) + 1 :] == ["part-004.safetensors"] * 2
+
+
+def test_a_run_of_two_epochs_reads_each_shard_once(tmp_path):
+    """`veritrain run` through its Prefect flow (the Python API, in a process of its own): the
+    preflight, the run's creation and the two epochs' trainers each build the dataset, and each
+    settled shard is read and hashed once in all."""
+    _write(tmp_path / "project" / "shards")
+    _settled(tmp_path / "project" / "shards")
+    spec = _spec(tmp_path / "project", epochs=2)
+    script = f"""
+import json, sys, veritrain
+from veritrain.pipeline.data import sources
+reads, real = [], sources.FolderSource.read
+sources.FolderSource.read = lambda s, k: reads.append(k) or real(s, k)
+uri = veritrain.run({str(tmp_path / "project" / "spec.yaml")!r}, store="store", run_id="thrice")
+print(json.dumps({{"uri": uri, "reads": reads}}))
+"""
+    r = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["uri"] == f"{tmp_path}/store/runs/thrice"
+    assert sorted(out["reads"]) == [f"part-{i:03d}.safetensors" for i in range(len(SIZES))]
+    assert Manifest.load(LocalStore(tmp_path / "store"), "thrice").spec == spec
 
 
 def test_a_shard_changed_between_root_and_training_is_named(tmp_path):
