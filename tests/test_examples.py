@@ -48,19 +48,23 @@ def _place(name: str) -> Path:
     come from the receipt cache (tests/conftest.py). Returns the spec's path."""
     module, files, _ = CASES[name]
     folder = CACHE / "test-examples" / name
-    sources = [EXAMPLES / f"{name}.yaml", *(EXAMPLES / f for f in files)]
-    for src in sources:
+    wanted = {}
+    for src in [EXAMPLES / f"{name}.yaml", *(EXAMPLES / f for f in files)]:
         for path in sorted(src.rglob("*")) if src.is_dir() else [src]:
-            if not path.is_file() or "__pycache__" in path.parts:
-                continue
-            dst = folder / path.relative_to(EXAMPLES)
-            data = path.read_bytes()
-            if dst.is_file() and dst.read_bytes() == data:
-                continue
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.with_name(f".{dst.name}.{os.getpid()}")
-            tmp.write_bytes(data)
-            os.replace(tmp, dst)
+            if path.is_file() and "__pycache__" not in path.parts:
+                wanted[path.relative_to(EXAMPLES)] = path.read_bytes()
+    for rel, data in wanted.items():
+        dst = folder / rel
+        if dst.is_file() and dst.read_bytes() == data:
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, dst)
+    for path in folder.rglob("[!.]*"):  # a file the example no longer has
+        if path.is_file() and "__pycache__" not in path.parts:
+            if path.relative_to(folder) not in wanted:
+                path.unlink()
     return folder / f"{name}.yaml"
 
 
