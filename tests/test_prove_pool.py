@@ -264,15 +264,14 @@ def test_two_workers_prove_the_segments_of_an_epoch(pooled):
 
 
 @pytest.mark.proving
-def test_segments_join_in_order_and_resolve_only_with_their_predecessor(
-    pooled, unproven_run, tiny_run
-):
+def test_segments_join_in_order_and_resolve_only_with_their_predecessor(pooled, tiny_run):
     """Segments join only in order: the pooled epoch's first two lifted segments (the receipts the
     pool stored) are refused the other way round. An epoch after the first proves on its own
-    (epoch 1 of an unproven run, one segment, lifted here, with no receipt of epoch 0 anywhere)
-    as a receipt conditional on its predecessor's claim: finishing it without resolving that
-    assumption, or resolving it with a receipt of another claim, is refused. (The successful
-    finish is in the tiny run and the pooled one.)"""
+    (the tiny run's epoch 1, one segment, proven and lifted here) as a receipt conditional on its
+    predecessor's claim: finishing it without resolving that assumption, or resolving it with a
+    receipt of another claim (the pooled run's epoch 0), is refused; resolved with the tiny run's
+    epoch-0 receipt it is that epoch's claim, verified. This resolve is made afresh in every
+    session (the tiny run's own receipts may come from the receipt cache)."""
     s, _ = pooled
     ex = parts.load_execution(s, "pooled", 0, PO2)
     assert len(ex.segments) >= 2
@@ -280,8 +279,8 @@ def test_segments_join_in_order_and_resolve_only_with_their_predecessor(
     with pytest.raises(ReceiptVerificationError, match="not consecutive"):
         prover.join_receipts(lifted[1], lifted[0])
 
-    store = LocalStore(unproven_run[0])
-    manifest = Manifest.load(store, unproven_run[1])
+    store = LocalStore(tiny_run[0])
+    manifest = Manifest.load(store, tiny_run[1])
     _, entries = open_ledger(store, manifest)
     claim = epoch_entries(entries)[1].body.claim
     execution = prover.execute_epoch(
@@ -291,10 +290,13 @@ def test_segments_join_in_order_and_resolve_only_with_their_predecessor(
     joined = prover.join_all([prover.prove_segment(execution.segments[0])])
     with pytest.raises(ReceiptVerificationError, match="assumption"):
         _native.finish(joined, claim.to_bytes(), claim.image_id, None)
-    # The tiny run's epoch-0 receipt proves another run's claim: not this assumption.
-    other_store, other_id, _ = tiny_run
-    other = LocalStore(other_store)
-    other_entries = open_ledger(other, Manifest.load(other, other_id))[1]
-    other_receipt = other.read(receipt_entries(other_entries)[0].body.receipt)
+    # The pooled run's epoch-0 receipt proves another run's claim: not this assumption.
+    other_entries = open_ledger(s, Manifest.load(s, "pooled"))[1]
+    other_receipt = s.read(receipt_entries(other_entries)[0].body.receipt)
     with pytest.raises(ReceiptVerificationError, match="not the one this epoch assumes"):
         prover.finish_epoch(joined, claim, other_receipt)
+    prev = store.read(receipt_entries(entries)[0].body.receipt)
+    done = prover.finish_epoch(joined, claim, prev)
+    assert done.claim == claim
+    assert prover.verify_receipt(done.receipt, manifest.image_id) == claim
+    assert prover.receipt_kind(done.receipt) == "succinct"
