@@ -139,9 +139,12 @@ class S3Source:
 
     def read(self, key: str) -> bytes:
         """The object's bytes, in parts read PARTS_AT_ONCE at a time, each pinned to the first
-        part's ETag (If-Match), so that all are of one version of the object."""
+        part's ETag (If-Match), so that all are of one version of the object; that version is
+        the key's ``version`` from now on (what was read, whatever the listing said)."""
         first, size, etag = self.store.read_range(key, 0, PART_SIZE)
+        self._versions.pop(key, None)
         if size <= len(first):
+            self._versions.update({key: f"{etag} {size}"} if etag else {})
             return first
         starts = range(len(first), size, PART_SIZE)
         try:
@@ -155,6 +158,7 @@ class S3Source:
         # Replaced between the parts: refused by its ETag, or by its size by a server without one.
         if len(data) != size:
             raise DatasetChangedError(f"{self.where(key)}: the shard changed while it was read")
+        self._versions.update({key: f"{etag} {size}"} if etag else {})
         return data
 
     def fetch(self, key: str, sha256: str) -> bytes:
