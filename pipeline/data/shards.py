@@ -18,8 +18,8 @@ whose status changed, or one whose modification time was too close to the check 
 write apart ("racy", as git calls it) is read whole and checked by sha256 again (an S3 cache entry
 that fails is fetched again), or DatasetChangedError names it. The same dataset built again in
 one process (the preflight, the run, each epoch's trainer) reads and hashes only the shards that
-changed since: what a shard's read found is kept by its identity (a trusted file status, or an S3
-object's ETag and size from the listing).
+changed since: what a shard's read found is kept by its identity (a trusted file status, or the
+ETag and size an S3 object was read at, which a later listing must show again).
 """
 
 from __future__ import annotations
